@@ -1,0 +1,65 @@
+"""Shared fixtures: tiny random models built once per test run, and small test scenes.
+
+No test downloads anything: ``HF_HUB_OFFLINE`` is forced on, and every model is a tiny random
+one written by ``tools.tiny.make_tiny`` (what ``localedit models make-tiny`` runs) and loaded
+back through the real registry code.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from tools.config import Settings
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory) -> Path:
+    """A folder with every model role, tiny and random, in the real on-disk formats."""
+    from tools.tiny import make_tiny
+
+    return make_tiny(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture(scope="session")
+def settings(tiny_models_dir, tmp_path_factory) -> Settings:
+    """Settings pointing at the tiny models; small work size and few steps for speed."""
+    return Settings(models_dir=tiny_models_dir, data_dir=tmp_path_factory.mktemp("data"),
+                    device="cpu", max_side=64, steps=2, _env_file=None)
+
+
+@pytest.fixture(scope="session")
+def registry(settings):
+    """One registry for the whole run: each tiny model is loaded once."""
+    from tools.models import ModelRegistry
+
+    return ModelRegistry(settings)
+
+
+def scene(size=(160, 120), boxes=((20, 40, 60, 90), (100, 30, 140, 100))) -> Image.Image:
+    """A test photo: a grey gradient background with coloured blobs (the 'objects') at ``boxes``."""
+    w, h = size
+    x = np.linspace(60, 200, w, dtype=np.float32)[None, :, None]
+    y = np.linspace(0, 40, h, dtype=np.float32)[:, None, None]
+    bg = np.broadcast_to(x + y, (h, w, 3)).astype(np.uint8).copy()
+    img = Image.fromarray(bg)
+    draw = ImageDraw.Draw(img)
+    colours = [(200, 40, 40), (40, 160, 60), (40, 60, 200), (220, 200, 40)]
+    for i, box in enumerate(boxes):
+        draw.ellipse(box, fill=colours[i % len(colours)])
+    return img
+
+
+@pytest.fixture
+def photo() -> Image.Image:
+    """A 160x120 scene with two objects at known boxes."""
+    return scene()

@@ -1,0 +1,77 @@
+"""All of localedit's settings, in one place.
+
+Every field can be set by an environment variable prefixed ``LOCALEDIT_`` (for example
+``LOCALEDIT_MAX_SIDE=768``) or by a ``.env`` file in the working directory. The LLM is
+configured by the standard ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` variables plus
+``LOCALEDIT_LLM_MODEL``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "localedit"
+
+
+class Settings(BaseSettings):
+    """localedit configuration. Env vars: ``LOCALEDIT_<FIELD>`` (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOCALEDIT_", env_file=".env", extra="ignore")
+
+    # --- models -----------------------------------------------------------------------
+    models_dir: Optional[Path] = Field(
+        None, description="Folder with one sub-folder per model role (caption, detector, sam, "
+        "ip2p, sd, inpaint, clip); a role found there is loaded from it instead of the Hub.")
+    models_config: Optional[Path] = Field(
+        None, description="TOML file mapping a role to a Hub id or a local folder, e.g. "
+        "`clip = \"/models/clip\"`. Overrides the defaults; models_dir wins over it.")
+    device: str = Field("auto", description="'auto' (cuda if available, else cpu), 'cpu', 'cuda', 'cuda:1', ...")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="'auto' is float16 on CUDA and float32 on CPU.")
+    sam_type: Literal["vit_b", "vit_l", "vit_h"] = "vit_b"
+
+    # --- images -----------------------------------------------------------------------
+    max_side: int = Field(512, ge=64, le=2048, description="Models work at this long side (multiple of 8).")
+    max_upload_bytes: int = Field(40 * 1024 * 1024, description="Largest accepted image file.")
+    max_image_pixels: int = Field(64_000_000, description="Largest accepted image (width x height); decompression-bomb guard.")
+
+    # --- grounding and masks ------------------------------------------------------------
+    box_threshold: float = 0.3
+    text_threshold: float = 0.25
+    mask_dilate: int = Field(4, ge=0, description="Pixels (at work size) the SAM mask grows before editing.")
+    feather: int = Field(6, ge=0, description="Feather radius (at full size) of the composite edge.")
+
+    # --- diffusion --------------------------------------------------------------------
+    steps: int = Field(20, ge=1, le=200)
+    guidance_scale: float = 7.5
+    image_guidance_scale: float = 1.5
+    encoding_ratio: float = Field(0.7, gt=0, le=1, description="DiffEdit / region-wise strength.")
+    seed: int = 0
+    black_mask_input: bool = Field(False, description="ip2p-composite: black out the background before editing (CMU).")
+
+    # --- agent ------------------------------------------------------------------------
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    llm_model: Optional[str] = Field(None, description="Chat model name; with OPENAI_API_KEY or OPENAI_BASE_URL set, enables the LLM.")
+    max_attempts: int = Field(3, ge=1, le=10, description="Edits tried per turn before keeping the best.")
+    auto_retry: bool = True
+
+    # --- worker -----------------------------------------------------------------------
+    worker_url: Optional[str] = Field(None, description="Remote worker base URL; unset = in-process worker.")
+    worker_token: Optional[str] = None
+    worker_timeout: float = 300.0
+    cache_bytes: int = Field(512 * 1024 * 1024, description="Bound of each per-image cache (LRU by bytes).")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,619 @@
+"""Image helpers shared by the agent and the vision tools (pure PIL + numpy, no torch).
+
+Loading any user image to RGB with clear one-sentence errors, the work size models run
+at, bool-mask helpers (resize, dilate, erode, feather), the full-resolution composite that
+keeps every pixel outside the mask bit-identical, box helpers, and the pictures shown to
+people (mask/box overlays, numbered candidates, before/after).
+
+Conventions: sizes are PIL ``(width, height)``; masks are numpy ``bool`` arrays of shape
+``(height, width)``; boxes are :data:`tools.types.Box` ``(x0, y0, x1, y1)`` in pixels,
+``x1``/``y1`` exclusive (a box ``(0, 0, 10, 10)`` covers 10 x 10 pixels).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import re
+import warnings
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+
+from tools.types import Box, Detection, ImageError, LocaleditError
+
+__all__ = [
+    "BoxParseError", "load_image", "content_hash", "work_size", "to_work", "resize_mask",
+    "mask_to_work", "mask_from_work", "dilate", "erode", "feather", "composite",
+    "black_out", "box_to_mask", "mask_bbox", "clip_mask_to_box", "crop_box", "iou",
+    "parse_box", "load_mask", "overlay", "side_by_side", "to_png_bytes", "from_png_bytes",
+]
+
+Source = Union[str, Path, bytes, bytearray]
+
+READABLE = "PNG, JPEG, WebP, GIF, BMP, TIFF"
+MIN_SIDE = 64
+
+
+class BoxParseError(LocaleditError, ValueError):
+    """A box typed by the user is malformed or outside the image (one clear sentence)."""
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _human_bytes(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f} KB"
+    return f"{n / (1024 * 1024):.1f} MB"
+
+
+def _limits(max_bytes: Optional[int], max_pixels: Optional[int]) -> tuple[int, int]:
+    if max_bytes is None or max_pixels is None:
+        from tools.config import get_settings
+
+        settings = get_settings()
+        max_bytes = settings.max_upload_bytes if max_bytes is None else max_bytes
+        max_pixels = settings.max_image_pixels if max_pixels is None else max_pixels
+    return int(max_bytes), int(max_pixels)
+
+
+def _read_source(source: Source, max_bytes: int) -> tuple[bytes, str]:
+    """The file's bytes and how to name it in a message; size limits checked first."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data, name = bytes(source), "The uploaded image"
+    else:
+        path = Path(source)
+        name = f"The file {str(source)!r}"
+        if not path.exists():
+            raise ImageError(f"{name} does not exist.")
+        if path.is_dir():
+            raise ImageError(f"{name} is a folder, not an image file.")
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ImageError(f"{name} is {_human_bytes(size)}, more than the "
+                             f"{_human_bytes(max_bytes)} limit.")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ImageError(f"{name} cannot be read ({exc.strerror or 'read error'}).") from exc
+    if len(data) == 0:
+        raise ImageError(f"{name} is empty (0 bytes).")
+    if len(data) > max_bytes:
+        raise ImageError(f"{name} is {_human_bytes(len(data))}, more than the "
+                         f"{_human_bytes(max_bytes)} limit.")
+    return data, name
+
+
+def _too_many_pixels(name: str, pixels: Optional[int], limit: int, wh: str = "") -> ImageError:
+    what = f"{wh} pixels" if wh else (f"{pixels:,} pixels" if pixels else "too many pixels")
+    return ImageError(f"{name} is {what}, more than the {limit:,} pixel limit "
+                      f"(possibly a decompression bomb).")
+
+
+def _open_raw(source: Source, max_bytes: Optional[int] = None,
+              max_pixels: Optional[int] = None) -> Image.Image:
+    """Open, size-check, fully decode and EXIF-rotate the first frame, in its own mode."""
+    max_bytes, max_pixels = _limits(max_bytes, max_pixels)
+    data, name = _read_source(source, max_bytes)
+    img: Optional[Image.Image] = None
+    try:
+        with warnings.catch_warnings():
+            # Our own max_pixels check below is authoritative; Pillow's warning is noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            w, h = img.size
+            if w * h > max_pixels:
+                raise _too_many_pixels(name, w * h, max_pixels, f"{w}x{h}")
+            if getattr(img, "n_frames", 1) > 1:
+                img.seek(0)
+            img.load()
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        m = re.search(r"\((\d+) pixels\)", str(exc))
+        raise _too_many_pixels(name, int(m.group(1)) if m else None, max_pixels) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{name} is not an image localedit can read ({READABLE}).") from exc
+    except MemoryError as exc:
+        raise ImageError(f"{name} is too large to decode in memory.") from exc
+    except Exception as exc:  # OSError "truncated", SyntaxError, zlib, struct, EOF ...
+        if img is None:
+            raise ImageError(f"{name} is not an image localedit can read ({READABLE}).") from exc
+        raise ImageError(f"{name} is truncated or damaged and cannot be decoded.") from exc
+    try:
+        img = ImageOps.exif_transpose(img) or img
+    except Exception:  # a broken EXIF block must not make a good image unreadable
+        pass
+    return img
+
+
+def _scale_to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
+    """Map a 16/32-bit integer or float single-channel array to uint8."""
+    if mode.startswith("I;16"):
+        return (arr.astype(np.uint32) // 257).astype(np.uint8)
+    a = arr.astype(np.float64)
+    finite = a[np.isfinite(a)]
+    if finite.size == 0:
+        return np.zeros(a.shape, np.uint8)
+    lo, hi = float(finite.min()), float(finite.max())
+    a = np.nan_to_num(a, nan=0.0, posinf=hi, neginf=lo)
+    if mode == "F" and lo >= 0.0 and hi <= 1.0:  # float in [0, 1]
+        a = a * 255.0
+    elif lo >= 0.0 and hi <= 255.0:  # already 8-bit range
+        pass
+    elif mode == "I" and lo >= 0.0 and hi <= 65535.0:  # 16-bit data held in 32 bits
+        a = a / 257.0
+    else:  # anything else: stretch its range
+        a = (a - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(a)
+    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """RGB version of any PIL mode; transparency is composited over white."""
+    mode = img.mode
+    if mode.startswith("I") or mode == "F":
+        return Image.fromarray(_scale_to_uint8(np.asarray(img), mode), "L").convert("RGB")
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if mode == "RGB":
+        return img.copy() if img.readonly else img
+    return img.convert("RGB")
+
+
+def load_image(source: Source, *, max_bytes: Optional[int] = None,
+               max_pixels: Optional[int] = None) -> Image.Image:
+    """Load a path or bytes as an RGB image at its displayed (EXIF) orientation.
+
+    Transparency is composited over white, 16-bit / float images are scaled to 8 bits,
+    multi-frame files give their first frame. Any problem raises :class:`ImageError` with
+    one sentence. ``None`` limits come from the settings (max_upload_bytes, max_image_pixels).
+    """
+    img = _open_raw(source, max_bytes, max_pixels)
+    out = _to_rgb(img)
+    out.info.pop("exif", None)
+    return out
+
+
+def to_png_bytes(image: Image.Image) -> bytes:
+    """Lossless PNG bytes of ``image`` (modes PNG cannot hold are converted to RGB)."""
+    if image.mode not in ("RGB", "RGBA", "L", "LA", "P", "1", "I", "I;16"):
+        image = _to_rgb(image)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def from_png_bytes(data: bytes) -> Image.Image:
+    """Inverse of :func:`to_png_bytes` (any image bytes, through :func:`load_image`)."""
+    return load_image(data)
+
+
+def content_hash(image: Image.Image) -> str:
+    """A 20-hex-digit sha256 of mode, size and pixels: identical pixels, identical hash."""
+    h = hashlib.sha256()
+    h.update(f"{image.mode}:{image.size[0]}x{image.size[1]}:".encode())
+    h.update(image.tobytes())
+    return h.hexdigest()[:20]
+
+
+# --------------------------------------------------------------------------- work size
+
+
+def work_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """The size models work at: long side <= max_side, aspect kept, multiples of 8, >= 64.
+
+    Never larger than the original, except that images smaller than 64 px are scaled up
+    so the long side is 64.
+    """
+    w, h = int(size[0]), int(size[1])
+    if w <= 0 or h <= 0:
+        raise ValueError(f"Image size {size} must be positive.")
+    long_side = max(w, h)
+    if long_side > max_side:
+        scale = max_side / long_side
+    elif long_side < MIN_SIDE:
+        scale = MIN_SIDE / long_side
+    else:
+        scale = 1.0
+
+    def side(orig: int) -> int:
+        target = orig * scale
+        bound = max(MIN_SIDE, min(max_side, max(orig, MIN_SIDE)))
+        s = int(round(target / 8.0)) * 8
+        s = min(s, bound // 8 * 8)
+        return max(MIN_SIDE, s)
+
+    return side(w), side(h)
+
+
+def to_work(image: Image.Image, max_side: int) -> Image.Image:
+    """``image`` resized (LANCZOS) to :func:`work_size`."""
+    size = work_size(image.size, max_side)
+    if size == image.size:
+        return image.copy()
+    return image.resize(size, Image.Resampling.LANCZOS)
+
+
+# --------------------------------------------------------------------------- masks
+
+
+def _check_mask(mask: np.ndarray) -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"A mask must be 2-D (height, width), got shape {mask.shape}.")
+    return mask.astype(bool, copy=False)
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bool mask resized to ``size`` = (width, height): bilinear (area-aware) then > 0.5."""
+    mask = _check_mask(mask)
+    w, h = int(size[0]), int(size[1])
+    if mask.shape == (h, w):
+        return mask.copy()
+    im = Image.fromarray(mask.astype(np.uint8) * 255, "L")
+    out = np.asarray(im.resize((w, h), Image.Resampling.BILINEAR)) > 127
+    if mask.any() and not out.any():  # a thin sliver must not vanish entirely
+        out = np.asarray(im.resize((w, h), Image.Resampling.BOX)) > 0
+    return out
+
+
+def mask_to_work(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A full-size mask at the work ``size`` (width, height)."""
+    return resize_mask(mask, size)
+
+
+def mask_from_work(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A work-size mask back at the original ``size`` (width, height)."""
+    return resize_mask(mask, size)
+
+
+def _grow_once(mask: np.ndarray, diagonal: bool) -> np.ndarray:
+    """One step of binary dilation (4-neighbours, plus the diagonals when asked)."""
+    p = np.pad(mask, 1, constant_values=False)
+    out = mask | p[:-2, 1:-1] | p[2:, 1:-1] | p[1:-1, :-2] | p[1:-1, 2:]
+    if diagonal:
+        out |= p[:-2, :-2] | p[:-2, 2:] | p[2:, :-2] | p[2:, 2:]
+    return out
+
+
+def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Grow a bool mask by ``radius`` px (octagonal, close to a disk); 0 gives a copy."""
+    out = _check_mask(mask).copy()
+    for i in range(max(0, int(radius))):
+        out = _grow_once(out, diagonal=i % 2 == 0)
+    return out
+
+
+def erode(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Shrink a bool mask by ``radius`` px; the image border does not erode it."""
+    return ~dilate(~_check_mask(mask), radius)
+
+
+def feather(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Soft float32 alpha in [0, 1]: exactly 0 outside the mask, 1 deeper than ``radius``.
+
+    The ramp lies inside the mask (smoothstep of the distance to its edge, in px layers),
+    so compositing with it never touches a pixel outside the mask. 0 gives the hard mask.
+    """
+    mask = _check_mask(mask)
+    radius = max(0, int(radius))
+    if radius == 0:
+        return mask.astype(np.float32)
+    depth = mask.astype(np.float32)  # 1 for the outermost layer of the mask
+    inner = mask
+    for i in range(radius):
+        inner = ~_grow_once(~inner, diagonal=i % 2 == 0)
+        if not inner.any():
+            break
+        depth += inner
+    t = depth / float(radius + 1)
+    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+
+
+def composite(original: Image.Image, edited: Image.Image, alpha: np.ndarray) -> Image.Image:
+    """``alpha * edited + (1 - alpha) * original`` at the original's size, RGB uint8.
+
+    ``edited`` may be any size (resized with LANCZOS). Where ``alpha == 0`` the output
+    pixels are copied from the original, so they are bit-identical to it.
+    """
+    orig = np.asarray(_to_rgb(original), dtype=np.uint8)
+    h, w = orig.shape[:2]
+    a = np.asarray(alpha, dtype=np.float32)
+    if a.shape != (h, w):
+        raise ValueError(f"alpha has shape {a.shape}, the image is {(h, w)} (height, width).")
+    a = np.clip(np.nan_to_num(a, nan=0.0), 0.0, 1.0)
+    out = orig.copy()
+    box = mask_bbox(a > 0)
+    if box is None:
+        return Image.fromarray(out, "RGB")
+    edited = _to_rgb(edited)
+    if edited.size != (w, h):
+        edited = edited.resize((w, h), Image.Resampling.LANCZOS)
+    x0, y0, x1, y1 = (int(v) for v in box)
+    e = np.asarray(edited, dtype=np.float32)[y0:y1, x0:x1]
+    o = orig[y0:y1, x0:x1].astype(np.float32)
+    ab = a[y0:y1, x0:x1, None]
+    blend = np.clip(np.rint(ab * e + (1.0 - ab) * o), 0, 255).astype(np.uint8)
+    region = out[y0:y1, x0:x1]
+    inside = ab[..., 0] > 0
+    region[inside] = blend[inside]  # pixels with alpha == 0 keep the original's bytes
+    return Image.fromarray(out, "RGB")
+
+
+def black_out(image: Image.Image, mask: np.ndarray) -> Image.Image:
+    """RGB ``image`` with everything outside ``mask`` set to black (CMU's masked input)."""
+    arr = np.array(_to_rgb(image), dtype=np.uint8)
+    mask = _check_mask(mask)
+    if mask.shape != arr.shape[:2]:
+        raise ValueError(f"mask has shape {mask.shape}, the image is {arr.shape[:2]} (height, width).")
+    arr[~mask] = 0
+    return Image.fromarray(arr, "RGB")
+
+
+# --------------------------------------------------------------------------- boxes
+
+
+def _clamp_box(box: Sequence[float], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Integer pixel box covering ``box`` (floor / ceil), clamped to the image."""
+    w, h = size
+    x0 = min(max(int(math.floor(box[0])), 0), w)
+    y0 = min(max(int(math.floor(box[1])), 0), h)
+    x1 = min(max(int(math.ceil(box[2])), 0), w)
+    y1 = min(max(int(math.ceil(box[3])), 0), h)
+    return x0, y0, x1, y1
+
+
+def box_to_mask(box: Box, size: tuple[int, int]) -> np.ndarray:
+    """Bool mask (height, width) of the pixels a box covers, clamped to ``size`` = (w, h)."""
+    w, h = int(size[0]), int(size[1])
+    mask = np.zeros((h, w), dtype=bool)
+    x0, y0, x1, y1 = _clamp_box(box, (w, h))
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def mask_bbox(mask: np.ndarray) -> Optional[Box]:
+    """The tight box ``(x0, y0, x1, y1)`` (x1/y1 exclusive) of a mask, or None if empty."""
+    mask = _check_mask(mask)
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
+
+
+def grow_box(box: Box, grow: float, size: Optional[tuple[int, int]] = None) -> Box:
+    """``box`` grown by ``grow`` x its width / height on each side, clamped to ``size``."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    dx, dy = (x1 - x0) * grow, (y1 - y0) * grow
+    x0, y0, x1, y1 = x0 - dx, y0 - dy, x1 + dx, y1 + dy
+    if size is not None:
+        w, h = size
+        x0, y0 = max(0.0, x0), max(0.0, y0)
+        x1, y1 = min(float(w), x1), min(float(h), y1)
+    return (x0, y0, x1, y1)
+
+
+def clip_mask_to_box(mask: np.ndarray, box: Box, grow: float = 0.1) -> np.ndarray:
+    """``mask`` with everything outside ``box`` (grown by ``grow`` of its size) zeroed."""
+    mask = _check_mask(mask)
+    h, w = mask.shape
+    return mask & box_to_mask(grow_box(box, grow, (w, h)), (w, h))
+
+
+def crop_box(image: Image.Image, box: Box, pad: float = 0.0) -> Image.Image:
+    """The part of ``image`` inside ``box`` grown by ``pad`` x its size (at least 1 px)."""
+    x0, y0, x1, y1 = _clamp_box(grow_box(box, pad, image.size), image.size)
+    w, h = image.size
+    x1, y1 = max(x1, min(x0 + 1, w)), max(y1, min(y0 + 1, h))
+    x0, y0 = min(x0, x1 - 1), min(y0, y1 - 1)
+    return image.crop((x0, y0, x1, y1))
+
+
+def iou(box_a: Box, box_b: Box) -> float:
+    """Intersection over union of two boxes (0.0 when they do not overlap)."""
+    ax0, ay0, ax1, ay1 = box_a
+    bx0, by0, bx1, by1 = box_b
+    iw = max(0.0, min(ax1, bx1) - max(ax0, bx0))
+    ih = max(0.0, min(ay1, by1) - max(ay0, by0))
+    inter = iw * ih
+    union = max(0.0, ax1 - ax0) * max(0.0, ay1 - ay0) + max(0.0, bx1 - bx0) * max(0.0, by1 - by0) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+
+
+def parse_box(text: str, size: Optional[tuple[int, int]] = None) -> Box:
+    """Parse ``"x0,y0,x1,y1"`` (ints or floats, brackets and spaces allowed) into a Box.
+
+    Raises :class:`BoxParseError` (a ValueError) when malformed, empty, or outside ``size``.
+    """
+    raw = str(text).strip()
+    inner = raw.strip("()[]{} ")
+    parts = [p for p in re.split(r"[\s,;]+", inner) if p]
+    if len(parts) != 4 or not all(re.fullmatch(_NUMBER, p) for p in parts):
+        raise BoxParseError(f"The box {raw!r} is not four numbers written as x0,y0,x1,y1.")
+    x0, y0, x1, y1 = (float(p) for p in parts)
+    if x1 <= x0 or y1 <= y0:
+        raise BoxParseError(f"The box {raw!r} is empty: x1 must be greater than x0 and y1 greater than y0.")
+    if size is not None:
+        w, h = size
+        if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
+            raise BoxParseError(f"The box {raw!r} lies outside the {w}x{h} image.")
+    return (x0, y0, x1, y1)
+
+
+def load_mask(path: Source, size: tuple[int, int]) -> np.ndarray:
+    """Any image file as a bool mask of ``size`` = (width, height).
+
+    White (> 127 in the L channel) is the mask; for an image with real transparency the
+    opaque part is. Resized with NEAREST. Raises :class:`ImageError` for a bad file or an
+    empty mask.
+    """
+    img = _open_raw(path)
+    alpha: Optional[Image.Image] = None
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+        a = img.convert("RGBA").getchannel("A")
+        if a.getextrema()[0] < 255:
+            alpha = a
+    gray = alpha if alpha is not None else _to_rgb(img).convert("L")
+    w, h = int(size[0]), int(size[1])
+    if gray.size != (w, h):
+        gray = gray.resize((w, h), Image.Resampling.NEAREST)
+    mask = np.asarray(gray) > 127
+    if not mask.any():
+        name = "The uploaded mask" if isinstance(path, (bytes, bytearray)) else f"The mask {str(path)!r}"
+        raise ImageError(f"{name} is empty (it has no white or opaque pixels).")
+    return mask
+
+
+# --------------------------------------------------------------------------- pictures
+
+MASK_TINT = (255, 0, 170)
+STRONG = (255, 200, 0)
+MUTED = (150, 150, 150)
+PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+           (70, 240, 240), (240, 50, 230), (210, 245, 60), (0, 128, 128), (170, 110, 40)]
+
+
+@lru_cache(maxsize=32)
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's default font at ``size`` px (bitmap default font without FreeType)."""
+    try:
+        return ImageFont.load_default(size=size)
+    except Exception:
+        return ImageFont.load_default()
+
+
+def _text_size(draw: ImageDraw.ImageDraw, text: str, font) -> tuple[int, int]:
+    l, t, r, b = draw.textbbox((0, 0), text, font=font)
+    return r - l, b - t
+
+
+def _scale(size: tuple[int, int]) -> tuple[int, int, int]:
+    """Line width, label font size and badge font size for an image of ``size``."""
+    long_side = max(size)
+    return max(1, round(long_side / 300)), max(10, round(long_side / 45)), max(14, round(long_side / 16))
+
+
+def _tint_mask(base: np.ndarray, mask: np.ndarray, lw: int) -> np.ndarray:
+    """``base`` with ``mask`` blended towards MASK_TINT and its outline drawn solid."""
+    out = base.copy()
+    tint = np.array(MASK_TINT, dtype=np.float32)
+    blended = np.rint(0.55 * base[mask].astype(np.float32) + 0.45 * tint)
+    out[mask] = blended.astype(np.uint8)
+    edge = mask & ~erode(mask, lw)
+    out[edge] = MASK_TINT
+    return out
+
+
+def _label_for(item, label: Optional[str]) -> tuple[Box, Optional[str]]:
+    if isinstance(item, Detection):
+        return item.box, label if label is not None else f"{item.label} {item.score:.2f}"
+    return tuple(float(v) for v in item), label  # type: ignore[return-value]
+
+
+def overlay(image: Image.Image, *, mask: Optional[np.ndarray] = None,
+            boxes: Sequence[Union[Box, Detection]] = (), labels: Sequence[str] = (),
+            chosen: Sequence[int] = (), numbered: bool = False) -> Image.Image:
+    """The photo with ``mask`` tinted and outlined, ``boxes`` drawn and labelled.
+
+    ``chosen`` boxes are drawn thick in a strong colour and the others thin and grey (all
+    strong when nothing is chosen). ``numbered`` puts big badges "1", "2", ... at each box's
+    top-left corner: the candidate numbers a user answers with, in the order given.
+    Detections may be passed as boxes; their label defaults to "label score".
+    """
+    base = np.array(_to_rgb(image), dtype=np.uint8)
+    lw, font_px, badge_px = _scale(image.size)
+    if mask is not None:
+        m = _check_mask(mask)
+        if m.shape != base.shape[:2]:
+            m = resize_mask(m, image.size)
+        base = _tint_mask(base, m, lw)
+    out = Image.fromarray(base, "RGB")
+    draw = ImageDraw.Draw(out)
+    font, badge_font = _font(font_px), _font(badge_px)
+    chosen_set = {int(i) for i in chosen}
+    w, h = out.size
+    items = [_label_for(b, labels[i] if i < len(labels) else None) for i, b in enumerate(boxes)]
+    order = sorted(range(len(items)), key=lambda i: i in chosen_set)  # chosen drawn last, on top
+    for i in order:
+        box, label = items[i]
+        if numbered:
+            colour = PALETTE[i % len(PALETTE)] if not chosen_set or i in chosen_set else MUTED
+        else:
+            colour = STRONG if not chosen_set or i in chosen_set else MUTED
+        width = lw * 2 if (i in chosen_set or not chosen_set) else lw
+        x0, y0, x1, y1 = _clamp_box(box, (w, h))
+        x1, y1 = max(x0, x1 - 1), max(y0, y1 - 1)
+        draw.rectangle((x0, y0, x1, y1), outline=colour, width=width)
+        text_x = x0
+        if numbered:
+            text_x = _draw_badge(draw, str(i + 1), (x0 + width, y0 + width), colour, badge_font, (w, h))
+        if label:
+            _draw_label(draw, label, (text_x, y0), colour, font, (w, h), inside=numbered)
+    return out
+
+
+def _draw_badge(draw: ImageDraw.ImageDraw, text: str, corner: tuple[int, int], colour,
+                font, size: tuple[int, int]) -> int:
+    """A filled circle with ``text`` whose top-left touches ``corner``; returns its right x."""
+    tw, th = _text_size(draw, text, font)
+    r = int(max(tw, th) * 0.5 + max(4, th * 0.35))
+    cx = min(max(corner[0] + r, r), max(r, size[0] - r - 1))
+    cy = min(max(corner[1] + r, r), max(r, size[1] - r - 1))
+    draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour, outline=(255, 255, 255),
+                 width=max(1, r // 8))
+    draw.text((cx, cy), text, fill=(255, 255, 255), font=font, anchor="mm",
+              stroke_width=max(1, r // 10), stroke_fill=(0, 0, 0))
+    return cx + r + 2
+
+
+def _draw_label(draw: ImageDraw.ImageDraw, text: str, at: tuple[int, int], colour, font,
+                size: tuple[int, int], inside: bool = False) -> None:
+    """``text`` on a filled tag just above (or, without room, just inside) the box's top."""
+    tw, th = _text_size(draw, text, font)
+    pad = max(2, th // 4)
+    x, y = at
+    tag_h = th + 2 * pad
+    ty = y - tag_h if (y - tag_h >= 0 and not inside) else y + 1
+    x = min(max(0, x), max(0, size[0] - tw - 2 * pad))
+    draw.rectangle((x, ty, x + tw + 2 * pad, ty + tag_h), fill=colour)
+    dark = sum(colour) < 382
+    l, t, _, _ = draw.textbbox((0, 0), text, font=font)
+    draw.text((x + pad - l, ty + pad - t), text, font=font,
+              fill=(255, 255, 255) if dark else (0, 0, 0))
+
+
+def side_by_side(before: Image.Image, after: Image.Image,
+                 labels: Sequence[str] = ("before", "after")) -> Image.Image:
+    """``before`` and ``after`` next to each other at the same height, captioned above."""
+    a, b = _to_rgb(before), _to_rgb(after)
+    h = max(a.height, b.height)
+    if a.height != h:
+        a = a.resize((max(1, round(a.width * h / a.height)), h), Image.Resampling.LANCZOS)
+    if b.height != h:
+        b = b.resize((max(1, round(b.width * h / b.height)), h), Image.Resampling.LANCZOS)
+    gap = max(4, h // 64)
+    font = _font(max(12, round(h / 20)))
+    header = int(max(12, round(h / 20)) * 1.6) if any(labels) else 0
+    canvas = Image.new("RGB", (a.width + gap + b.width, h + header), (255, 255, 255))
+    canvas.paste(a, (0, header))
+    canvas.paste(b, (a.width + gap, header))
+    if header:
+        draw = ImageDraw.Draw(canvas)
+        for text, (x, width) in zip(labels, ((0, a.width), (a.width + gap, b.width))):
+            if text:
+                draw.text((x + width // 2, header // 2), str(text), fill=(0, 0, 0), font=font, anchor="mm")
+    return canvas

@@ -1,0 +1,236 @@
+"""Tiny, randomly initialised versions of every model localedit uses.
+
+``make_tiny(directory)`` writes one sub-folder per role, in the same on-disk formats as the real
+weights (``save_pretrained`` safetensors for transformers and diffusers, a state-dict ``.pth``
+for Segment Anything), so pointing ``LOCALEDIT_MODELS_DIR`` at the folder runs the whole program
+through the real loading code with no network. It is a wiring check: the outputs are noise.
+Everything is seeded, so two calls write identical weights.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+TEXT_LEN = 77  # CLIP's context length; the diffusion text encoders use the same.
+SAM_IMG_SIZE = 64  # tiny SAM works on 64 px inputs (real: 1024)
+SD_SCHEDULE = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012,
+               "steps_offset": 1}  # Stable Diffusion 1.5's noise schedule
+
+
+# --- tokenizers, built in memory -----------------------------------------------------------
+
+def _byte_chars() -> list[str]:
+    """The 256 printable stand-ins GPT-2 / CLIP byte-level BPE uses for bytes (GPT-2's table)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, extra = [], 0
+    for b in range(256):
+        if b in printable:
+            chars.append(chr(b))
+        else:
+            chars.append(chr(256 + extra))
+            extra += 1
+    return chars
+
+
+def clip_tokenizer():
+    """A character-level CLIPTokenizer: every byte is a token, no merges."""
+    from transformers import CLIPTokenizer
+
+    chars = _byte_chars()
+    vocab: dict[str, int] = {}
+    for tok in ["<|startoftext|>", "<|endoftext|>", *chars, *(c + "</w>" for c in chars)]:
+        vocab.setdefault(tok, len(vocab))
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=TEXT_LEN,
+                         pad_token="<|endoftext|>")
+
+
+def bert_tokenizer():
+    """A lower-case BertTokenizer over letters, digits and a few whole words."""
+    from transformers import BertTokenizer
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    pieces = list(string.ascii_lowercase + string.digits + ".,!?'-")
+    words = ["cat", "dog", "fox", "car", "lamp", "person", "tree", "apple", "hat", "table"]
+    vocab_list = specials + pieces + ["##" + c for c in string.ascii_lowercase + string.digits] + words
+    vocab = {tok: i for i, tok in enumerate(dict.fromkeys(vocab_list))}
+    return BertTokenizer(vocab=vocab, do_lower_case=True)
+
+
+def gpt2_tokenizer(folder: Path):
+    """A byte-level GPT2Tokenizer (what OPT uses) with BLIP-2's ``<image>`` token."""
+    from transformers import GPT2Tokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {tok: i for i, tok in enumerate(["</s>", "<pad>", *_byte_chars()])}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tok = GPT2Tokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"),
+                        bos_token="</s>", eos_token="</s>", unk_token="</s>", pad_token="<pad>")
+    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    tok.image_token = "<image>"
+    return tok
+
+
+# --- one builder per role --------------------------------------------------------------------
+
+def _clip_text_config(vocab_size: int):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64,
+                          num_hidden_layers=2, num_attention_heads=4, projection_dim=32,
+                          max_position_embeddings=TEXT_LEN, bos_token_id=0, eos_token_id=1,
+                          pad_token_id=1)
+
+
+def make_clip(out: Path) -> None:
+    """CLIP (the scorer): CLIPModel + CLIPProcessor at 32 px."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPVisionConfig
+
+    tok = clip_tokenizer()
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=4, image_size=32, patch_size=8, projection_dim=32)
+    config = CLIPConfig(text_config=_clip_text_config(len(tok)).to_dict(),
+                        vision_config=vision.to_dict(), projection_dim=32)
+    model = CLIPModel(config).eval()
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=images, tokenizer=tok).save_pretrained(out)
+    model.save_pretrained(out)
+
+
+def make_caption(out: Path) -> None:
+    """BLIP-2 (the captioner): Blip2ForConditionalGeneration with a tiny OPT + Blip2Processor."""
+    from transformers import (Blip2Config, Blip2ForConditionalGeneration, Blip2Processor,
+                              Blip2QFormerConfig, Blip2VisionConfig, BlipImageProcessor, OPTConfig)
+
+    tok = gpt2_tokenizer(out / "_tok")
+    num_query = 4
+    vision = Blip2VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                               num_attention_heads=4, image_size=32, patch_size=8)
+    qformer = Blip2QFormerConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                 num_attention_heads=4, encoder_hidden_size=32, vocab_size=64)
+    text = OPTConfig(vocab_size=len(tok), hidden_size=32, ffn_dim=64, num_hidden_layers=2,
+                     num_attention_heads=4, word_embed_proj_dim=32, max_position_embeddings=128,
+                     pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                     eos_token_id=tok.eos_token_id)
+    config = Blip2Config(vision_config=vision.to_dict(), qformer_config=qformer.to_dict(),
+                         text_config=text.to_dict(), num_query_tokens=num_query,
+                         image_token_index=tok.convert_tokens_to_ids("<image>"))
+    model = Blip2ForConditionalGeneration(config).eval()
+    images = BlipImageProcessor(size={"height": 32, "width": 32})
+    Blip2Processor(image_processor=images, tokenizer=tok, num_query_tokens=num_query).save_pretrained(out)
+    model.save_pretrained(out)
+    for f in (out / "_tok").iterdir():
+        f.unlink()
+    (out / "_tok").rmdir()
+
+
+def make_detector(out: Path) -> None:
+    """GroundingDINO (the grounder): GroundingDinoForObjectDetection + GroundingDinoProcessor."""
+    from transformers import (BertConfig, GroundingDinoConfig, GroundingDinoForObjectDetection,
+                              GroundingDinoImageProcessor, GroundingDinoProcessor, SwinConfig)
+
+    tok = bert_tokenizer()
+    backbone = SwinConfig(image_size=64, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1],
+                          num_heads=[1, 2, 2, 4], window_size=4, out_features=["stage2", "stage3", "stage4"])
+    text = BertConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                      num_hidden_layers=1, num_attention_heads=4, max_position_embeddings=64)
+    config = GroundingDinoConfig(backbone_config=backbone.to_dict(), text_config=text.to_dict(),
+                                 d_model=32, num_queries=16, encoder_layers=1, decoder_layers=2,
+                                 encoder_ffn_dim=64, decoder_ffn_dim=64, encoder_attention_heads=2,
+                                 decoder_attention_heads=2, num_feature_levels=3, max_text_len=32,
+                                 encoder_n_points=2, decoder_n_points=2)
+    model = GroundingDinoForObjectDetection(config).eval()
+    images = GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 96})
+    GroundingDinoProcessor(image_processor=images, tokenizer=tok).save_pretrained(out)
+    model.save_pretrained(out)
+
+
+def make_sam(out: Path) -> None:
+    """Segment Anything: a tiny ``Sam`` assembled from segment-anything's own modules.
+
+    Saved like the real checkpoints (a state-dict ``.pth``) plus ``sam_config.json`` giving
+    the sizes, which the loader reads when present (real checkpoints use the named registry).
+    """
+    from tools.models import build_sam
+
+    config = {"encoder_embed_dim": 32, "encoder_depth": 2, "encoder_num_heads": 2,
+              "encoder_global_attn_indexes": [1], "img_size": SAM_IMG_SIZE, "patch_size": 8,
+              "prompt_embed_dim": 32, "mlp_dim": 64}
+    sam = build_sam(config)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sam_config.json").write_text(json.dumps(config, indent=2))
+    torch.save(sam.state_dict(), out / "sam.pth")
+
+
+def _unet(in_channels: int):
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=8, in_channels=in_channels, out_channels=4, layers_per_block=1,
+        block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+        attention_head_dim=8, norm_num_groups=8)
+
+
+def _sd_parts(in_channels: int) -> dict:
+    """UNet, VAE (8x down-sampling, like SD's), text encoder and tokenizer."""
+    from diffusers import AutoencoderKL
+    from transformers import CLIPTextModel
+
+    tok = clip_tokenizer()
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=8,
+                        block_out_channels=(8, 16, 16, 16),
+                        down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, sample_size=64)
+    return {"unet": _unet(in_channels), "vae": vae, "tokenizer": tok,
+            "text_encoder": CLIPTextModel(_clip_text_config(len(tok))).eval()}
+
+
+def make_ip2p(out: Path) -> None:
+    """InstructPix2Pix: its UNet takes 8 channels (noisy latents + image latents)."""
+    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionInstructPix2PixPipeline
+
+    pipe = StableDiffusionInstructPix2PixPipeline(
+        **_sd_parts(8), scheduler=EulerAncestralDiscreteScheduler(**SD_SCHEDULE), safety_checker=None,
+        feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(out)
+
+
+def make_sd(out: Path) -> None:
+    """Stable Diffusion 1.5 layout (DiffEdit's backbone)."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    scheduler = DDIMScheduler(**SD_SCHEDULE, clip_sample=False, set_alpha_to_one=False)
+    pipe = StableDiffusionPipeline(**_sd_parts(4), scheduler=scheduler, safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(out)
+
+
+def make_inpaint(out: Path) -> None:
+    """Stable Diffusion inpainting: its UNet takes 9 channels (latents + mask + masked image)."""
+    from diffusers import PNDMScheduler, StableDiffusionInpaintPipeline
+
+    pipe = StableDiffusionInpaintPipeline(**_sd_parts(9), scheduler=PNDMScheduler(skip_prk_steps=True, **SD_SCHEDULE),
+                                          safety_checker=None, feature_extractor=None,
+                                          requires_safety_checker=False)
+    pipe.save_pretrained(out)
+
+
+BUILDERS: dict[str, Callable[[Path], None]] = {
+    "caption": make_caption, "detector": make_detector, "sam": make_sam, "ip2p": make_ip2p,
+    "sd": make_sd, "inpaint": make_inpaint, "clip": make_clip,
+}
+
+
+def make_tiny(directory: str | Path, roles: list[str] | None = None, seed: int = 0) -> Path:
+    """Write tiny random models for ``roles`` (default: all) under ``directory/<role>``."""
+    directory = Path(directory)
+    for role in roles or list(BUILDERS):
+        torch.manual_seed(seed)
+        BUILDERS[role](directory / role)
+    return directory
