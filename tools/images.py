@@ -186,7 +186,7 @@ def load_image(source: Source, *, max_bytes: Optional[int] = None,
 
 def to_png_bytes(image: Image.Image) -> bytes:
     """Lossless PNG bytes of ``image`` (modes PNG cannot hold are converted to RGB)."""
-    if image.mode not in ("RGB", "RGBA", "L", "LA", "P", "1", "I", "I;16"):
+    if image.mode not in ("RGB", "RGBA", "L", "LA", "P", "1", "I;16"):
         image = _to_rgb(image)
     buf = io.BytesIO()
     image.save(buf, format="PNG")
@@ -202,6 +202,8 @@ def content_hash(image: Image.Image) -> str:
     """A 20-hex-digit sha256 of mode, size and pixels: identical pixels, identical hash."""
     h = hashlib.sha256()
     h.update(f"{image.mode}:{image.size[0]}x{image.size[1]}:".encode())
+    if image.mode in ("P", "PA"):
+        h.update(bytes(image.getpalette() or []))
     h.update(image.tobytes())
     return h.hexdigest()[:20]
 
@@ -307,17 +309,23 @@ def feather(mask: np.ndarray, radius: int) -> np.ndarray:
     """
     mask = _check_mask(mask)
     radius = max(0, int(radius))
-    if radius == 0:
-        return mask.astype(np.float32)
-    depth = mask.astype(np.float32)  # 1 for the outermost layer of the mask
-    inner = mask
+    out = mask.astype(np.float32)
+    box = mask_bbox(mask)
+    if radius == 0 or box is None:
+        return out
+    h, w = mask.shape  # work on the mask's box plus a 1 px ring (image edges stay edges)
+    x0, y0 = max(0, int(box[0]) - 1), max(0, int(box[1]) - 1)
+    x1, y1 = min(w, int(box[2]) + 1), min(h, int(box[3]) + 1)
+    inner = mask[y0:y1, x0:x1]
+    depth = inner.astype(np.uint16)  # 1 for the outermost layer of the mask
     for i in range(radius):
         inner = ~_grow_once(~inner, diagonal=i % 2 == 0)
         if not inner.any():
             break
         depth += inner
-    t = depth / float(radius + 1)
-    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+    t = depth.astype(np.float32) / np.float32(radius + 1)
+    out[y0:y1, x0:x1] = t * t * (np.float32(3.0) - np.float32(2.0) * t)
+    return out
 
 
 def composite(original: Image.Image, edited: Image.Image, alpha: np.ndarray) -> Image.Image:
@@ -326,27 +334,24 @@ def composite(original: Image.Image, edited: Image.Image, alpha: np.ndarray) -> 
     ``edited`` may be any size (resized with LANCZOS). Where ``alpha == 0`` the output
     pixels are copied from the original, so they are bit-identical to it.
     """
-    orig = np.asarray(_to_rgb(original), dtype=np.uint8)
-    h, w = orig.shape[:2]
+    out = np.array(_to_rgb(original), dtype=np.uint8)  # a copy: background bytes as-is
+    h, w = out.shape[:2]
     a = np.asarray(alpha, dtype=np.float32)
     if a.shape != (h, w):
         raise ValueError(f"alpha has shape {a.shape}, the image is {(h, w)} (height, width).")
-    a = np.clip(np.nan_to_num(a, nan=0.0), 0.0, 1.0)
-    out = orig.copy()
-    box = mask_bbox(a > 0)
+    box = mask_bbox(a > 0)  # NaN and negative alpha count as 0
     if box is None:
         return Image.fromarray(out, "RGB")
     edited = _to_rgb(edited)
     if edited.size != (w, h):
         edited = edited.resize((w, h), Image.Resampling.LANCZOS)
     x0, y0, x1, y1 = (int(v) for v in box)
-    e = np.asarray(edited, dtype=np.float32)[y0:y1, x0:x1]
-    o = orig[y0:y1, x0:x1].astype(np.float32)
-    ab = a[y0:y1, x0:x1, None]
-    blend = np.clip(np.rint(ab * e + (1.0 - ab) * o), 0, 255).astype(np.uint8)
-    region = out[y0:y1, x0:x1]
-    inside = ab[..., 0] > 0
-    region[inside] = blend[inside]  # pixels with alpha == 0 keep the original's bytes
+    ab = np.clip(a[y0:y1, x0:x1], 0.0, 1.0)[..., None]
+    e = np.asarray(edited)[y0:y1, x0:x1].astype(np.float32)
+    region = out[y0:y1, x0:x1]  # a view into out
+    o = region.astype(np.float32)
+    blend = np.clip(np.rint(o + ab * (e - o)), 0, 255).astype(np.uint8)
+    np.copyto(region, blend, where=ab > 0)  # pixels with alpha == 0 are never written
     return Image.fromarray(out, "RGB")
 
 

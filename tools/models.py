@@ -134,7 +134,7 @@ def _load_diffusers(pipeline_cls_name: str) -> Callable[[str, torch.device, torc
         import diffusers
 
         pipe_cls = getattr(diffusers, pipeline_cls_name)
-        pipe = pipe_cls.from_pretrained(source, torch_dtype=dtype, local_files_only=True,
+        pipe = pipe_cls.from_pretrained(source, dtype=dtype, local_files_only=True,
                                         use_safetensors=True, safety_checker=None,
                                         requires_safety_checker=False)
         pipe.set_progress_bar_config(disable=True)
@@ -251,22 +251,11 @@ class ModelRegistry:
             if role == "sam":
                 return load_sam(source, self.device, self.dtype, self.settings)
             return LOADERS[role](source, self.device, self.dtype)
-        except (OSError, ValueError, EnvironmentError) as err:
-            if _looks_missing(err):
-                raise _missing(role, source, err) from err
-            raise
+        except OSError as err:  # loads are local_files_only: absent or incomplete weights raise OSError
+            raise _missing(role, source, err) from err
 
     def loaded(self) -> list[str]:
         return sorted(self._loaded)
-
-
-def _looks_missing(err: BaseException) -> bool:
-    """True for the errors Hugging Face / our loaders raise when weights are absent."""
-    text = f"{type(err).__name__} {err}".lower()
-    return isinstance(err, FileNotFoundError) or any(k in text for k in (
-        "local_files_only", "not found", "does not appear to have", "couldn't connect",
-        "offline", "no such file", "cannot find", "localentrynotfound", "is not a local folder",
-        "not a valid", "we couldn't"))
 
 
 # --- download --------------------------------------------------------------------------------
