@@ -1,0 +1,1 @@
+"""Benchmarks and the evaluation harness (benchmarks print tables; they are not tests)."""
