@@ -1,0 +1,164 @@
+"""Box-prompted masks with Segment Anything, the image embedding cached per image content.
+
+``Segmenter.set_image`` runs SAM's image encoder once per distinct picture (or takes the
+embedding from the cache); ``segment(image, boxes)`` then asks SAM for one mask per box, keeps
+each mask inside its box (grown by 10%), falls back to the box itself where SAM gives nothing
+usable, and returns the union at the original image size.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from tools.cache import ByteLRU
+from tools.images import box_to_mask, clip_mask_to_box, content_hash, resize_mask
+from tools.types import Box, Segmentation
+
+BOX_GROW = 0.1
+"""Each box's mask is kept inside the box grown by this fraction of its size on each side."""
+
+MIN_MASK_FRACTION = 0.02
+"""A mask covering less than this fraction of its box counts as empty: the box is used."""
+
+BATCH = 8
+"""Boxes decoded per SAM call (the masks come back at full image size, so keep it bounded)."""
+
+
+class Segmenter:
+    """Segment Anything behind ``SamPredictor``: set an image once, segment many boxes."""
+
+    def __init__(self, sam: Any, cache: Optional[ByteLRU] = None):
+        from segment_anything import SamPredictor
+
+        self.sam = sam
+        self.predictor = SamPredictor(sam)
+        self.cache = cache
+        self._key: Optional[str] = None  # content hash of the image now set
+        self._lock = threading.RLock()
+
+    def set_image(self, image: Image.Image) -> bool:
+        """Make ``image`` the current one; True when its embedding was reused (no encoder run)."""
+        image = image if image.mode == "RGB" else image.convert("RGB")
+        key = content_hash(image)
+        with self._lock:
+            if self._key == key and self.predictor.is_image_set:
+                return True
+            cache_key = ("sam", id(self.sam), key)
+            cached = self.cache.get(cache_key) if self.cache is not None else None
+            if cached is not None:
+                features, original_size, input_size = cached
+                self.predictor.reset_image()
+                self.predictor.features = features
+                self.predictor.original_size = tuple(original_size)
+                self.predictor.input_size = tuple(input_size)
+                self.predictor.is_image_set = True
+                self._key = key
+                return True
+            self._key = None
+            self.predictor.set_image(np.asarray(image, dtype=np.uint8), image_format="RGB")
+            self._key = key
+            if self.cache is not None:
+                self.cache.put(cache_key, (self.predictor.features,
+                                              tuple(self.predictor.original_size),
+                                              tuple(self.predictor.input_size)))
+            return False
+
+    @torch.no_grad()
+    def segment(self, image: Image.Image, boxes: Sequence[Box]) -> Segmentation:
+        """The union of SAM's best mask for each box, bool at the original image size.
+
+        Boxes are clamped to the image (corners in any order). A box whose mask is empty or tiny (under 2% of the
+        box) contributes the box itself, and the note says so. Raises ValueError when no box
+        is given or none overlaps the image.
+        """
+        if boxes is None or len(boxes) == 0:
+            raise ValueError("segment() needs at least one box.")
+        w, h = image.size
+        usable: list[tuple[int, Box]] = []  # (1-based number for notes, clamped box)
+        notes: list[str] = []
+        for n, box in enumerate(boxes, start=1):
+            clamped = _clamp(box, (w, h))
+            if clamped is None:
+                notes.append(f"box {n} lies outside the image; skipped it")
+            else:
+                usable.append((n, clamped))
+        if not usable:
+            raise ValueError("None of the boxes overlaps the image.")
+
+        with self._lock:
+            hit = self.set_image(image)
+            masks, ious = self._predict([b for _, b in usable])
+
+        union = np.zeros((h, w), dtype=bool)
+        scores: list[float] = []
+        sam_used = 0
+        for (n, box), mask, iou_pred in zip(usable, masks, ious):
+            mask = clip_mask_to_box(mask, box, grow=BOX_GROW)
+            box_mask = box_to_mask(box, (w, h))
+            box_area = max(1, int(box_mask.sum()))
+            if not mask.any():
+                notes.append(f"SAM returned an empty mask for box {n}; used the box")
+            elif mask.sum() < MIN_MASK_FRACTION * box_area:
+                notes.append(f"SAM's mask for box {n} covered {mask.sum() / box_area:.1%} of it; used the box")
+            else:
+                union |= mask
+                scores.append(float(iou_pred))
+                sam_used += 1
+                continue
+            union |= box_mask
+            scores.append(1.0)
+        source = "sam" if sam_used else "box"
+        return Segmentation(mask=union, score=float(np.mean(scores)), source=source,
+                            note="; ".join(notes), cache_hit=hit)
+
+    def _predict(self, boxes: list[Box]) -> tuple[list[np.ndarray], list[float]]:
+        """SAM's best (highest predicted IoU) multimask output for each box, at original size.
+
+        ``predict_torch`` upsamples all three candidates of each box to the full image before
+        we pick one, so boxes go in batches of BATCH to bound memory on large photos.
+        """
+        predictor = self.predictor
+        masks: list[np.ndarray] = []
+        ious: list[float] = []
+        for start in range(0, len(boxes), BATCH):
+            chunk = torch.as_tensor(boxes[start:start + BATCH], dtype=torch.float32,
+                                    device=predictor.device)
+            transformed = predictor.transform.apply_boxes_torch(chunk, predictor.original_size)
+            out, iou_pred, _ = predictor.predict_torch(None, None, boxes=transformed,
+                                                       multimask_output=True)
+            best = iou_pred.argmax(dim=1)
+            rows = torch.arange(out.shape[0], device=out.device)
+            masks.extend(m for m in out[rows, best].bool().cpu().numpy())
+            ious.extend(float(v) for v in iou_pred[rows, best].float().cpu())
+        return masks, ious
+
+    def mask_from_user(self, mask: np.ndarray, size: tuple[int, int]) -> Segmentation:
+        """A mask drawn or uploaded by the user as a Segmentation at ``size`` = (width, height)."""
+        mask = np.asarray(mask)
+        if mask.ndim != 2:
+            raise ValueError(f"A mask must be 2-D (height, width), got shape {mask.shape}.")
+        mask = resize_mask(mask.astype(bool), size)
+        if not mask.any():
+            raise ValueError("The mask is empty.")
+        return Segmentation(mask=mask, score=1.0, source="user", note="mask given by the user")
+
+
+def _clamp(box: Sequence[float], size: tuple[int, int]) -> Optional[Box]:
+    """``box`` clamped to the image, or None when nothing of it is left."""
+    w, h = size
+    try:
+        x0, y0, x1, y1 = (float(v) for v in box)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"A box must be four numbers (x0, y0, x1, y1), got {box!r}.") from err
+    if not all(np.isfinite([x0, y0, x1, y1])):
+        return None
+    x0, x1 = sorted((min(max(x0, 0.0), w), min(max(x1, 0.0), w)))
+    y0, y1 = sorted((min(max(y0, 0.0), h), min(max(y1, 0.0), h)))
+    if x1 - x0 < 1.0 or y1 - y0 < 1.0:
+        return None
+    return (x0, y0, x1, y1)
