@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from conftest import scene
+from tests.conftest import scene
 from tools.edit import Editor
 from tools.editors import edit_region, latent_mask
 from tools.images import mask_bbox, to_work, work_size

@@ -61,8 +61,13 @@ class Settings(BaseSettings):
     # --- agent ------------------------------------------------------------------------
     data_dir: Path = Field(default_factory=_default_data_dir)
     llm_model: Optional[str] = Field(None, description="Chat model name; with OPENAI_API_KEY or OPENAI_BASE_URL set, enables the LLM.")
+    editor: str = Field("auto", description="Preferred editor for localized edits, or 'auto' (by action).")
     max_attempts: int = Field(3, ge=1, le=10, description="Edits tried per turn before keeping the best.")
     auto_retry: bool = True
+    min_clip_dir: float = Field(0.05, description="Judge: a CLIP direction similarity below this is a poor edit.")
+    min_clip_rc: float = Field(0.18, description="Judge: the edited region must match the target text this well.")
+    min_clip_gc: float = Field(0.85, description="Judge: below this the background moved too much.")
+    max_l1_outside: float = Field(0.02, description="Judge: mean background change allowed (pixels in [0, 1]).")
 
     # --- worker -----------------------------------------------------------------------
     worker_url: Optional[str] = Field(None, description="Remote worker base URL; unset = in-process worker.")

@@ -150,7 +150,7 @@ class Editor:
             edited = composite(original, out.image, feather(full_mask, self.settings.feather))
         seconds = time.perf_counter() - started
         log.info("edit %s at %sx%s, %s steps: %.2fs", req.editor, work[0], work[1], req.steps, seconds)
-        return EditResult(image=edited, editor=req.editor, seconds=seconds, info=info)
+        return EditResult(image=edited, editor=req.editor, seconds=seconds, info=info, region=full_mask)
 
     def _pipe(self, editor: str):
         return self.registry.get(ROLES[editor]).model

@@ -98,6 +98,7 @@ class EditResult:
     editor: str
     seconds: float
     info: dict[str, Any] = field(default_factory=dict)
+    region: Optional[np.ndarray] = None  # bool (H, W): the only pixels a masked editor may have changed
 
 
 @dataclass

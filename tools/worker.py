@@ -7,6 +7,7 @@ HTTP. Images cross it as PIL images (RGB, original size) and masks as boolean nu
 
 from __future__ import annotations
 
+import threading
 from typing import Callable, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -43,3 +44,112 @@ class Worker(Protocol):
 
     def status(self) -> dict:
         """Which models are loaded, device, dtype, cache sizes and hits."""
+
+
+class LocalWorker:
+    """The in-process worker: loads each model on first use and keeps it, with per-image caches.
+
+    Args:
+        settings: configuration (defaults to the environment's).
+        registry: the model registry to use (defaults to a new one for ``settings``).
+    """
+
+    def __init__(self, settings=None, registry=None):
+        from tools.cache import ByteLRU
+        from tools.config import get_settings
+
+        self.settings = settings or get_settings()
+        self._registry = registry
+        self.caches = {name: ByteLRU(self.settings.cache_bytes, name) for name in ("caption", "sam", "clip")}
+        self._tools: dict[str, object] = {}
+        self._build_lock = threading.Lock()
+        # one model call at a time: pipelines keep scheduler state, predictors keep the set image
+        self._run_lock = threading.RLock()
+
+    @property
+    def registry(self):
+        if self._registry is None:
+            from tools.models import ModelRegistry
+
+            self._registry = ModelRegistry(self.settings)
+        return self._registry
+
+    def _tool(self, name: str):
+        """Build each tool once, around the model the registry loads for it."""
+        with self._build_lock:
+            if name not in self._tools:
+                self._tools[name] = self._build(name)
+            return self._tools[name]
+
+    def _build(self, name: str):
+        reg = self.registry
+        if name == "caption":
+            from tools.caption import Captioner
+
+            loaded = reg.get("caption")
+            return Captioner(loaded.model, loaded.processor, reg.device, reg.dtype, cache=self.caches["caption"])
+        if name == "ground":
+            from tools.ground import Grounder
+
+            loaded = reg.get("detector")
+            return Grounder(loaded.model, loaded.processor, reg.device, reg.dtype,
+                            box_threshold=self.settings.box_threshold,
+                            text_threshold=self.settings.text_threshold)
+        if name == "segment":
+            from tools.segment import Segmenter
+
+            return Segmenter(reg.get("sam").model, cache=self.caches["sam"])
+        if name == "score":
+            from tools.score import Scorer
+
+            loaded = reg.get("clip")
+            return Scorer(loaded.model, loaded.processor, reg.device, reg.dtype, cache=self.caches["clip"])
+        if name == "edit":
+            from tools.edit import Editor
+
+            return Editor(reg, self.settings)
+        raise KeyError(name)
+
+    def caption(self, image: Image.Image) -> Caption:
+        with self._run_lock:
+            return self._tool("caption").caption(image)
+
+    def ground(self, image: Image.Image, phrase: str, *, box_threshold: Optional[float] = None,
+               text_threshold: Optional[float] = None) -> list[Detection]:
+        with self._run_lock:
+            return self._tool("ground").detect(image, phrase, box_threshold=box_threshold,
+                                               text_threshold=text_threshold)
+
+    def segment(self, image: Image.Image, boxes: Sequence[Box]) -> Segmentation:
+        with self._run_lock:
+            return self._tool("segment").segment(image, boxes)
+
+    def edit(self, image: Image.Image, mask: Optional[np.ndarray], request: EditRequest,
+             progress: Optional[ProgressFn] = None) -> EditResult:
+        with self._run_lock:
+            return self._tool("edit").edit(image, mask, request, progress=progress)
+
+    def score(self, original: Image.Image, edited: Image.Image, *, mask: Optional[np.ndarray] = None,
+              box: Optional[Box] = None, source_caption: str = "", target_caption: str = "",
+              target_text: str = "") -> Scores:
+        with self._run_lock:
+            return self._tool("score").score(original, edited, mask=mask, box=box,
+                                             source_caption=source_caption,
+                                             target_caption=target_caption, target_text=target_text)
+
+    def status(self) -> dict:
+        reg = self._registry
+        return {
+            "kind": "local",
+            "device": str(reg.device) if reg else None,
+            "dtype": str(reg.dtype).replace("torch.", "") if reg else None,
+            "loaded": reg.loaded() if reg else [],
+            "caches": {name: cache.stats() for name, cache in self.caches.items()},
+        }
+
+
+def make_worker(settings=None) -> Worker:
+    """The worker the settings ask for: in-process by default."""
+    from tools.config import get_settings
+
+    return LocalWorker(settings or get_settings())

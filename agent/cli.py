@@ -1,0 +1,324 @@
+"""The ``localedit`` command line.
+
+    localedit edit photo.jpg "turn the cat into a fox" --target cat -o out.png
+    localedit models download [ROLE ...]     # fetch weights, with progress
+    localedit models make-tiny DIR           # tiny random models for a no-network wiring check
+    localedit models list                    # where each model will be loaded from
+    localedit parse "make the left cat red" --json
+    localedit chat-cli [--image photo.jpg]   # a terminal chat: /image PATH, /undo, /redo, /save PATH, /quit
+
+Errors a user can cause print one line (``error: ...``) and exit non-zero; nothing is written.
+Exit codes: 0 done, 1 unexpected failure, 2 bad input, 3 model missing, 4 nothing found to edit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+EXIT_UNEXPECTED, EXIT_INPUT, EXIT_MODEL, EXIT_NOTHING = 1, 2, 3, 4
+
+
+def _settings(args: argparse.Namespace):
+    """Settings from the environment, with the command line's overrides on top."""
+    from tools.config import Settings
+
+    overrides = {k: v for k, v in {
+        "models_dir": getattr(args, "models", None),
+        "device": getattr(args, "device", None),
+        "max_side": getattr(args, "max_side", None),
+    }.items() if v is not None}
+    return Settings(**overrides)
+
+
+def _progress_bar(desc: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    """A tqdm bar on stderr driven by ``progress(step, total)`` calls."""
+    from tqdm import tqdm
+
+    bar: dict[str, Any] = {}
+
+    def progress(step: int, total: int) -> None:
+        if "bar" not in bar:
+            bar["bar"] = tqdm(total=total, desc=desc, unit="step", file=sys.stderr, leave=False)
+        bar["bar"].n = step
+        bar["bar"].refresh()
+
+    def close() -> None:
+        if "bar" in bar:
+            bar["bar"].close()
+
+    return progress, close
+
+
+# --- edit ------------------------------------------------------------------------------------
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from tools.engine import run_edit
+    from tools.images import load_image, load_mask, overlay, parse_box
+    from tools.types import EditRequest
+    from tools.worker import LocalWorker
+
+    settings = _settings(args)
+    t0 = time.perf_counter()
+    image = load_image(args.image, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels)
+    box = parse_box(args.box, image.size) if args.box else None
+    mask = load_mask(args.mask, image.size) if args.mask else None
+    target = args.target
+    plan = _plan_for(args.instruction) if not (target or box is not None or mask is not None) else None
+    if plan is not None and plan.target and plan.action != "global":
+        target = plan.grounding_phrase
+    source_caption = args.source_caption or (plan.source_caption if plan else "") or (f"a photo of a {target}" if target else "")
+    target_caption = args.target_caption or (plan.target_caption if plan else "") or ""
+    localized = bool(target or box is not None or mask is not None)
+    request = EditRequest(
+        editor=args.editor or (("inpaint" if plan and plan.action in ("remove", "add") else "ip2p-composite")
+                               if localized else "ip2p"),
+        instruction=args.instruction, source_caption=source_caption, target_caption=target_caption,
+        seed=args.seed, steps=args.steps, guidance_scale=args.guidance,
+        image_guidance_scale=args.image_guidance, strength=args.strength,
+        black_mask=True if args.black_mask else None)
+    worker = LocalWorker(settings)
+    progress, close = _progress_bar(f"{request.editor}")
+    try:
+        report = run_edit(worker, image, request, target=target, box=box, mask=mask,
+                          score=not args.no_score, box_threshold=args.box_threshold,
+                          text_threshold=args.text_threshold, progress=progress)
+    finally:
+        close()
+    out = Path(args.output or f"{Path(args.image).stem}-edited.png")
+    report.image.save(out)
+    written = {"output": str(out)}
+    if args.mask_out and report.mask is not None:
+        Image.fromarray(report.mask.astype(np.uint8) * 255).save(args.mask_out)
+        written["mask"] = args.mask_out
+    if args.overlay_out:
+        boxes = [d.box for d in report.detections] or ([report.box] if report.box else [])
+        labels = [f"{d.label} {d.score:.2f}" for d in report.detections]
+        overlay(image, mask=report.mask, boxes=boxes, labels=labels,
+                chosen=report.chosen or ([0] if report.box else [])).save(args.overlay_out)
+        written["overlay"] = args.overlay_out
+    data = report.to_dict()
+    data.update(input={"path": str(args.image), "size": list(image.size)}, files=written,
+                plan=plan.model_dump() if plan is not None else None,
+                worker=worker.status())
+    data["timings"]["wall"] = round(time.perf_counter() - t0, 3)
+    print(json.dumps(data, indent=2))
+    return 0
+
+
+def _plan_for(instruction: str):
+    """The offline parser's plan for an instruction, or None if it is not an edit."""
+    from agent.parser import parse
+    from agent.plan import EditPlan
+
+    result = parse(instruction)
+    return result if isinstance(result, EditPlan) else None
+
+
+# --- models ----------------------------------------------------------------------------------
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from tools import models
+    from tools.types import LocaleditError
+
+    settings = _settings(args)
+    if args.action == "list":
+        for role, source in models.model_sources(settings).items():
+            print(f"{role:9} {models.SPECS[role].title:32} {source}")
+        return 0
+    if args.action == "make-tiny":
+        from tools.tiny import make_tiny
+
+        if not args.names:
+            raise LocaleditError("Give the folder to write, e.g. `localedit models make-tiny ./tiny-models`.")
+        folder = make_tiny(Path(args.names[0]))
+        print(f"Wrote tiny random models to {folder}. They are a wiring check (outputs are noise): "
+              f"export LOCALEDIT_MODELS_DIR={folder.resolve()}")
+        return 0
+    for role, where in models.download(args.names, settings).items():
+        print(f"{role}: {where}")
+    return 0
+
+
+# --- parse -----------------------------------------------------------------------------------
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    from agent.parser import ParseContext, parse
+    from agent.plan import EditPlan
+
+    context = None
+    if args.history:
+        history = json.loads(Path(args.history).read_text())
+        last = history.get("last_plan") if isinstance(history, dict) else None
+        context = ParseContext(last_plan=EditPlan(**last) if last else None, has_image=True,
+                               caption=history.get("caption") if isinstance(history, dict) else None)
+    result = parse(args.instruction, context)
+    data = {"kind": type(result).__name__.lower(), **result.model_dump()}
+    print(json.dumps(data, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in data.items()))
+    return 0
+
+
+# --- chat-cli --------------------------------------------------------------------------------
+
+CHAT_HELP = ("Commands: /image PATH (load a photo), /undo, /redo, /save PATH, /mask, /help, /quit. "
+             "Anything else is an instruction, e.g. \"turn the cat into a fox\".")
+
+
+def cmd_chat_cli(args: argparse.Namespace) -> int:
+    """A terminal chat; reads stdin line by line, so scripts can drive it."""
+    from agent.session import Conversations
+
+    session = Conversations(_settings(args)).session(args.thread)
+    print(f"localedit chat (thread {session.thread_id}). {CHAT_HELP}", flush=True)
+    if args.image:
+        _show(session.send("", image=args.image))
+    interactive = sys.stdin.isatty()
+    while True:
+        if interactive:
+            print("> ", end="", flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            return 0
+        line = line.strip()
+        if not line:
+            continue
+        word, _, rest = line.partition(" ")
+        if word in ("/quit", "/exit"):
+            return 0
+        if word == "/help":
+            print(CHAT_HELP)
+        elif word == "/image":
+            _show(session.send("", image=rest.strip()) if rest.strip() else None)
+        elif word == "/save":
+            image = session.current_image()
+            if image is None or not rest.strip():
+                print("localedit: give a path, and load an image first (/image PATH).", flush=True)
+            else:
+                image.save(rest.strip())
+                print(f"localedit: saved the current image to {rest.strip()}", flush=True)
+        elif word in ("/undo", "/redo", "/mask"):
+            _show(session.send({"/undo": "undo", "/redo": "redo", "/mask": "show me the mask"}[word]))
+        else:
+            _show(session.send(line, progress=_chat_progress))
+
+
+def _chat_progress(event: dict) -> None:
+    if "step" in event:
+        print(f"\r  {event.get('editor', 'edit')}: step {event['step']}/{event['total']}",
+              end="" if event["step"] < event["total"] else "\n", file=sys.stderr, flush=True)
+
+
+def _show(reply) -> None:
+    if reply is None:
+        print("localedit: give the image's path: /image PATH", flush=True)
+        return
+    if reply.notice:
+        print(f"localedit: ({reply.notice})")
+    print(f"localedit: {reply.text}")
+    for name, path in reply.images.items():
+        print(f"  [{name}] {path}")
+    if reply.question and reply.options:
+        print(f"  answer with {', '.join(reply.options)}, 'all', 'the left one', or 'cancel'")
+    if reply.scores:
+        shown = {k: v for k, v in reply.scores.items() if v is not None and k != "cache_hits"}
+        print("  scores: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
+    sys.stdout.flush()
+
+
+# --- entry point -----------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="localedit", description="Conversational, localized image editing.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("edit", help="edit one image once and print a JSON report")
+    e.add_argument("image")
+    e.add_argument("instruction", help='e.g. "turn the cat into a fox"')
+    e.add_argument("--target", help="what to edit, a phrase to ground (default: from the instruction)")
+    e.add_argument("--box", help="region x0,y0,x1,y1 in pixels (skips grounding)")
+    e.add_argument("--mask", help="region as a mask image (skips grounding and SAM)")
+    e.add_argument("--editor", choices=["ip2p", "ip2p-composite", "diffedit", "regionwise", "inpaint"])
+    e.add_argument("-o", "--output", help="edited image path (default: <image>-edited.png)")
+    e.add_argument("--mask-out", help="save the edit region (the mask, dilated) as a PNG")
+    e.add_argument("--overlay-out", help="save boxes + mask drawn over the photo")
+    e.add_argument("--source-caption", help='DiffEdit / CLIP direction, e.g. "a photo of a cat"')
+    e.add_argument("--target-caption", help='e.g. "a photo of a fox"')
+    e.add_argument("--seed", type=int)
+    e.add_argument("--steps", type=int)
+    e.add_argument("--strength", type=float, help="DiffEdit encoding ratio / region-wise / inpaint strength")
+    e.add_argument("--guidance", type=float, help="text guidance scale")
+    e.add_argument("--image-guidance", type=float, help="InstructPix2Pix image guidance scale")
+    e.add_argument("--black-mask", action="store_true", help="ip2p-composite: black out the background first")
+    e.add_argument("--box-threshold", type=float)
+    e.add_argument("--text-threshold", type=float)
+    e.add_argument("--max-side", type=int, help="long side the models work at (default 512)")
+    e.add_argument("--models", help="folder of local models (as LOCALEDIT_MODELS_DIR)")
+    e.add_argument("--device", help="cpu, cuda, cuda:1 (default: auto)")
+    e.add_argument("--no-score", action="store_true", help="skip the CLIP metrics")
+    e.set_defaults(func=cmd_edit)
+
+    m = sub.add_parser("models", help="list, download or make tiny models")
+    m.add_argument("action", choices=["list", "download", "make-tiny"])
+    m.add_argument("names", nargs="*", help="roles to download (default all), or the folder for make-tiny")
+    m.add_argument("--models", help="folder of local models (as LOCALEDIT_MODELS_DIR)")
+    m.set_defaults(func=cmd_models)
+
+    r = sub.add_parser("parse", help="show the plan the offline parser makes of an instruction")
+    r.add_argument("instruction")
+    r.add_argument("--history", help="JSON file with {last_plan: {...}, caption: ...}")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_parse)
+
+    c = sub.add_parser("chat-cli", help="chat in the terminal (reads stdin; scripts can drive it)")
+    c.add_argument("--thread", help="resume this conversation thread")
+    c.add_argument("--image", help="start with this photo")
+    c.add_argument("--models", help="folder of local models (as LOCALEDIT_MODELS_DIR)")
+    c.add_argument("--device", help="cpu, cuda, cuda:1 (default: auto)")
+    c.set_defaults(func=cmd_chat_cli)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    from tools.types import ImageError, LocaleditError, ModelMissingError
+
+    try:
+        return args.func(args)
+    except ModelMissingError as err:
+        return _fail(err, EXIT_MODEL, args.debug)
+    except ImageError as err:
+        return _fail(err, EXIT_INPUT, args.debug)
+    except LocaleditError as err:
+        from tools.engine import NothingFoundError
+
+        return _fail(err, EXIT_NOTHING if isinstance(err, NothingFoundError) else EXIT_INPUT, args.debug)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # the last net: one line, never a traceback (unless --debug)
+        if args.debug:
+            raise
+        print(f"error: unexpected failure ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+              f"run with --debug for details", file=sys.stderr)
+        return EXIT_UNEXPECTED
+
+
+def _fail(err: BaseException, code: int, debug: bool) -> int:
+    if debug:
+        raise err
+    print(f"error: {err}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""localedit test suite (a package, so tests can import shared helpers from tests.conftest)."""

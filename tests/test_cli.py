@@ -1,0 +1,135 @@
+"""`localedit edit` and `localedit models` end to end, on tiny models, through the real loaders."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from agent.cli import EXIT_INPUT, EXIT_MODEL, EXIT_NOTHING, main
+from tests.conftest import scene
+
+
+@pytest.fixture
+def env(monkeypatch, tiny_models_dir, tmp_path):
+    monkeypatch.setenv("LOCALEDIT_MODELS_DIR", str(tiny_models_dir))
+    monkeypatch.setenv("LOCALEDIT_MAX_SIDE", "64")
+    monkeypatch.setenv("LOCALEDIT_STEPS", "2")
+    monkeypatch.setenv("LOCALEDIT_DEVICE", "cpu")
+    monkeypatch.setenv("LOCALEDIT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    photo = tmp_path / "photo.png"
+    scene((157, 101), boxes=((10, 20, 60, 80), (90, 15, 150, 90))).save(photo)
+    return tmp_path
+
+
+def run(capsys, *argv) -> tuple[int, dict | None, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if code == 0 and out.strip().startswith("{") else None), err
+
+
+def test_edit_with_a_box_keeps_everything_outside_the_mask(env, capsys):
+    code, report, _ = run(capsys, "edit", "photo.png", "make it golden", "--box", "10,20,60,80",
+                          "-o", "out.png", "--mask-out", "mask.png", "--overlay-out", "overlay.png")
+    assert code == 0
+    original = np.asarray(Image.open(env / "photo.png").convert("RGB"))
+    edited = np.asarray(Image.open(env / "out.png"))
+    mask = np.asarray(Image.open(env / "mask.png")) > 127
+    assert edited.shape == original.shape
+    assert mask.any() and report["mask"]["edit_area"] == int(mask.sum()) >= report["mask"]["area"]
+    assert np.array_equal(edited[~mask], original[~mask])  # untouched background, bit for bit
+    assert not mask[:, 80:].any()  # near the box: 10..60, grown 10%, dilated 4 work px (~10 px here)
+    assert report["path"] == "localized" and report["editor"] == "ip2p-composite"
+    assert report["box"] == [10.0, 20.0, 60.0, 80.0]
+    assert set(report["timings"]) >= {"segment", "edit", "score", "total", "wall"}
+    assert report["scores"]["l1_outside"] == 0.0
+    assert Image.open(env / "overlay.png").size == (157, 101)
+
+
+def test_edit_grounds_the_target_and_reports_detections(env, capsys):
+    code, report, _ = run(capsys, "edit", "photo.png", "turn the cat into a fox", "--target", "cat",
+                          "--box-threshold", "0", "--text-threshold", "0", "--editor", "regionwise")
+    assert code == 0
+    assert report["detections"] and report["chosen"] == [0]
+    assert report["box"] == report["detections"][0]["box"]
+    assert report["editor"] == "regionwise" and report["target"] == "cat"
+    assert {"ground", "segment", "edit", "score"} <= set(report["timings"])
+    assert (env / "photo-edited.png").is_file()
+
+
+def test_edit_takes_the_target_from_the_instruction(env, capsys):
+    code, report, _ = run(capsys, "edit", "photo.png", "turn the cat into a fox",
+                          "--box-threshold", "0", "--text-threshold", "0", "--no-score")
+    assert code == 0
+    assert report["target"] == "cat" and report["plan"]["action"] == "replace"
+    assert report["request"]["target_caption"].endswith("fox")
+
+
+def test_edit_with_a_mask_file_skips_grounding_and_sam(env, capsys):
+    mask = np.zeros((101, 157), np.uint8)
+    mask[30:70, 95:140] = 255
+    Image.fromarray(mask).save(env / "region.png")
+    code, report, _ = run(capsys, "edit", "photo.png", "make it blue", "--mask", "region.png",
+                          "--editor", "inpaint", "-o", "out.png", "--mask-out", "edited-region.png")
+    assert code == 0
+    assert report["mask"]["source"] == "user" and "ground" not in report["timings"]
+    assert "segment" not in report["timings"]
+    region = np.asarray(Image.open(env / "edited-region.png")) > 127
+    assert region[mask > 0].all()  # the user's region, grown a little for the inpainter
+    assert not region[:15].any() and not region[:, :80].any()
+    edited, original = np.asarray(Image.open(env / "out.png")), np.asarray(Image.open(env / "photo.png").convert("RGB"))
+    assert np.array_equal(edited[~region], original[~region])
+
+
+def test_global_edit_runs_plain_instructpix2pix(env, capsys):
+    code, report, _ = run(capsys, "edit", "photo.png", "make it look like winter", "-o", "w.png")
+    assert code == 0 and report["path"] == "global" and report["editor"] == "ip2p"
+    assert Image.open(env / "w.png").size == (157, 101)
+
+
+@pytest.mark.parametrize("content,what", [(b"", "empty"), (b"hello, not an image", "not an image")])
+def test_bad_input_is_one_line_and_writes_nothing(env, capsys, content, what):
+    (env / "bad.png").write_bytes(content)
+    code, _, err = run(capsys, "edit", "bad.png", "make it red", "--box", "1,1,5,5", "-o", "out.png")
+    assert code == EXIT_INPUT
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert not (env / "out.png").exists()
+
+
+def test_nothing_found_exits_4(env, capsys):
+    code, _, err = run(capsys, "edit", "photo.png", "make it red", "--target", "cat",
+                       "--box-threshold", "1.01", "-o", "out.png")
+    assert code == EXIT_NOTHING and "No 'cat' was found" in err
+    assert not (env / "out.png").exists()
+
+
+def test_bad_box_is_refused(env, capsys):
+    code, _, err = run(capsys, "edit", "photo.png", "make it red", "--box", "50,50,10,10")
+    assert code == EXIT_INPUT and err.startswith("error: ")
+
+
+def test_missing_model_names_it_and_the_fix(env, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("LOCALEDIT_MODELS_DIR", str(tmp_path / "nothing-here"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf"))
+    code, _, err = run(capsys, "edit", "photo.png", "make it red", "--box", "10,20,60,80", "-o", "out.png")
+    assert code == EXIT_MODEL
+    assert "Segment Anything" in err and "localedit models download sam" in err
+    assert "Traceback" not in err and not (env / "out.png").exists()
+
+
+def test_console_script_make_tiny_and_list(tmp_path):
+    exe = Path(sys.executable).parent / "localedit"
+    out = subprocess.run([str(exe), "models", "make-tiny", str(tmp_path / "tiny")], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "tiny" / "ip2p" / "model_index.json").is_file()
+    listed = subprocess.run([str(exe), "models", "list", "--models", str(tmp_path / "tiny")],
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0
+    assert f"{tmp_path / 'tiny' / 'clip'}" in listed.stdout

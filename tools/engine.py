@@ -1,0 +1,144 @@
+"""One edit, start to finish: ground -> choose a box -> segment -> edit -> score.
+
+This is what ``localedit edit`` and the evaluation harness run; the conversational agent runs the
+same stages as separate graph nodes. It talks only to a ``Worker``, so it runs the same against
+the in-process worker or a remote one, and it never imports torch.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Optional
+
+import numpy as np
+from PIL import Image
+
+from tools.images import mask_bbox
+from tools.types import Box, Detection, EditRequest, LocaleditError, Scores, Segmentation
+from tools.worker import ProgressFn, Worker
+
+
+class NothingFoundError(LocaleditError):
+    """Grounding found no object for the target phrase."""
+
+
+@dataclass
+class EditReport:
+    """Everything one edit did, for the JSON report and for the pictures."""
+
+    image: Image.Image  # the edited image, at the input's size
+    editor: str
+    path: str  # "localized" or "global" (no region: plain InstructPix2Pix, the CMU "None" rule)
+    request: EditRequest
+    target: Optional[str] = None
+    detections: list[Detection] = field(default_factory=list)
+    chosen: list[int] = field(default_factory=list)
+    box: Optional[Box] = None
+    segmentation: Optional[Segmentation] = None
+    region: Optional[np.ndarray] = None  # what the editor was allowed to change (the mask, dilated)
+    scores: Optional[Scores] = None
+    timings: dict[str, float] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mask(self) -> Optional[np.ndarray]:
+        """The edit region: outside it the output is bit-identical to the input."""
+        if self.region is not None:
+            return self.region
+        return self.segmentation.mask if self.segmentation is not None else None
+
+    def to_dict(self) -> dict[str, Any]:
+        seg = self.segmentation
+        return {
+            "path": self.path,
+            "editor": self.editor,
+            "target": self.target,
+            "detections": [d.to_dict() for d in self.detections],
+            "chosen": self.chosen,
+            "box": [round(v, 1) for v in self.box] if self.box else None,
+            "mask": None if seg is None else {
+                "area": seg.area, "fraction": round(seg.area / seg.mask.size, 4),
+                "edit_area": int(self.region.sum()) if self.region is not None else None,
+                "source": seg.source, "score": round(float(seg.score), 4), "note": seg.note,
+                "embedding_cache_hit": seg.cache_hit},
+            "request": self.request.to_dict(),
+            "scores": self.scores.to_dict() if self.scores else None,
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "info": self.info,
+        }
+
+
+class _Stopwatch:
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - start
+
+
+def run_edit(worker: Worker, image: Image.Image, request: EditRequest, *,
+             target: Optional[str] = None, box: Optional[Box] = None,
+             mask: Optional[np.ndarray] = None, score: bool = True,
+             box_threshold: Optional[float] = None, text_threshold: Optional[float] = None,
+             progress: Optional[ProgressFn] = None) -> EditReport:
+    """Edit ``image`` as ``request`` says, only inside the region the other arguments name.
+
+    Args:
+        worker: the vision worker (in-process or remote).
+        image: the input photo, RGB, any size.
+        request: the editor and its knobs; ``request.editor`` "ip2p" edits the whole image.
+        target: a phrase to ground ("cat"); the highest-scoring detection is edited.
+        box: a region given directly (x0, y0, x1, y1), skipping grounding; SAM refines it.
+        mask: a region given directly (bool, image size), skipping grounding and SAM.
+        score: compute the CLIP metrics of the result.
+        box_threshold, text_threshold: GroundingDINO thresholds (None: configured defaults).
+        progress: called as ``progress(step, total)`` during diffusion.
+
+    Raises:
+        NothingFoundError: ``target`` matched nothing in the image.
+        LocaleditError: a request the editors cannot run (e.g. a masked editor and no region).
+    """
+    clock = _Stopwatch()
+    report = EditReport(image=image, editor=request.editor, path="localized", request=request, target=target)
+    if mask is not None:
+        report.segmentation = Segmentation(mask=mask.astype(bool), score=1.0, source="user")
+        report.box = mask_bbox(report.segmentation.mask)
+    elif box is not None or target:
+        if box is None:
+            with clock.stage("ground"):
+                report.detections = worker.ground(image, target, box_threshold=box_threshold,
+                                                  text_threshold=text_threshold)
+            if not report.detections:
+                raise NothingFoundError(
+                    f"No '{target}' was found in the image; try another wording, a lower "
+                    f"--box-threshold, or give the region with --box.")
+            report.chosen = [0]
+            box = report.detections[0].box
+        report.box = tuple(float(v) for v in box)
+        with clock.stage("segment"):
+            report.segmentation = worker.segment(image, [report.box])
+    if report.segmentation is None:
+        report.path = "global"
+        if request.editor != "ip2p":
+            report.info["editor_note"] = f"no region given: ran ip2p instead of {request.editor}"
+            request.editor = report.editor = "ip2p"
+    with clock.stage("edit"):
+        result = worker.edit(image, report.mask, request, progress=progress)
+    report.image, report.editor, report.region = result.image, result.editor, result.region
+    report.info.update(result.info)
+    if score:
+        with clock.stage("score"):
+            report.scores = worker.score(
+                image, result.image, mask=report.mask, box=report.box,
+                source_caption=request.source_caption, target_caption=request.target_caption,
+                target_text=request.target_caption or request.instruction)
+    report.timings = dict(clock.times, total=sum(clock.times.values()))
+    return report
+
