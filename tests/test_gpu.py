@@ -1,0 +1,58 @@
+"""The CUDA code paths (fp16 placement, generators, caches on the GPU), with tiny models.
+
+Skipped where no CUDA device exists (CI has none); on a GPU machine ``pytest tests/test_gpu.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import scene
+from tools.config import Settings
+from tools.types import EDITORS, MASKED_EDITORS, EditRequest
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture(scope="module")
+def gpu_worker(tiny_models_dir, tmp_path_factory):
+    from tools.worker import LocalWorker
+
+    settings = Settings(models_dir=tiny_models_dir, data_dir=tmp_path_factory.mktemp("gpu-data"),
+                        device="auto", dtype="auto", max_side=96, steps=3, _env_file=None)
+    return LocalWorker(settings)
+
+
+def test_auto_picks_cuda_fp16(gpu_worker):
+    reg = gpu_worker.registry
+    assert reg.device.type == "cuda" and reg.dtype == torch.float16
+    assert reg.get("ip2p").model.unet.dtype == torch.float16
+    assert reg.get("clip").model.device.type == "cuda"
+    assert next(reg.get("sam").model.parameters()).dtype == torch.float32  # SAM stays fp32
+
+
+@pytest.mark.parametrize("editor", EDITORS)
+def test_every_editor_on_cuda_fp16_keeps_the_background(gpu_worker, editor):
+    image = scene((157, 101), boxes=((10, 20, 60, 80), (90, 15, 150, 90)))
+    seg = gpu_worker.segment(image, [(10, 20, 60, 80)])
+    request = EditRequest(editor=editor, instruction="make it red", source_caption="a photo of a ball",
+                          target_caption="a photo of a red ball", seed=3)
+    result = gpu_worker.edit(image, seg.mask, request)
+    out = np.asarray(result.image)
+    assert out.shape == (101, 157, 3) and np.isfinite(out).all()
+    if editor in MASKED_EDITORS:
+        assert np.array_equal(out[~result.region], np.asarray(image)[~result.region])
+    again = gpu_worker.edit(image, seg.mask, request)
+    assert np.array_equal(np.asarray(again.image), out)  # seeded on the GPU too
+
+
+def test_caches_hit_on_the_gpu(gpu_worker):
+    image = scene((120, 90))
+    first = gpu_worker.segment(image, [(20, 40, 60, 90)])
+    second = gpu_worker.segment(image, [(90, 30, 110, 80)])
+    assert not first.cache_hit and second.cache_hit
+    assert gpu_worker.caption(image).text and gpu_worker.caption(image).cache_hit
+    scores = gpu_worker.score(image, image, mask=first.mask, target_caption="a photo")
+    assert abs(scores.clip_i - 1.0) < 1e-3
