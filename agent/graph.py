@@ -461,3 +461,12 @@ def _explain(plan: EditPlan, state: State, attempts: list[dict], best: dict) -> 
     if note:
         text += f" ({note})"
     return text
+
+
+def mermaid() -> str:
+    """The graph as a Mermaid diagram (what the README shows): ``python -m agent.graph``."""
+    return build_graph(None, None, None, Settings(_env_file=None)).get_graph().draw_mermaid()
+
+
+if __name__ == "__main__":
+    print(mermaid())
