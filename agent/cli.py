@@ -6,6 +6,7 @@
     localedit models list                    # where each model will be loaded from
     localedit parse "make the left cat red" --json
     localedit chat-cli [--image photo.jpg]   # a terminal chat: /image PATH, /undo, /redo, /save PATH, /quit
+    localedit eval MANIFEST --editors ip2p,ip2p-composite,diffedit,regionwise --out DIR
 
 Errors a user can cause print one line (``error: ...``) and exit non-zero; nothing is written.
 Exit codes: 0 done, 1 unexpected failure, 2 bad input, 3 model missing, 4 nothing found to edit.
@@ -284,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--models", help="folder of local models (as LOCALEDIT_MODELS_DIR)")
     c.add_argument("--device", help="cpu, cuda, cuda:1 (default: auto)")
     c.set_defaults(func=cmd_chat_cli)
+
+    from bench.evaluate import add_cli as add_eval
+
+    add_eval(sub)
     return p
 
 

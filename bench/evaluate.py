@@ -1,0 +1,592 @@
+"""The evaluation harness: run editors over a manifest and report the papers' metrics.
+
+    localedit eval MANIFEST --editors ip2p,ip2p-composite,diffedit,regionwise [--baseline ip2p] --out DIR
+        [--limit N] [--shard I/N] [--format auto|jsonl|magicbrush|piebench|ip2p] [--use-gt-masks]
+        [--models DIR] [--device cpu|cuda] [--max-side PX] [--steps N] [--seed N] [--concurrency N]
+    python -m bench.evaluate ...   (the same)
+
+Every sample goes through every editor (and the baseline) with one seed per sample, through
+:func:`tools.engine.run_edit`: ground the target (from the manifest, or from the offline
+parser's plan), segment, edit, score. When nothing is found, or the instruction has no
+subject, plain InstructPix2Pix runs on the whole image (the CMU "None" rule) and the row says
+``path = global``. The baseline (``ip2p``) is given the same region as the others, so its
+region metrics (CLIP-RC, CLIP-GC, L1 outside) are comparable; its path is ``global``
+because it edits the whole image. ``--use-gt-masks`` gives the editors the manifest's
+ground-truth mask (or box, refined by SAM) instead of grounding; otherwise, when the manifest
+has a ground truth, each row records the IoU of the grounded box with it (``gt_iou``) and
+whether it hit (IoU >= 0.5).
+
+Output layout (``--out DIR``)::
+
+    DIR/results.jsonl               one JSON row per finished (sample, editor), appended as it goes
+    DIR/run.json                    the run's settings (a resumed run must match them)
+    DIR/images/<sample>/<editor>.png
+    DIR/per_sample.csv, per_sample.json   one row per sample and editor (the COLUMNS below)
+    DIR/summary.md, summary.json    means per editor, per-sample deltas against the baseline, ...
+    DIR/plots/delta_clip_i.png, delta_clip_dir.png, clip_gc_vs_clip_rc.png
+
+Resuming: a second run with the same ``--out`` skips the (sample, editor) pairs already in
+``results.jsonl`` (error rows too, except a worker that could not be reached; give
+``--retry-errors`` to run every error again). The tables cover the samples this run
+selected, so after sharded runs into one folder a last run without ``--shard`` (nothing left
+to compute) writes the tables of them all. ``--limit N`` takes the manifest's first N
+samples, then ``--shard I/N`` (I from 0) keeps every N-th of those from the I-th on.
+
+With ``LOCALEDIT_WORKER_URL`` set, ``make_worker`` gives the remote (Ray Serve) worker and
+samples run ``--concurrency`` at a time (default 4; 1 with the in-process worker).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import itertools
+import json
+import re
+import sys
+import threading
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+from bench import report
+from bench.manifests import FORMATS, Sample, read_manifest
+from tools.engine import EditReport, NothingFoundError, run_edit
+from tools.images import iou, load_image, mask_bbox
+from tools.types import EDITORS, Box, EditRequest, LocaleditError
+from tools.worker import Worker
+
+DEFAULT_EDITORS = ("ip2p", "ip2p-composite", "diffedit", "regionwise")
+METRIC_COLUMNS = ("clip_i", "clip_t", "clip_dir", "clip_rc", "clip_gc", "l1", "l2", "l1_outside", "l2_outside")
+COLUMNS = (
+    "sample", "editor", "status", "error", "path", "editor_ran", "region_source", "target", "instruction",
+    *METRIC_COLUMNS, "lpips", "ref_l1", "ref_l2", "gt_iou", "gt_hit", "box", "gt_box", "detections", "seed",
+    *(f"t_{s}" for s in report.STAGES), "image", "note", "finished_at",
+)
+"""The per-sample table's columns. ``t_load`` is the sample's image (and mask) loading, shared by
+its editors; ``t_total`` is this editor's time without it."""
+
+RUN_KEYS = ("use_gt_masks", "seed", "steps", "box_threshold", "text_threshold")
+"""Settings that change results: a resumed run must use the same ones."""
+
+RETRYABLE = ("WorkerUnavailableError",)
+"""Error kinds a resumed run tries again without ``--retry-errors``."""
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass
+class EvalConfig:
+    """What to run and where to write it."""
+
+    out: Path
+    editors: Sequence[str] = DEFAULT_EDITORS
+    baseline: str = "ip2p"
+    limit: Optional[int] = None
+    shard: tuple[int, int] = (0, 1)
+    use_gt_masks: bool = False
+    concurrency: Optional[int] = None  # None: 1 in-process, 4 with a remote worker
+    seed: int = 0
+    steps: Optional[int] = None  # None: the configured default
+    tolerance: float = report.DEFAULT_TOLERANCE
+    box_threshold: Optional[float] = None
+    text_threshold: Optional[float] = None
+    retry_errors: bool = False
+    plots: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        unknown = [e for e in [*self.editors, self.baseline] if e not in EDITORS]
+        if unknown:
+            raise LocaleditError(f"Unknown editor {unknown[0]!r}; choose from {', '.join(EDITORS)}.")
+        if not self.editors:
+            raise LocaleditError("Give at least one editor with --editors.")
+        index, count = self.shard
+        if not (count >= 1 and 0 <= index < count):
+            raise LocaleditError(f"The shard {index}/{count} does not exist: use I/N with 0 <= I < N.")
+        if self.limit is not None and self.limit < 1:
+            raise LocaleditError("--limit must be at least 1.")
+
+    @property
+    def run_editors(self) -> list[str]:
+        """The baseline, then the chosen editors, each once."""
+        return list(dict.fromkeys([self.baseline, *self.editors]))
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in RUN_KEYS}
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"1/4"`` -> ``(1, 4)``."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
+    if not match:
+        raise LocaleditError(f"The shard {text!r} is not written I/N (for example 0/4).")
+    return int(match.group(1)), int(match.group(2))
+
+
+def select(samples: Iterable[Sample], limit: Optional[int] = None, shard: tuple[int, int] = (0, 1)) -> list[Sample]:
+    """The manifest's first ``limit`` samples, then those of ``shard`` = (I, N): indices I, I+N, ..."""
+    index, count = shard
+    first = itertools.islice(samples, limit) if limit is not None else samples
+    return [s for i, s in enumerate(first) if i % count == index]
+
+
+def sample_seed(sample: Sample, base: int) -> int:
+    """The seed every editor uses on ``sample``: the manifest's, else ``base`` + a hash of the id."""
+    if sample.seed is not None:
+        return int(sample.seed)
+    return base + zlib.crc32(sample.id.encode("utf-8")) % 1_000_000
+
+
+def safe_name(sample_id: str) -> str:
+    """A sample id as one folder name."""
+    name = re.sub(r"[^\w.-]+", "_", sample_id).strip("._")
+    return name or "sample"
+
+
+# --------------------------------------------------------------------------- LPIPS
+
+
+class Lpips:
+    """LPIPS (AlexNet) between the input and the output, when its weights are on this machine.
+
+    The ``lpips`` package ships its linear layers but takes the AlexNet trunk from
+    torchvision's pretrained weights in the torch hub cache; nothing is downloaded here.
+    Without them :attr:`available` is False, the cells stay empty and :attr:`note` says why.
+    """
+
+    WEIGHTS = "alexnet-owt-7be5be79.pth"
+
+    def __init__(self) -> None:
+        self._model = None
+        self._lock = threading.Lock()
+        self.available, self.note = self._probe()
+
+    @classmethod
+    def weights_path(cls) -> Path:
+        import torch
+
+        return Path(torch.hub.get_dir()) / "checkpoints" / cls.WEIGHTS
+
+    @classmethod
+    def _probe(cls) -> tuple[bool, str]:
+        if importlib.util.find_spec("lpips") is None:
+            return False, "LPIPS cells are empty: the lpips package is not installed."
+        weights = cls.weights_path()
+        if not weights.exists():
+            return False, (f"LPIPS cells are empty: torchvision's AlexNet weights are not at {weights} "
+                           f"(they are not downloaded; put {cls.WEIGHTS} there to get LPIPS).")
+        return True, f"LPIPS: AlexNet trunk from {weights}."
+
+    def __call__(self, original: Image.Image, edited: Image.Image) -> Optional[float]:
+        if not self.available:
+            return None
+        import torch
+
+        with self._lock:
+            if self._model is None:
+                import lpips
+
+                self._model = lpips.LPIPS(net="alex", verbose=False).eval()
+            tensors = [torch.from_numpy(np.asarray(im.convert("RGB").resize(original.size), dtype=np.float32))
+                       .permute(2, 0, 1)[None] / 127.5 - 1.0 for im in (original, edited)]
+            with torch.inference_mode():
+                return float(self._model(*tensors).item())
+
+
+# --------------------------------------------------------------------------- results log
+
+
+class ResultsLog:
+    """``results.jsonl``: rows appended as pairs finish, read back to resume (the last row wins)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+
+    def read(self) -> dict[tuple[str, str], dict[str, Any]]:
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        if not self.path.exists():
+            return rows
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by a crash
+                continue
+            if isinstance(row, dict) and "sample" in row and "editor" in row:
+                rows[(str(row["sample"]), str(row["editor"]))] = row
+        return rows
+
+    def append(self, row: dict[str, Any]) -> None:
+        line = json.dumps(row, default=str) + "\n"
+        with self._lock, open(self.path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+
+
+def is_finished(row: Optional[dict[str, Any]], retry_errors: bool) -> bool:
+    """Whether a logged row means its pair need not run again."""
+    if row is None:
+        return False
+    if row.get("status") == "ok":
+        return True
+    return not retry_errors and row.get("error_kind") not in RETRYABLE
+
+
+# --------------------------------------------------------------------------- one sample
+
+
+@dataclass
+class Prepared:
+    """A sample, loaded: the image, its ground truth, and the fields the request needs."""
+
+    sample: Sample
+    image: Image.Image
+    target: Optional[str]
+    source_caption: str
+    target_caption: str
+    seed: int
+    gt_mask: Optional[np.ndarray] = None
+    gt_box: Optional[Box] = None
+    reference: Optional[Image.Image] = None
+    load_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def fill_from_parser(sample: Sample) -> tuple[Optional[str], str, str, list[str]]:
+    """Target and captions: the manifest's, the gaps filled from the offline parser's plan."""
+    target, source, dest = sample.target, sample.source_caption, sample.target_caption
+    if target and source and dest:
+        return target, source, dest, []
+    from agent.parser import parse
+    from agent.plan import EditPlan
+
+    plan = parse(sample.instruction)
+    if not isinstance(plan, EditPlan):
+        return target, source, dest, [f"the parser found no edit in the instruction ({type(plan).__name__})"]
+    notes = []
+    if not target and plan.action != "global" and plan.grounding_phrase:
+        target = plan.grounding_phrase
+        notes.append(f"target {target!r} from the parser")
+    return target, source or plan.source_caption, dest or plan.target_caption, notes
+
+
+def prepare(sample: Sample, config: EvalConfig) -> Prepared:
+    """Load the sample's image, ground truth and reference; raises LocaleditError if unusable."""
+    start = time.perf_counter()
+    image = load_image(sample.image)
+    target, source, dest, notes = fill_from_parser(sample)
+    prepared = Prepared(sample, image, target, source, dest, sample_seed(sample, config.seed), notes=notes)
+    try:
+        prepared.gt_mask = sample.gt_mask(image.size)
+    except LocaleditError as err:
+        if config.use_gt_masks:
+            raise
+        prepared.notes.append(f"ground-truth mask unusable ({err})")
+    prepared.gt_box = sample.box or (mask_bbox(prepared.gt_mask) if prepared.gt_mask is not None else None)
+    if sample.reference is not None:
+        try:
+            prepared.reference = load_image(sample.reference)
+        except LocaleditError as err:
+            prepared.notes.append(f"reference image unusable ({err})")
+    prepared.load_seconds = time.perf_counter() - start
+    return prepared
+
+
+def _region(prep: Prepared, use_gt: bool) -> tuple[dict[str, Any], str]:
+    """``run_edit`` region arguments and where the region comes from."""
+    if use_gt and prep.gt_mask is not None:
+        return {"mask": prep.gt_mask}, "gt-mask"
+    if use_gt and prep.sample.box is not None:
+        return {"box": prep.sample.box}, "gt-box"
+    if prep.target:
+        return {"target": prep.target}, "grounded"
+    return {}, "none"
+
+
+def _round(value: Any, digits: int = 4) -> Any:
+    return round(value, digits) if isinstance(value, float) else value
+
+
+def _box_list(box: Optional[Sequence[float]]) -> Optional[list[float]]:
+    return [round(float(v), 1) for v in box] if box is not None else None
+
+
+def edit_pair(worker: Worker, prep: Prepared, editor: str, config: EvalConfig) -> tuple[EditReport, str, list[str]]:
+    """Run one editor on one sample; when nothing is found, plain InstructPix2Pix (the CMU rule)."""
+    kwargs, source = _region(prep, config.use_gt_masks)
+
+    def attempt(**region: Any) -> EditReport:
+        request = EditRequest(editor=editor, instruction=prep.sample.instruction, source_caption=prep.source_caption,
+                              target_caption=prep.target_caption, seed=prep.seed, steps=config.steps)
+        return run_edit(worker, prep.image, request, box_threshold=config.box_threshold,
+                        text_threshold=config.text_threshold, **region)
+
+    start = time.perf_counter()
+    try:
+        return attempt(**kwargs), source, []
+    except NothingFoundError:
+        searched = time.perf_counter() - start
+    result = attempt()
+    result.timings["ground"] = searched
+    result.timings["total"] = result.timings.get("total", 0.0) + searched
+    return result, "none", [f"nothing found for {prep.target!r}: ran ip2p on the whole image (CMU rule)"]
+
+
+def result_row(prep: Prepared, editor: str, result: EditReport, region_source: str,
+               lpips: Lpips, image_path: str, notes: list[str]) -> dict[str, Any]:
+    """The table row of a finished edit."""
+    scores = result.scores.to_dict() if result.scores else {}
+    row: dict[str, Any] = {c: _round(scores.get(c)) for c in METRIC_COLUMNS}
+    t0 = time.perf_counter()
+    row["lpips"] = _round(lpips(prep.image, result.image))
+    lpips_seconds = time.perf_counter() - t0 if lpips.available else None
+    if prep.reference is not None:
+        from tools.score import masked_l1_l2  # imports torch: not at module level (the CLI imports this module)
+
+        ref = prep.reference.resize(result.image.size, Image.Resampling.LANCZOS)
+        row["ref_l1"], row["ref_l2"] = (_round(v) for v in masked_l1_l2(ref, result.image))
+    if "ground" in result.timings and prep.gt_box is not None:  # grounding ran: did it find the object?
+        found = region_source == "grounded" and result.box is not None
+        overlap = iou(result.box, prep.gt_box) if found else 0.0
+        row["gt_iou"], row["gt_hit"] = round(overlap, 4), overlap >= 0.5
+    timings = {f"t_{k}": round(v, 4) for k, v in result.timings.items() if k in report.STAGES}
+    timings["t_lpips"] = None if lpips_seconds is None else round(lpips_seconds, 4)
+    timings["t_total"] = round(result.timings.get("total", 0.0) + (lpips_seconds or 0.0), 4)
+    if "editor_note" in result.info:
+        notes = [*notes, result.info["editor_note"]]
+    row.update(timings, status="ok", error=None, path="global" if result.editor == "ip2p" else result.path,
+               editor_ran=result.editor, region_source=region_source, box=_box_list(result.box),
+               detections=len(result.detections), image=image_path)
+    return _base_row(prep.sample, editor, prep, notes) | row
+
+
+def _base_row(sample: Sample, editor: str, prep: Optional[Prepared], notes: Sequence[str]) -> dict[str, Any]:
+    """The columns every row has, finished or failed."""
+    row: dict[str, Any] = {c: None for c in COLUMNS}
+    row.update(sample=sample.id, editor=editor, instruction=sample.instruction,
+               finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    if prep is not None:
+        row.update(target=prep.target, seed=prep.seed, gt_box=_box_list(prep.gt_box),
+                   t_load=round(prep.load_seconds, 4))
+    row["note"] = "; ".join([*(prep.notes if prep else []), *notes]) or None
+    return row
+
+
+def error_row(sample: Sample, editor: str, prep: Optional[Prepared], err: BaseException) -> dict[str, Any]:
+    """The table row of a pair that could not run: the reason, no metrics."""
+    row = _base_row(sample, editor, prep, [])
+    message = str(err).splitlines()[0] if str(err) else ""
+    row.update(status="error", error=f"{type(err).__name__}: {message}", error_kind=type(err).__name__)
+    return row
+
+
+# --------------------------------------------------------------------------- the run
+
+
+class Harness:
+    """Runs the selected samples through the editors, logging each finished pair."""
+
+    def __init__(self, worker: Worker, config: EvalConfig, lpips: Optional[Lpips] = None):
+        self.worker = worker
+        self.config = config
+        self.lpips = lpips or Lpips()
+        self.log = ResultsLog(config.out / "results.jsonl")
+        self._bar = None
+        self._bar_lock = threading.Lock()
+
+    def _advance(self) -> None:
+        with self._bar_lock:
+            if self._bar is not None:
+                self._bar.update(1)
+
+    def run_sample(self, sample: Sample, todo: list[str]) -> None:
+        """Every editor in ``todo`` on ``sample``; failures become error rows."""
+        try:
+            prep = prepare(sample, self.config)
+        except Exception as err:  # a missing or broken file: every pair of the sample fails alike
+            for editor in todo:
+                self.log.append(error_row(sample, editor, None, err))
+                self._advance()
+            return
+        folder = self.config.out / "images" / safe_name(sample.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        for editor in todo:
+            try:
+                result, source, notes = edit_pair(self.worker, prep, editor, self.config)
+                relative = f"images/{folder.name}/{editor}.png"
+                result.image.save(self.config.out / relative)
+                row = result_row(prep, editor, result, source, self.lpips, relative, notes)
+            except Exception as err:  # one failed edit must not stop the run; KeyboardInterrupt does
+                row = error_row(sample, editor, prep, err)
+            self.log.append(row)
+            self._advance()
+
+    def run(self, samples: Sequence[Sample]) -> list[dict[str, Any]]:
+        """Run what is not finished yet; returns the rows of ``samples`` x editors, in order."""
+        config = self.config
+        editors = config.run_editors
+        logged = self.log.read()
+        work = [(s, [e for e in editors if not is_finished(logged.get((s.id, e)), config.retry_errors)])
+                for s in samples]
+        work = [(s, todo) for s, todo in work if todo]
+        total = len(samples) * len(editors)
+        pending = sum(len(todo) for _, todo in work)
+        if config.progress:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, initial=total - pending, desc="eval", unit="edit", file=sys.stderr)
+        try:
+            workers = config.concurrency or default_concurrency(self.worker)
+            if workers <= 1:
+                for sample, todo in work:
+                    self.run_sample(sample, todo)
+            else:
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    list(pool.map(lambda job: self.run_sample(*job), work))
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
+        logged = self.log.read()
+        return [logged[(s.id, e)] for s in samples for e in editors if (s.id, e) in logged]
+
+
+def default_concurrency(worker: Worker) -> int:
+    """1 for the in-process worker (one model call at a time anyway), 4 for a remote one."""
+    from tools.worker import LocalWorker
+
+    return 1 if isinstance(worker, LocalWorker) else 4
+
+
+def check_run_settings(config: EvalConfig, extra: dict[str, Any]) -> None:
+    """Write ``run.json``; refuse to resume a folder that ran with other result-changing settings."""
+    path = config.out / "run.json"
+    before = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    if before:
+        changed = [k for k in RUN_KEYS if k in before and before[k] != getattr(config, k)]
+        if changed and (config.out / "results.jsonl").exists():
+            raise LocaleditError(
+                f"{config.out} holds a run with other settings ({', '.join(f'{k}={before[k]}' for k in changed)}); "
+                f"use another --out or the same settings.")
+    known = {k: v for k, v in extra.items() if v is not None}
+    path.write_text(json.dumps({**before, **config.fingerprint(), **known}, indent=2, default=str), encoding="utf-8")
+
+
+def write_outputs(rows: Sequence[dict[str, Any]], config: EvalConfig, notes: Sequence[str]) -> dict[str, Any]:
+    """Tables, summary (Markdown + JSON) and plots of ``rows``; returns the summary."""
+    out = config.out
+    report.write_table(rows, COLUMNS, out / "per_sample.csv", out / "per_sample.json")
+    notes = [*notes, "stage times include loading each model on the first edit that needs it "
+                     "(see python -m bench.stages for cold and warm times)"]
+    if config.plots:
+        _, plot_notes = report.write_plots(rows, config.run_editors, config.baseline, out / "plots")
+        notes += plot_notes
+    errors = sum(1 for r in rows if r.get("status") != "ok")
+    if errors:
+        notes.append(f"{errors} pair(s) failed; see the error column of per_sample.csv")
+    summary = report.summarize(rows, config.run_editors, config.baseline, tolerance=config.tolerance, notes=notes)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    (out / "summary.md").write_text(report.markdown(summary), encoding="utf-8")
+    return summary
+
+
+def evaluate(samples: Iterable[Sample], worker: Worker, config: EvalConfig, *,
+             lpips: Optional[Lpips] = None, manifest: Optional[str] = None) -> dict[str, Any]:
+    """Select, run (resuming), and write every output; returns the summary."""
+    config.out.mkdir(parents=True, exist_ok=True)
+    selected = select(samples, config.limit, config.shard)
+    harness = Harness(worker, config, lpips)
+    check_run_settings(config, {"manifest": manifest, "editors": config.run_editors, "baseline": config.baseline,
+                                "lpips": harness.lpips.note})
+    rows = harness.run(selected)
+    return write_outputs(rows, config, [harness.lpips.note])
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The ``eval`` options."""
+    p.add_argument("manifest", help="JSONL file, MagicBrush split folder, PIE-Bench mapping_file.json, "
+                                    "or InstructPix2Pix dataset folder")
+    p.add_argument("--editors", default=",".join(DEFAULT_EDITORS), help="comma-separated editors to compare")
+    p.add_argument("--baseline", default="ip2p", help="the editor deltas are taken against (run too)")
+    p.add_argument("--out", required=True, help="output folder (a second run there resumes)")
+    p.add_argument("--limit", type=int, help="only the manifest's first N samples")
+    p.add_argument("--shard", default="0/1", help="I/N: this process takes samples I, I+N, ... (I from 0)")
+    p.add_argument("--format", default="auto", choices=["auto", *FORMATS], help="manifest layout")
+    p.add_argument("--use-gt-masks", action="store_true",
+                   help="edit the manifest's ground-truth mask / box instead of grounding")
+    p.add_argument("--concurrency", type=int, help="samples at a time (default 1 in-process, 4 remote)")
+    p.add_argument("--seed", type=int, default=0, help="base seed (each sample gets its own from it)")
+    p.add_argument("--steps", type=int, help="diffusion steps (default: configured)")
+    p.add_argument("--tolerance", type=float, default=report.DEFAULT_TOLERANCE,
+                   help="a delta within +-tolerance counts as neither improved nor degraded")
+    p.add_argument("--box-threshold", type=float)
+    p.add_argument("--text-threshold", type=float)
+    p.add_argument("--retry-errors", action="store_true", help="run the pairs that failed before again")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--models", help="folder of local models (as LOCALEDIT_MODELS_DIR)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: auto)")
+    p.add_argument("--max-side", type=int, help="long side the models work at")
+    return p
+
+
+def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``eval`` to the ``localedit`` sub-commands; it runs :func:`cmd_eval`."""
+    p = subparsers.add_parser("eval", help="run editors over a dataset and compare them with the baseline",
+                              description=__doc__.split("\n\n")[0])
+    add_arguments(p)
+    p.set_defaults(func=cmd_eval)
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> EvalConfig:
+    return EvalConfig(
+        out=Path(args.out), editors=[e.strip() for e in args.editors.split(",") if e.strip()],
+        baseline=args.baseline, limit=args.limit, shard=parse_shard(args.shard),
+        use_gt_masks=args.use_gt_masks, concurrency=args.concurrency, seed=args.seed, steps=args.steps,
+        tolerance=args.tolerance, box_threshold=args.box_threshold, text_threshold=args.text_threshold,
+        retry_errors=args.retry_errors, plots=not args.no_plots, progress=not args.no_progress)
+
+
+def cmd_eval(args: argparse.Namespace, worker: Optional[Worker] = None) -> int:
+    """``localedit eval``: run, write the outputs, print the summary."""
+    config = config_from_args(args)
+    samples = read_manifest(args.manifest, args.format)
+    if worker is None:
+        from tools.config import Settings
+        from tools.worker import make_worker
+
+        overrides = {"models_dir": args.models, "device": args.device, "max_side": args.max_side}
+        worker = make_worker(Settings(**{k: v for k, v in overrides.items() if v is not None}))
+    summary = evaluate(samples, worker, config, manifest=str(args.manifest))
+    print(report.markdown(summary))
+    print(f"Wrote {config.out}/per_sample.csv, summary.md, summary.json, images/ and plots/.")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None, worker: Optional[Worker] = None) -> int:
+    """``python -m bench.evaluate``; exit 2 on a user error (one line on stderr)."""
+    parser = add_arguments(argparse.ArgumentParser(prog="python -m bench.evaluate", description=__doc__.split("\n\n")[0]))
+    args = parser.parse_args(argv)
+    try:
+        return cmd_eval(args, worker)
+    except LocaleditError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
