@@ -7,6 +7,7 @@
     localedit parse "make the left cat red" --json
     localedit chat-cli [--image photo.jpg]   # a terminal chat: /image PATH, /undo, /redo, /save PATH, /quit
     localedit eval MANIFEST --editors ip2p,ip2p-composite,diffedit,regionwise --out DIR
+    localedit worker [--host H --port P --token T] [--ray]   # the vision models behind an HTTP API
 
 Errors a user can cause print one line (``error: ...``) and exit non-zero; nothing is written.
 Exit codes: 0 done, 1 unexpected failure, 2 bad input, 3 model missing, 4 nothing found to edit.
@@ -287,8 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_chat_cli)
 
     from bench.evaluate import add_cli as add_eval
+    from tools.server import add_cli as add_worker
 
     add_eval(sub)
+    add_worker(sub)
     return p
 
 

@@ -74,6 +74,16 @@ class Settings(BaseSettings):
     worker_token: Optional[str] = None
     worker_timeout: float = 300.0
     cache_bytes: int = Field(512 * 1024 * 1024, description="Bound of each per-image cache (LRU by bytes).")
+    torch_compile: bool = Field(False, description="torch.compile the diffusion UNets: a slow first call, "
+                                "faster after (GPU workers).")
+    ip2p_scheduler: Literal["default", "euler_a", "dpm++", "unipc", "ddim"] = Field(
+        "default", description="InstructPix2Pix's sampler: 'default' keeps the pipeline's own; 'dpm++' or "
+        "'unipc' make usable edits in 8-12 steps (lower LOCALEDIT_STEPS with them).")
+    preview_vae: bool = Field(False, description="Decode diffusion latents with the tiny autoencoder (TAESD, "
+                              "model role 'taesd'): much faster decoding at preview quality.")
+    attention: Literal["default", "sdpa", "eager"] = Field(
+        "default", description="Attention kernels: 'default' keeps each library's own (PyTorch SDPA where "
+        "supported), 'sdpa' asks for SDPA explicitly, 'eager' the plain implementation.")
 
 
 @lru_cache(maxsize=1)

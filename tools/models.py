@@ -58,7 +58,13 @@ SPECS: dict[str, ModelSpec] = {s.role: s for s in [
     ModelSpec("sd", "Stable Diffusion 1.5 (DiffEdit)", "stable-diffusion-v1-5/stable-diffusion-v1-5", "2.7 GB"),
     ModelSpec("inpaint", "Stable Diffusion inpainting", "stable-diffusion-v1-5/stable-diffusion-inpainting", "2.7 GB"),
     ModelSpec("clip", "CLIP ViT-L/14 scorer", "openai/clip-vit-large-patch14", "1.7 GB"),
+    ModelSpec("taesd", "Tiny autoencoder (TAESD, previews)", "madebyollin/taesd", "10 MB"),
 ]}
+
+DIFFUSION_ROLES = ("ip2p", "sd", "inpaint")
+IP2P_SCHEDULERS = {"euler_a": "EulerAncestralDiscreteScheduler", "dpm++": "DPMSolverMultistepScheduler",
+                   "unipc": "UniPCMultistepScheduler", "ddim": "DDIMScheduler"}
+"""``settings.ip2p_scheduler`` -> the diffusers scheduler class built from the pipeline's config."""
 
 
 @dataclass
@@ -215,6 +221,13 @@ def sam_cache_dir() -> Path:
     return Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "localedit-sam"
 
 
+def _load_autoencoder_tiny(source: str, device: torch.device, dtype: torch.dtype) -> Loaded:
+    from diffusers import AutoencoderTiny
+
+    vae = AutoencoderTiny.from_pretrained(source, dtype=dtype, local_files_only=True, use_safetensors=True)
+    return Loaded(vae.to(device).eval())
+
+
 LOADERS: dict[str, Callable[..., Loaded]] = {
     "caption": _load_transformers("Blip2ForConditionalGeneration", "Blip2Processor"),
     "detector": _load_transformers("GroundingDinoForObjectDetection", "GroundingDinoProcessor"),
@@ -222,6 +235,7 @@ LOADERS: dict[str, Callable[..., Loaded]] = {
     "ip2p": _load_diffusers("StableDiffusionInstructPix2PixPipeline"),
     "sd": _load_diffusers("StableDiffusionPipeline"),
     "inpaint": _load_diffusers("StableDiffusionInpaintPipeline"),
+    "taesd": _load_autoencoder_tiny,
 }
 
 
@@ -250,12 +264,53 @@ class ModelRegistry:
         try:
             if role == "sam":
                 return load_sam(source, self.device, self.dtype, self.settings)
-            return LOADERS[role](source, self.device, self.dtype)
+            loaded = LOADERS[role](source, self.device, self.dtype)
         except OSError as err:  # loads are local_files_only: absent or incomplete weights raise OSError
             raise _missing(role, source, err) from err
+        return self._speed_up(role, loaded)
+
+    def _speed_up(self, role: str, loaded: Loaded) -> Loaded:
+        """Apply the speed settings (all off by default, which leaves the model as loaded)."""
+        s = self.settings
+        if role in DIFFUSION_ROLES:
+            pipe = loaded.model
+            if role == "ip2p" and s.ip2p_scheduler != "default":
+                import diffusers
+
+                pipe.scheduler = getattr(diffusers, IP2P_SCHEDULERS[s.ip2p_scheduler]).from_config(pipe.scheduler.config)
+            if s.attention != "default":
+                from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+                pipe.unet.set_attn_processor(AttnProcessor2_0() if s.attention == "sdpa" else AttnProcessor())
+            if s.preview_vae:
+                if "taesd" not in self._loaded:  # get() holds the lock already
+                    self._loaded["taesd"] = self._load("taesd")
+                decode_with_tiny_vae(pipe.vae, self._loaded["taesd"].model)
+            if s.torch_compile:
+                pipe.unet.compile()
+        elif s.attention != "default" and hasattr(loaded.model, "set_attn_implementation"):
+            try:
+                loaded.model.set_attn_implementation(s.attention)
+            except (ValueError, ImportError) as err:  # a model without that kernel keeps its own
+                log.info("%s keeps its attention implementation: %s", role, err)
+        return loaded
 
     def loaded(self) -> list[str]:
         return sorted(self._loaded)
+
+
+def decode_with_tiny_vae(vae, tiny) -> None:
+    """Make ``vae.decode`` (what the pipelines and editors call) decode with ``tiny`` (TAESD).
+
+    Callers pass ``latents / vae.config.scaling_factor``; TAESD takes the scaled latents, so they are
+    scaled back. Encoding stays with the full autoencoder.
+    """
+    scale = vae.config.scaling_factor
+
+    def decode(z: torch.Tensor, return_dict: bool = True, generator=None):
+        return tiny.decode(z.to(tiny.dtype) * scale, return_dict=return_dict)
+
+    vae.decode = decode
 
 
 # --- download --------------------------------------------------------------------------------

@@ -221,9 +221,18 @@ def make_inpaint(out: Path) -> None:
     pipe.save_pretrained(out)
 
 
+def make_taesd(out: Path) -> None:
+    """TAESD (the tiny preview autoencoder): an ``AutoencoderTiny`` with SD's 4 latent channels."""
+    from diffusers import AutoencoderTiny
+
+    AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+                    num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1),
+                    latent_channels=4).save_pretrained(out)
+
+
 BUILDERS: dict[str, Callable[[Path], None]] = {
     "caption": make_caption, "detector": make_detector, "sam": make_sam, "ip2p": make_ip2p,
-    "sd": make_sd, "inpaint": make_inpaint, "clip": make_clip,
+    "sd": make_sd, "inpaint": make_inpaint, "clip": make_clip, "taesd": make_taesd,
 }
 
 

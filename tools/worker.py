@@ -149,7 +149,12 @@ class LocalWorker:
 
 
 def make_worker(settings=None) -> Worker:
-    """The worker the settings ask for: in-process by default."""
+    """The worker the settings ask for: in-process by default, remote when ``worker_url`` is set."""
     from tools.config import get_settings
 
-    return LocalWorker(settings or get_settings())
+    settings = settings or get_settings()
+    if settings.worker_url:
+        from tools.remote import RemoteWorker
+
+        return RemoteWorker(settings.worker_url, token=settings.worker_token, timeout=settings.worker_timeout)
+    return LocalWorker(settings)

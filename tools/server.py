@@ -1,0 +1,628 @@
+"""``localedit worker``: the vision tools behind an HTTP API on one machine (FastAPI + uvicorn).
+
+    localedit worker                                  # http://127.0.0.1:8800, no token needed on loopback
+    localedit worker --host 0.0.0.0 --token SECRET    # any other address REQUIRES a token
+    localedit worker --ray                            # the same service on Ray Serve (tools.serve)
+
+The routes and the JSON wire format are described in :mod:`tools.remote` (the client). Here:
+
+* models are loaded once and warmed up at start (a tiny call per tool, in a background thread):
+  ``/health`` answers as soon as the process is up, ``/ready`` only once warm-up is done;
+* with a token (``--token`` / ``LOCALEDIT_WORKER_TOKEN``) every route but ``/health`` and ``/ready``
+  needs ``Authorization: Bearer <token>``, compared in constant time (401 otherwise);
+* a request body may be at most :func:`request_limit` bytes (413), is read as JSON (400) and
+  checked field by field (422); each image in it at most ``max_upload_bytes``;
+* every request runs under ``worker_timeout`` seconds (504); a model call that overruns finishes in
+  its thread and is dropped. Any failure answers that request only: the worker keeps serving.
+
+:class:`WorkerService` (JSON body in, JSON-able dict out) and :func:`create_app` are shared with the
+Ray Serve deployment, which passes its own batched edit runner.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, Awaitable, Callable, Optional
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tools.config import Settings
+from tools.remote import (REPLICA_HEADER, caption_to_wire, decode_image, decode_mask, detections_to_wire,
+                          edit_result_to_wire, scores_to_wire, segmentation_to_wire)
+from tools.types import EditRequest, LocaleditError, ModelMissingError, WorkerUnavailableError
+from tools.worker import ProgressFn
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8800
+OPEN_PATHS = frozenset({"/health", "/ready"})  # probes answer without a token
+BATCHABLE = ("ip2p", "ip2p-composite")  # editors whose pipeline call takes a batch (one InstructPix2Pix call)
+
+FourFloats = tuple[float, float, float, float]
+
+
+# --------------------------------------------------------------------------- request bodies
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CaptionBody(_Body):
+    image: str
+
+
+class GroundBody(_Body):
+    image: str
+    phrase: str = Field(min_length=1, max_length=2000)
+    box_threshold: Optional[float] = Field(None, ge=0, le=1)
+    text_threshold: Optional[float] = Field(None, ge=0, le=1)
+
+
+class SegmentBody(_Body):
+    image: str
+    boxes: list[FourFloats] = Field(min_length=1, max_length=64)
+
+
+class EditBody(_Body):
+    image: str
+    mask: Optional[str] = None
+    request: EditRequest
+    stream: bool = False
+
+
+class ScoreBody(_Body):
+    original: str
+    edited: str
+    mask: Optional[str] = None
+    box: Optional[FourFloats] = None
+    source_caption: str = Field("", max_length=2000)
+    target_caption: str = Field("", max_length=2000)
+    target_text: str = Field("", max_length=2000)
+
+
+@dataclass
+class EditJob:
+    """One decoded edit request, ready for the worker (and for batching)."""
+
+    image: Any  # PIL image
+    mask: Optional[np.ndarray]
+    request: EditRequest
+    progress: Optional[ProgressFn] = None
+
+
+class Refusal(Exception):
+    """A request refused with an HTTP status and a one-sentence reason."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+def request_limit(settings: Settings) -> int:
+    """Largest accepted request body: two images of ``max_upload_bytes`` in base64, plus 1 MiB."""
+    return 2 * 4 * ((settings.max_upload_bytes + 2) // 3) + (1 << 20)
+
+
+def _human(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MB" if n >= 1 << 20 else f"{n / 1024:.0f} KB"
+
+
+# --------------------------------------------------------------------------- the service
+
+
+class WorkerService:
+    """The vision tools as JSON-in, JSON-out calls around one :class:`~tools.worker.LocalWorker`.
+
+    Args:
+        settings: the worker's settings (limits, timeout, models).
+        worker: the worker to serve (default: a new ``LocalWorker(settings)``).
+        replica: a name for this process in answers and ``/status`` (default ``host:pid``).
+        kind: what ``/status`` reports as ``kind`` ("http" or "ray").
+    """
+
+    def __init__(self, settings: Settings, worker=None, replica: Optional[str] = None, kind: str = "http"):
+        from tools.worker import LocalWorker
+
+        self.settings = settings
+        self.worker = worker if worker is not None else LocalWorker(settings)
+        self.replica = replica or f"{socket.gethostname()}:{os.getpid()}"
+        self.kind = kind
+        self.ready = False
+        self.warm_error: Optional[str] = None
+        self.warm_seconds: Optional[float] = None
+        self.started = time.time()
+        self.requests: Counter[str] = Counter()
+        self.failures: Counter[str] = Counter()
+        self._warm_lock = threading.Lock()
+        # the worker's own lock (one model call at a time); batches hold it for the whole batch
+        self._model_lock = getattr(self.worker, "_run_lock", None) or threading.RLock()
+
+    # --- decoding ------------------------------------------------------------------------------
+
+    def image(self, text: str, field: str = "image"):
+        s = self.settings
+        return decode_image(text, field, max_bytes=s.max_upload_bytes, max_pixels=s.max_image_pixels)
+
+    def mask(self, text: Optional[str], size: tuple[int, int], field: str = "mask") -> Optional[np.ndarray]:
+        if text is None:
+            return None
+        s = self.settings
+        mask = decode_mask(text, field, max_bytes=s.max_upload_bytes, max_pixels=s.max_image_pixels)
+        if mask.shape != (size[1], size[0]):
+            raise Refusal(422, f"The field '{field}' is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                               f"{size[0]}x{size[1]}, so they do not line up.")
+        return mask
+
+    # --- the tools (blocking; JSON-able answers) ----------------------------------------------
+
+    def caption(self, body: CaptionBody) -> dict:
+        return caption_to_wire(self.worker.caption(self.image(body.image)))
+
+    def ground(self, body: GroundBody) -> dict:
+        return detections_to_wire(self.worker.ground(self.image(body.image), body.phrase,
+                                                     box_threshold=body.box_threshold,
+                                                     text_threshold=body.text_threshold))
+
+    def segment(self, body: SegmentBody) -> dict:
+        return segmentation_to_wire(self.worker.segment(self.image(body.image), list(body.boxes)))
+
+    def score(self, body: ScoreBody) -> dict:
+        original, edited = self.image(body.original, "original"), self.image(body.edited, "edited")
+        return scores_to_wire(self.worker.score(
+            original, edited, mask=self.mask(body.mask, original.size), box=body.box,
+            source_caption=body.source_caption, target_caption=body.target_caption,
+            target_text=body.target_text))
+
+    def prepare_edit(self, body: EditBody, progress: Optional[ProgressFn] = None) -> EditJob:
+        image = self.image(body.image)
+        return EditJob(image, self.mask(body.mask, image.size), body.request, progress)
+
+    def edit(self, job: EditJob) -> dict:
+        result = self.worker.edit(job.image, job.mask, job.request, progress=job.progress)
+        return edit_result_to_wire(result)
+
+    def edit_batch(self, jobs: list[EditJob]) -> list[Any]:
+        """Run several edits; InstructPix2Pix edits with the same work size and knobs share one
+        batched pipeline call, everything else runs one by one. Returns, per job, its answer or
+        the exception it raised (one bad job never fails the others)."""
+        results: list[Any] = [None] * len(jobs)
+        groups: dict[Any, list[int]] = defaultdict(list)
+        for i, job in enumerate(jobs):
+            try:
+                groups[self._batch_key(job) or ("alone", i)].append(i)
+            except Exception as err:  # noqa: BLE001 - an invalid request answers its own error
+                results[i] = err
+        with self._model_lock:
+            for key, members in groups.items():
+                batch = [jobs[i] for i in members]
+                answers = self._run_batched(batch) if len(batch) > 1 else [self._run_alone(batch[0])]
+                for i, answer in zip(members, answers):
+                    if isinstance(answer, dict):
+                        answer["info"]["batch_size"] = len(batch)
+                    results[i] = answer
+        return results
+
+    def _batch_key(self, job: EditJob) -> Optional[tuple]:
+        """What a batch must share, or None for an edit that runs alone. Raises for a bad request."""
+        from tools.edit import Editor
+        from tools.images import work_size
+
+        editor = Editor(self.worker.registry, self.settings)
+        req = editor.resolve(job.request)
+        editor.check_mask(job.image, job.mask, req.editor)
+        if req.editor not in BATCHABLE:
+            return None
+        return ("ip2p", work_size(job.image.size, self.settings.max_side), req.steps, req.guidance_scale,
+                req.image_guidance_scale)
+
+    def _run_alone(self, job: EditJob) -> Any:
+        try:
+            return self.edit(job)
+        except Exception as err:  # noqa: BLE001
+            return err
+
+    def _run_batched(self, jobs: list[EditJob]) -> list[Any]:
+        """Each job runs the normal :class:`~tools.edit.Editor` in its own thread; their pipeline
+        calls meet in a :class:`BatchedPipe` and run as one. A broken batch runs one by one."""
+        from tools.edit import Editor
+
+        registry = self.worker.registry
+        pipe = BatchedPipe(registry.get("ip2p").model, len(jobs), timeout=self.settings.worker_timeout)
+        editor = Editor(_PipeRegistry(registry, "ip2p", pipe), self.settings)
+
+        def run(job: EditJob) -> Any:
+            try:
+                return edit_result_to_wire(editor.edit(job.image, job.mask, job.request, progress=job.progress))
+            except Exception as err:  # noqa: BLE001
+                pipe.abort()
+                return err
+
+        with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="edit-batch") as pool:
+            answers = list(pool.map(run, jobs))
+        if any(isinstance(a, threading.BrokenBarrierError) for a in answers):
+            log.warning("a batch of %d edits broke; running them one by one", len(jobs))
+            return [a if isinstance(a, dict) else self._run_alone(j) for a, j in zip(answers, jobs)]
+        return answers
+
+    # --- warm-up and status -------------------------------------------------------------------
+
+    def warm_up(self) -> None:
+        """Load every model and run a tiny call of each tool once (idempotent, never raises)."""
+        with self._warm_lock:
+            if self.ready:
+                return
+            started = time.perf_counter()
+            try:
+                self._warm()
+                self.ready, self.warm_error = True, None
+            except LocaleditError as err:
+                self.warm_error = str(err)
+            except Exception as err:  # noqa: BLE001 - /ready reports it; the process stays up
+                log.exception("warm-up failed")
+                self.warm_error = f"Warming up the models failed ({type(err).__name__}: {err})."[:500]
+            self.warm_seconds = time.perf_counter() - started
+            log.info("warm-up %s in %.1fs", "done" if self.ready else "failed", self.warm_seconds)
+
+    def _warm(self) -> None:
+        from PIL import Image
+
+        from tools.edit import ROLES
+        from tools.images import box_to_mask
+
+        registry = getattr(self.worker, "registry", None)
+        if registry is not None:
+            for role in ("caption", "detector", "sam", "clip", *sorted(set(ROLES.values()))):
+                registry.get(role)
+        ramp = np.linspace(0, 255, 64, dtype=np.uint8)
+        image = Image.fromarray(np.stack([np.tile(ramp, (64, 1)), np.tile(ramp[:, None], (1, 64)),
+                                          np.full((64, 64), 128, np.uint8)], axis=-1))
+        box = (16.0, 16.0, 48.0, 48.0)
+        w = self.worker
+        w.caption(image)
+        w.ground(image, "object")
+        w.segment(image, [box])
+        mask = box_to_mask(box, image.size)
+        edited = w.edit(image, mask, EditRequest("ip2p-composite", "make it red", steps=1)).image
+        w.score(image, edited, mask=mask, box=box, source_caption="a photo", target_caption="a red photo",
+                target_text="red")
+
+    def status(self) -> dict:
+        return {**self.worker.status(), "kind": self.kind, "replica": self.replica, "pid": os.getpid(),
+                "ready": self.ready, "warm_error": self.warm_error, "warm_seconds": self.warm_seconds,
+                "uptime_s": round(time.time() - self.started, 1), "requests": dict(self.requests),
+                "failures": dict(self.failures)}
+
+
+class BatchedPipe:
+    """Stands in for a diffusers pipeline shared by ``n`` threads: their ``pipe(...)`` calls wait for
+    each other and run as ONE call with lists of prompts, images and (per-request) generators, so each
+    request keeps its own seed. Every other keyword must be the same for all (the batch key)."""
+
+    PER_ITEM = ("prompt", "image", "generator", "callback_on_step_end")
+
+    def __init__(self, pipe, n: int, timeout: float):
+        self._pipe = pipe
+        self._calls: list[dict] = []
+        self._images: list = []
+        self._error: Optional[BaseException] = None
+        self._lock = threading.Lock()
+        self._barrier = threading.Barrier(n, action=self._run, timeout=timeout)
+
+    def __getattr__(self, name: str):  # scheduler, num_timesteps, ...: the real pipeline's
+        return getattr(self._pipe, name)
+
+    def __call__(self, **kwargs):
+        with self._lock:
+            slot = len(self._calls)
+            self._calls.append(kwargs)
+        self._barrier.wait()  # the last thread to arrive runs _run, then all are released
+        if self._error is not None:
+            raise self._error
+        return SimpleNamespace(images=[self._images[slot]])
+
+    def abort(self) -> None:
+        self._barrier.abort()
+
+    def _run(self) -> None:
+        calls = self._calls
+        shared = {k: v for k, v in calls[0].items() if k not in self.PER_ITEM}
+        callbacks = [c.get("callback_on_step_end") for c in calls]
+
+        def on_step_end(pipe, i, t, kwargs):
+            for callback in callbacks:
+                if callback is not None:
+                    callback(pipe, i, t, kwargs)
+            return kwargs
+
+        try:
+            if any({k: v for k, v in c.items() if k not in self.PER_ITEM} != shared for c in calls[1:]):
+                raise ValueError("the batched edits do not share their settings")
+            self._images = self._pipe(**shared, prompt=[c["prompt"] for c in calls],
+                                      image=[c["image"] for c in calls],
+                                      generator=[c["generator"] for c in calls],
+                                      callback_on_step_end=on_step_end).images
+        except BaseException as err:  # noqa: BLE001 - handed to every caller
+            self._error = err
+
+
+class _PipeRegistry:
+    """A model registry whose ``role`` answers with ``pipe`` (everything else: the real registry)."""
+
+    def __init__(self, registry, role: str, pipe):
+        self._registry, self._role, self._pipe = registry, role, pipe
+        self.device, self.dtype = registry.device, registry.dtype
+
+    def get(self, role: str):
+        from tools.models import Loaded
+
+        return Loaded(self._pipe) if role == self._role else self._registry.get(role)
+
+
+# --------------------------------------------------------------------------- the HTTP app
+
+def classify(err: BaseException, timeout: float) -> tuple[int, str]:
+    """The HTTP status and one-sentence reason for an exception raised while answering."""
+    if isinstance(err, Refusal):
+        return err.status, err.detail
+    if isinstance(err, asyncio.TimeoutError):
+        return 504, f"The request took longer than the worker's {timeout:g} s limit."
+    if isinstance(err, (ModelMissingError, WorkerUnavailableError)):
+        return 503, str(err)
+    if isinstance(err, LocaleditError):
+        return 400, str(err)
+    log.error("request failed", exc_info=err)
+    return 500, f"The worker failed on this request ({type(err).__name__}); it is still serving."
+
+
+def _first_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+    return f"The request field '{where}' is invalid: {first.get('msg', 'bad value')}."
+
+
+def authorized(header: str, token: str) -> bool:
+    """Whether an ``Authorization`` header carries ``token`` (constant-time compare)."""
+    scheme, _, given = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+async def in_thread(fn: Callable, *args) -> Any:
+    """Run blocking ``fn(*args)`` in the default thread pool (cancelling the await abandons it)."""
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+ROUTES: dict[str, tuple[type[_Body], str]] = {
+    "/caption": (CaptionBody, "caption"), "/ground": (GroundBody, "ground"),
+    "/segment": (SegmentBody, "segment"), "/score": (ScoreBody, "score"),
+}
+
+
+def create_app(service: WorkerService, token: Optional[str] = None,
+               edit_runner: Optional[Callable[[EditJob], Awaitable[dict]]] = None, warm_in_background: bool = True):
+    """The FastAPI app serving ``service``.
+
+    Args:
+        service: the vision tools.
+        token: the bearer token every route but the probes requires (None: no check).
+        edit_runner: runs one :class:`EditJob` and returns its answer (default: ``service.edit`` in a
+            thread; Ray Serve passes its ``@serve.batch`` method).
+        warm_in_background: start ``service.warm_up`` in a thread when the app starts.
+    """
+    limit = request_limit(service.settings)
+    timeout = float(service.settings.worker_timeout)
+    run_edit = edit_runner or (lambda job: in_thread(service.edit, job))
+
+    @asynccontextmanager
+    async def lifespan(app):
+        if warm_in_background:
+            threading.Thread(target=service.warm_up, name="warm-up", daemon=True).start()
+        yield
+
+    app = FastAPI(title="localedit worker", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+
+    def error(status: int, detail: str, **headers: str) -> JSONResponse:
+        return JSONResponse({"detail": detail}, status_code=status, headers=headers or None)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        path = request.url.path
+        if token and path not in OPEN_PATHS and not authorized(request.headers.get("authorization", ""), token):
+            response = error(401, "This worker needs a valid token: send 'Authorization: Bearer <token>'.",
+                             **{"WWW-Authenticate": "Bearer"})
+        else:
+            response = await call_next(request)
+        service.requests[path] += 1
+        if response.status_code >= 400 and path not in OPEN_PATHS:
+            service.failures[str(response.status_code)] += 1
+        response.headers[REPLICA_HEADER] = service.replica
+        return response
+
+    async def read(request: Request, model: type[_Body]) -> _Body:
+        declared = request.headers.get("content-length", "")
+        too_big = Refusal(413, f"The request is larger than the worker's {_human(limit)} limit.")
+        if declared.isdigit() and int(declared) > limit:
+            raise too_big
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_big
+            chunks.append(chunk)
+        try:
+            data = json.loads(b"".join(chunks))
+        except ValueError as err:
+            raise Refusal(400, "The request body is not valid JSON.") from err
+        if not isinstance(data, dict):
+            raise Refusal(400, "The request body must be a JSON object.")
+        try:
+            return model.model_validate(data)
+        except ValidationError as err:
+            raise Refusal(422, _first_error(err)) from err
+
+    async def answer(work: Callable[[], Awaitable[dict]]) -> JSONResponse:
+        try:
+            return JSONResponse(await asyncio.wait_for(work(), timeout))
+        except Exception as err:  # noqa: BLE001 - every failure answers this request only
+            return error(*classify(err, timeout))
+
+    def tool_route(model: type[_Body], method: str):
+        async def route(request: Request) -> JSONResponse:
+            async def work() -> dict:
+                return await in_thread(getattr(service, method), await read(request, model))
+            return await answer(work)
+        return route
+
+    for path, (model, method) in ROUTES.items():
+        app.add_api_route(path, tool_route(model, method), methods=["POST"], name=method)
+
+    @app.post("/edit")
+    async def edit(request: Request):
+        try:
+            body = await read(request, EditBody)
+        except Refusal as err:
+            return error(err.status, err.detail)
+        if not body.stream:
+            return await answer(lambda: _edit(body, None))
+        return StreamingResponse(_stream(body), media_type="application/x-ndjson")
+
+    async def _edit(body: EditBody, progress: Optional[ProgressFn]) -> dict:
+        job = await in_thread(service.prepare_edit, body, progress)
+        return await run_edit(job)
+
+    async def _stream(body: EditBody):
+        """NDJSON: ``{"progress": [step, total]}`` lines, then ``{"result": ...}`` or ``{"error": ...}``."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+
+        def progress(step: int, total: int) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, {"progress": [int(step), int(total)]})
+
+        task = asyncio.ensure_future(asyncio.wait_for(_edit(body, progress), timeout))
+        task.add_done_callback(lambda _: loop.call_soon(queue.put_nowait, None))
+        try:
+            while (item := await queue.get()) is not None:
+                yield json.dumps(item) + "\n"
+            try:
+                yield json.dumps({"result": task.result()}) + "\n"
+            except Exception as err:  # noqa: BLE001
+                status, detail = classify(err, timeout)
+                yield json.dumps({"error": {"status": status, "detail": detail}}) + "\n"
+        finally:  # the client went away: let the edit finish in its thread, quietly
+            if not task.done():
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"ok": True, "replica": service.replica}
+
+    @app.get("/ready")
+    async def ready():
+        if service.ready:
+            return {"ready": True, "replica": service.replica}
+        return error(503, service.warm_error or "The worker is still loading and warming up its models.")
+
+    @app.get("/status")
+    async def status() -> dict:
+        return await in_thread(service.status)
+
+    return app
+
+
+# --------------------------------------------------------------------------- command line
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: Optional[str]) -> None:
+    """Refuse to listen beyond this machine without a token."""
+    if not is_loopback(host) and not token:
+        raise LocaleditError(f"Refusing to listen on {host} without a token: pass --token or set "
+                             f"LOCALEDIT_WORKER_TOKEN (only 127.0.0.1 / localhost may go without one).")
+
+
+def worker_settings(args: argparse.Namespace) -> Settings:
+    """Settings from the environment with the command line's overrides."""
+    overrides = {k: v for k, v in {"models_dir": args.models, "device": args.device}.items() if v is not None}
+    return Settings(**overrides)
+
+
+def serve_http(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
+               token: Optional[str] = None) -> None:
+    """Run the worker with uvicorn until interrupted."""
+    import uvicorn
+
+    check_bind(host, token)
+    app = create_app(WorkerService(settings), token=token)
+    print(f"localedit worker on http://{host}:{port} (token {'required' if token else 'not required'}); "
+          f"warming up, GET /ready says when done", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=30)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = worker_settings(args)
+    token = args.token or settings.worker_token
+    check_bind(args.host, token)
+    if args.ray:
+        from tools.serve import run_ray
+
+        return run_ray(settings, host=args.host, port=args.port, token=token, config=args.config)
+    serve_http(settings, args.host, args.port, token)
+    return 0
+
+
+def add_cli(subparsers) -> argparse.ArgumentParser:
+    """Add the ``worker`` sub-command to ``subparsers`` (of the ``localedit`` parser)."""
+    w = subparsers.add_parser("worker", help="serve the vision models over HTTP (one machine, or Ray Serve)")
+    w.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; "
+                   "any other needs a token)")
+    w.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    w.add_argument("--token", default=None, help="bearer token clients must send (default: $LOCALEDIT_WORKER_TOKEN)")
+    w.add_argument("--models", default=None, help="folder with one sub-folder per model role (LOCALEDIT_MODELS_DIR)")
+    w.add_argument("--device", default=None, help="'auto', 'cpu', 'cuda', 'cuda:1', ...")
+    w.add_argument("--ray", action="store_true", help="run on Ray Serve: one replica per GPU, autoscaled")
+    w.add_argument("--config", default=None, help="with --ray: a Ray Serve config file (e.g. serve_config.yaml), "
+                   "deployed with `serve run`")
+    w.set_defaults(func=cmd_worker)
+    return w
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """``python -m tools.server [worker options]``: the same as ``localedit worker``."""
+    parser = argparse.ArgumentParser(prog="python -m tools.server")
+    add_cli(parser.add_subparsers())
+    args = parser.parse_args(["worker", *(sys.argv[1:] if argv is None else argv)])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return args.func(args)
+    except LocaleditError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
