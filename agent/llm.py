@@ -1,0 +1,611 @@
+"""The LLM path of the agent's "understand" step: one user message -> an ``Understanding``.
+
+``make_llm`` builds the chat model from the settings (or None: no LLM configured). The
+``Understander`` asks it to call one of ``TOOLS``; each call maps onto the types of ``agent.plan``:
+
+=================  ===================================================
+tool               result
+=================  ===================================================
+``edit_region``    ``EditPlan`` (replace / attribute / add / remove)
+``edit_global``    ``EditPlan(action="global", target=None)``
+``ask_user``       ``Clarify``
+``undo``/``redo``  ``Command(name="undo" | "redo", steps)``
+``show_mask``      ``Command(name="show_mask")``
+``reply``          ``Chat``
+=================  ===================================================
+
+Small local models rarely call tools properly, so a JSON answer in the text is accepted too (bare,
+fenced, wrapped in prose, ``{"name": ..., "arguments": ...}``, ``{"tool": ..., "args": ...}`` or a
+bare plan). Small models also copy the prompt's examples, so a plan's target and new value must be
+words the conversation used, and its qualifier must be in the vocabulary. An invalid answer gets
+one repair round (the error is sent back); after that, or on any error from the model,
+the offline parser answers instead. ``Understander.understand`` never raises.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Optional, Sequence
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from agent.plan import (
+    ORDINAL_RE, QUALIFIERS, Chat, Clarify, Command, EditPlan, Understanding, UnderstandingAdapter, clean_text,
+)
+from agent.prompts import load_prompt, render_prompt
+
+log = logging.getLogger(__name__)
+
+MAX_USER_TEXT = 2000
+"""Characters of the user's message sent to the model (and to the offline parser)."""
+MAX_HISTORY = 8
+"""Earlier messages (user and assistant) sent with each request."""
+MAX_HISTORY_TEXT = 500
+"""Characters kept of each earlier message."""
+MAX_ANSWER_TEXT = 20_000
+"""Characters of a model's answer searched for JSON."""
+LLM_TIMEOUT = 60.0
+"""Seconds one request to the model may take."""
+LLM_MAX_TOKENS = 512
+"""Longest answer asked of the model; a plan needs about 150 tokens."""
+PLACEHOLDER_KEY = "not-needed"
+"""API key sent to a local server (OPENAI_BASE_URL set, OPENAI_API_KEY not)."""
+
+UnderstandPath = Literal["llm-tool", "llm-json", "llm-repair", "offline", "offline-fallback"]
+
+
+# ------------------------------------------------------------------------------------------
+# the model
+# ------------------------------------------------------------------------------------------
+
+
+def make_llm(settings: Any, timeout: float = LLM_TIMEOUT) -> Optional[BaseChatModel]:
+    """A ``ChatOpenAI`` for ``settings.llm_model``, or None when no LLM is configured.
+
+    An LLM needs ``settings.llm_model`` and OPENAI_API_KEY or OPENAI_BASE_URL. A base URL with
+    no key (a local server) gets a placeholder key.
+    """
+    model = getattr(settings, "llm_model", None)
+    key = os.environ.get("OPENAI_API_KEY") or None
+    base_url = os.environ.get("OPENAI_BASE_URL") or None
+    if not model or not (key or base_url):
+        return None
+    from langchain_openai import ChatOpenAI
+
+    return ChatOpenAI(model=model, temperature=0, timeout=timeout, max_retries=1, max_tokens=LLM_MAX_TOKENS,
+                      api_key=key or PLACEHOLDER_KEY, base_url=base_url)
+
+
+# ------------------------------------------------------------------------------------------
+# the tools (their pydantic models are the tool schemas)
+# ------------------------------------------------------------------------------------------
+
+_ACTION_SYNONYMS = {
+    "change": "replace", "turn": "replace", "transform": "replace", "swap": "replace", "convert": "replace",
+    "recolor": "attribute", "recolour": "attribute", "color": "attribute", "colour": "attribute",
+    "modify": "attribute", "make": "attribute", "insert": "add", "put": "add",
+    "delete": "remove", "erase": "remove", "remove_object": "remove",
+}
+
+
+class _Tool(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class EditRegion(_Tool):
+    """Change, recolour, add to or remove one object (or a group of objects) in the photo."""
+
+    model_config = ConfigDict(title="edit_region", extra="ignore")
+
+    action: Literal["replace", "attribute", "add", "remove"] = Field(
+        description="replace: turn the object into something else; attribute: change its colour, material, "
+                    "texture, size or state; add: put something new in; remove: take the object out.")
+    target: Optional[str] = Field(None, description="The object to change, a short noun phrase without "
+                                                    "position words: 'cat'. For add: what it goes on, or null.")
+    qualifier: Optional[str] = Field(None, description="Which one: left, right, top, bottom, middle, leftmost, "
+                                     "rightmost, topmost, bottommost, top left, top right, bottom left, bottom "
+                                     "right, corner, '2nd from left', largest, smallest, front, back; or null.")
+    attribute: Optional[str] = Field(None, description="Identifying adjective: 'white' in 'the white cat'.")
+    plural: Optional[bool] = Field(False, description="True for 'all the cats', 'the dogs', 'both cars'.")
+    count: Optional[int] = Field(None, description="How many, when said: 'both' -> 2.")
+    new_value: Optional[str] = Field(None, description="What the target becomes or gets: 'fox', 'red', 'a hat'.")
+    source_caption: Optional[str] = Field(None, description="Short caption of the photo before the edit.")
+    target_caption: Optional[str] = Field(None, description="The same caption after the edit.")
+    instruction: Optional[str] = Field(None, description="The edit as a short command: 'turn the cat into a fox'.")
+    region_hint: Optional[str] = Field(None, description="For add: where it goes, 'on the table'.")
+    revise_last: Optional[bool] = Field(False, description="True when the message corrects the previous edit "
+                                        "('no, the left one'): redo it from the image before it.")
+
+    @field_validator("action", mode="before")
+    @classmethod
+    def _synonym(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            word = v.strip().lower()
+            return _ACTION_SYNONYMS.get(word, word)
+        return v
+
+    @field_validator("plural", "revise_last", mode="before")
+    @classmethod
+    def _null_false(cls, v: Any) -> Any:
+        return False if v is None else v
+
+
+class EditGlobal(_Tool):
+    """Change the whole photo: style, weather, season, time of day, lighting."""
+
+    model_config = ConfigDict(title="edit_global", extra="ignore")
+
+    instruction: str = Field(min_length=1, description="The edit as a short command: 'make it winter'.")
+    source_caption: Optional[str] = Field(None, description="Short caption of the photo before the edit.")
+    target_caption: Optional[str] = Field(None, description="The same caption after the edit.")
+    revise_last: Optional[bool] = Field(False, description="True when the message corrects the previous edit "
+                                        "('no, make it autumn instead').")
+
+    @field_validator("revise_last", mode="before")
+    @classmethod
+    def _null_false(cls, v: Any) -> Any:
+        return False if v is None else v
+
+
+class AskUser(_Tool):
+    """Ask the user one short question when the request is unclear."""
+
+    model_config = ConfigDict(title="ask_user", extra="ignore")
+
+    question: str = Field(min_length=1, description="The question.")
+
+
+class Undo(_Tool):
+    """Go back to an earlier version of the photo."""
+
+    model_config = ConfigDict(title="undo", extra="ignore")
+
+    steps: Optional[int] = Field(1, ge=1, le=1000, description="How many edits to undo.")
+
+
+class Redo(_Tool):
+    """Go forward again after an undo."""
+
+    model_config = ConfigDict(title="redo", extra="ignore")
+
+    steps: Optional[int] = Field(1, ge=1, le=1000, description="How many edits to redo.")
+
+
+class ShowMask(_Tool):
+    """Show which region the last edit changed."""
+
+    model_config = ConfigDict(title="show_mask", extra="ignore")
+
+
+class Reply(_Tool):
+    """Answer in words when the message is not an edit (greetings, help, refusals)."""
+
+    model_config = ConfigDict(title="reply", extra="ignore")
+
+    text: str = Field(min_length=1, description="The answer, one or two sentences.")
+
+
+TOOLS: list[type[BaseModel]] = [EditRegion, EditGlobal, AskUser, Undo, Redo, ShowMask, Reply]
+"""What ``llm.bind_tools`` gets; each tool's name is its model's title."""
+
+TOOL_BY_NAME: dict[str, type[BaseModel]] = {t.model_config["title"]: t for t in TOOLS}
+
+
+class InvalidAnswer(ValueError):
+    """The model's answer is not a usable tool call; the message is sent back in the repair round."""
+
+
+def _validation_summary(err: ValidationError) -> str:
+    """A one-line summary of a pydantic error: ``target: Field required; ...``."""
+    parts = []
+    for e in err.errors()[:3]:
+        loc = ".".join(str(x) for x in e.get("loc", ()) if x != "__root__")
+        msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def tool_to_understanding(name: str, args: Any, user_text: str = "") -> Understanding:
+    """Validate one tool call's arguments and map it onto an ``Understanding``.
+
+    Raises ``InvalidAnswer`` for an unknown tool or bad arguments. An edit with no instruction
+    gets the user's message as its instruction.
+    """
+    key = re.sub(r"[\s-]+", "_", str(name or "").strip().lower()).rsplit(".", 1)[-1]
+    tool = TOOL_BY_NAME.get(key)
+    if tool is None:
+        raise InvalidAnswer(f"unknown tool {str(name)[:40]!r}; use one of: {', '.join(TOOL_BY_NAME)}")
+    if args is None:
+        args = {}
+    if isinstance(args, str):
+        try:
+            args = json.loads(args) if args.strip() else {}
+        except json.JSONDecodeError as e:
+            raise InvalidAnswer(f"the arguments of {key} are not valid JSON ({e.msg})") from None
+    if not isinstance(args, dict):
+        raise InvalidAnswer(f"the arguments of {key} must be a JSON object")
+    try:
+        call = tool.model_validate(args)
+        instruction = clean_text(user_text) or ""
+        if isinstance(call, EditRegion):
+            fields = call.model_dump()
+            fields["instruction"] = fields["instruction"] or instruction
+            return EditPlan.model_validate(fields)
+        if isinstance(call, EditGlobal):
+            return EditPlan(action="global", target=None, instruction=call.instruction,
+                            source_caption=call.source_caption, target_caption=call.target_caption,
+                            revise_last=bool(call.revise_last))
+        if isinstance(call, AskUser):
+            return Clarify(question=call.question)
+        if isinstance(call, (Undo, Redo)):
+            return Command(name=key, steps=call.steps or 1)
+        if isinstance(call, ShowMask):
+            return Command(name="show_mask")
+        return Chat(text=call.text)
+    except ValidationError as e:
+        raise InvalidAnswer(f"bad arguments for {key}: {_validation_summary(e)}") from None
+
+
+# ------------------------------------------------------------------------------------------
+# reading JSON out of a text answer
+# ------------------------------------------------------------------------------------------
+
+_FENCE_RE = re.compile(r"```[ \t]*(?:json|javascript|js|tool_call)?[ \t]*\n?(.*?)```", re.S | re.I)
+_THINK_RE = re.compile(r"<think>.*?</think>", re.S | re.I)
+_TOOL_TAG_RE = re.compile(r"</?tool_call>|<\|python_tag\|>", re.I)
+_NAME_KEYS = ("name", "tool", "tool_name", "function", "function_name", "action_name")
+_ARGS_KEYS = ("arguments", "args", "parameters", "params", "input", "tool_input")
+
+
+def json_candidates(text: str) -> list[Any]:
+    """Every JSON value found in a text answer, in order: fenced blocks, the whole text, then each
+    ``{...}`` / ``[...]`` that parses."""
+    text = _TOOL_TAG_RE.sub(" ", _THINK_RE.sub(" ", text[:MAX_ANSWER_TEXT]))
+    found: list[Any] = []
+    chunks = [m.group(1) for m in _FENCE_RE.finditer(text)] + [text]
+    decoder = json.JSONDecoder()
+    for chunk in chunks:
+        chunk = chunk.strip()
+        try:
+            found.append(json.loads(chunk))
+            continue
+        except ValueError:
+            pass
+        i = 0
+        while True:
+            starts = [p for p in (chunk.find("{", i), chunk.find("[", i)) if p >= 0]
+            if not starts:
+                break
+            start = min(starts)
+            try:
+                value, end = decoder.raw_decode(chunk, start)
+            except ValueError:
+                i = start + 1
+                continue
+            if isinstance(value, (dict, list)):
+                found.append(value)
+            i = end
+    return found
+
+
+def payload_to_understanding(payload: Any, user_text: str = "") -> Understanding:
+    """Map a JSON answer onto an ``Understanding``: a tool-call wrapper or a bare plan.
+
+    Accepted: ``{"name": T, "arguments": {...}}`` (also ``tool``/``args``, ``function``/``parameters``,
+    OpenAI's ``{"type": "function", "function": {...}}``, ``{"tool_calls": [...]}``, a list of
+    those, ``{"name": T, <the fields>}``), a bare ``edit_region`` plan (``{"action": ...}``), or an
+    ``Understanding`` dumped with its ``kind``.
+    """
+    if isinstance(payload, list):
+        if not payload:
+            raise InvalidAnswer("the JSON answer is an empty list")
+        return payload_to_understanding(payload[0], user_text)
+    if not isinstance(payload, dict):
+        raise InvalidAnswer("the JSON answer is not an object")
+    if isinstance(payload.get("tool_calls"), list) and payload["tool_calls"]:
+        return payload_to_understanding(payload["tool_calls"][0], user_text)
+    if isinstance(payload.get("function"), dict):  # OpenAI's wire format
+        fn = payload["function"]
+        return tool_to_understanding(fn.get("name"), fn.get("arguments"), user_text)
+    if payload.get("kind") in ("edit", "command", "clarify", "chat"):
+        try:
+            return UnderstandingAdapter.validate_python(payload)
+        except ValidationError as e:
+            raise InvalidAnswer(f"bad {payload['kind']}: {_validation_summary(e)}") from None
+    name = next((payload[k] for k in _NAME_KEYS if isinstance(payload.get(k), str)), None)
+    if name is not None:
+        args_key = next((k for k in _ARGS_KEYS if k in payload), None)
+        if args_key is not None:
+            args = payload[args_key]
+        else:  # the fields next to the name
+            args = {k: v for k, v in payload.items() if k not in _NAME_KEYS and k != "type"}
+        return tool_to_understanding(name, args, user_text)
+    if "action" in payload:
+        if str(payload.get("action")).strip().lower() == "global":
+            return tool_to_understanding("edit_global", payload, user_text)
+        return tool_to_understanding("edit_region", payload, user_text)
+    if "question" in payload:
+        return tool_to_understanding("ask_user", payload, user_text)
+    raise InvalidAnswer("the JSON answer names no tool; expected {\"name\": ..., \"arguments\": {...}}")
+
+
+# ------------------------------------------------------------------------------------------
+# the understander
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Understood:
+    """What ``Understander.understand`` made of a message, and how."""
+
+    result: Understanding
+    path: UnderstandPath
+    note: str = ""
+
+
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_PRONOUNS = {"it", "this", "that", "them", "they", "those", "these", "one", "this one", "that one",
+             "the same one", "the one", "same", "him", "her"}
+_STOPWORDS = {"the", "a", "an", "of", "one", "ones", "object", "objects", "thing", "things", "this", "that",
+              "these", "those", "and", "on", "in", "with", "to", "my", "its", "all", "both"}
+_REFUSAL = "I can only edit the picture. Tell me what to change, e.g. 'make the car red'."
+
+
+def few_shot_examples() -> list[tuple[str, str]]:
+    """``(user message, JSON answer)`` pairs from ``prompts/examples.txt`` (blocks of ``User: ...`` + JSON).
+
+    Sent before the conversation: small local models copy the answer form from earlier turns far
+    more reliably than from the system prompt.
+    """
+    pairs = []
+    for block in re.split(r"\n\s*\n", load_prompt("examples").strip()):
+        first, _, answer = block.strip().partition("\n")
+        if first.startswith("User:") and answer.strip():
+            pairs.append((first[len("User:"):].strip(), answer.strip()))
+    return pairs
+
+
+def _clean_input(text: Any, limit: int) -> str:
+    """Strip control characters and cut to ``limit`` characters."""
+    return _CONTROL_RE.sub(" ", str(text or ""))[:limit].strip()
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", text.lower()))
+
+
+def _same_word(a: str, b: str) -> bool:
+    """``cat`` ~ ``cats``, ``box`` ~ ``boxes``: equal, or one a prefix of the other within 2 letters."""
+    if a == b:
+        return True
+    short, long_ = sorted((a, b), key=len)
+    return len(short) >= 3 and long_.startswith(short) and len(long_) - len(short) <= 2
+
+
+def _answer_text(message: Any) -> str:
+    """The text of an AI message (``content`` may be a string or a list of content blocks)."""
+    content = getattr(message, "content", message)
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(b if isinstance(b, str) else str(b.get("text", "")) for b in content
+                         if isinstance(b, (str, dict)))
+    return str(content or "")
+
+
+def _redact(text: str) -> str:
+    """Remove anything that looks like an API key from an error message."""
+    key = os.environ.get("OPENAI_API_KEY")
+    if key and len(key) >= 8:
+        text = text.replace(key, "[key]")
+    return re.sub(r"\b(?:sk|key|api)[-_][A-Za-z0-9_-]{8,}", "[key]", text)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One sentence about a failed request: ``the language model request failed (APITimeoutError: ...)``."""
+    detail = _redact(str(exc).strip().splitlines()[0] if str(exc).strip() else "")[:160]
+    return f"the language model request failed ({type(exc).__name__}{': ' + detail if detail else ''})"
+
+
+class Understander:
+    """Turns one user message into an ``Understanding``, with the LLM when there is one.
+
+    ``llm`` is a chat model (``make_llm``) or None; ``parser`` is the offline parser, used when
+    there is no LLM and whenever the LLM's answers are unusable.
+    """
+
+    def __init__(self, llm: Optional[BaseChatModel], parser: Optional[Callable[..., Understanding]] = None):
+        if parser is None:
+            from agent.parser import parse as parser
+        self.llm = llm
+        self.parser = parser
+        self._model = None
+        if llm is not None:
+            try:
+                self._model = llm.bind_tools(TOOLS)
+            except Exception as e:  # noqa: BLE001 - a model with no tool calling still answers JSON
+                log.info("the chat model cannot bind tools (%s); asking for JSON answers", e)
+                self._model = llm
+
+    # --- the prompt -----------------------------------------------------------------------
+
+    def system_prompt(self, context: Any) -> str:
+        """The system prompt for this turn: the tools, the fields, the caption and the last plan."""
+        caption = clean_text(getattr(context, "caption", None))
+        if not getattr(context, "has_image", True):
+            photo = "no photo has been uploaded yet."
+        else:
+            photo = json.dumps(caption) if caption else "(no caption available)"
+        last = getattr(context, "last_plan", None)
+        if isinstance(last, EditPlan):
+            fields = {k: v for k, v in last.model_dump(exclude={"kind"}).items() if v not in (None, "", False)}
+            last_text = json.dumps(fields)
+        else:
+            last_text = "none yet."
+        return render_prompt("system", caption=photo, last_plan=last_text)
+
+    def messages(self, text: str, context: Any, history: Sequence[tuple[str, str]] = ()) -> list[BaseMessage]:
+        """System prompt, the few-shot examples, the last ``MAX_HISTORY`` messages (roles merged so
+        they alternate), then the message."""
+        turns: list[list[str]] = []  # [role, text]
+        for item in list(history)[-MAX_HISTORY:]:
+            try:
+                role, said = item
+            except (TypeError, ValueError):
+                continue
+            role = {"user": "user", "human": "user", "assistant": "ai", "ai": "ai", "bot": "ai"}.get(
+                str(role).lower())
+            said = _clean_input(said, MAX_HISTORY_TEXT)
+            if role is None or not said or (not turns and role == "ai"):
+                continue
+            if turns and turns[-1][0] == role:
+                turns[-1][1] += "\n" + said
+            else:
+                turns.append([role, said])
+        if turns and turns[-1][0] == "user":
+            turns[-1][1] += "\n" + text
+        else:
+            turns.append(["user", text])
+        out: list[BaseMessage] = [SystemMessage(self.system_prompt(context))]
+        for example, answer in few_shot_examples():
+            out += [HumanMessage(example), AIMessage(answer)]
+        out += [HumanMessage(t) if role == "user" else AIMessage(t) for role, t in turns]
+        return out
+
+    # --- reading an answer ------------------------------------------------------------------
+
+    def read_answer(self, answer: Any, text: str, context: Any,
+                    history: Sequence[tuple[str, str]] = ()) -> tuple[Understanding, str]:
+        """``(understanding, "tool" | "json")`` from one model answer, or ``InvalidAnswer``."""
+        log.debug("model answer: %s", self._render_answer(answer)[:500])
+        # the first tool call; an invalid one (arguments not JSON) gets a second look at its arguments
+        calls = list(getattr(answer, "tool_calls", None) or []) + list(getattr(answer, "invalid_tool_calls",
+                                                                               None) or [])
+        if calls:
+            call = tool_to_understanding(calls[0].get("name"), calls[0].get("args"), text)
+            return self._check(call, text, context, history), "tool"
+        reply = _answer_text(answer)
+        candidates = json_candidates(reply)
+        if not candidates:
+            if "{" in reply:
+                raise InvalidAnswer("the answer has no complete, valid JSON object (cut off or malformed?)")
+            if reply.strip():
+                raise InvalidAnswer("the answer was prose, not a tool call or a JSON object")
+            raise InvalidAnswer("the answer was empty")
+        first_error: Optional[InvalidAnswer] = None
+        for payload in candidates:
+            try:
+                return self._check(payload_to_understanding(payload, text), text, context, history), "json"
+            except InvalidAnswer as e:
+                first_error = first_error or e
+        raise first_error  # type: ignore[misc]
+
+    def _check(self, result: Understanding, text: str, context: Any,
+               history: Sequence[tuple[str, str]]) -> Understanding:
+        """Check a plan against the conversation (``InvalidAnswer`` when it does not fit):
+
+        a pronoun target becomes the last plan's target; the target and the new value must be
+        words the conversation used (so a small model copying an example edits nothing); a removal
+        must not contradict the offline parser's reading of the message; the qualifier must be in
+        the vocabulary. A reply quoting the system prompt becomes a refusal.
+        """
+        if isinstance(result, Chat) and self._leaks_prompt(result.text):
+            return Chat(text=_REFUSAL)
+        if not isinstance(result, EditPlan) or result.action == "global":
+            return result
+        last = getattr(context, "last_plan", None)
+        said = " ".join([text] + [str(t) for _, t in list(history)[-MAX_HISTORY:]])
+        if isinstance(last, EditPlan):
+            said += " " + " ".join(filter(None, (last.target, last.attribute, last.new_value)))
+        if result.target and result.target.lower() in _PRONOUNS:
+            if not (isinstance(last, EditPlan) and last.target):
+                raise InvalidAnswer(f"target {result.target!r} is a pronoun; name the object")
+            result = result.model_copy(update={"target": last.target})
+        caption = str(getattr(context, "caption", None) or "")
+        for name, value, known in (("target", result.target, _words(said + " " + caption)),
+                                   ("new_value", result.new_value if result.action != "remove" else None,
+                                    _words(said))):
+            wanted = _words(value or "") - _STOPWORDS
+            if wanted and not any(_same_word(w, k) for w in wanted for k in known):
+                raise InvalidAnswer(f"{name} {value!r} is not in the user's message; use the user's words")
+        if result.action == "remove" and result.new_value and (_words(result.new_value) - _STOPWORDS) & _words(text):
+            raise InvalidAnswer(f"remove takes the object out; to turn it into {result.new_value!r} "
+                                "use action replace (or attribute for a colour or material)")
+        if result.action == "remove":  # destructive: never against a clear offline reading of the message
+            offline = self._offline(text, context)
+            if isinstance(offline, EditPlan) and offline.action != "remove":
+                raise InvalidAnswer(f"the user did not ask to remove anything; use action {offline.action!r}")
+        if result.qualifier and not (result.qualifier in QUALIFIERS or ORDINAL_RE.match(result.qualifier)):
+            raise InvalidAnswer(f"qualifier {result.qualifier!r} is not in the vocabulary; use one of "
+                                f"{', '.join(QUALIFIERS)}, '2nd from left', ... or null")
+        return result
+
+    @staticmethod
+    def _leaks_prompt(reply: str) -> bool:
+        """Whether a reply quotes the system prompt (a long line of it, verbatim)."""
+        low = reply.lower()
+        lines = [ln.strip().lower() for ln in load_prompt("system").splitlines()]
+        return any(len(ln) >= 40 and "{{" not in ln and ln[:60] in low for ln in lines)
+
+    # --- the turn ---------------------------------------------------------------------------
+
+    def _offline(self, text: str, context: Any) -> Understanding:
+        try:
+            return self.parser(text, context)
+        except Exception:  # noqa: BLE001 - never take the conversation down
+            log.exception("offline parser failed")
+            return Chat(text="Sorry, I couldn't understand that. Try e.g. 'make the car red'.")
+
+    def understand(self, text: str, context: Any = None,
+                   history: Sequence[tuple[str, str]] = ()) -> Understood:
+        """Understand one message. Never raises; ``path`` says how the answer was reached."""
+        text = _clean_input(text, MAX_USER_TEXT)
+        if self._model is None:
+            return Understood(self._offline(text, context), "offline",
+                              "no language model is configured; used the offline parser")
+        messages = self.messages(text, context, history or ())
+        try:
+            answer = self._model.invoke(messages)
+        except Exception as e:  # noqa: BLE001 - connection refused, timeout, HTTP error, ...
+            log.warning("LLM request failed: %s", e)
+            return Understood(self._offline(text, context), "offline-fallback",
+                              describe_error(e) + "; used the offline parser")
+        try:
+            result, how = self.read_answer(answer, text, context, history or ())
+            return Understood(result, "llm-tool" if how == "tool" else "llm-json",
+                              "" if how == "tool" else "read the model's JSON answer")
+        except InvalidAnswer as e:
+            first_error = str(e)
+        log.info("LLM answer invalid (%s); asking once more", first_error)
+
+        repair = messages + [
+            AIMessage(self._render_answer(answer)),
+            HumanMessage(render_prompt("repair", error=first_error, message=json.dumps(text))),
+        ]
+        try:
+            answer = self._model.invoke(repair)
+        except Exception as e:  # noqa: BLE001
+            log.warning("LLM repair request failed: %s", e)
+            return Understood(self._offline(text, context), "offline-fallback",
+                              describe_error(e) + "; used the offline parser")
+        try:
+            result, _ = self.read_answer(answer, text, context, history or ())
+            return Understood(result, "llm-repair", f"the model's first answer was invalid ({first_error})")
+        except InvalidAnswer as e:
+            return Understood(self._offline(text, context), "offline-fallback",
+                              f"the model's answer was not a valid plan ({e}); used the offline parser")
+
+    @staticmethod
+    def _render_answer(answer: Any) -> str:
+        """The model's invalid answer as plain text for the repair round (tool calls as JSON)."""
+        calls = list(getattr(answer, "tool_calls", None) or []) + list(getattr(answer, "invalid_tool_calls",
+                                                                               None) or [])
+        if calls:
+            return json.dumps({"name": calls[0].get("name"), "arguments": calls[0].get("args")}, default=str)[:1500]
+        return _answer_text(answer)[:1500] or "(empty answer)"
