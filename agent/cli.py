@@ -5,6 +5,7 @@
     localedit models make-tiny DIR           # tiny random models for a no-network wiring check
     localedit models list                    # where each model will be loaded from
     localedit parse "make the left cat red" --json
+    localedit chat [--port 8000] [--models DIR]   # the chat UI in the browser
     localedit chat-cli [--image photo.jpg]   # a terminal chat: /image PATH, /undo, /redo, /save PATH, /quit
     localedit eval MANIFEST --editors ip2p,ip2p-composite,diffedit,regionwise --out DIR
     localedit worker [--host H --port P --token T] [--ray]   # the vision models behind an HTTP API
@@ -288,8 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_chat_cli)
 
     from bench.evaluate import add_cli as add_eval
+    from chat_ui.launch import add_cli as add_chat
     from tools.server import add_cli as add_worker
 
+    add_chat(sub)
     add_eval(sub)
     add_worker(sub)
     return p

@@ -1,0 +1,160 @@
+"""``localedit chat``: start the Chainlit chat UI and print its address.
+
+    localedit chat                                  # http://127.0.0.1:8000
+    localedit chat --models ./tiny-models --port 8765 --data-dir /tmp/le
+
+Chainlit runs as a child process (``python -m chainlit run chat_ui/app.py --headless``) with its
+app root in ``<data dir>/chainlit``: this package's ``chainlit.toml`` is copied there as
+``.chainlit/config.toml`` and ``chainlit.md`` as the readme, so the files Chainlit writes (uploads,
+translations) stay out of the source tree and an installed package carries its config. ``--models``, ``--data-dir`` and ``--device`` reach the app as ``LOCALEDIT_*`` variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+HERE = Path(__file__).resolve().parent
+APP_FILE = HERE / "app.py"
+REPO_ROOT = HERE.parent
+START_TIMEOUT = 180.0  # seconds: the first start imports torch, transformers and diffusers
+
+
+def add_cli(subparsers) -> argparse.ArgumentParser:
+    """Add the ``chat`` sub-command to ``localedit``'s sub-parsers."""
+    c = subparsers.add_parser("chat", help="the chat UI in your browser (Chainlit); prints its address")
+    c.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    c.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    c.add_argument("--models", help="folder of local models (as LOCALEDIT_MODELS_DIR)")
+    c.add_argument("--data-dir", help="where conversations and images are kept (as LOCALEDIT_DATA_DIR)")
+    c.add_argument("--device", help="cpu, cuda, cuda:1 (default: auto)")
+    c.set_defaults(func=cmd_chat)
+    return c
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """Run the chat server until it stops (Ctrl-C stops it)."""
+    from tools.config import Settings
+    from tools.types import LocaleditError
+
+    overrides = {k: v for k, v in {"models_dir": args.models, "data_dir": args.data_dir,
+                                   "device": args.device}.items() if v is not None}
+    settings = Settings(**overrides)
+    if args.models and not Path(args.models).is_dir():
+        raise LocaleditError(f"No models folder at {args.models}; make tiny ones with "
+                             f"`localedit models make-tiny {args.models}` or download with `localedit models download`.")
+    if not port_free(args.host, args.port):
+        raise LocaleditError(f"Port {args.port} on {args.host} is already in use; pick another with --port.")
+    env = {"LOCALEDIT_DATA_DIR": str(Path(settings.data_dir).resolve())}
+    if args.models:
+        env["LOCALEDIT_MODELS_DIR"] = str(Path(args.models).resolve())
+    if args.device:
+        env["LOCALEDIT_DEVICE"] = args.device
+    proc = start(args.host, args.port, Path(settings.data_dir), env=env)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops the child
+    try:
+        url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::', '') else args.host}:{args.port}"
+        if not wait_until_up(args.host, args.port, proc, START_TIMEOUT):
+            code = proc.poll()
+            raise LocaleditError(f"The chat server did not start (exit code {code}); see the messages above."
+                                 if code is not None else f"The chat server did not answer within {START_TIMEOUT:.0f} s.")
+        print(f"localedit chat is running at {url}  (Ctrl-C stops it)", flush=True)
+        return proc.wait()
+    finally:
+        stop(proc)
+
+
+def prepare_app_root(data_dir: Path) -> Path:
+    """``<data_dir>/chainlit`` with this package's Chainlit config and readme in it."""
+    root = Path(data_dir).resolve() / "chainlit"
+    (root / ".chainlit").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(HERE / "chainlit.toml", root / ".chainlit" / "config.toml")
+    shutil.copyfile(HERE / "chainlit.md", root / "chainlit.md")
+    return root
+
+
+def chainlit_command(host: str, port: int, app_file: Path = APP_FILE) -> list[str]:
+    return [sys.executable, "-m", "chainlit", "run", str(app_file), "--headless", "--host", host, "--port", str(port)]
+
+
+def start(host: str, port: int, data_dir: Path, *, app_file: Path = APP_FILE, env: Optional[dict] = None,
+          **popen) -> subprocess.Popen:
+    """Start Chainlit on ``host:port`` as a child process (not waiting for it to answer).
+
+    ``env`` is added to this process's environment; a None value removes that variable.
+    """
+    if importlib.util.find_spec("chainlit") is None:  # not imported: importing it writes files in the cwd
+        from tools.types import LocaleditError
+
+        raise LocaleditError("The chat UI needs Chainlit: pip install chainlit")
+    child = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
+    child["CHAINLIT_APP_ROOT"] = str(prepare_app_root(data_dir))
+    child["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), child.get("PYTHONPATH")) if p)
+    child.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return subprocess.Popen(chainlit_command(host, port, app_file), env=child, **popen)
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host if host not in ("", "0.0.0.0") else "0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_until_up(host: str, port: int, proc: subprocess.Popen, timeout: float) -> bool:
+    """True once ``host:port`` accepts connections; False if ``proc`` exits or ``timeout`` passes."""
+    target = "127.0.0.1" if host in ("", "0.0.0.0") else host
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection((target, port), timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.25)
+    return False
+
+
+def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """Terminate ``proc`` (then kill it if it lingers)."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """``python -m chat_ui.launch [--port ...]``: the same as ``localedit chat``."""
+    parser = argparse.ArgumentParser(prog="localedit")
+    add_cli(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["chat", *(sys.argv[1:] if argv is None else argv)])
+    from tools.types import LocaleditError
+
+    try:
+        return args.func(args)
+    except LocaleditError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
