@@ -233,6 +233,10 @@ def _show(reply) -> None:
     if reply.scores:
         shown = {k: v for k, v in reply.scores.items() if v is not None and k != "cache_hits"}
         print("  scores: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
+    if len(reply.attempts) > 1:
+        for n, attempt in enumerate(reply.attempts, 1):
+            verdict = "; ".join(attempt.get("problems") or []) or "good"
+            print(f"  attempt {n}: {attempt['editor']} ({attempt['why']}): {verdict}")
     sys.stdout.flush()
 
 

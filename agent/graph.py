@@ -452,14 +452,12 @@ def _explain(plan: EditPlan, state: State, attempts: list[dict], best: dict) -> 
             where += f" ({reason})"
     text = f"Done: {what}{where}, with {best['editor']}."
     if len(attempts) > 1:
-        tried = "; ".join(f"{a['editor']} ({a['why']}): " + (", ".join(a.get("problems") or []) or "good")
-                          for a in attempts)
-        text += f" I tried {len(attempts)} edits and kept the best. {tried}."
-    elif best.get("problems"):
-        text += " It may not be great: " + ", ".join(best["problems"]) + "."
-    note = (state.get("understood") or {}).get("note")
-    if note:
-        text += f" ({note})"
+        text += f" I tried {len(attempts)} edits and kept the best ({best['why']})."
+    if best.get("problems"):
+        text += " It may still be off: " + "; ".join(best["problems"]) + "."
+    understood = state.get("understood") or {}
+    if understood.get("note") and understood.get("path") != "offline":  # the offline notice is said once
+        text += f" ({understood['note']})"
     return text
 
 

@@ -63,3 +63,13 @@ def scene(size=(160, 120), boxes=((20, 40, 60, 90), (100, 30, 140, 100))) -> Ima
 def photo() -> Image.Image:
     """A 160x120 scene with two objects at known boxes."""
     return scene()
+
+
+@pytest.fixture
+def photo_path(tmp_path) -> Path:
+    """The three-cats scene of ``tests.scenes`` saved as a PNG."""
+    from tests.scenes import CATS, SIZE
+
+    path = tmp_path / "cats.png"
+    scene(SIZE, boxes=CATS).save(path)
+    return path

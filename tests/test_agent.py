@@ -1,9 +1,4 @@
-"""The conversational agent end to end: LangGraph graph, SQLite memory, tiny models.
-
-Segmentation, editing, scoring and captioning run the real tiny models. Only grounding is fixed:
-the tiny GroundingDINO's boxes are noise, so ``SceneWorker`` answers "cat" with the boxes of the
-objects drawn in the test scene, which makes "the right box was chosen" checkable.
-"""
+"""The conversational agent end to end: LangGraph graph, SQLite memory, tiny models (see tests.scenes)."""
 
 from __future__ import annotations
 
@@ -12,48 +7,8 @@ import pytest
 from PIL import Image
 
 from agent.llm import Understander
-from agent.session import Conversations, Session
-from agent.store import ImageStore
-from tests.conftest import scene
-from tools.config import Settings
-from tools.images import grow_box
-from tools.types import Detection, WorkerUnavailableError
-from tools.worker import LocalWorker
-
-CATS = [(10, 40, 50, 90), (60, 30, 110, 95), (120, 45, 150, 85)]  # left, middle (largest), right
-SIZE = (160, 120)
-
-
-class SceneWorker(LocalWorker):
-    """The real in-process worker, except that grounding knows the test scene's objects."""
-
-    def __init__(self, *args, objects: dict[str, list] | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.objects = objects if objects is not None else {"cat": CATS}
-        self.down = False
-        self.ground_calls: list[str] = []
-
-    def ground(self, image, phrase, **kwargs):
-        self.ground_calls.append(phrase)
-        self._check()
-        words = phrase.lower().split()
-        for name, boxes in self.objects.items():
-            if name in words:
-                return [Detection(name, 0.9 - 0.01 * i, box) for i, box in enumerate(boxes)]
-        return []
-
-    def edit(self, *args, **kwargs):
-        self._check()
-        return super().edit(*args, **kwargs)
-
-    def _check(self):
-        if self.down:
-            raise WorkerUnavailableError("The vision worker is not reachable right now; try again in a moment.")
-
-
-def agent_settings(settings: Settings, tmp_path, **overrides) -> Settings:
-    lenient = dict(min_clip_dir=-1.0, min_clip_rc=-1.0, min_clip_gc=-1.0, max_l1_outside=1.0)
-    return settings.model_copy(update={"data_dir": tmp_path / "data", **lenient, **overrides})
+from agent.session import Conversations
+from tests.scenes import CATS, SIZE, SceneWorker, agent_settings, edited_region, inside, pixels
 
 
 @pytest.fixture
@@ -62,33 +17,6 @@ def conversations(settings, registry, tmp_path):
     conv = Conversations(s, worker=SceneWorker(s, registry=registry), understander=Understander(None))
     yield conv
     conv.close()
-
-
-@pytest.fixture
-def photo_path(tmp_path):
-    path = tmp_path / "cats.png"
-    scene(SIZE, boxes=CATS).save(path)
-    return path
-
-
-def pixels(path) -> np.ndarray:
-    return np.asarray(ImageStore.open(path))
-
-
-def edited_region(chat: Session) -> np.ndarray:
-    """The region the last edit was allowed to change."""
-    return ImageStore.open_mask(chat.state()["last_edit"]["mask"])
-
-
-def inside(mask: np.ndarray, box, dilate: int = 4, work: tuple[int, int] = (64, 64)) -> bool:
-    """True when every pixel of ``mask`` lies within ``box`` grown as the pipeline grows it:
-    SAM's mask is clipped to the box grown by 10%, then dilated by ``dilate`` work pixels
-    (``SIZE / work`` full pixels each), plus one pixel of resampling."""
-    x0, y0, x1, y1 = grow_box(box, 0.1, SIZE)
-    mx, my = dilate * SIZE[0] / work[0] + 1, dilate * SIZE[1] / work[1] + 1
-    outside = mask.copy()
-    outside[max(0, int(y0 - my)):int(np.ceil(y1 + my)), max(0, int(x0 - mx)):int(np.ceil(x1 + mx))] = False
-    return not outside.any()
 
 
 def test_edit_follow_up_undo_redo(conversations, photo_path):

@@ -24,7 +24,7 @@ from chat_ui import render
 from chat_ui.backend import (COOKIE, Backend, BrowserCookie, PanelSettings, ThreadMap,
                              browser_from_cookie_header)
 from tests.conftest import scene
-from tests.test_agent import CATS, SIZE, SceneWorker, agent_settings
+from tests.scenes import CATS, SIZE, SceneWorker, agent_settings
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "artifacts" / "ui"

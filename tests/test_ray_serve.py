@@ -19,7 +19,7 @@ from PIL import Image
 from agent.llm import Understander
 from agent.session import Conversations
 from tests.conftest import scene
-from tests.test_agent import CATS, SIZE, agent_settings, edited_region, inside, pixels
+from tests.scenes import CATS, SIZE, agent_settings, edited_region, inside, pixels
 from tests.test_worker_http import SceneRemoteWorker, free_port
 from tools.images import box_to_mask
 from tools.remote import decode_image, decode_mask

@@ -24,7 +24,7 @@ from PIL import Image
 from agent.llm import Understander
 from agent.session import Conversations
 from tests.conftest import scene
-from tests.test_agent import CATS, SIZE, agent_settings, edited_region, inside, pixels
+from tests.scenes import CATS, SIZE, agent_settings, edited_region, inside, pixels
 from tools.remote import RemoteWorker, encode_image
 from tools.types import Detection, LocaleditError, WorkerUnavailableError
 
@@ -119,13 +119,6 @@ def conversations(settings, remote, tmp_path):
     conv = Conversations(agent_settings(settings, tmp_path), worker=remote, understander=Understander(None))
     yield conv
     conv.close()
-
-
-@pytest.fixture
-def photo_path(tmp_path):
-    path = tmp_path / "cats.png"
-    scene(SIZE, boxes=CATS).save(path)
-    return path
 
 
 def cache_counts(status: dict) -> dict[str, tuple[int, int]]:

@@ -8,7 +8,7 @@ GroundingDINO's boxes are noise. Captioning, SAM, the editors and CLIP are the r
 from __future__ import annotations
 
 from chat_ui import backend
-from tests.test_agent import SceneWorker
+from tests.scenes import SceneWorker
 
 
 def scene_worker(settings, base):
