@@ -15,8 +15,8 @@ def readme_commands() -> list[str]:
 
 def test_first_lines_are_the_two_set_up_commands():
     run, test = readme_commands()[:2]
-    assert "localedit edit" in run and "pip install -e ." in run
-    assert "pytest" in test and 'pip install -e ".[dev]"' in test
+    assert "localedit edit" in run and "pip install -e . -c constraints.txt" in run
+    assert "pytest" in test and 'pip install -e ".[dev]" -c constraints.txt' in test
 
 
 def test_ci_runs_the_readme_test_command_exactly():
