@@ -133,3 +133,17 @@ def test_console_script_make_tiny_and_list(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert listed.returncode == 0
     assert f"{tmp_path / 'tiny' / 'clip'}" in listed.stdout
+
+
+def test_chat_cli_is_scriptable_through_stdin(env, tiny_models_dir):
+    exe = Path(sys.executable).parent / "localedit"
+    script = "/image photo.png\nmake it look like winter\n/save edited.png\n/undo\n/save undone.png\n/quit\n"
+    out = subprocess.run([str(exe), "chat-cli"], input=script, capture_output=True, text=True, timeout=300,
+                         cwd=env)
+    assert out.returncode == 0, out.stderr
+    assert "Got your photo" in out.stdout and "Done: make it look like winter" in out.stdout
+    assert "built-in parser" in out.stdout  # the offline notice, said once
+    assert out.stdout.count("built-in parser") == 1 and "Traceback" not in out.stdout + out.stderr
+    original = np.asarray(Image.open(env / "photo.png").convert("RGB"))
+    assert not np.array_equal(np.asarray(Image.open(env / "edited.png")), original)
+    assert np.array_equal(np.asarray(Image.open(env / "undone.png")), original)  # undo restored it
