@@ -147,3 +147,17 @@ def test_chat_cli_is_scriptable_through_stdin(env, tiny_models_dir):
     original = np.asarray(Image.open(env / "photo.png").convert("RGB"))
     assert not np.array_equal(np.asarray(Image.open(env / "edited.png")), original)
     assert np.array_equal(np.asarray(Image.open(env / "undone.png")), original)  # undo restored it
+
+
+def test_parse_prints_the_plan_and_resolves_follow_ups(capsys, tmp_path):
+    code, plan, _ = run(capsys, "parse", "turn the second cat from the left into a fox", "--json")
+    assert code == 0
+    assert (plan["kind"], plan["action"], plan["target"], plan["qualifier"]) == ("edit", "replace", "cat", "2nd from left")
+    assert plan["target_caption"].endswith("fox")
+    history = tmp_path / "history.json"
+    history.write_text(json.dumps({"last_plan": {k: v for k, v in plan.items() if k != "kind"}}))
+    code, follow, _ = run(capsys, "parse", "now make it red", "--history", str(history), "--json")
+    assert code == 0 and follow["action"] == "attribute" and follow["new_value"] == "red"
+    assert follow["target"] == "fox" and follow["qualifier"] == "2nd from left"
+    code, undo, _ = run(capsys, "parse", "go back two steps", "--json")
+    assert (undo["kind"], undo["name"], undo["steps"]) == ("command", "undo", 2)
