@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Optional
 
 import numpy as np
@@ -128,7 +128,8 @@ def run_edit(worker: Worker, image: Image.Image, request: EditRequest, *,
         report.path = "global"
         if request.editor != "ip2p":
             report.info["editor_note"] = f"no region given: ran ip2p instead of {request.editor}"
-            request.editor = report.editor = "ip2p"
+            request = report.request = replace(request, editor="ip2p")
+            report.editor = "ip2p"
     with clock.stage("edit"):
         result = worker.edit(image, report.mask, request, progress=progress)
     report.image, report.editor, report.region = result.image, result.editor, result.region
