@@ -144,8 +144,7 @@ class _Nodes:
         update: dict[str, Any] = {"caption": caption, "understood": {
             "result": result.model_dump(), "path": understood.path, "note": understood.note}}
         if current is None and isinstance(result, (EditPlan, Command)):
-            update["reply"] = {"text": "Please upload a photo first (drag it in or use /image PATH), "
-                                       "then tell me what to change."}
+            update["reply"] = {"text": "Please upload a photo first, then tell me what to change."}
         elif isinstance(result, Chat):
             update["reply"] = {"text": result.text}
         elif isinstance(result, EditPlan):

@@ -97,6 +97,12 @@ _ACTION_SYNONYMS = {
 class _Tool(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
+    @field_validator("plural", "revise_last", mode="before", check_fields=False)
+    @classmethod
+    def _null_false(cls, v: Any) -> Any:
+        """Small models send null for 'no'; the flags are plain booleans."""
+        return False if v is None else v
+
 
 class EditRegion(_Tool):
     """Change, recolour, add to or remove one object (or a group of objects) in the photo."""
@@ -130,11 +136,6 @@ class EditRegion(_Tool):
             return _ACTION_SYNONYMS.get(word, word)
         return v
 
-    @field_validator("plural", "revise_last", mode="before")
-    @classmethod
-    def _null_false(cls, v: Any) -> Any:
-        return False if v is None else v
-
 
 class EditGlobal(_Tool):
     """Change the whole photo: style, weather, season, time of day, lighting."""
@@ -146,11 +147,6 @@ class EditGlobal(_Tool):
     target_caption: Optional[str] = Field(None, description="The same caption after the edit.")
     revise_last: Optional[bool] = Field(False, description="True when the message corrects the previous edit "
                                         "('no, make it autumn instead').")
-
-    @field_validator("revise_last", mode="before")
-    @classmethod
-    def _null_false(cls, v: Any) -> Any:
-        return False if v is None else v
 
 
 class AskUser(_Tool):
