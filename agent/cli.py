@@ -93,7 +93,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
     try:
         report = run_edit(worker, image, request, target=target, box=box, mask=mask,
                           score=not args.no_score, box_threshold=args.box_threshold,
-                          text_threshold=args.text_threshold, progress=progress)
+                          text_threshold=args.text_threshold, progress=progress,
+                          choose=_chooser(plan) if plan is not None and target else None)
     finally:
         close()
     out = Path(args.output or f"{Path(args.image).stem}-edited.png")
@@ -124,6 +125,20 @@ def _plan_for(instruction: str):
 
     result = parse(instruction)
     return result if isinstance(result, EditPlan) else None
+
+
+def _chooser(plan):
+    """Pick detections as the instruction says ("the leftmost cat", "all the cats")."""
+    from agent.select import Choice, choose
+    from tools.types import LocaleditError
+
+    def pick(detections, size) -> list[int]:
+        choice = choose(plan, list(detections), size)
+        if isinstance(choice, Choice):
+            return choice.indices
+        raise LocaleditError(f"{choice.question.split(' Reply')[0]} Say which in the instruction "
+                             f"(e.g. 'the leftmost {plan.target}') or give --box.")
+    return pick
 
 
 # --- models ----------------------------------------------------------------------------------

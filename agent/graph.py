@@ -30,7 +30,7 @@ from agent.select import Choice, candidate_order, choose, resolve_answer
 from agent.state import State
 from agent.store import ImageStore
 from tools.config import Settings
-from tools.images import overlay, side_by_side
+from tools.images import overlay, side_by_side, union_box
 from tools.types import Detection, EditRequest, LocaleditError
 from tools.worker import Worker
 
@@ -115,11 +115,11 @@ class _Nodes:
         update: dict[str, Any] = {
             "text": text, "understood": None, "plan": None, "overrides": {}, "detections": [],
             "choice": None, "question": None, "mask": None, "attempts": [], "queue": [], "reply": None,
-            "base": None, "messages": [{"role": "user", "text": text, "image": state.get("upload")}]}
+            "base": None, "base_index": None, "messages": [{"role": "user", "text": text, "image": state.get("upload")}]}
         upload = state.get("upload")
         if upload:
             versions = list(state.get("versions") or [])[: state.get("cursor", -1) + 1]
-            versions.append({"path": upload, "note": "uploaded"})
+            versions.append({"path": upload, "note": "the photo you uploaded"})
             update.update(versions=versions, cursor=len(versions) - 1, upload=None,
                           last_plan=None, last_edit=None)
             if not text:
@@ -148,11 +148,11 @@ class _Nodes:
         elif isinstance(result, Chat):
             update["reply"] = {"text": result.text}
         elif isinstance(result, EditPlan):
-            update.update(plan=result.model_dump(), base=current)
+            update.update(plan=result.model_dump(), base=current, base_index=state.get("cursor", 0))
             last_edit = state.get("last_edit")
             if result.revise_last and last_edit:  # "no, the left one": redo the last edit differently
-                update.update(base=last_edit["base"], cursor=_index_of(state.get("versions") or [],
-                                                                       last_edit["base"], state.get("cursor", 0)))
+                update.update(base=last_edit["base"], base_index=_index_of(
+                    state.get("versions") or [], last_edit["base"], state.get("cursor", 0)))
         elif isinstance(result, Clarify):
             update["question"] = {"text": result.question, "kind": "referent", "original": state["text"]}
         return update
@@ -207,7 +207,7 @@ class _Nodes:
                 return {"reply": {"text": "There was only one candidate, so there is no other one to edit."}}
             overrides = {"indices": [others[0]]}
         return {"plan": last_plan, "base": last_edit["base"], "overrides": overrides,
-                "cursor": _index_of(versions, last_edit["base"], cursor)}
+                "base_index": _index_of(versions, last_edit["base"], cursor)}
 
     def ground(self, state: State) -> dict:
         """GroundingDINO boxes for the plan's target (with its attribute, then without)."""
@@ -324,7 +324,7 @@ class _Nodes:
         region = attempts[-1].get("region") or state.get("mask")
         mask = self.store.open_mask(region) if region else None
         boxes = [state["detections"][i]["box"] for i in attempts[-1].get("indices") or []] if mask is not None else []
-        box = _union(boxes) if boxes else None
+        box = union_box(boxes) if boxes else None
         scores = self.worker.score(self.store.open(state["base"]), self.store.open(attempts[-1]["path"]),
                                    mask=mask, box=box, source_caption=plan.source_caption,
                                    target_caption=plan.target_caption,
@@ -353,8 +353,13 @@ class _Nodes:
                     "messages": [{"role": "assistant", "text": "I had nothing to edit.", "image": None}]}
         best = max(attempts, key=lambda a: (not a.get("problems"), a.get("combined", 0.0)))
         plan = self.plan_of(state)
-        versions = list(state.get("versions") or [])[: state.get("cursor", 0) + 1]
-        versions.append({"path": best["path"], "note": plan.instruction or "an edit"})
+        # the new version follows the image it was made from; versions after that (redo) are dropped
+        base_index = state.get("base_index")
+        if base_index is None:
+            base_index = state.get("cursor", 0)
+        versions = list(state.get("versions") or [])[: base_index + 1]
+        versions.append({"path": best["path"], "note": f"the result of \"{plan.instruction}\"" if plan.instruction
+                         else "the edited photo"})
         base = self.store.open(state["base"])
         images = {"edited": best["path"],
                   "before_after": self.store.put(side_by_side(base, self.store.open(best["path"])))}
@@ -432,10 +437,6 @@ def _noun_of(hint: Optional[str]) -> Optional[str]:
                    flags=re.I)
     words = re.sub(r"^(the|a|an|his|her|their|its|my)\s+", "", words, flags=re.I)
     return words or None
-
-
-def _union(boxes: list) -> tuple:
-    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
 
 
 def _explain(plan: EditPlan, state: State, attempts: list[dict], best: dict) -> str:

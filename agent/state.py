@@ -33,6 +33,7 @@ class State(TypedDict, total=False):
     understood: Optional[dict[str, Any]]  # {"result": {...}, "path": "offline" | "llm-tool" ..., "note"}
     plan: Optional[dict[str, Any]]  # the EditPlan being carried out
     base: Optional[str]  # path of the image being edited
+    base_index: Optional[int]  # its place in ``versions``: the new version goes right after it
     overrides: dict[str, Any]  # from "try again" / "stronger" / "the other one"
     detections: list[dict[str, Any]]  # {"label", "score", "box"}
     choice: Optional[dict[str, Any]]  # {"indices", "reason", "certain", "alternatives"}

@@ -40,11 +40,11 @@ def test_edit_follow_up_undo_redo(conversations, photo_path):
     assert chat.state()["last_plan"]["qualifier"] == "leftmost"
     assert len(chat.versions()) == 3 and inside(edited_region(chat), CATS[0])
 
-    assert "Undid" in chat.send("undo").text
+    assert "Undid 1 step: now showing the result of" in chat.send("undo").text
     assert np.array_equal(pixels(chat.current_image_path()), after)
     chat.send("redo")
     assert chat.current_image_path() == chat.versions()[2]["path"]
-    chat.send("go back two steps")
+    assert "the photo you uploaded" in chat.send("go back two steps").text
     assert np.array_equal(pixels(chat.current_image_path()), original)
     assert "Nothing to undo" in chat.send("undo").text
 
@@ -209,3 +209,23 @@ def test_offline_notice_is_said_once(conversations, photo_path):
     chat = conversations.session()
     assert chat.send("", image=photo_path).notice.startswith("No LLM is configured")
     assert chat.send("make the leftmost cat red").notice is None
+
+
+def test_a_failed_retry_keeps_the_current_image_and_a_correction_replaces_the_edit(conversations, photo_path):
+    chat = conversations.session()
+    chat.send("", image=photo_path)
+    original = pixels(chat.current_image_path())
+    chat.send("make the leftmost cat red")
+    edited = chat.current_image_path()
+    conversations.worker.down = True
+    assert chat.send("try again").error
+    assert chat.current_image_path() == edited and len(chat.versions()) == 2  # nothing moved
+    conversations.worker.down = False
+    fixed = chat.send("no, the rightmost one")
+    assert not fixed.error and not fixed.question, fixed.text
+    assert len(chat.versions()) == 2 and chat.current_image_path() != edited  # the wrong edit is replaced
+    assert chat.state()["last_edit"]["chosen"] == [2]
+    region = edited_region(chat)
+    after = pixels(chat.current_image_path())
+    assert np.array_equal(after[~region], original[~region])  # made from the original, not on top of the red cat
+    assert inside(region, CATS[2])

@@ -28,6 +28,15 @@ def env(monkeypatch, tiny_models_dir, tmp_path):
     return tmp_path
 
 
+def candidate_boxes(report: dict) -> dict[int, list]:
+    """The detections `agent.select` chooses among (weak and duplicate boxes set aside)."""
+    from agent.select import candidates
+    from tools.types import Detection
+
+    detections = [Detection(d["label"], d["score"], tuple(d["box"])) for d in report["detections"]]
+    return {i: report["detections"][i]["box"] for i in candidates(detections)}
+
+
 def run(capsys, *argv) -> tuple[int, dict | None, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
@@ -64,10 +73,12 @@ def test_edit_grounds_the_target_and_reports_detections(env, capsys):
 
 
 def test_edit_takes_the_target_from_the_instruction(env, capsys):
-    code, report, _ = run(capsys, "edit", "photo.png", "turn the cat into a fox",
+    code, report, _ = run(capsys, "edit", "photo.png", "turn the biggest cat into a fox",
                           "--box-threshold", "0", "--text-threshold", "0", "--no-score")
     assert code == 0
     assert report["target"] == "cat" and report["plan"]["action"] == "replace"
+    area = {i: (b[2] - b[0]) * (b[3] - b[1]) for i, b in candidate_boxes(report).items()}
+    assert report["chosen"] == [max(area, key=area.get)]
     assert report["request"]["target_caption"].endswith("fox")
 
 
@@ -161,3 +172,24 @@ def test_parse_prints_the_plan_and_resolves_follow_ups(capsys, tmp_path):
     assert follow["target"] == "fox" and follow["qualifier"] == "2nd from left"
     code, undo, _ = run(capsys, "parse", "go back two steps", "--json")
     assert (undo["kind"], undo["name"], undo["steps"]) == ("command", "undo", 2)
+
+
+def test_edit_honours_the_instructions_qualifier(env, capsys):
+    code, report, _ = run(capsys, "edit", "photo.png", "make the leftmost cat red", "--no-score",
+                          "--box-threshold", "0", "--text-threshold", "0")
+    assert code == 0 and len(candidate_boxes(report)) > 1
+    centre = {i: (b[0] + b[2]) / 2 for i, b in candidate_boxes(report).items()}
+    assert report["chosen"] == [min(centre, key=centre.get)]
+    code, report, _ = run(capsys, "edit", "photo.png", "make all the cats red", "--no-score",
+                          "--box-threshold", "0", "--text-threshold", "0")
+    assert code == 0 and len(report["chosen"]) > 1
+    boxes = [report["detections"][i]["box"] for i in report["chosen"]]
+    assert report["box"] == [min(b[0] for b in boxes), min(b[1] for b in boxes),
+                             max(b[2] for b in boxes), max(b[3] for b in boxes)]
+
+
+def test_edit_asks_for_a_qualifier_instead_of_guessing(env, capsys):
+    code, _, err = run(capsys, "edit", "photo.png", "make the cat red", "--box-threshold", "0",
+                       "--text-threshold", "0", "-o", "out.png")
+    assert code == EXIT_INPUT and "Which one?" in err and "--box" in err
+    assert not (env / "out.png").exists()

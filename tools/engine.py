@@ -10,18 +10,22 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 from PIL import Image
 
-from tools.images import mask_bbox
+from tools.images import mask_bbox, union_box
 from tools.types import Box, Detection, EditRequest, LocaleditError, Scores, Segmentation
 from tools.worker import ProgressFn, Worker
 
 
 class NothingFoundError(LocaleditError):
     """Grounding found no object for the target phrase."""
+
+
+Chooser = Callable[[Sequence[Detection], tuple[int, int]], list[int]]
+"""Picks detection indices (e.g. "the leftmost cat"); may raise LocaleditError to ask instead."""
 
 
 @dataclass
@@ -87,18 +91,20 @@ def run_edit(worker: Worker, image: Image.Image, request: EditRequest, *,
              target: Optional[str] = None, box: Optional[Box] = None,
              mask: Optional[np.ndarray] = None, score: bool = True,
              box_threshold: Optional[float] = None, text_threshold: Optional[float] = None,
-             progress: Optional[ProgressFn] = None) -> EditReport:
+             choose: Optional[Chooser] = None, progress: Optional[ProgressFn] = None) -> EditReport:
     """Edit ``image`` as ``request`` says, only inside the region the other arguments name.
 
     Args:
         worker: the vision worker (in-process or remote).
         image: the input photo, RGB, any size.
         request: the editor and its knobs; ``request.editor`` "ip2p" edits the whole image.
-        target: a phrase to ground ("cat"); the highest-scoring detection is edited.
+        target: a phrase to ground ("cat"); ``choose`` picks among the detections (default: the
+            highest-scoring one).
         box: a region given directly (x0, y0, x1, y1), skipping grounding; SAM refines it.
         mask: a region given directly (bool, image size), skipping grounding and SAM.
         score: compute the CLIP metrics of the result.
         box_threshold, text_threshold: GroundingDINO thresholds (None: configured defaults).
+        choose: which detections to edit, from the detections and the image size.
         progress: called as ``progress(step, total)`` during diffusion.
 
     Raises:
@@ -119,11 +125,13 @@ def run_edit(worker: Worker, image: Image.Image, request: EditRequest, *,
                 raise NothingFoundError(
                     f"No '{target}' was found in the image; try another wording, a lower "
                     f"--box-threshold, or give the region with --box.")
-            report.chosen = [0]
-            box = report.detections[0].box
-        report.box = tuple(float(v) for v in box)
+            report.chosen = choose(report.detections, image.size) if choose else [0]
+            boxes = [report.detections[i].box for i in report.chosen]
+        else:
+            boxes = [box]
+        report.box = union_box(boxes)
         with clock.stage("segment"):
-            report.segmentation = worker.segment(image, [report.box])
+            report.segmentation = worker.segment(image, boxes)
     if report.segmentation is None:
         report.path = "global"
         if request.editor != "ip2p":

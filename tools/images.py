@@ -397,6 +397,12 @@ def mask_bbox(mask: np.ndarray) -> Optional[Box]:
     return (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
 
 
+def union_box(boxes: Sequence[Box]) -> Box:
+    """The smallest box containing all of ``boxes``."""
+    return (float(min(b[0] for b in boxes)), float(min(b[1] for b in boxes)),
+            float(max(b[2] for b in boxes)), float(max(b[3] for b in boxes)))
+
+
 def grow_box(box: Box, grow: float, size: Optional[tuple[int, int]] = None) -> Box:
     """``box`` grown by ``grow`` x its width / height on each side, clamped to ``size``."""
     x0, y0, x1, y1 = (float(v) for v in box)
