@@ -87,3 +87,18 @@ def test_device_and_dtype_choice():
     assert dtype == torch.bfloat16
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device(Settings(_env_file=None))[0].type == expected
+
+
+def test_download_skips_local_folders_and_fails_in_one_line_offline(tiny_models_dir, tmp_path, monkeypatch):
+    from tools.models import download
+    from tools.types import LocaleditError
+
+    done = download(["clip", "sam"], Settings(models_dir=tiny_models_dir, _env_file=None))
+    assert all("nothing to download" in v for v in done.values())
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(LocaleditError) as info:
+        download(["ip2p"], Settings(models_dir=tmp_path / "none", _env_file=None))
+    assert "timbrooks/instruct-pix2pix" in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(LocaleditError, match="Unknown model role 'fish'"):
+        download(["fish"], Settings(_env_file=None))
