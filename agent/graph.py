@@ -30,13 +30,14 @@ from agent.select import Choice, candidate_order, choose, resolve_answer
 from agent.state import State
 from agent.store import ImageStore
 from tools.config import Settings
-from tools.images import overlay, side_by_side, union_box
+from tools.images import box_to_mask, grow_box, overlay, side_by_side, union_box
 from tools.types import Detection, EditRequest, LocaleditError
 from tools.worker import Worker
 
 log = logging.getLogger(__name__)
 MAX_TEXT = 2000
 HISTORY_TURNS = 8
+ADD_MARGIN = 0.3  # "add X to Y": edit Y's box grown by this fraction of its size on each side
 
 
 def build_graph(worker: Worker, understander, store: ImageStore, settings: Settings, checkpointer=None):
@@ -289,9 +290,16 @@ class _Nodes:
         queue = update.get("queue", state.get("queue") or [])
         if queue and queue[0].get("candidate") is not None:
             indices = [queue[0]["candidate"]]
-        seg = self.worker.segment(self.store.open(state["base"]), [detections[i].box for i in indices])
-        update["mask"] = self.store.put_mask(seg.mask)
-        update["choice"] = {**(state.get("choice") or {}), "indices": indices, "mask_note": seg.note}
+        image = self.store.open(state["base"])
+        boxes = [detections[i].box for i in indices]
+        if plan.action == "add":  # a hat, a vase: the new thing reaches past the object's outline
+            mask, note = box_to_mask(grow_box(union_box(boxes), ADD_MARGIN, image.size), image.size), \
+                f"add: the area around the {plan.target}"
+        else:
+            seg = self.worker.segment(image, boxes)
+            mask, note = seg.mask, seg.note
+        update["mask"] = self.store.put_mask(mask)
+        update["choice"] = {**(state.get("choice") or {}), "indices": indices, "mask_note": note}
         return update
 
     def edit(self, state: State) -> dict:

@@ -16,9 +16,10 @@ EDITOR_FOR_ACTION = {
     "replace": "ip2p-composite",
     "attribute": "ip2p-composite",
     "remove": "inpaint",
-    "add": "inpaint",
+    "add": "ip2p-composite",  # keeps the object; the new thing appears on or around it
     "global": "ip2p",
 }
+ALTERNATIVE_FOR_ACTION = {"add": "inpaint"}
 ALTERNATIVE_EDITOR = {"ip2p-composite": "regionwise", "regionwise": "diffedit", "diffedit": "ip2p-composite",
                       "inpaint": "regionwise", "ip2p": "ip2p"}
 
@@ -47,8 +48,9 @@ def attempt_queue(action: str, settings: Settings, *, strength: Optional[float] 
     if action != "global":
         queue.append({"editor": first, "strength": min(1.0, base + 0.15), "seed": seed + 1,
                       "candidate": None, "why": "stronger edit"})
-        queue.append({"editor": ALTERNATIVE_EDITOR[first], "strength": settings.encoding_ratio, "seed": seed,
-                      "candidate": None, "why": "another editor"})
+        other = ALTERNATIVE_FOR_ACTION.get(action, ALTERNATIVE_EDITOR[first])
+        queue.append({"editor": other, "strength": 1.0 if other == "inpaint" else settings.encoding_ratio,
+                      "seed": seed, "candidate": None, "why": "another editor"})
         if not certain and alternatives:
             queue.append({"editor": first, "strength": base, "seed": seed, "candidate": alternatives[0],
                           "why": "the other candidate"})

@@ -229,3 +229,18 @@ def test_a_failed_retry_keeps_the_current_image_and_a_correction_replaces_the_ed
     after = pixels(chat.current_image_path())
     assert np.array_equal(after[~region], original[~region])  # made from the original, not on top of the red cat
     assert inside(region, CATS[2])
+
+
+def test_add_edits_around_the_object_and_keeps_the_rest(conversations, photo_path):
+    chat = conversations.session()
+    chat.send("", image=photo_path)
+    original = pixels(chat.current_image_path())
+    reply = chat.send("add a hat to the leftmost cat")
+    assert not reply.error and not reply.question, reply.text
+    assert reply.attempts[0]["editor"] == "ip2p-composite" and chat.state()["last_edit"]["chosen"] == [0]
+    region = edited_region(chat)
+    x0, y0, x1, y1 = CATS[0]
+    assert region[y0 - 8, (x0 + x1) // 2]  # above the cat's box: room for the hat
+    assert not region[:, 80:].any()  # nowhere near the other cats
+    after = pixels(chat.current_image_path())
+    assert np.array_equal(after[~region], original[~region])
