@@ -11,7 +11,6 @@ import asyncio
 import importlib.util
 import io
 import re
-import socket
 import subprocess
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from agent.llm import Understander
 from chat_ui import render
 from chat_ui.backend import (COOKIE, Backend, BrowserCookie, PanelSettings, ThreadMap,
                              browser_from_cookie_header)
-from tests.conftest import scene
+from tests.conftest import free_port, scene
 from tests.scenes import CATS, SIZE, SceneWorker, agent_settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -130,17 +129,11 @@ def test_chat_subcommand_arguments():
 
 # --- end to end in a browser -------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     """The chat app under test, as a child process on a loopback port (restartable)."""
 
     def __init__(self, models: Path, data: Path, log: Path):
-        self.port, self.data, self.log = _free_port(), data, log
+        self.port, self.data, self.log = free_port(), data, log
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {"LOCALEDIT_MODELS_DIR": str(models), "LOCALEDIT_DATA_DIR": str(data),
                     "LOCALEDIT_MAX_SIDE": "64", "LOCALEDIT_STEPS": "2", "LOCALEDIT_DEVICE": "cpu",

