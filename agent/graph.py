@@ -27,7 +27,7 @@ from agent import judge
 from agent.parser import ParseContext
 from agent.plan import Chat, Clarify, Command, EditPlan
 from agent.select import Choice, candidate_order, choose, resolve_answer
-from agent.state import State
+from agent.state import State, current_path
 from agent.store import ImageStore
 from tools.config import Settings
 from tools.images import box_to_mask, grow_box, overlay, side_by_side, union_box
@@ -97,11 +97,6 @@ class _Nodes:
     # --- helpers ------------------------------------------------------------------------------
 
     @staticmethod
-    def current(state: State) -> Optional[str]:
-        versions = state.get("versions") or []
-        return versions[state.get("cursor", len(versions) - 1)]["path"] if versions else None
-
-    @staticmethod
     def plan_of(state: State) -> EditPlan:
         return EditPlan.model_validate(state["plan"])
 
@@ -132,7 +127,7 @@ class _Nodes:
 
     def understand(self, state: State) -> dict:
         """Caption the current image (cached) and turn the message into a plan, command or question."""
-        current = self.current(state)
+        current = current_path(state)
         caption = state.get("caption")
         if current and (not caption or caption.get("path") != current):
             caption = self._caption(current)
@@ -236,15 +231,15 @@ class _Nodes:
         if forced is not None:
             return {"choice": {"indices": forced, "reason": "the other candidate", "certain": True,
                                "alternatives": []}}
-        size = self.store.open(state["base"]).size
-        choice = choose(plan, detections, size)
+        base = self.store.open(state["base"])
+        choice = choose(plan, detections, base.size)
         if isinstance(choice, Choice):
             return {"choice": {"indices": choice.indices, "reason": choice.reason,
                                "certain": choice.certain, "alternatives": choice.alternatives}}
         if not detections:
             return {"reply": {"text": choice.question}}
         order = candidate_order(detections)
-        picture = overlay(self.store.open(state["base"]), boxes=[detections[i].box for i in order],
+        picture = overlay(base, boxes=[detections[i].box for i in order],
                           numbered=True)
         return {"question": {"text": choice.question, "kind": "candidates", "order": order,
                              "image": self.store.put(picture)}}

@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional
 from PIL import Image
 
 from agent.graph import build_graph
+from agent.state import current_path
 from agent.store import ImageStore
 from tools.config import Settings, get_settings
 from tools.images import load_image
@@ -173,9 +174,7 @@ class Session:
         return None
 
     def current_image_path(self) -> Optional[str]:
-        state = self.state()
-        versions = state.get("versions") or []
-        return versions[state.get("cursor", len(versions) - 1)]["path"] if versions else None
+        return current_path(self.state())
 
     def current_image(self) -> Optional[Image.Image]:
         path = self.current_image_path()

@@ -11,6 +11,12 @@ import operator
 from typing import Annotated, Any, Optional, TypedDict
 
 
+def current_path(state: "State") -> Optional[str]:
+    """Path of the image the conversation is on now (``versions[cursor]``), or None before an upload."""
+    versions = state.get("versions") or []
+    return versions[state.get("cursor", len(versions) - 1)]["path"] if versions else None
+
+
 class Version(TypedDict):
     """One image in the undo/redo history."""
 
