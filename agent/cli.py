@@ -309,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from bench.evaluate import add_cli as add_eval
     from chat_ui.launch import add_cli as add_chat
-    from tools.server import add_cli as add_worker
+    from tools.worker.cli import add_cli as add_worker
 
     add_chat(sub)
     add_eval(sub)

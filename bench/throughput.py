@@ -97,7 +97,7 @@ def table(rows: list[dict]) -> str:
 def make_worker(args: argparse.Namespace):
     """A RemoteWorker for ``--url``, else an in-process worker (tiny models unless ``--models``)."""
     if args.url:
-        from tools.remote import RemoteWorker
+        from tools.worker.client import RemoteWorker
 
         return RemoteWorker(args.url, token=args.token, timeout=600)
     from tools.config import Settings

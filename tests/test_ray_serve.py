@@ -22,7 +22,7 @@ from tests.conftest import free_port, scene
 from tests.scenes import CATS, SIZE, agent_settings, edited_region, inside, pixels
 from tests.test_worker_http import SceneRemoteWorker
 from tools.images import box_to_mask
-from tools.remote import decode_image, decode_mask
+from tools.worker.wire import decode_image, decode_mask
 from tools.types import EditRequest, LocaleditError
 
 needs_ray = pytest.mark.skipif(find_spec("ray") is None or find_spec("ray.serve") is None,
@@ -43,7 +43,7 @@ def differs(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_batched_edits_match_one_by_one_and_bad_ones_fail_alone(settings, registry):
-    from tools.server import EditJob, WorkerService
+    from tools.worker.server import EditJob, WorkerService
     from tools.worker import LocalWorker
 
     service = WorkerService(settings, worker=LocalWorker(settings, registry=registry))
@@ -77,7 +77,7 @@ def ray_url(settings):
     import ray
     from ray import serve
 
-    from tools.serve import build_app
+    from tools.worker.serve import build_app
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:

@@ -1,6 +1,6 @@
-"""The HTTP worker (``python -m tools.server``) in a subprocess on a loopback port, with the tiny models.
+"""The HTTP worker (``python -m tools.worker``) in a subprocess on a loopback port, with the tiny models.
 
-The agent talks to it through :class:`tools.remote.RemoteWorker` exactly as it talks to the in-process
+The agent talks to it through :class:`tools.worker.client.RemoteWorker` exactly as it talks to the in-process
 worker. As in ``test_agent``, only grounding is fixed on the client side (the tiny GroundingDINO's boxes
 are noise): ``SceneRemoteWorker`` still sends every /ground request, then answers with the scene's boxes.
 """
@@ -24,7 +24,8 @@ from agent.llm import Understander
 from agent.session import Conversations
 from tests.conftest import free_port, scene
 from tests.scenes import CATS, SIZE, agent_settings, edited_region, inside, pixels
-from tools.remote import RemoteWorker, encode_image
+from tools.worker.client import RemoteWorker
+from tools.worker.wire import encode_image
 from tools.types import Detection, LocaleditError, WorkerUnavailableError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +34,7 @@ MAX_UPLOAD = 300_000  # bytes per image: small, so an oversize request is cheap 
 
 
 class WorkerProcess:
-    """``python -m tools.server`` on 127.0.0.1:``port``; started, killed and restarted by its PID."""
+    """``python -m tools.worker`` on 127.0.0.1:``port``; started, killed and restarted by its PID."""
 
     def __init__(self, models_dir: Path, port: int, log: Path, token: Optional[str] = None, **env: str):
         self.port, self.log, self.token = port, log, token
@@ -46,7 +47,7 @@ class WorkerProcess:
         self.proc: Optional[subprocess.Popen] = None
 
     def start(self, timeout: float = 120.0) -> "WorkerProcess":
-        args = [sys.executable, "-m", "tools.server", "--port", str(self.port), "--models", str(self.models_dir)]
+        args = [sys.executable, "-m", "tools.worker", "--port", str(self.port), "--models", str(self.models_dir)]
         if self.token:
             args += ["--token", self.token]
         with open(self.log, "ab") as log:
@@ -192,7 +193,7 @@ def test_oversize_and_malformed_requests_are_refused_and_the_worker_keeps_servin
 
 def test_refuses_to_listen_beyond_loopback_without_a_token(tiny_models_dir):
     env = {k: v for k, v in os.environ.items() if k != "LOCALEDIT_WORKER_TOKEN"}
-    out = subprocess.run([sys.executable, "-m", "tools.server", "--host", "0.0.0.0", "--port", str(free_port()),
+    out = subprocess.run([sys.executable, "-m", "tools.worker", "--host", "0.0.0.0", "--port", str(free_port()),
                           "--models", str(tiny_models_dir)], cwd=REPO, env=env, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 2 and "without a token" in out.stderr

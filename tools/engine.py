@@ -17,7 +17,7 @@ from PIL import Image
 
 from tools.images import mask_bbox, union_box
 from tools.types import Box, Detection, EditRequest, LocaleditError, Scores, Segmentation
-from tools.worker import ProgressFn, Worker
+from tools.worker.interface import ProgressFn, Worker
 
 
 class NothingFoundError(LocaleditError):

@@ -5,7 +5,7 @@
     serve run serve_config.yaml                        # plain Ray Serve
 
 Each replica is one :class:`VisionWorker`: the same FastAPI app and routes as ``localedit worker``
-(:func:`tools.server.create_app`), so :class:`tools.remote.RemoteWorker` talks to it unchanged.
+(:func:`tools.worker.server.create_app`), so :class:`tools.worker.client.RemoteWorker` talks to it unchanged.
 One replica per GPU (``num_gpus=1``; on a machine without GPUs, ``num_cpus``), autoscaled by Ray
 Serve on queue length (``target_ongoing_requests``); Ray's proxy spreads requests over replicas.
 Concurrent edits that reach one replica are gathered by ``@serve.batch``: InstructPix2Pix edits with
@@ -27,7 +27,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 from ray import serve  # noqa: E402
 
 from tools.config import Settings  # noqa: E402
-from tools.server import EditJob, WorkerService, check_bind, create_app  # noqa: E402
+from tools.worker.server import EditJob, WorkerService, check_bind, create_app  # noqa: E402
 
 MAX_BATCH_SIZE = 4
 BATCH_WAIT_S = 0.05
@@ -85,7 +85,7 @@ def gpu_count() -> int:
 
 
 def build_app(args: Optional[dict] = None):
-    """The Serve application (``import_path: tools.serve:build_app`` in a config file).
+    """The Serve application (``import_path: tools.worker.serve:build_app`` in a config file).
 
     ``args`` (all optional): ``settings`` (dict of Settings fields), ``token``, ``num_cpus`` (per
     replica when there is no GPU, default 1), ``min_replicas`` / ``max_replicas`` /

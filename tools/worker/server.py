@@ -2,9 +2,9 @@
 
     localedit worker                                  # http://127.0.0.1:8800, no token needed on loopback
     localedit worker --host 0.0.0.0 --token SECRET    # any other address REQUIRES a token
-    localedit worker --ray                            # the same service on Ray Serve (tools.serve)
+    localedit worker --ray                            # the same service on Ray Serve (tools.worker.serve)
 
-The routes and the JSON wire format are described in :mod:`tools.remote` (the client). Here:
+The routes are described in :mod:`tools.worker.client`, the JSON values in :mod:`tools.worker.wire`. Here:
 
 * models are loaded once and warmed up at start (a tiny call per tool, in a background thread):
   ``/health`` answers as soon as the process is up, ``/ready`` only once warm-up is done;
@@ -21,7 +21,6 @@ Ray Serve deployment, which passes its own batched edit runner.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hmac
 import ipaddress
@@ -46,10 +45,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tools.config import Settings
 from tools.images import human_bytes
-from tools.remote import (REPLICA_HEADER, caption_to_wire, decode_image, decode_mask, detections_to_wire,
-                          edit_result_to_wire, scores_to_wire, segmentation_to_wire)
+from tools.worker.wire import (REPLICA_HEADER, caption_to_wire, decode_image, decode_mask, detections_to_wire,
+                               edit_result_to_wire, scores_to_wire, segmentation_to_wire)
 from tools.types import EditRequest, LocaleditError, ModelMissingError, WorkerUnavailableError
-from tools.worker import ProgressFn
+from tools.worker.interface import ProgressFn
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +126,7 @@ def request_limit(settings: Settings) -> int:
 
 
 class WorkerService:
-    """The vision tools as JSON-in, JSON-out calls around one :class:`~tools.worker.LocalWorker`.
+    """The vision tools as JSON-in, JSON-out calls around one :class:`~tools.worker.local.LocalWorker`.
 
     Args:
         settings: the worker's settings (limits, timeout, models).
@@ -137,7 +136,7 @@ class WorkerService:
     """
 
     def __init__(self, settings: Settings, worker=None, replica: Optional[str] = None, kind: str = "http"):
-        from tools.worker import LocalWorker
+        from tools.worker.local import LocalWorker
 
         self.settings = settings
         self.worker = worker if worker is not None else LocalWorker(settings)
@@ -544,7 +543,7 @@ def create_app(service: WorkerService, token: Optional[str] = None,
     return app
 
 
-# --------------------------------------------------------------------------- command line
+# --------------------------------------------------------------------------- binding and running
 
 def is_loopback(host: str) -> bool:
     if host == "localhost":
@@ -562,12 +561,6 @@ def check_bind(host: str, token: Optional[str]) -> None:
                              f"LOCALEDIT_WORKER_TOKEN (only 127.0.0.1 / localhost may go without one).")
 
 
-def worker_settings(args: argparse.Namespace) -> Settings:
-    """Settings from the environment with the command line's overrides."""
-    overrides = {k: v for k, v in {"models_dir": args.models, "device": args.device}.items() if v is not None}
-    return Settings(**overrides)
-
-
 def serve_http(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
                token: Optional[str] = None) -> None:
     """Run the worker with uvicorn until interrupted."""
@@ -578,48 +571,3 @@ def serve_http(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT_
     print(f"localedit worker on http://{host}:{port} (token {'required' if token else 'not required'}); "
           f"warming up, GET /ready says when done", file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=30)
-
-
-def cmd_worker(args: argparse.Namespace) -> int:
-    settings = worker_settings(args)
-    token = args.token or settings.worker_token
-    check_bind(args.host, token)
-    if args.ray:
-        from tools.serve import run_ray
-
-        return run_ray(settings, host=args.host, port=args.port, token=token, config=args.config)
-    serve_http(settings, args.host, args.port, token)
-    return 0
-
-
-def add_cli(subparsers) -> argparse.ArgumentParser:
-    """Add the ``worker`` sub-command to ``subparsers`` (of the ``localedit`` parser)."""
-    w = subparsers.add_parser("worker", help="serve the vision models over HTTP (one machine, or Ray Serve)")
-    w.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; "
-                   "any other needs a token)")
-    w.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
-    w.add_argument("--token", default=None, help="bearer token clients must send (default: $LOCALEDIT_WORKER_TOKEN)")
-    w.add_argument("--models", default=None, help="folder with one sub-folder per model role (LOCALEDIT_MODELS_DIR)")
-    w.add_argument("--device", default=None, help="'auto', 'cpu', 'cuda', 'cuda:1', ...")
-    w.add_argument("--ray", action="store_true", help="run on Ray Serve: one replica per GPU, autoscaled")
-    w.add_argument("--config", default=None, help="with --ray: a Ray Serve config file (e.g. serve_config.yaml), "
-                   "deployed with `serve run`")
-    w.set_defaults(func=cmd_worker)
-    return w
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    """``python -m tools.server [worker options]``: the same as ``localedit worker``."""
-    parser = argparse.ArgumentParser(prog="python -m tools.server")
-    add_cli(parser.add_subparsers())
-    args = parser.parse_args(["worker", *(sys.argv[1:] if argv is None else argv)])
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        return args.func(args)
-    except LocaleditError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

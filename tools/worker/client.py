@@ -1,12 +1,10 @@
-"""The remote worker: the :class:`~tools.worker.Worker` interface over HTTP, and its wire format.
+"""The remote worker: the :class:`~tools.worker.interface.Worker` interface over HTTP.
 
-``RemoteWorker(url, token)`` talks to ``localedit worker`` (:mod:`tools.server`) or to the same
-service on Ray Serve (:mod:`tools.serve`); the agent cannot tell it from the in-process worker.
+``RemoteWorker(url, token)`` talks to ``localedit worker`` (:mod:`tools.worker.server`) or to the same
+service on Ray Serve (:mod:`tools.worker.serve`); the agent cannot tell it from the in-process worker.
 
-Wire format (JSON in, JSON out, UTF-8):
+Routes (JSON in, JSON out, UTF-8; values as :mod:`tools.worker.wire` encodes them):
 
-* an image is a base64 string of its lossless PNG bytes (:func:`encode_image`); a mask is a base64
-  1-bit PNG of the image's size, white = True (:func:`encode_mask`); a box is ``[x0, y0, x1, y1]``;
 * ``POST /caption`` ``{image}`` -> ``{text, kind, cache_hit}``
 * ``POST /ground`` ``{image, phrase, box_threshold?, text_threshold?}`` -> ``{detections: [{label, score, box}]}``
 * ``POST /segment`` ``{image, boxes}`` -> ``{mask, score, source, note, cache_hit}``
@@ -26,116 +24,21 @@ in the ``X-Localedit-Replica`` header. The client maps a refused connection, a t
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
 import json
 from collections import Counter
-from dataclasses import asdict, fields
-from typing import Any, Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import httpx
 import numpy as np
 from PIL import Image
 
-from tools.images import load_image, to_png_bytes
-from tools.types import (Box, Caption, Detection, EditRequest, EditResult, ImageError, LocaleditError,
-                         Scores, Segmentation, WorkerUnavailableError)
-from tools.worker import ProgressFn
+from tools.types import Box, Caption, Detection, EditRequest, EditResult, LocaleditError, Scores, \
+    Segmentation, WorkerUnavailableError
+from tools.worker.interface import ProgressFn
+from tools.worker.wire import (REPLICA_HEADER, caption_from_wire, detections_from_wire, edit_result_from_wire,
+                               encode_image, encode_mask, request_to_wire, scores_from_wire,
+                               segmentation_from_wire)
 
-REPLICA_HEADER = "X-Localedit-Replica"
-
-# --------------------------------------------------------------------------- wire format
-
-
-def encode_image(image: Image.Image) -> str:
-    """An image as base64 PNG text (lossless: the same pixels come out)."""
-    return base64.b64encode(to_png_bytes(image)).decode("ascii")
-
-
-def _b64(text: str, field: str) -> bytes:
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as err:
-        raise ImageError(f"The field '{field}' is not valid base64.") from err
-
-
-def decode_image(text: str, field: str = "image", *, max_bytes: Optional[int] = None,
-                 max_pixels: Optional[int] = None) -> Image.Image:
-    """Inverse of :func:`encode_image`; size limits as :func:`tools.images.load_image`."""
-    try:
-        return load_image(_b64(text, field), max_bytes=max_bytes, max_pixels=max_pixels)
-    except ImageError as err:
-        raise ImageError(str(err).replace("The uploaded image", f"The field '{field}'")) from err
-
-
-def encode_mask(mask: np.ndarray) -> str:
-    """A bool ``(H, W)`` mask as base64 text of a 1-bit PNG (white = True)."""
-    img = Image.fromarray(np.asarray(mask, dtype=bool).astype(np.uint8) * 255, "L").convert("1")
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def decode_mask(text: str, field: str = "mask", *, max_bytes: Optional[int] = None,
-                max_pixels: Optional[int] = None) -> np.ndarray:
-    """Inverse of :func:`encode_mask`: a bool ``(H, W)`` array (any image: non-black = True)."""
-    return np.asarray(decode_image(text, field, max_bytes=max_bytes, max_pixels=max_pixels).convert("L")) > 127
-
-
-def caption_to_wire(c: Caption) -> dict[str, Any]:
-    return asdict(c)
-
-
-def detections_to_wire(dets: Sequence[Detection]) -> dict[str, Any]:
-    return {"detections": [{"label": d.label, "score": float(d.score), "box": [float(v) for v in d.box]}
-                           for d in dets]}
-
-
-def segmentation_to_wire(s: Segmentation) -> dict[str, Any]:
-    return {"mask": encode_mask(s.mask), "score": float(s.score), "source": s.source, "note": s.note,
-            "cache_hit": bool(s.cache_hit)}
-
-
-def edit_result_to_wire(r: EditResult) -> dict[str, Any]:
-    return {"image": encode_image(r.image), "editor": r.editor, "seconds": float(r.seconds),
-            "info": json.loads(json.dumps(r.info, default=str)),
-            "region": None if r.region is None else encode_mask(r.region)}
-
-
-def scores_to_wire(s: Scores) -> dict[str, Any]:
-    return asdict(s)
-
-
-def request_to_wire(r: EditRequest) -> dict[str, Any]:
-    return asdict(r)
-
-
-def _caption(d: dict) -> Caption:
-    return Caption(text=d["text"], kind=d.get("kind", ""), cache_hit=bool(d.get("cache_hit")))
-
-
-def _detections(d: dict) -> list[Detection]:
-    return [Detection(x["label"], float(x["score"]), tuple(float(v) for v in x["box"])) for x in d["detections"]]
-
-
-def _segmentation(d: dict) -> Segmentation:
-    return Segmentation(mask=decode_mask(d["mask"]), score=float(d["score"]), source=d.get("source", "sam"),
-                        note=d.get("note", ""), cache_hit=bool(d.get("cache_hit")))
-
-
-def _edit_result(d: dict) -> EditResult:
-    region = d.get("region")
-    return EditResult(image=decode_image(d["image"]), editor=d["editor"], seconds=float(d["seconds"]),
-                      info=d.get("info") or {}, region=None if region is None else decode_mask(region))
-
-
-def _scores(d: dict) -> Scores:
-    known = {f.name for f in fields(Scores)}
-    return Scores(**{k: v for k, v in d.items() if k in known})
-
-
-# --------------------------------------------------------------------------- client
 
 
 class RemoteWorker:
@@ -223,16 +126,16 @@ class RemoteWorker:
     # --- the Worker interface ---------------------------------------------------------------
 
     def caption(self, image: Image.Image) -> Caption:
-        return _caption(self._request("POST", "/caption", {"image": encode_image(image)}))
+        return caption_from_wire(self._request("POST", "/caption", {"image": encode_image(image)}))
 
     def ground(self, image: Image.Image, phrase: str, *, box_threshold: Optional[float] = None,
                text_threshold: Optional[float] = None) -> list[Detection]:
-        return _detections(self._request("POST", "/ground", {
+        return detections_from_wire(self._request("POST", "/ground", {
             "image": encode_image(image), "phrase": phrase, "box_threshold": box_threshold,
             "text_threshold": text_threshold}))
 
     def segment(self, image: Image.Image, boxes: Sequence[Box]) -> Segmentation:
-        return _segmentation(self._request("POST", "/segment", {
+        return segmentation_from_wire(self._request("POST", "/segment", {
             "image": encode_image(image), "boxes": [[float(v) for v in b] for b in boxes]}))
 
     def edit(self, image: Image.Image, mask: Optional[np.ndarray], request: EditRequest,
@@ -240,13 +143,13 @@ class RemoteWorker:
         payload = {"image": encode_image(image), "mask": None if mask is None else encode_mask(mask),
                    "request": request_to_wire(request)}
         if progress is None:
-            return _edit_result(self._request("POST", "/edit", payload))
-        return _edit_result(self._stream_edit(payload, progress))
+            return edit_result_from_wire(self._request("POST", "/edit", payload))
+        return edit_result_from_wire(self._stream_edit(payload, progress))
 
     def score(self, original: Image.Image, edited: Image.Image, *, mask: Optional[np.ndarray] = None,
               box: Optional[Box] = None, source_caption: str = "", target_caption: str = "",
               target_text: str = "") -> Scores:
-        return _scores(self._request("POST", "/score", {
+        return scores_from_wire(self._request("POST", "/score", {
             "original": encode_image(original), "edited": encode_image(edited),
             "mask": None if mask is None else encode_mask(mask),
             "box": None if box is None else [float(v) for v in box], "source_caption": source_caption,
@@ -267,6 +170,4 @@ class RemoteWorker:
         self._client.close()
 
 
-__all__ = ["RemoteWorker", "REPLICA_HEADER", "encode_image", "decode_image", "encode_mask", "decode_mask",
-           "caption_to_wire", "detections_to_wire", "segmentation_to_wire", "edit_result_to_wire",
-           "scores_to_wire", "request_to_wire"]
+__all__ = ["RemoteWorker"]

@@ -1,0 +1,103 @@
+"""The package layout: no import circles, and the agent side never pulls in torch.
+
+Imports are read from the source (module level and inside functions alike), so a lazy import that
+closes a circle counts too: that is how ``tools.remote`` <-> ``tools.worker`` and ``tools.serve`` <->
+``tools.server`` once hid.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("agent", "tools", "chat_ui", "bench")
+
+
+def _modules() -> dict[str, Path]:
+    mods = {}
+    for pkg in PACKAGES:
+        for path in (ROOT / pkg).rglob("*.py"):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            mods[name.removesuffix(".__init__")] = path
+    return mods
+
+
+def import_graph() -> dict[str, set[str]]:
+    """``{module: {project modules it imports}}``, every import statement counted."""
+    mods = _modules()
+
+    def resolve(name: str):
+        while name and name not in mods:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {}
+    for name, path in mods.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                deps.update(filter(None, (resolve(a.name) for a in node.names)))
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                deps.update(filter(None, (resolve(f"{node.module}.{a.name}") or resolve(node.module)
+                                          for a in node.names)))
+        graph[name] = deps - {name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while (w := stack.pop()) != v:
+                comp.append(w)
+            if comp:
+                found.append(sorted([v, *comp]))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_cycle_finder_finds_a_circle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circles():
+    assert cycles(import_graph()) == []
+
+
+def test_worker_service_is_one_package():
+    graph = import_graph()
+    for gone in ("tools.remote", "tools.server", "tools.serve"):
+        assert gone not in graph
+    for part in ("interface", "local", "wire", "server", "client", "serve", "cli"):
+        assert f"tools.worker.{part}" in graph
+    # the client and the server share the wire format, not each other
+    assert "tools.worker.server" not in graph["tools.worker.client"]
+    assert "tools.worker.client" not in graph["tools.worker.server"]
+
+
+def test_agent_and_worker_interface_do_not_import_torch():
+    code = ("import sys, agent.graph, agent.session, tools.worker, tools.worker.client; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,34 @@
+"""The worker service: the vision tools behind one interface, in-process or over the network.
+
+========================  ===================================================================
+module                    what it holds
+========================  ===================================================================
+``interface``             :class:`Worker`, the protocol the agent talks to (no torch here)
+``local``                 :class:`LocalWorker`: the tools in this process (the default)
+``wire``                  the JSON wire format: images, masks and results as JSON values
+``server``                ``localedit worker``: a ``LocalWorker`` behind FastAPI (tokens, limits)
+``client``                :class:`RemoteWorker`: the ``Worker`` interface over HTTP
+``serve``                 the same HTTP app as a Ray Serve deployment (one replica per GPU)
+``cli``                   the ``localedit worker`` sub-command (``python -m tools.worker``)
+========================  ===================================================================
+"""
+
+from __future__ import annotations
+
+from tools.worker.interface import ProgressFn, Worker
+from tools.worker.local import LocalWorker
+
+
+def make_worker(settings=None) -> Worker:
+    """The worker the settings ask for: in-process by default, remote when ``worker_url`` is set."""
+    from tools.config import get_settings
+
+    settings = settings or get_settings()
+    if settings.worker_url:
+        from tools.worker.client import RemoteWorker
+
+        return RemoteWorker(settings.worker_url, token=settings.worker_token, timeout=settings.worker_timeout)
+    return LocalWorker(settings)
+
+
+__all__ = ["Worker", "ProgressFn", "LocalWorker", "make_worker"]

@@ -1,0 +1,46 @@
+"""The ``Worker`` interface: the one door between the agent and the vision models.
+
+The agent, the CLI and the evaluation harness talk to a ``Worker``; :class:`~tools.worker.local.LocalWorker`
+runs the tools in this process (the default) and :class:`~tools.worker.client.RemoteWorker` speaks the
+same interface over HTTP. Images cross it as PIL images (RGB, original size) and masks as boolean
+numpy arrays ``(H, W)``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+from PIL import Image
+
+from tools.types import Box, Caption, Detection, EditRequest, EditResult, Scores, Segmentation
+
+ProgressFn = Callable[[int, int], None]
+"""Called as ``progress(step, total)`` during long work (diffusion steps)."""
+
+
+@runtime_checkable
+class Worker(Protocol):
+    """What the agent may ask of the vision side."""
+
+    def caption(self, image: Image.Image) -> Caption:
+        """Describe the image (BLIP-2); cached per image content."""
+
+    def ground(self, image: Image.Image, phrase: str, *, box_threshold: Optional[float] = None,
+               text_threshold: Optional[float] = None) -> list[Detection]:
+        """Boxes for ``phrase`` (GroundingDINO), best first, in original pixels."""
+
+    def segment(self, image: Image.Image, boxes: Sequence[Box]) -> Segmentation:
+        """One mask covering the objects in ``boxes`` (SAM); embedding cached per image."""
+
+    def edit(self, image: Image.Image, mask: Optional[np.ndarray], request: EditRequest,
+             progress: Optional[ProgressFn] = None) -> EditResult:
+        """Run ``request.editor``; masked editors keep pixels outside ``mask`` unchanged."""
+
+    def score(self, original: Image.Image, edited: Image.Image, *, mask: Optional[np.ndarray] = None,
+              box: Optional[Box] = None, source_caption: str = "", target_caption: str = "",
+              target_text: str = "") -> Scores:
+        """CLIP-I, CLIP-T, CLIP direction, CLIP-RC, CLIP-GC and background L1/L2."""
+
+    def status(self) -> dict:
+        """Which models are loaded, device, dtype, cache sizes and hits."""
