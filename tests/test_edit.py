@@ -378,3 +378,49 @@ def test_diffedit_background_latents_follow_the_ddim_inversion(registry):
         assert torch.allclose(s.inverted, expected, atol=1e-4)
         assert torch.equal(s.latents[outside], s.inverted[outside])
         assert not torch.allclose(s.latents[~outside], expected[~outside], atol=1e-3)  # edited
+
+
+# ----------------------------------------------------------------------------- cancellation
+
+
+class StopAt:
+    """A cancel flag that sets itself once the edit reports step ``at`` (a Stop pressed mid-edit)."""
+
+    def __init__(self, at: int):
+        self.at, self.steps, self._set = at, [], False
+
+    def progress(self, step: int, total: int) -> None:
+        self.steps.append(step)
+        if step >= self.at:
+            self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+
+@pytest.mark.parametrize("name", EDITORS)
+def test_cancel_stops_every_editor_at_the_next_step(editor, name):
+    from tools.types import Cancelled
+
+    img, mask = photo_and_mask((64, 48))
+    stop = StopAt(1)
+    with pytest.raises(Cancelled, match="stopped at step"):
+        editor.edit(img, mask, request(name, steps=6, strength=1.0), progress=stop.progress, cancel=stop)
+    assert stop.steps == [1], stop.steps  # step 2 never ran
+
+
+def test_cancel_set_before_the_edit_runs_no_model(editor):
+    import threading
+
+    from tools.types import Cancelled
+
+    img, mask = photo_and_mask((64, 48))
+    flag, steps = threading.Event(), []
+    flag.set()
+    with pytest.raises(Cancelled, match="before it started"):
+        editor.edit(img, mask, request("ip2p-composite"), progress=lambda s, t: steps.append(s), cancel=flag)
+    assert steps == []
+    flag.clear()  # an unset flag changes nothing: the same pixels as no flag at all
+    plain = editor.edit(img, mask, request("ip2p-composite"))
+    flagged = editor.edit(img, mask, request("ip2p-composite"), cancel=flag)
+    assert np.array_equal(np.asarray(plain.image), np.asarray(flagged.image))

@@ -239,3 +239,34 @@ def test_speed_settings_apply_when_asked_and_keep_the_background(settings, tiny_
     before, after = np.asarray(photo), np.asarray(result.image)
     assert np.array_equal(after[~result.region], before[~result.region])
     assert not np.array_equal(after, before)
+
+
+def test_a_cancelled_remote_edit_stops_on_the_server(server, remote):
+    """Stop on the client closes the stream; the server stops the edit at its next step, so the
+    model is free at once (a 1000-step edit left running would hold it for a long while)."""
+    import threading
+
+    from tools.images import box_to_mask
+    from tools.types import Cancelled, EditRequest
+
+    photo = scene(SIZE, boxes=CATS)
+    flag, steps = threading.Event(), []
+    before = server.status()["failures"].get("cancelled", 0)
+
+    def progress(step: int, total: int) -> None:
+        steps.append(step)
+        if step >= 2:
+            flag.set()
+
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        remote.edit(photo, box_to_mask(CATS[0], SIZE), EditRequest("ip2p-composite", "make it red", steps=1000),
+                    progress=progress, cancel=flag)
+    assert 2 <= max(steps) < 50, steps
+    assert remote.caption(photo).text  # the model lock is free again
+    assert time.monotonic() - started < 30
+    deadline = time.monotonic() + 10
+    while server.status()["failures"].get("cancelled", 0) == before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert server.status()["failures"].get("cancelled", 0) == before + 1  # the server stopped it, not finished it
+    assert server.proc.poll() is None

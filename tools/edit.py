@@ -35,7 +35,7 @@ from tools.config import Settings
 from tools.editors import EditorOutput, edit_region
 from tools.images import composite, feather, to_work, work_size
 from tools.models import ModelRegistry
-from tools.types import EDITORS, MASKED_EDITORS, EditRequest, EditResult, LocaleditError
+from tools.types import EDITORS, MASKED_EDITORS, CancelFlag, Cancelled, EditRequest, EditResult, LocaleditError
 
 log = logging.getLogger(__name__)
 
@@ -106,15 +106,17 @@ class Editor:
     # ------------------------------------------------------------------ edit
 
     def edit(self, image: Image.Image, mask: Optional[np.ndarray], request: EditRequest,
-             progress: Optional[ProgressFn] = None) -> EditResult:
+             progress: Optional[ProgressFn] = None, cancel: Optional[CancelFlag] = None) -> EditResult:
         """Run ``request.editor`` on ``image`` and return the result at ``image.size``.
 
         Masked editors change only pixels inside the mask grown by ``settings.mask_dilate``
         work pixels (see :func:`tools.editors.edit_region`); ``ip2p`` ignores the mask.
-        ``progress(step, total)`` is called after every diffusion step. The same request on
-        the same inputs gives the same pixels.
+        ``progress(step, total)`` is called after every diffusion step. Once ``cancel`` is set
+        the edit raises :class:`~tools.types.Cancelled` at the next step (checked before the
+        first one too). The same request on the same inputs gives the same pixels.
         """
         started = time.perf_counter()
+        progress = cancellable(progress, cancel)
         req = self.resolve(request)
         mask = self.check_mask(image, mask, req.editor)
         original = image if image.mode == "RGB" else image.convert("RGB")
@@ -136,6 +138,8 @@ class Editor:
             info["note"] = "ip2p edits the whole image; the mask was ignored."
 
         generator = torch.Generator(device=self.registry.device).manual_seed(req.seed)
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("The edit was stopped before it started.")
         try:
             out = self._run(req, work_image, work_mask, generator, progress)
         except torch.cuda.OutOfMemoryError as err:
@@ -188,4 +192,22 @@ class Editor:
             image, mask, prompt, negative_prompt=negative, strength=req.strength, generator=generator, **common)
 
 
-__all__ = ["Editor", "ROLES"]
+def cancellable(progress: Optional[ProgressFn], cancel: Optional[CancelFlag]) -> Optional[ProgressFn]:
+    """``progress`` that first raises :class:`~tools.types.Cancelled` once ``cancel`` is set.
+
+    Every editor calls its progress function after every diffusion step (the diffusers step
+    callback, or its own loop), so this is where a Stop reaches the denoising loop.
+    """
+    if cancel is None:
+        return progress
+
+    def step(i: int, total: int) -> None:
+        if cancel.is_set():
+            raise Cancelled(f"The edit was stopped at step {i} of {total}.")
+        if progress is not None:
+            progress(i, total)
+
+    return step
+
+
+__all__ = ["Editor", "ROLES", "cancellable"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
@@ -32,6 +32,17 @@ class ModelMissingError(LocaleditError):
 
 class WorkerUnavailableError(LocaleditError):
     """The (remote) worker cannot be reached or did not answer in time."""
+
+
+class Cancelled(LocaleditError):
+    """The work was stopped on request (Stop, Ctrl-C, a client that went away) before it finished."""
+
+
+@runtime_checkable
+class CancelFlag(Protocol):
+    """Anything with ``is_set()`` (a ``threading.Event``): once set, long work stops at its next step."""
+
+    def is_set(self) -> bool: ...
 
 
 @dataclass

@@ -32,8 +32,8 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from tools.types import Box, Caption, Detection, EditRequest, EditResult, LocaleditError, Scores, \
-    Segmentation, WorkerUnavailableError
+from tools.types import Box, CancelFlag, Cancelled, Caption, Detection, EditRequest, EditResult, LocaleditError, \
+    Scores, Segmentation, WorkerUnavailableError
 from tools.worker.interface import ProgressFn
 from tools.worker.wire import (REPLICA_HEADER, caption_from_wire, detections_from_wire, edit_result_from_wire,
                                encode_image, encode_mask, request_to_wire, scores_from_wire,
@@ -96,8 +96,9 @@ class RemoteWorker:
         self._raise_for(response.status_code, self._detail(response))
         return response.json()
 
-    def _stream_edit(self, payload: dict, progress: ProgressFn) -> dict:
-        """POST /edit with ``stream``: progress lines, then the result."""
+    def _stream_edit(self, payload: dict, progress: Optional[ProgressFn], cancel: Optional[CancelFlag]) -> dict:
+        """POST /edit with ``stream``: progress lines, then the result. Once ``cancel`` is set the
+        connection is closed at the next line, and the server stops the edit at its next step."""
         try:
             with self._client.stream("POST", "/edit", json={**payload, "stream": True}) as response:
                 self.replicas[response.headers.get(REPLICA_HEADER, "?")] += 1
@@ -105,7 +106,9 @@ class RemoteWorker:
                     response.read()
                     self._raise_for(response.status_code, self._detail(response))
                 for line in self._lines(response.iter_lines()):
-                    if "progress" in line:
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled("The edit was stopped.")
+                    if "progress" in line and progress is not None:
                         progress(*line["progress"])
                     elif "error" in line:
                         self._raise_for(int(line["error"]["status"]), line["error"]["detail"])
@@ -139,12 +142,14 @@ class RemoteWorker:
             "image": encode_image(image), "boxes": [[float(v) for v in b] for b in boxes]}))
 
     def edit(self, image: Image.Image, mask: Optional[np.ndarray], request: EditRequest,
-             progress: Optional[ProgressFn] = None) -> EditResult:
+             progress: Optional[ProgressFn] = None, cancel: Optional[CancelFlag] = None) -> EditResult:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("The edit was stopped before it started.")
         payload = {"image": encode_image(image), "mask": None if mask is None else encode_mask(mask),
                    "request": request_to_wire(request)}
-        if progress is None:
+        if progress is None and cancel is None:
             return edit_result_from_wire(self._request("POST", "/edit", payload))
-        return edit_result_from_wire(self._stream_edit(payload, progress))
+        return edit_result_from_wire(self._stream_edit(payload, progress, cancel))
 
     def score(self, original: Image.Image, edited: Image.Image, *, mask: Optional[np.ndarray] = None,
               box: Optional[Box] = None, source_caption: str = "", target_caption: str = "",

@@ -13,7 +13,7 @@ from typing import Callable, Optional, Protocol, Sequence, runtime_checkable
 import numpy as np
 from PIL import Image
 
-from tools.types import Box, Caption, Detection, EditRequest, EditResult, Scores, Segmentation
+from tools.types import Box, CancelFlag, Caption, Detection, EditRequest, EditResult, Scores, Segmentation
 
 ProgressFn = Callable[[int, int], None]
 """Called as ``progress(step, total)`` during long work (diffusion steps)."""
@@ -34,8 +34,12 @@ class Worker(Protocol):
         """One mask covering the objects in ``boxes`` (SAM); embedding cached per image."""
 
     def edit(self, image: Image.Image, mask: Optional[np.ndarray], request: EditRequest,
-             progress: Optional[ProgressFn] = None) -> EditResult:
-        """Run ``request.editor``; masked editors keep pixels outside ``mask`` unchanged."""
+             progress: Optional[ProgressFn] = None, cancel: Optional[CancelFlag] = None) -> EditResult:
+        """Run ``request.editor``; masked editors keep pixels outside ``mask`` unchanged.
+
+        ``cancel``: once set, the edit stops at its next diffusion step and raises
+        :class:`~tools.types.Cancelled` (no result is returned).
+        """
 
     def score(self, original: Image.Image, edited: Image.Image, *, mask: Optional[np.ndarray] = None,
               box: Optional[Box] = None, source_caption: str = "", target_caption: str = "",

@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from tools.types import Box, Caption, Detection, EditRequest, EditResult, Scores, Segmentation
+from tools.types import Box, CancelFlag, Caption, Detection, EditRequest, EditResult, Scores, Segmentation
 from tools.worker.interface import ProgressFn
 
 
@@ -91,9 +91,9 @@ class LocalWorker:
             return self._tool("segment").segment(image, boxes)
 
     def edit(self, image: Image.Image, mask: Optional[np.ndarray], request: EditRequest,
-             progress: Optional[ProgressFn] = None) -> EditResult:
-        with self._run_lock:
-            return self._tool("edit").edit(image, mask, request, progress=progress)
+             progress: Optional[ProgressFn] = None, cancel: Optional[CancelFlag] = None) -> EditResult:
+        with self._run_lock:  # a turn cancelled while it waited here stops before its first step
+            return self._tool("edit").edit(image, mask, request, progress=progress, cancel=cancel)
 
     def score(self, original: Image.Image, edited: Image.Image, *, mask: Optional[np.ndarray] = None,
               box: Optional[Box] = None, source_caption: str = "", target_caption: str = "",

@@ -34,7 +34,7 @@ import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, Awaitable, Callable, Optional
 
@@ -47,7 +47,7 @@ from tools.config import Settings
 from tools.images import human_bytes
 from tools.worker.wire import (REPLICA_HEADER, caption_to_wire, decode_image, decode_mask, detections_to_wire,
                                edit_result_to_wire, scores_to_wire, segmentation_to_wire)
-from tools.types import EditRequest, LocaleditError, ModelMissingError, WorkerUnavailableError
+from tools.types import Cancelled, EditRequest, LocaleditError, ModelMissingError, WorkerUnavailableError
 from tools.worker.interface import ProgressFn
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,7 @@ class EditJob:
     mask: Optional[np.ndarray]
     request: EditRequest
     progress: Optional[ProgressFn] = None
+    cancel: threading.Event = field(default_factory=threading.Event)  # set: the client went away or time ran out
 
 
 class Refusal(Exception):
@@ -188,12 +189,18 @@ class WorkerService:
             source_caption=body.source_caption, target_caption=body.target_caption,
             target_text=body.target_text))
 
-    def prepare_edit(self, body: EditBody, progress: Optional[ProgressFn] = None) -> EditJob:
+    def prepare_edit(self, body: EditBody, progress: Optional[ProgressFn] = None,
+                     cancel: Optional[threading.Event] = None) -> EditJob:
         image = self.image(body.image)
-        return EditJob(image, self.mask(body.mask, image.size), body.request, progress)
+        return EditJob(image, self.mask(body.mask, image.size), body.request, progress,
+                       cancel if cancel is not None else threading.Event())
 
     def edit(self, job: EditJob) -> dict:
-        result = self.worker.edit(job.image, job.mask, job.request, progress=job.progress)
+        try:
+            result = self.worker.edit(job.image, job.mask, job.request, progress=job.progress, cancel=job.cancel)
+        except Cancelled:
+            self.failures["cancelled"] += 1  # /status: edits stopped because their answer was no longer wanted
+            raise
         return edit_result_to_wire(result)
 
     def edit_batch(self, jobs: list[EditJob]) -> list[Any]:
@@ -247,7 +254,8 @@ class WorkerService:
 
         def run(job: EditJob) -> Any:
             try:
-                return edit_result_to_wire(editor.edit(job.image, job.mask, job.request, progress=job.progress))
+                return edit_result_to_wire(editor.edit(job.image, job.mask, job.request, progress=job.progress,
+                                                       cancel=job.cancel))
             except Exception as err:  # noqa: BLE001
                 pipe.abort()
                 return err
@@ -496,15 +504,19 @@ def create_app(service: WorkerService, token: Optional[str] = None,
             body = await read(request, EditBody)
         except Refusal as err:
             return error(err.status, err.detail)
+        cancel = threading.Event()  # set when the answer is no longer wanted: the edit stops at its next step
         if not body.stream:
-            return await answer(lambda: _edit(body, None))
-        return StreamingResponse(_stream(body), media_type="application/x-ndjson")
+            try:
+                return await answer(lambda: _edit(body, None, cancel))
+            finally:
+                cancel.set()  # timed out or the client went away: a still-running edit stops
+        return StreamingResponse(_stream(body, cancel), media_type="application/x-ndjson")
 
-    async def _edit(body: EditBody, progress: Optional[ProgressFn]) -> dict:
-        job = await in_thread(service.prepare_edit, body, progress)
+    async def _edit(body: EditBody, progress: Optional[ProgressFn], cancel: threading.Event) -> dict:
+        job = await in_thread(service.prepare_edit, body, progress, cancel)
         return await run_edit(job)
 
-    async def _stream(body: EditBody):
+    async def _stream(body: EditBody, cancel: threading.Event):
         """NDJSON: ``{"progress": [step, total]}`` lines, then ``{"result": ...}`` or ``{"error": ...}``."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
@@ -512,7 +524,7 @@ def create_app(service: WorkerService, token: Optional[str] = None,
         def progress(step: int, total: int) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, {"progress": [int(step), int(total)]})
 
-        task = asyncio.ensure_future(asyncio.wait_for(_edit(body, progress), timeout))
+        task = asyncio.ensure_future(asyncio.wait_for(_edit(body, progress, cancel), timeout))
         task.add_done_callback(lambda _: loop.call_soon(queue.put_nowait, None))
         try:
             while (item := await queue.get()) is not None:
@@ -522,7 +534,8 @@ def create_app(service: WorkerService, token: Optional[str] = None,
             except Exception as err:  # noqa: BLE001
                 status, detail = classify(err, timeout)
                 yield json.dumps({"error": {"status": status, "detail": detail}}) + "\n"
-        finally:  # the client went away: let the edit finish in its thread, quietly
+        finally:  # done, timed out, or the client went away: the edit stops at its next step, quietly
+            cancel.set()
             if not task.done():
                 task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
