@@ -254,7 +254,8 @@ def _show(reply) -> None:
     if len(reply.attempts) > 1:
         for n, attempt in enumerate(reply.attempts, 1):
             verdict = "; ".join(attempt.get("problems") or []) or "good"
-            print(f"  attempt {n}: {attempt['editor']} ({attempt['why']}): {verdict}")
+            moved = f": {attempt['knob']}" if attempt.get("knob") else ""
+            print(f"  attempt {n}: {attempt['editor']} ({attempt['why']}{moved}): {verdict}")
     sys.stdout.flush()
 
 

@@ -114,6 +114,18 @@ def move_knobs(editor: str, knobs: dict[str, Any], direction: int) -> KnobMove:
     return KnobMove(new, ", ".join(parts), any(new[k] != knobs[k] for k in names))
 
 
+def knob_summary(attempt: dict[str, Any]) -> str:
+    """The knobs an attempt's editor read, in words: "text guidance 7.5, image guidance 1.5"."""
+    editor = attempt.get("editor")
+    if editor in IP2P_EDITORS:
+        return (f"text guidance {attempt.get('guidance_scale') or 0:g}, "
+                f"image guidance {attempt.get('image_guidance_scale') or 0:g}")
+    name = "encoding ratio" if editor in RATIO_EDITORS else "strength"
+    text = f"{name} {attempt.get('strength') or 0:g}"
+    return text + (f", text guidance {attempt['guidance_scale']:g}" if editor == "inpaint" and
+                   attempt.get("guidance_scale") is not None else "")
+
+
 def _attempt(editor: str, knobs: dict[str, Any], seed: int, why: str, *, candidate: Optional[int] = None,
              knob: Optional[str] = None) -> dict[str, Any]:
     return {"editor": editor, "seed": seed, **knobs, "candidate": candidate, "why": why, "knob": knob}

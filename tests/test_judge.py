@@ -247,6 +247,14 @@ def test_inpaint_strength_then_guidance_and_the_ends_of_the_ranges(settings):
                             +1).knobs["image_guidance_scale"] == 1.0  # never below 1 (guidance would switch off)
 
 
+def test_knob_summary_names_what_each_editor_reads(settings):
+    assert judge.knob_summary({"editor": "ip2p-composite", **judge.base_knobs("ip2p-composite", settings)}) == \
+        "text guidance 7.5, image guidance 1.5"
+    assert judge.knob_summary({"editor": "diffedit", "strength": 0.85}) == "encoding ratio 0.85"
+    assert judge.knob_summary({"editor": "inpaint", **judge.base_knobs("inpaint", settings)}) == \
+        "strength 1, text guidance 7.5"
+
+
 def test_attempt_queue_and_revise(settings):
     queue = judge.attempt_queue("replace", settings.model_copy(update={"max_attempts": 5}),
                                 alternatives=[2], certain=False)
