@@ -66,6 +66,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
     from tools.engine import run_edit
     from tools.images import load_image, load_mask, overlay, parse_box
+    from tools.region import rc_labels
     from tools.types import EditRequest
     from tools.worker import LocalWorker
 
@@ -88,12 +89,14 @@ def cmd_edit(args: argparse.Namespace) -> int:
         seed=args.seed, steps=args.steps, guidance_scale=args.guidance,
         image_guidance_scale=args.image_guidance, strength=args.strength,
         black_mask=True if args.black_mask else None)
+    named = plan or _plan_for(args.instruction)  # CLIP-RC's categories: what the target becomes, and was
+    labels = rc_labels(named.action, named.target or target, named.new_value) if named else ("", target or "")
     worker = LocalWorker(settings)
     progress, close = _progress_bar(f"{request.editor}")
     try:
         report = run_edit(worker, image, request, target=target, box=box, mask=mask,
                           score=not args.no_score, box_threshold=args.box_threshold,
-                          text_threshold=args.text_threshold, progress=progress,
+                          text_threshold=args.text_threshold, progress=progress, labels=labels,
                           choose=_chooser(plan) if plan is not None and target else None)
     finally:
         close()
@@ -251,7 +254,8 @@ def _show(reply) -> None:
     if len(reply.attempts) > 1:
         for n, attempt in enumerate(reply.attempts, 1):
             verdict = "; ".join(attempt.get("problems") or []) or "good"
-            print(f"  attempt {n}: {attempt['editor']} ({attempt['why']}): {verdict}")
+            moved = f": {attempt['knob']}" if attempt.get("knob") else ""
+            print(f"  attempt {n}: {attempt['editor']} ({attempt['why']}{moved}): {verdict}")
     sys.stdout.flush()
 
 

@@ -31,6 +31,7 @@ from agent.state import State, current_path
 from agent.store import ImageStore
 from tools.config import Settings
 from tools.images import box_to_mask, grow_box, overlay, side_by_side, union_box
+from tools.region import evaluation_region, rc_labels, score_edit
 from tools.types import Detection, EditRequest, LocaleditError
 from tools.worker import Worker
 
@@ -191,19 +192,37 @@ class _Nodes:
             return {"reply": {"text": "Here is the region I edited last time.",
                               "images": {"mask": self.store.put(picture)}}}
         # retry / stronger / weaker / other_candidate: redo the last edit on the image it was made from
-        overrides: dict[str, Any] = {"seed": last_edit.get("seed", self.settings.seed) + 1}
-        strength = last_edit.get("strength") or self.settings.encoding_ratio
-        if cmd.name == "stronger":
-            overrides = {"strength": min(1.0, strength + 0.15)}
-        elif cmd.name == "weaker":
-            overrides = {"strength": max(0.1, strength - 0.15)}
-        elif cmd.name == "other_candidate":
+        first = self._rerun(cmd.name, last_edit, last_plan)
+        if "reply" in first:
+            return first
+        overrides: dict[str, Any] = {"first": first}
+        if cmd.name == "other_candidate":
             others = [i for i in last_edit.get("alternatives") or []]
             if not others:
                 return {"reply": {"text": "There was only one candidate, so there is no other one to edit."}}
-            overrides = {"indices": [others[0]]}
+            overrides["indices"] = [others[0]]
         return {"plan": last_plan, "base": last_edit["base"], "overrides": overrides,
                 "base_index": _index_of(versions, last_edit["base"], cursor)}
+
+    def _rerun(self, name: str, last_edit: dict, last_plan: dict) -> dict:
+        """The first attempt of a re-run of the last edit: its editor and knobs, moved as ``name`` says.
+
+        "stronger" / "weaker" move the knob that editor reads (:func:`agent.judge.move_knobs`) with
+        the same seed, so only the knob changes; "try again" keeps the knobs and takes the next seed.
+        """
+        editor = last_edit.get("editor") or judge.primary_editor(last_plan["action"], self.settings)
+        seed = int(last_edit.get("seed", self.settings.seed))
+        knobs = judge.base_knobs(editor, self.settings, last_edit)
+        if name in ("stronger", "weaker"):
+            move = judge.move_knobs(editor, knobs, +1 if name == "stronger" else -1)
+            if not move.moved:
+                return {"reply": {"text": f"The {editor} edit is already as {name} as it goes ({move.text}); "
+                                          f"say \"try again\" for another seed."}}
+            return {"editor": editor, "seed": seed, "knobs": move.knobs, "why": name, "knob": move.text}
+        if name == "retry":
+            return {"editor": editor, "seed": seed + 1, "knobs": knobs, "why": "try again",
+                    "knob": f"seed {seed} -> {seed + 1}"}
+        return {"editor": editor, "seed": seed, "knobs": knobs, "why": "the other candidate"}
 
     def ground(self, state: State) -> dict:
         """GroundingDINO boxes for the plan's target (with its attribute, then without)."""
@@ -276,7 +295,7 @@ class _Nodes:
             choice = state.get("choice") or {}
             overrides = state.get("overrides") or {}
             update["queue"] = judge.attempt_queue(
-                plan.action, self.settings, strength=overrides.get("strength"), seed=overrides.get("seed"),
+                plan.action, self.settings, first=overrides.get("first"),
                 alternatives=choice.get("alternatives") or [], certain=choice.get("certain", True))
         if plan.action == "global":
             return update
@@ -288,7 +307,7 @@ class _Nodes:
         image = self.store.open(state["base"])
         boxes = [detections[i].box for i in indices]
         if plan.action == "add":  # a hat, a vase: the new thing reaches past the object's outline
-            mask, note = box_to_mask(grow_box(union_box(boxes), ADD_MARGIN, image.size), image.size), \
+            mask, note = box_to_mask(_target_boxes(plan, boxes, image.size)[0], image.size), \
                 f"add: the area around the {plan.target}"
         else:
             seg = self.worker.segment(image, boxes)
@@ -308,7 +327,9 @@ class _Nodes:
         writer = get_stream_writer()
         request = EditRequest(editor=attempt["editor"], instruction=plan.instruction,
                               source_caption=plan.source_caption, target_caption=plan.target_caption,
-                              seed=attempt["seed"], strength=attempt["strength"])
+                              seed=attempt["seed"], strength=attempt["strength"],
+                              guidance_scale=attempt.get("guidance_scale"),
+                              image_guidance_scale=attempt.get("image_guidance_scale"))
         mask = self.store.open_mask(state["mask"]) if masked and state.get("mask") else None
         result = self.worker.edit(self.store.open(state["base"]), mask, request,
                                   progress=lambda step, total: writer({"stage": "edit", "step": step,
@@ -319,30 +340,40 @@ class _Nodes:
         return {"attempts": [*(state.get("attempts") or []), done], "queue": rest}
 
     def score(self, state: State) -> dict:
-        """CLIP metrics of the newest attempt."""
+        """The metrics of the newest attempt on the turn's one evaluation region (``tools.region``).
+
+        The region is the chosen object's box(es) and its undilated mask, whatever the attempt's
+        editor changed, so every attempt (the whole-image fallback included) is measured alike.
+        """
         plan = self.plan_of(state)
         attempts = list(state["attempts"])
-        # the region the attempt could change; for the whole-image fallback, the object's mask,
-        # so every attempt of a localized edit is measured on the same region
-        region = attempts[-1].get("region") or state.get("mask")
-        mask = self.store.open_mask(region) if region else None
-        boxes = [state["detections"][i]["box"] for i in attempts[-1].get("indices") or []] if mask is not None else []
-        box = union_box(boxes) if boxes else None
-        scores = self.worker.score(self.store.open(state["base"]), self.store.open(attempts[-1]["path"]),
-                                   mask=mask, box=box, source_caption=plan.source_caption,
-                                   target_caption=plan.target_caption,
-                                   target_text=plan.target_caption or plan.instruction)
+        region = None
+        if plan.action != "global" and state.get("mask"):
+            base_size = self.store.open(state["base"]).size
+            boxes = [tuple(state["detections"][i]["box"]) for i in attempts[-1].get("indices") or []]
+            region = evaluation_region(_target_boxes(plan, boxes, base_size) if boxes else [],
+                                       self.store.open_mask(state["mask"]), source="chosen")
+        target_label, source_label = rc_labels(plan.action, plan.target, plan.new_value)
+        scores = score_edit(self.worker, self.store.open(state["base"]), self.store.open(attempts[-1]["path"]),
+                            region, source_caption=plan.source_caption, target_caption=plan.target_caption,
+                            target_label=target_label, source_label=source_label)
         attempts[-1] = {**attempts[-1], "scores": scores.to_dict()}
         return {"attempts": attempts}
 
     def judge(self, state: State) -> dict:
-        """Record why the newest attempt is poor (if it is); routing decides whether to retry."""
+        """Record why the newest attempt is poor (if it is) and adapt what is queued next.
+
+        Routing decides whether to retry; a result that only spilled into the background turns
+        the queued "stronger edit" into a weaker one (``agent.judge.revise_queue``).
+        """
         attempts = list(state["attempts"])
         plan = self.plan_of(state)
         last = attempts[-1]
-        last["problems"] = judge.problems(last["scores"], self.settings, localized=plan.action != "global")
-        last["combined"] = round(judge.combined(last["scores"]), 4)
-        return {"attempts": attempts}
+        found = judge.problems(last["scores"], self.settings, plan.action)
+        last["problems"] = [p.text for p in found]
+        last["failed"] = [p.kind for p in found]
+        last["combined"] = round(judge.combined(last["scores"], plan.action), 4)
+        return {"attempts": attempts, "queue": judge.revise_queue(list(state.get("queue") or []), last, last["failed"])}
 
     def respond(self, state: State) -> dict:
         """Turn the best attempt into a new image version, or pass on the reply already made."""
@@ -375,11 +406,15 @@ class _Nodes:
                      "chosen": best.get("indices") or [], "alternatives": [
                          i for i in range(len(state.get("detections") or [])) if i not in (best.get("indices") or [])],
                      "mask": best.get("region"), "seed": best["seed"], "strength": best["strength"],
+                     "editor": best["editor"], "guidance_scale": best.get("guidance_scale"),
+                     "image_guidance_scale": best.get("image_guidance_scale"),
                      "certain": choice.get("certain", True)}
         return {"versions": versions, "cursor": len(versions) - 1, "last_plan": state["plan"],
                 "last_edit": last_edit,
                 "reply": {"text": text, "images": images, "scores": best.get("scores"),
-                          "attempts": [{k: a.get(k) for k in ("editor", "strength", "seed", "why", "problems", "combined")}
+                          "attempts": [{k: a.get(k) for k in ("editor", "strength", "guidance_scale",
+                                                              "image_guidance_scale", "seed", "why", "knob",
+                                                              "problems", "combined")}
                                        for a in attempts]},
                 "messages": [{"role": "assistant", "text": text, "image": best["path"]}]}
 
@@ -413,6 +448,14 @@ class _Nodes:
         if not attempts[-1].get("problems") or not queue:
             return "respond"
         return "segment" if queue[0].get("candidate") is not None else "edit"
+
+
+def _target_boxes(plan: EditPlan, boxes: list, size: tuple[int, int]) -> list:
+    """The boxes the edit is about: the objects' own, or for "add" their union grown by ``ADD_MARGIN``
+    (where the new thing goes). The segment node edits them and the score node measures them."""
+    if plan.action == "add":
+        return [grow_box(union_box(boxes), ADD_MARGIN, size)]
+    return list(boxes)
 
 
 def _follows_up(plan: EditPlan, state: State) -> bool:
@@ -453,7 +496,8 @@ def _explain(plan: EditPlan, state: State, attempts: list[dict], best: dict) -> 
         reason = (state.get("choice") or {}).get("reason")
         if reason and len(state["detections"]) > 1:
             where += f" ({reason})"
-    text = f"Done: {what}{where}, with {best['editor']}."
+    text = f"Done: {what}{where}, with {best['editor']}"
+    text += f" ({best['why']}: {best['knob']})." if best.get("knob") else "."
     if len(attempts) > 1:
         text += f" I tried {len(attempts)} edits and kept the best ({best['why']})."
     if best.get("problems"):

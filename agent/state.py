@@ -31,7 +31,8 @@ class State(TypedDict, total=False):
     cursor: int
     caption: Optional[dict[str, Any]]  # {"path", "text"}: BLIP-2 caption of the current image
     last_plan: Optional[dict[str, Any]]  # the last edit's plan: "now make it red" resolves to it
-    last_edit: Optional[dict[str, Any]]  # {"base", "detections", "chosen", "alternatives", "mask", "seed", "strength"}
+    last_edit: Optional[dict[str, Any]]  # {"base", "detections", "chosen", "alternatives", "mask", "editor", "seed",
+    #                                        "strength", "guidance_scale", "image_guidance_scale", "certain"}
 
     # --- this turn -----------------------------------------------------------------------
     text: str  # the user's message

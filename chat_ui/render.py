@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
+from agent.judge import knob_summary
 from agent.session import Reply
 from agent.store import ImageStore
 from tools.images import overlay, to_png_bytes
@@ -18,8 +19,8 @@ PATHS = {"offline": "the built-in offline parser", "offline-fallback": "the offl
          "llm-tool": "the LLM (tool call)", "llm-json": "the LLM (JSON answer)",
          "llm-repair": "the LLM (after a repair round)"}
 SCORE_NAMES = {"clip_i": "CLIP-I (image similarity)", "clip_t": "CLIP-T (edited image vs target text)",
-               "clip_dir": "CLIP direction", "clip_rc": "CLIP-RC (region vs target)",
-               "clip_gc": "CLIP-GC (background vs original)", "l1_outside": "L1 outside the region",
+               "clip_dir": "CLIP direction", "clip_rc": "CLIP-RC (target box is the target, 0-100)",
+               "clip_gc": "CLIP-GC (background vs original, 0-100)", "l1_outside": "L1 outside the region",
                "l2_outside": "L2 outside the region"}
 PLAN_FIELDS = ("action", "target", "qualifier", "attribute", "plural", "count", "new_value", "region_hint",
                "instruction", "source_caption", "target_caption", "revise_last")
@@ -117,7 +118,7 @@ def _edit_steps(reply: Reply, state: dict[str, Any]) -> list[Optional[StepView]]
     if not attempts or not edited or reply.question or reply.error:
         return []
     kept = next((a for a in attempts if a.get("path") == edited), attempts[-1])
-    editor = StepView("Editor", f"**{kept['editor']}**, strength {kept.get('strength', 0):.2f}, seed {kept.get('seed')}"
+    editor = StepView("Editor", f"**{kept['editor']}**, {knob_summary(kept)}, seed {kept.get('seed')}"
                       + (" (masked: pixels outside the region are the original's)." if kept.get("masked")
                          else " (whole image)."))
     scores = reply.scores or kept.get("scores") or {}
@@ -126,7 +127,7 @@ def _edit_steps(reply: Reply, state: dict[str, Any]) -> list[Optional[StepView]]
                      if shown else "No scores (the scorer was not available).")
     retries = None
     if len(attempts) > 1:
-        rows = [f"{i + 1}. {a['editor']} ({a.get('why', '')}), strength {a.get('strength', 0):.2f}: "
+        rows = [f"{i + 1}. {a['editor']} ({a.get('why', '')}), {knob_summary(a)}: "
                 + (", ".join(a.get("problems") or []) or "good")
                 + (f" - score {a['combined']:.3f}" if isinstance(a.get("combined"), (int, float)) else "")
                 + (" **kept**" if a is kept else "") for i, a in enumerate(attempts)]

@@ -101,22 +101,6 @@ def test_global_edit_runs_instructpix2pix_on_everything(conversations, photo_pat
     assert "no mask" in chat.send("show me the mask").text
 
 
-def test_poor_scores_retry_then_fall_back_and_keep_the_best(settings, registry, tmp_path, photo_path):
-    s = agent_settings(settings, tmp_path, min_clip_rc=2.0, max_attempts=3)  # nothing can pass
-    conv = Conversations(s, worker=SceneWorker(s, registry=registry), understander=Understander(None))
-    chat = conv.session()
-    chat.send("", image=photo_path)
-    reply = chat.send("make the leftmost cat red")
-    editors = [a["editor"] for a in reply.attempts]
-    assert editors == ["ip2p-composite", "ip2p-composite", "ip2p"]
-    assert [a["why"] for a in reply.attempts][-1].startswith("fallback")
-    assert all(a["problems"] for a in reply.attempts)
-    assert "tried 3 edits" in reply.text and "CLIP-RC" in reply.text
-    best = max(reply.attempts, key=lambda a: a["combined"])
-    assert chat.versions()[-1]["path"] == chat.state()["attempts"][reply.attempts.index(best)]["path"]
-    conv.close()
-
-
 def test_a_good_first_result_is_not_retried(conversations, photo_path):
     chat = conversations.session()
     chat.send("", image=photo_path)

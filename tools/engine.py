@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from tools.images import mask_bbox, union_box
+from tools.region import EvalRegion, evaluation_region, score_edit
 from tools.types import Box, Detection, EditRequest, LocaleditError, Scores, Segmentation
 from tools.worker.interface import ProgressFn, Worker
 
@@ -42,6 +43,8 @@ class EditReport:
     box: Optional[Box] = None
     segmentation: Optional[Segmentation] = None
     region: Optional[np.ndarray] = None  # what the editor was allowed to change (the mask, dilated)
+    boxes: list[Box] = field(default_factory=list)  # the target box(es) the edit was given or chose
+    eval_region: Optional[EvalRegion] = None  # what the scores were measured on (tools.region)
     scores: Optional[Scores] = None
     timings: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
@@ -69,6 +72,10 @@ class EditReport:
                 "embedding_cache_hit": seg.cache_hit},
             "request": self.request.to_dict(),
             "scores": self.scores.to_dict() if self.scores else None,
+            "scored_on": None if self.eval_region is None else {
+                "boxes": [[round(v, 1) for v in b] for b in self.eval_region.boxes],
+                "mask_area": None if self.eval_region.mask is None else int(self.eval_region.mask.sum()),
+                "source": self.eval_region.source},
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "info": self.info,
         }
@@ -91,7 +98,8 @@ def run_edit(worker: Worker, image: Image.Image, request: EditRequest, *,
              target: Optional[str] = None, box: Optional[Box] = None,
              mask: Optional[np.ndarray] = None, score: bool = True,
              box_threshold: Optional[float] = None, text_threshold: Optional[float] = None,
-             choose: Optional[Chooser] = None, progress: Optional[ProgressFn] = None) -> EditReport:
+             choose: Optional[Chooser] = None, progress: Optional[ProgressFn] = None,
+             region: Optional[EvalRegion] = None, labels: tuple[str, str] = ("", "")) -> EditReport:
     """Edit ``image`` as ``request`` says, only inside the region the other arguments name.
 
     Args:
@@ -102,10 +110,14 @@ def run_edit(worker: Worker, image: Image.Image, request: EditRequest, *,
             highest-scoring one).
         box: a region given directly (x0, y0, x1, y1), skipping grounding; SAM refines it.
         mask: a region given directly (bool, image size), skipping grounding and SAM.
-        score: compute the CLIP metrics of the result.
+        score: compute the metrics of the result (:func:`tools.region.score_edit`).
         box_threshold, text_threshold: GroundingDINO thresholds (None: configured defaults).
         choose: which detections to edit, from the detections and the image size.
         progress: called as ``progress(step, total)`` during diffusion.
+        region: the evaluation region to score on (``localedit eval`` gives every editor of a
+            sample the same one); default: this edit's target box(es) and undilated mask.
+        labels: CLIP-RC's ``(target category, source category)`` (:func:`tools.region.rc_labels`);
+            empty: no CLIP-RC.
 
     Raises:
         NothingFoundError: ``target`` matched nothing in the image.
@@ -116,6 +128,7 @@ def run_edit(worker: Worker, image: Image.Image, request: EditRequest, *,
     if mask is not None:
         report.segmentation = Segmentation(mask=mask.astype(bool), score=1.0, source="user")
         report.box = mask_bbox(report.segmentation.mask)
+        report.boxes = [report.box] if report.box is not None else []
     elif box is not None or target:
         if box is None:
             with clock.stage("ground"):
@@ -129,7 +142,7 @@ def run_edit(worker: Worker, image: Image.Image, request: EditRequest, *,
             boxes = [report.detections[i].box for i in report.chosen]
         else:
             boxes = [box]
-        report.box = union_box(boxes)
+        report.box, report.boxes = union_box(boxes), list(boxes)
         with clock.stage("segment"):
             report.segmentation = worker.segment(image, boxes)
     if report.segmentation is None:
@@ -142,12 +155,15 @@ def run_edit(worker: Worker, image: Image.Image, request: EditRequest, *,
         result = worker.edit(image, report.mask, request, progress=progress)
     report.image, report.editor, report.region = result.image, result.editor, result.region
     report.info.update(result.info)
+    if region is None and report.segmentation is not None:
+        region = evaluation_region(report.boxes, report.segmentation.mask,
+                                   source="user-mask" if mask is not None else "box" if box is not None else "grounded")
+    report.eval_region = region
     if score:
         with clock.stage("score"):
-            report.scores = worker.score(
-                image, result.image, mask=report.mask, box=report.box,
-                source_caption=request.source_caption, target_caption=request.target_caption,
-                target_text=request.target_caption or request.instruction)
+            report.scores = score_edit(worker, image, result.image, region, source_caption=request.source_caption,
+                                       target_caption=request.target_caption, target_label=labels[0],
+                                       source_label=labels[1])
     report.timings = dict(clock.times, total=sum(clock.times.values()))
     return report
 

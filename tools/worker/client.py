@@ -11,7 +11,8 @@ Routes (JSON in, JSON out, UTF-8; values as :mod:`tools.worker.wire` encodes the
 * ``POST /edit`` ``{image, mask?, request: {EditRequest fields}, stream?}`` -> ``{image, editor, seconds,
   info, region?}``; with ``"stream": true`` the answer is NDJSON, one object a line:
   ``{"progress": [step, total]}`` ... then ``{"result": {...}}`` or ``{"error": {"status", "detail"}}``
-* ``POST /score`` ``{original, edited, mask?, box?, source_caption, target_caption, target_text}`` ->
+* ``POST /score`` ``{original, edited, mask?, box?, boxes?, source_caption, target_caption, target_text,
+  source_text}`` ->
   the :class:`~tools.types.Scores` fields (``cache_hits`` included)
 * ``GET /health`` (process up), ``GET /ready`` (models loaded and warmed; 503 until then),
   ``GET /status`` (the worker's status: device, loaded models, cache sizes and hits)
@@ -152,13 +153,14 @@ class RemoteWorker:
         return edit_result_from_wire(self._stream_edit(payload, progress, cancel))
 
     def score(self, original: Image.Image, edited: Image.Image, *, mask: Optional[np.ndarray] = None,
-              box: Optional[Box] = None, source_caption: str = "", target_caption: str = "",
-              target_text: str = "") -> Scores:
+              box: Optional[Box] = None, boxes: Sequence[Box] = (), source_caption: str = "",
+              target_caption: str = "", target_text: str = "", source_text: str = "") -> Scores:
         return scores_from_wire(self._request("POST", "/score", {
             "original": encode_image(original), "edited": encode_image(edited),
             "mask": None if mask is None else encode_mask(mask),
-            "box": None if box is None else [float(v) for v in box], "source_caption": source_caption,
-            "target_caption": target_caption, "target_text": target_text}))
+            "box": None if box is None else [float(v) for v in box],
+            "boxes": [[float(v) for v in b] for b in boxes], "source_caption": source_caption,
+            "target_caption": target_caption, "target_text": target_text, "source_text": source_text}))
 
     def status(self) -> dict:
         """The service's status (``/status``), with ``kind: "remote"`` and the URL added."""
