@@ -68,11 +68,21 @@ class Settings(BaseSettings):
     min_clip_rc: float = Field(0.18, description="Judge: the edited region must match the target text this well.")
     min_clip_gc: float = Field(0.85, description="Judge: below this the background moved too much.")
     max_l1_outside: float = Field(0.02, description="Judge: mean background change allowed (pixels in [0, 1]).")
+    turn_wait: float = Field(10.0, ge=0, description="Seconds a message waits for a turn already running on its "
+                             "thread (another tab or process) before the answer is 'still working on your last message'.")
+    keep_checkpoints: int = Field(20, ge=2, description="LangGraph checkpoints kept per thread (older ones are "
+                                  "pruned; the newest holds every version, image and message).")
+    llm_timeout: float = Field(60.0, gt=0, description="Seconds one request to the LLM may take.")
 
     # --- worker -----------------------------------------------------------------------
     worker_url: Optional[str] = Field(None, description="Remote worker base URL; unset = in-process worker.")
     worker_token: Optional[str] = None
-    worker_timeout: float = 300.0
+    worker_timeout: float = Field(300.0, gt=0, description="Seconds an edit may take (the worker's own limit per "
+                                  "request, and the remote client's wait for an edit).")
+    caption_timeout: float = Field(30.0, gt=0, description="Seconds the agent waits for a caption (BLIP-2).")
+    ground_timeout: float = Field(30.0, gt=0, description="Seconds the agent waits for grounding (GroundingDINO).")
+    segment_timeout: float = Field(30.0, gt=0, description="Seconds the agent waits for a mask (SAM).")
+    score_timeout: float = Field(60.0, gt=0, description="Seconds the agent waits for the CLIP scores.")
     cache_bytes: int = Field(512 * 1024 * 1024, description="Bound of each per-image cache (LRU by bytes).")
     torch_compile: bool = Field(False, description="torch.compile the diffusion UNets: a slow first call, "
                                 "faster after (GPU workers).")
