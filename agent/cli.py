@@ -202,40 +202,46 @@ def cmd_chat_cli(args: argparse.Namespace) -> int:
     interactive = sys.stdin.isatty()
     interrupted = False  # Ctrl-C at the prompt once: say how to leave; twice in a row: leave
     while True:
-        if interactive:
-            print("> ", end="", flush=True)
         try:
-            line = sys.stdin.readline()
-        except KeyboardInterrupt:
+            if _chat_line(session, interactive):
+                return 0
+            interrupted = False
+        except KeyboardInterrupt:  # between turns (a turn catches its own Ctrl-C: it stops the turn)
             if interrupted:
                 print("\nlocaledit: bye", flush=True)
                 return 0
             interrupted = True
             print("\nlocaledit: (Ctrl-C again, or /quit, to leave)", flush=True)
-            continue
-        interrupted = False
-        if not line:
-            return 0
-        line = line.strip()
-        if not line:
-            continue
-        word, _, rest = line.partition(" ")
-        if word in ("/quit", "/exit"):
-            return 0
-        if word == "/help":
-            print(CHAT_HELP)
-        elif word == "/image":
-            path = rest.strip()
-            _show(_turn(session, lambda: session.send("", image=path)) if path else None)
-        elif word == "/save":
-            image = session.current_image()
-            if image is None or not rest.strip():
-                print("localedit: give a path, and load an image first (/image PATH).", flush=True)
-            else:
-                image.save(rest.strip())
-                print(f"localedit: saved the current image to {rest.strip()}", flush=True)
-        else:  # instructions, answers and the slash commands the agent knows (/undo, /mask, /version 2, ...)
-            _show(_turn(session, lambda: session.send(line, progress=_chat_progress)))
+
+
+def _chat_line(session, interactive: bool) -> bool:
+    """Read and handle one line of the chat; True when the chat should end."""
+    if interactive:
+        print("> ", end="", flush=True)
+    line = sys.stdin.readline()
+    if not line:
+        return True
+    line = line.strip()
+    if not line:
+        return False
+    word, _, rest = line.partition(" ")
+    if word in ("/quit", "/exit"):
+        return True
+    if word == "/help":
+        print(CHAT_HELP)
+    elif word == "/image":
+        path = rest.strip()
+        _show(_turn(session, lambda: session.send("", image=path)) if path else None)
+    elif word == "/save":
+        image = session.current_image()
+        if image is None or not rest.strip():
+            print("localedit: give a path, and load an image first (/image PATH).", flush=True)
+        else:
+            image.save(rest.strip())
+            print(f"localedit: saved the current image to {rest.strip()}", flush=True)
+    else:  # instructions, answers and the slash commands the agent knows (/undo, /mask, /version 2, ...)
+        _show(_turn(session, lambda: session.send(line, progress=_chat_progress)))
+    return False
 
 
 def _turn(session, send: Callable[[], Any]):
