@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,7 +119,8 @@ class Session:
         self.conversations = conversations or Conversations(settings)
         self.thread_id = thread_id or uuid.uuid4().hex[:12]
         self._noticed = False
-        self._token: Optional[CancelToken] = None  # the running turn's cancel flag
+        self._tokens: tuple[CancelToken, ...] = ()  # the cancel flags of this session's turns (running or waiting)
+        self._tokens_lock = threading.Lock()  # guards adding / removing; cancel() only reads the tuple
 
     @property
     def _config(self) -> dict:
@@ -158,11 +160,10 @@ class Session:
         Safe from another thread and from a signal handler: it only sets a flag. The stopped turn
         makes no version and answers "Stopped: ..."; the next message starts at once.
         """
-        token = self._token
-        if token is None:
-            return False
-        token.set()
-        return True
+        tokens = self._tokens  # one read of an immutable tuple: no lock, so a signal handler may call this
+        for token in tokens:
+            token.set()
+        return bool(tokens)
 
     def _turn(self, message: dict[str, Any], progress: Optional[Callable[[dict], None]]) -> Reply:
         """One turn under the thread's lock: resume an open question or start afresh, then prune."""
@@ -170,18 +171,20 @@ class Session:
 
         conv = self.conversations
         token = CancelToken()
-        self._token = token
+        with self._tokens_lock:
+            self._tokens = (*self._tokens, token)
         lock = ThreadLock(conv.locks, self.thread_id)
         try:
             if not lock.acquire(conv.settings.turn_wait, cancel=token):
                 if token.is_set():
                     return Reply(text=replies.stopped(), cancelled=True, images=self._current_images())
-                return Reply(text=replies.busy(conv.settings.turn_wait), busy=True, error=True,
+                return Reply(text=replies.busy(conv.settings.turn_wait), busy=True,
                              images=self._current_images())
             try:
                 inputs: Any = Resume(resume=message) if self.pending() is not None else message
                 self._stream(inputs, progress, token)
                 history.prune(conv.checkpointer, self.thread_id, conv.settings.keep_checkpoints)
+                return self._reply()  # read while no other turn can change the thread
             finally:
                 lock.release()
         except LocaleditError as err:
@@ -191,8 +194,8 @@ class Session:
             return Reply(text=f"Something went wrong ({type(err).__name__}); your images and our "
                               f"conversation are unchanged.", error=True, images=self._current_images())
         finally:
-            self._token = None
-        return self._reply()
+            with self._tokens_lock:
+                self._tokens = tuple(t for t in self._tokens if t is not token)
 
     def _stream(self, inputs: Any, progress: Optional[Callable[[dict], None]], token: CancelToken) -> None:
         config = {**self._config, "configurable": {**self._config["configurable"], "cancel": token}}
