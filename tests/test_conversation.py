@@ -381,3 +381,31 @@ def test_200_undo_redo_turns_keep_the_database_small_and_lose_nothing(conversati
     assert len(chat.versions()) == 2 and chat.record()["chosen"] == [0]
     assert len(chat.history()) == 2 * 202 and chat.history()[-1]["text"].startswith("Redid 1 step")
     assert "mask" in chat.send("show me the mask").images  # the newest checkpoint still has it all
+
+
+# --- 7. one numbering everywhere ------------------------------------------------------------------
+
+def test_candidates_are_numbered_left_to_right_in_the_question_the_reply_and_the_ui(
+        settings, registry, tmp_path, photo_path):
+    from chat_ui import render
+
+    s = agent_settings(settings, tmp_path)
+    scrambled = [CATS[2], CATS[0], CATS[1]]  # grounding's best score is the rightmost cat
+    conv = Conversations(s, worker=SceneWorker(s, registry=registry, objects={"cat": scrambled}),
+                         understander=Understander(None))
+    chat = conv.session()
+    chat.send("", image=photo_path)
+    asked = chat.send("make the cat blue")
+    assert "numbered 1 to 3 from left to right" in asked.text
+    steps = {v.name: v for v in render.turn_steps(asked, chat.state())}
+    assert "1. cat 0.89 at (10, 40, 50, 90)" in steps["Detections"].text  # as the question numbers them
+    done = chat.send("1")
+    assert "cat 1 of 3, as you chose" in done.text and chat.record()["chosen"] == [1]
+    assert inside(edited_region(chat), CATS[0])
+    steps = {v.name: v for v in render.turn_steps(done, chat.state())}
+    assert "1. cat 0.89 at (10, 40, 50, 90) **chosen**" in steps["Detections"].text
+    follow = chat.send("now make it red")
+    steps = {v.name: v for v in render.turn_steps(follow, chat.state())}
+    assert steps["Detections"].text.startswith("No grounding this turn")
+    assert steps["Caption"].text.startswith("This version is described by the edit that made it")
+    conv.close()
