@@ -43,7 +43,7 @@ from agent.store import ImageStore
 from tools.config import Settings
 from tools.images import box_to_mask, grow_box, overlay, side_by_side, union_box
 from tools.types import Cancelled, Detection, EditRequest, LocaleditError, WorkerUnavailableError
-from tools.worker import Worker
+from tools.worker import LocalWorker, Worker
 
 log = logging.getLogger(__name__)
 MAX_TEXT = 2000
@@ -155,6 +155,11 @@ class _Nodes:
     def __init__(self, worker: Worker, understander, store: ImageStore, settings: Settings):
         self.worker, self.understander, self.store, self.settings = worker, understander, store, settings
 
+    def limit(self, tool: str) -> Optional[float]:
+        """Seconds to wait for ``tool`` (``LOCALEDIT_<TOOL>_TIMEOUT``); None for the in-process worker,
+        whose calls cannot hang on a network and whose first call loads the model."""
+        return None if isinstance(self.worker, LocalWorker) else getattr(self.settings, f"{tool}_timeout")
+
     # --- helpers ------------------------------------------------------------------------------
 
     @staticmethod
@@ -262,7 +267,7 @@ class _Nodes:
             return known.get("text"), None, _entry("caption", False, why, source=known.get("source"))
         try:
             got = call("the captioner", self.worker.caption, self.store.open(versions[cursor]["path"]),
-                       timeout=self.settings.caption_timeout)
+                       timeout=self.limit("caption"))
             caption = {"text": got.text, "source": "blip2"}
             entry = _entry("caption", True, cache="hit" if got.cache_hit else "miss", source="blip2")
         except Cancelled:
@@ -382,10 +387,10 @@ class _Nodes:
         image = self.store.open(state["base"])
         started = time.perf_counter()
         found = call("the grounding model", self.worker.ground, image, phrase,
-                     timeout=self.settings.ground_timeout) if phrase else []
+                     timeout=self.limit("ground")) if phrase else []
         if not found and plan.attribute and plan.target:
             found = call("the grounding model", self.worker.ground, image, plan.target,
-                         timeout=self.settings.ground_timeout)
+                         timeout=self.limit("ground"))
         entry = _entry("ground", bool(phrase), "" if phrase else "nothing to ground",
                        seconds=round(time.perf_counter() - started, 3))
         if not found and plan.action == "add" and not plan.target:
@@ -443,7 +448,8 @@ class _Nodes:
             return {"messages": asked, "question": None, "rerun": True, "text": answer}
         if read.kind == "resolved":  # "which part should be red?" - "the car"
             return {"messages": said, "question": None, "text": read.text, "report": report}
-        return {"messages": said, "question": {**question, "text": replies.not_an_answer(question["asked"])},
+        return {"messages": said, "question": {**question, "text": replies.not_an_answer(
+                    question.get("asked") or question["text"])},
                 "report": report}
 
     def _name(self, state: State) -> str:
@@ -478,7 +484,7 @@ class _Nodes:
                 f"add: the area around the {plan.target}", _entry("segment", False, "add edits the box around it")
         else:
             seg = call("the segmentation model", self.worker.segment, image, boxes,
-                       timeout=self.settings.segment_timeout)
+                       timeout=self.limit("segment"))
             mask, note = seg.mask, seg.note
             entry = _entry("segment", True, cache="hit" if seg.cache_hit else "miss",
                            seconds=round(time.perf_counter() - started, 3))

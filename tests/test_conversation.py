@@ -323,6 +323,20 @@ def test_versions_carry_records_and_select_version_branches(chat):
     assert "version 4 of 4" in chat.send("redo").text  # redo follows the branch last shown
     assert "version 3 of 4" in chat.send("go to version 3").text
     assert "no version 9" in chat.select_version(9).text
+    assert chat.send("make the cat blue").question
+    assert "version 1 of 4" in chat.select_version(1).text and chat.pending() is None  # the question is dropped
+
+
+def test_undo_and_redo_walk_the_version_tree_and_old_linear_threads():
+    from agent.state import child_of, parent_of, show, walk
+
+    old = [{"path": "a", "note": "photo"}, {"path": "b", "note": "edit"}, {"path": "c", "note": "edit"}]  # saved before
+    assert [parent_of(old, i) for i in range(3)] == [None, 0, 1] and walk(old, 0, 5, forward=True) == 2
+    tree = [{"path": "a", "parent": None, "child": 1}, {"path": "b", "parent": 0, "child": None},
+            {"path": "c", "parent": 0, "child": None}]  # c: a retry of b, made from a
+    assert walk(tree, 2, 1, forward=False) == 0 and walk(tree, 0, 1, forward=True) == 1
+    shown = show(tree, 2)
+    assert child_of(shown, 0) == 2 and child_of(tree, 0) == 1  # redo follows the branch last shown; no mutation
 
 
 # --- 6. fast paths ---------------------------------------------------------------------------------
@@ -339,13 +353,21 @@ def test_a_failing_caption_is_asked_once_per_photo(chat, conversations):
 def test_a_hung_captioner_is_given_up_on_after_its_timeout(settings, registry, tmp_path, photo_path):
     release = threading.Event()
 
-    class SlowCaption(SceneWorker):
+    class HungCaptioner:
+        """A worker elsewhere (not in-process) whose captioner hangs; the rest is the scene's."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
         def caption(self, image):
             release.wait(5)  # hung; let go when the test ends
             return Caption("a late caption")
 
     s = agent_settings(settings, tmp_path, caption_timeout=0.3)
-    conv = Conversations(s, worker=SlowCaption(s, registry=registry), understander=Understander(None))
+    conv = Conversations(s, worker=HungCaptioner(SceneWorker(s, registry=registry)), understander=Understander(None))
     chat = conv.session()
     chat.send("", image=photo_path)
     started = time.monotonic()

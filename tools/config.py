@@ -79,10 +79,12 @@ class Settings(BaseSettings):
     worker_token: Optional[str] = None
     worker_timeout: float = Field(300.0, gt=0, description="Seconds an edit may take (the worker's own limit per "
                                   "request, and the remote client's wait for an edit).")
-    caption_timeout: float = Field(30.0, gt=0, description="Seconds the agent waits for a caption (BLIP-2).")
-    ground_timeout: float = Field(30.0, gt=0, description="Seconds the agent waits for grounding (GroundingDINO).")
-    segment_timeout: float = Field(30.0, gt=0, description="Seconds the agent waits for a mask (SAM).")
-    score_timeout: float = Field(60.0, gt=0, description="Seconds the agent waits for the CLIP scores.")
+    caption_timeout: float = Field(30.0, gt=0, description="Seconds the agent waits for a remote worker's caption "
+                                   "(BLIP-2); a caption that times out is not asked again for that photo.")
+    ground_timeout: float = Field(30.0, gt=0, description="Seconds the agent waits for a remote worker's "
+                                  "grounding (GroundingDINO).")
+    segment_timeout: float = Field(30.0, gt=0, description="Seconds the agent waits for a remote worker's mask (SAM).")
+    score_timeout: float = Field(60.0, gt=0, description="Seconds the remote client waits for the CLIP scores.")
     cache_bytes: int = Field(512 * 1024 * 1024, description="Bound of each per-image cache (LRU by bytes).")
     torch_compile: bool = Field(False, description="torch.compile the diffusion UNets: a slow first call, "
                                 "faster after (GPU workers).")
