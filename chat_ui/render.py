@@ -46,9 +46,12 @@ def turn_steps(reply: Reply, state: dict[str, Any]) -> list[StepView]:
 
 def _caption_step(state: dict[str, Any]) -> Optional[StepView]:
     caption = (state.get("caption") or {}).get("text")
+    source = (state.get("caption") or {}).get("source")
     kind = ((state.get("understood") or {}).get("result") or {}).get("kind")
     if not caption or kind not in ("edit", "clarify"):  # commands do not need the picture described
         return None
+    if source == "plan":  # an edited version: described by the plan that made it, BLIP-2 not run
+        return StepView("Caption", f"This version is described by the edit that made it: *{_md(caption)}*")
     return StepView("Caption", f"BLIP-2 sees: *{_md(caption)}*")
 
 
@@ -87,20 +90,34 @@ def _detections_step(state: dict[str, Any]) -> Optional[StepView]:
         return StepView("Detections", f"GroundingDINO found nothing for *{_md(phrase)}*.")
     chosen = (state.get("choice") or {}).get("indices") or []
     reason = (state.get("choice") or {}).get("reason")
-    lines = [f"GroundingDINO found {len(detections)} for *{_md(phrase)}*:"]
-    lines += [f"{i + 1}. {d['label']} {d['score']:.2f} at ({', '.join(f'{v:.0f}' for v in d['box'])})"
-              + (" **chosen**" if i in chosen else "") for i, d in enumerate(detections)]
+    # numbered as the question numbers them (left to right); weak or duplicate boxes listed after, unnumbered
+    numbering = [i for i in state.get("numbering") or [] if i < len(detections)] or list(range(len(detections)))
+    aside = [i for i in range(len(detections)) if i not in numbering]
+    grounded = not any(e.get("stage") == "ground" and not e.get("ran") for e in state.get("report") or [])
+    lines = [f"GroundingDINO found {len(numbering)} for *{_md(phrase)}*:" if grounded else
+             f"No grounding this turn: the same boxes as the edit this one follows ({len(numbering)} candidates):"]
+    lines += [f"{n}. {_box_line(detections[i])}" + (" **chosen**" if i in chosen else "")
+              for n, i in enumerate(numbering, 1)]
+    if aside:
+        lines.append(f"\nSet aside (weak or duplicate boxes): " + "; ".join(_box_line(detections[i]) for i in aside))
     if reason and chosen:
         lines.append(f"\nChosen: {reason}.")
     elif not chosen and state.get("question"):
         lines.append("\nNot sure which one you mean: I asked.")
     pictures: list[tuple[str, Picture]] = []
     if base:
-        picture = overlay(ImageStore.open(base), boxes=[tuple(d["box"]) for d in detections],
-                          labels=[f"{i + 1}: {d['label']} {d['score']:.2f}" for i, d in enumerate(detections)],
-                          chosen=chosen)
+        shown = numbering + aside
+        picture = overlay(ImageStore.open(base), boxes=[tuple(detections[i]["box"]) for i in shown],
+                          labels=[f"{n}: {detections[i]['label']} {detections[i]['score']:.2f}" if n <= len(numbering)
+                                  else f"{detections[i]['label']} {detections[i]['score']:.2f}"
+                                  for n, i in enumerate(shown, 1)],
+                          chosen=[k for k, i in enumerate(shown) if i in chosen])
         pictures.append(("detections.png", to_png_bytes(picture)))
     return StepView("Detections", "\n".join(lines), pictures)
+
+
+def _box_line(d: dict[str, Any]) -> str:
+    return f"{d['label']} {d['score']:.2f} at ({', '.join(f'{v:.0f}' for v in d['box'])})"
 
 
 def _mask_step(reply: Reply) -> Optional[StepView]:

@@ -141,7 +141,7 @@ def test_an_unchanged_region_fails_clip_rc_and_a_stronger_edit_follows(judged):
     a, b = worker.requests
     assert (a.editor, b.editor) == ("ip2p-composite", "ip2p-composite")
     assert b.guidance_scale > a.guidance_scale and b.image_guidance_scale < a.image_guidance_scale
-    assert kept_attempt(chat) == 1 and "kept the best (stronger edit)" in reply.text
+    assert kept_attempt(chat) == 1 and "kept the best: stronger edit" in reply.text
 
 
 def test_an_edit_that_follows_the_instruction_backwards_fails_clip_direction(judged):
@@ -305,7 +305,8 @@ def test_stronger_then_weaker_change_the_pixels_and_say_what_moved(settings, reg
     assert not reply.error and text in reply.text, reply.text
     stronger = pixels(chat.current_image_path())
     assert not np.array_equal(first, stronger)
-    assert len(chat.versions()) == 2  # the re-run replaced the edit, from the same base image
+    # the re-run is a new version made from the same base image (the photo), beside the first edit
+    assert len(chat.versions()) == 3 and chat.versions()[-1]["parent"] == 1
     weaker = chat.send("weaker")
     assert not weaker.error and "->" in weaker.text
     a, b, c = worker.requests

@@ -93,10 +93,24 @@ class Settings(BaseSettings):
     regionwise_alpha_iters: int = Field(100, ge=1, le=1000, description="Most optimisation steps of the alpha fit "
                                         "(scheduler only, no UNet); R-SIE uses 100.")
 
+    # --- conversation ---------------------------------------------------------------
+    turn_wait: float = Field(10.0, ge=0, description="Seconds a message waits for a turn already running on its "
+                             "thread (another tab or process) before the answer is 'still working on your last message'.")
+    keep_checkpoints: int = Field(20, ge=2, description="LangGraph checkpoints kept per thread (older ones are "
+                                  "pruned; the newest holds every version, image and message).")
+    llm_timeout: float = Field(60.0, gt=0, description="Seconds one request to the LLM may take.")
+
     # --- worker -----------------------------------------------------------------------
     worker_url: Optional[str] = Field(None, description="Remote worker base URL; unset = in-process worker.")
     worker_token: Optional[str] = None
-    worker_timeout: float = 300.0
+    worker_timeout: float = Field(300.0, gt=0, description="Seconds an edit may take (the worker's own limit per "
+                                  "request, and the remote client's wait for an edit).")
+    caption_timeout: float = Field(30.0, gt=0, description="Seconds the agent waits for a remote worker's caption "
+                                   "(BLIP-2); a caption that times out is not asked again for that photo.")
+    ground_timeout: float = Field(30.0, gt=0, description="Seconds the agent waits for a remote worker's "
+                                  "grounding (GroundingDINO).")
+    segment_timeout: float = Field(30.0, gt=0, description="Seconds the agent waits for a remote worker's mask (SAM).")
+    score_timeout: float = Field(60.0, gt=0, description="Seconds the remote client waits for the CLIP scores.")
     cache_bytes: int = Field(512 * 1024 * 1024, description="Bound of each per-image cache (LRU by bytes).")
     torch_compile: bool = Field(False, description="torch.compile the diffusion UNets: a slow first call, "
                                 "faster after (GPU workers).")

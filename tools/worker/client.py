@@ -48,14 +48,18 @@ class RemoteWorker:
     Args:
         url: the service's base URL, e.g. ``http://127.0.0.1:8800``.
         token: the bearer token the service was started with (None: send none).
-        timeout: seconds to wait for one answer (connecting waits at most 10 s).
+        timeout: seconds to wait for one answer (connecting waits at most 10 s); an edit's limit.
+        timeouts: shorter limits per route, e.g. ``{"caption": 30, "ground": 30, "segment": 30,
+            "score": 60}`` (seconds); a route not named waits ``timeout``.
 
     The client is thread-safe (one pooled ``httpx.Client``); ``replicas`` counts which replica
     (``X-Localedit-Replica``) served each answer.
     """
 
-    def __init__(self, url: str, token: Optional[str] = None, timeout: float = 300.0):
+    def __init__(self, url: str, token: Optional[str] = None, timeout: float = 300.0,
+                 timeouts: Optional[dict[str, float]] = None):
         self.url = url.rstrip("/")
+        self.timeouts = {route: httpx.Timeout(t, connect=min(10.0, t)) for route, t in (timeouts or {}).items()}
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client = httpx.Client(base_url=self.url, headers=headers,
                                     timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)))
@@ -87,8 +91,10 @@ class RemoteWorker:
         return str(detail or f"HTTP {response.status_code} {response.reason_phrase}.")
 
     def _request(self, method: str, route: str, payload: Optional[dict] = None) -> dict:
+        limit = self.timeouts.get(route.strip("/"))
         try:
-            response = self._client.request(method, route, json=payload)
+            response = self._client.request(method, route, json=payload,
+                                            **({"timeout": limit} if limit is not None else {}))
         except httpx.TimeoutException as err:
             raise self._unavailable(" (it did not answer in time)") from err
         except httpx.TransportError as err:  # refused, reset, closed mid-answer
