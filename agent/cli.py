@@ -366,7 +366,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "models" and not any(e.startswith("-") for e in extra):
+        args.names += extra  # `models download --dry-run ip2p`: roles after an option are still roles
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from tools.types import ImageError, LocaleditError, ModelMissingError
 
     try:
