@@ -216,8 +216,8 @@ class Bench:
             self.masks[side] = box_to_mask(self.box, self.size)
         return self.masks[side]
 
-    def stages(self, sides: list[int], editors: list[str]) -> None:
-        wanted = {"caption", "ground", "segment", "score", *editors}
+    def stages(self, sides: list[int], editors: list[str], stages: list[str]) -> None:
+        wanted = {*(s for s in stages if s != "edit"), *(editors if "edit" in stages else [])}
         for role, names in ROLE_STAGES:
             names = [n for n in names if n in wanted]
             if not names:
@@ -414,6 +414,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     p.add_argument("--runs", type=int, default=3, help="warm runs per stage (0: cold only)")
     p.add_argument("--size", default="640x480", help="photo size WxH")
     p.add_argument("--editors", default=",".join(EDITORS))
+    p.add_argument("--stages", default="caption,ground,segment,edit,score", help="stages to run (edit: --editors)")
     p.add_argument("--options", default="fp16,bf16,sdpa,compile,dpm++,unipc,taesd,batch",
                    help="speed options to compare with the default ('none' for none)")
     p.add_argument("--option-side", type=int, help="work size of the option runs (default: the first size)")
@@ -451,7 +452,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         print(header, flush=True)
         bench = Bench(settings, args)
         editors = [e for e in args.editors.split(",") if e]
-        bench.stages(sides, editors)
+        bench.stages(sides, editors, args.stages.split(","))
         turn = None if args.no_turn else bench.turn(sides[0], Path(tmp))
         names = [] if args.options == "none" else args.options.split(",")
         bench.worker._tools.clear()

@@ -67,11 +67,12 @@ class VisionWorker:
         app = create_app(self.service, token=self.token, edit_runner=self.run_edit, warm_in_background=False)
 
         @app.middleware("http")
-        async def affinity(request, call_next):  # register the photo this replica now caches
+        async def affinity(request, call_next):
+            response = await call_next(request)
             key = request.headers.get(AFFINITY_HEADER)
-            if key:
-                await self.hold_image(key)
-            return await call_next(request)
+            if key and response.status_code < 400:  # served (token checked): this replica now caches the photo
+                await self.hold_image(key[:64])
+            return response
 
         return app
 
