@@ -2,8 +2,10 @@
 
     localedit edit photo.jpg "turn the cat into a fox" --target cat -o out.png
     localedit models download [ROLE ...]     # fetch weights, with progress
+    localedit models download --dry-run      # the files and sizes it would fetch, per role
     localedit models make-tiny DIR           # tiny random models for a no-network wiring check
-    localedit models list                    # where each model will be loaded from
+    localedit models make-random DIR         # full-size random models (real architectures) for benchmarks
+    localedit models list [--params --json]  # where each model will be loaded from (and its size)
     localedit parse "make the left cat red" --json
     localedit chat [--port 8000] [--models DIR]   # the chat UI in the browser
     localedit chat-cli [--image photo.jpg]   # a terminal chat: /image PATH, /undo, /redo, /mask, /save PATH, /quit
@@ -147,26 +149,64 @@ def _chooser(plan):
 # --- models ----------------------------------------------------------------------------------
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from tools import models
     from tools.types import LocaleditError
 
     settings = _settings(args)
     if args.action == "list":
-        for role, source in models.model_sources(settings).items():
-            print(f"{role:9} {models.SPECS[role].title:32} {source}")
-        return 0
-    if args.action == "make-tiny":
-        from tools.tiny import make_tiny
-
+        return _list_models(settings, args)
+    if args.action in ("make-tiny", "make-random"):
         if not args.names:
-            raise LocaleditError("Give the folder to write, e.g. `localedit models make-tiny ./tiny-models`.")
-        folder = make_tiny(Path(args.names[0]))
-        print(f"Wrote tiny random models to {folder}. They are a wiring check (outputs are noise): "
-              f"export LOCALEDIT_MODELS_DIR={folder.resolve()}")
+            raise LocaleditError(f"Give the folder to write, e.g. `localedit models {args.action} ./models`.")
+        folder, roles = Path(args.names[0]), args.names[1:]
+        if args.action == "make-tiny":
+            from tools.tiny import make_tiny
+
+            make_tiny(folder, roles or None)
+            kind = "tiny random models. They are a wiring check (outputs are noise)"
+        else:
+            from tools.fullsize import make_random
+
+            make_random(folder, roles or None, weights=args.weights, dtype=args.dtype)
+            kind = ("full-size random models (the published architectures; outputs are noise; weights "
+                    + ("written" if args.weights else "drawn when loaded") + ")")
+        print(f"Wrote {kind} to {folder}: export LOCALEDIT_MODELS_DIR={folder.resolve()}")
         return 0
-    for role, where in models.download(args.names, settings).items():
+    from tools import downloads
+
+    if args.dry_run:
+        print(downloads.describe(downloads.dry_run(args.names, settings)))
+        return 0
+    for role, where in downloads.download(args.names, settings).items():
         print(f"{role}: {where}")
     return 0
+
+
+def _list_models(settings, args: argparse.Namespace) -> int:
+    """``localedit models list [--params] [--json]``: where each role loads from (and its size)."""
+    from tools import models
+
+    rows = {}
+    for role, source in models.model_sources(settings).items():
+        row: dict[str, Any] = {"title": models.SPECS[role].title, "source": source}
+        if args.params:
+            counts = models.parameter_counts(role, source, settings)
+            row.update(counts or {"params": None, "available": False})
+        rows[role] = row
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for role, row in rows.items():
+        size = ""
+        if args.params:
+            n = row["params"]
+            size = f"{'-' if n is None else _count(n):>8}  " + ("random  " if row.get("random") else "        ")
+        print(f"{role:9} {row['title']:36} {size}{row['source']}")
+    return 0
+
+
+def _count(n: int) -> str:
+    """A parameter count for people: '93.7 M', '3.74 B'."""
+    return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.1f} M"
 
 
 # --- parse -----------------------------------------------------------------------------------
@@ -331,10 +371,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-score", action="store_true", help="skip the CLIP metrics")
     e.set_defaults(func=cmd_edit)
 
-    m = sub.add_parser("models", help="list, download or make tiny models")
-    m.add_argument("action", choices=["list", "download", "make-tiny"])
-    m.add_argument("names", nargs="*", help="roles to download (default all), or the folder for make-tiny")
+    m = sub.add_parser("models", help="list, download, or make tiny or full-size random models")
+    m.add_argument("action", choices=["list", "download", "make-tiny", "make-random"])
+    m.add_argument("names", nargs="*", help="download: roles (default all); make-tiny / make-random: "
+                   "the folder, then roles (default all)")
     m.add_argument("--models", help="folder of local models (as LOCALEDIT_MODELS_DIR)")
+    m.add_argument("--params", action="store_true", help="list: parameter counts (counted on the meta device)")
+    m.add_argument("--json", action="store_true", help="list: as JSON, {role: {params, source, ...}}")
+    m.add_argument("--dry-run", action="store_true", help="download: print the files and sizes per role, fetch nothing")
+    m.add_argument("--weights", action="store_true", help="make-random: write the weights too (default: drawn at load)")
+    m.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"],
+                   help="make-random --weights: dtype of the written weights")
     m.set_defaults(func=cmd_models)
 
     r = sub.add_parser("parse", help="show the plan the offline parser makes of an instruction")
@@ -362,7 +409,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "models" and not any(e.startswith("-") for e in extra):
+        args.names += extra  # `models download --dry-run ip2p`: roles after an option are still roles
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from tools.types import ImageError, LocaleditError, ModelMissingError
 
     try:

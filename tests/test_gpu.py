@@ -84,3 +84,28 @@ def test_caches_hit_on_the_gpu(gpu_worker):
     assert gpu_worker.caption(image).text and gpu_worker.caption(image).cache_hit
     scores = gpu_worker.score(image, image, mask=first.mask, target_caption="a photo")
     assert abs(scores.clip_i - 1.0) < 1e-3
+
+
+def test_offload_moves_the_large_models_to_the_gpu_per_stage(tiny_models_dir, tmp_path):
+    """LOCALEDIT_OFFLOAD=model: BLIP-2 and the pipelines wait in CPU memory; each goes to the GPU for
+    its stage and leaves it when another large one comes; the results stay right."""
+    from tools.worker import LocalWorker
+
+    settings = Settings(models_dir=tiny_models_dir, data_dir=tmp_path, device="cuda", max_side=96, steps=2,
+                        offload="model", _env_file=None)
+    worker = LocalWorker(settings)
+    reg = worker.registry
+    assert reg.offloading
+    image = scene((157, 101), boxes=((10, 20, 60, 80), (90, 15, 150, 90)))
+    worker.caption(image)
+    assert reg.on_device() == "caption" and reg.get("caption").model.device.type == "cuda"
+    seg = worker.segment(image, [(10, 20, 60, 80)])
+    assert reg.on_device() == "caption"  # SAM is small: it stays resident, nothing moves
+    result = worker.edit(image, seg.mask, EditRequest("ip2p-composite", "make it red", seed=1))
+    assert reg.on_device() == "ip2p" and reg.get("caption").model.device.type == "cpu"
+    out = np.asarray(result.image)
+    assert np.array_equal(out[~result.region], np.asarray(image)[~result.region])
+    worker.edit(image, seg.mask, EditRequest("inpaint", "remove it", seed=1))
+    assert reg.on_device() == "inpaint"
+    assert all(p.device.type == "cpu" for p in reg.get("ip2p").model.unet.parameters())  # back in CPU memory
+    assert worker.caption(image).cache_hit and reg.on_device() == "inpaint"  # a cached caption moves nothing

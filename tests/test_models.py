@@ -90,7 +90,7 @@ def test_device_and_dtype_choice():
 
 
 def test_download_skips_local_folders_and_fails_in_one_line_offline(tiny_models_dir, tmp_path, monkeypatch):
-    from tools.models import download
+    from tools.downloads import download
     from tools.types import LocaleditError
 
     done = download(["clip", "sam"], Settings(models_dir=tiny_models_dir, _env_file=None))

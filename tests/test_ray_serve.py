@@ -153,3 +153,37 @@ def test_concurrent_sessions_on_ray_serve_get_their_own_results_from_both_replic
     finally:
         conv.close()
         worker.close()
+
+
+@needs_ray
+def test_follow_ups_reach_the_replica_that_cached_the_photo(ray_url):
+    """Cache affinity (Ray Serve multiplexing by content hash): every follow-up finds its caption and
+    SAM embedding cached. Without the header the router spreads requests, and some miss."""
+    import time
+
+    from bench.throughput import fresh_photo
+    from tools.worker.client import RemoteWorker
+
+    def photos() -> list[Image.Image]:
+        return [fresh_photo(SIZE) for _ in range(16)]  # each with its own noise stamp
+
+    box = CATS[0]
+    with_affinity = RemoteWorker(ray_url, timeout=120)
+    seen = photos()
+    assert not any(with_affinity.caption(p).cache_hit for p in seen)
+    for p in seen:
+        with_affinity.segment(p, [box])
+    time.sleep(2)  # the replicas report the photos they hold to Serve's router
+    assert all(with_affinity.caption(p).cache_hit for p in seen)
+    assert all(with_affinity.segment(p, [box]).cache_hit for p in seen)
+    assert len(set(with_affinity.replicas) - {"?"}) == 2  # both replicas hold photos
+
+    without = RemoteWorker(ray_url, timeout=120, affinity=False)
+    other = photos()
+    for p in other:
+        without.caption(p)
+    time.sleep(2)
+    hits = [without.caption(p).cache_hit for p in other]
+    assert not all(hits), "routing without the photo's key cannot keep every follow-up on its replica"
+    with_affinity.close()
+    without.close()

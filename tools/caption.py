@@ -76,15 +76,26 @@ class Captioner:
         self.cache = cache
         self.max_new_tokens = int(max_new_tokens)
 
+    @staticmethod
+    def cached(cache: Optional[ByteLRU], image: Image.Image) -> Optional[Caption]:
+        """The caption ``cache`` holds for ``image`` (``cache_hit=True``), or None: lets a worker
+        answer a known photo without loading (or moving to the GPU) BLIP-2."""
+        if cache is None:
+            return None
+        image = image if image.mode == "RGB" else image.convert("RGB")
+        found = cache.get(("caption", content_hash(image)))
+        if found is None:
+            return None
+        text, kind = found
+        return Caption(text=text, kind=kind, cache_hit=True)
+
     def caption(self, image: Image.Image) -> Caption:
         """``Caption(text="a photo of ...", kind="a photo")``; ``cache_hit`` when no model ran."""
         image = image if image.mode == "RGB" else image.convert("RGB")
         key = ("caption", content_hash(image))
-        if self.cache is not None:
-            cached = self.cache.get(key)
-            if cached is not None:
-                text, kind = cached
-                return Caption(text=text, kind=kind, cache_hit=True)
+        hit = self.cached(self.cache, image)
+        if hit is not None:
+            return hit
         kind = normalise_kind(self.ask(image, KIND_QUESTION, max_new_tokens=KIND_TOKENS))
         description = clean_text(self.ask(image, f"{kind} of"))
         text = clean_text(f"{kind} of {description}" if description else f"{kind} of a scene")

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto", description="'auto' is float16 on CUDA and float32 on CPU.")
     sam_type: Literal["vit_b", "vit_l", "vit_h"] = "vit_b"
+    offload: Literal["none", "model"] = Field(
+        "none", description="'model': on CUDA, keep BLIP-2 and the diffusion pipelines in CPU memory and move "
+        "each to the GPU for its stage (diffusers' model CPU offload for the pipelines), so every model fits "
+        "a 12 GB GPU; 'none' keeps everything resident (about 16 GB in fp16).")
 
     # --- images -----------------------------------------------------------------------
     max_side: int = Field(512, ge=64, le=2048, description="Models work at this long side (multiple of 8).")

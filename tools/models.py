@@ -2,33 +2,38 @@
 
 A role is loaded from, in order of precedence:
 
-1. ``$LOCALEDIT_MODELS_DIR/<role>/`` when that folder exists (``localedit models make-tiny``
-   writes such a folder; so can you, with real weights);
+1. ``$LOCALEDIT_MODELS_DIR/<role>/`` when that folder exists (``localedit models make-tiny`` and
+   ``make-random`` write such folders; so can you, with real weights);
 2. the ``models_config`` TOML file (``role = "hub/id"`` or ``role = "/a/local/folder"``);
 3. the default Hugging Face id below, from the local Hugging Face cache.
 
-Loading never downloads (``localedit models download`` does that, with a progress bar), so a
+Loading never downloads (``localedit models download`` does that, see :mod:`tools.downloads`), so a
 missing model fails at once with one sentence that names it and the command that fixes it.
-Only safetensors or plain state dicts are read (``torch.load(weights_only=True)``).
-Models load lazily, once, and stay resident in the ``ModelRegistry`` that loaded them.
+Only safetensors or plain state dicts are read (``torch.load(weights_only=True)``). A folder with a
+random-weights marker (:data:`tools.random_init.MARKER`, written by ``make-random``) holds the
+published configurations only: its modules are built from them on the meta device and filled at
+random (:func:`tools.random_init.materialize`), then assembled by the same code as real weights.
+Models load lazily, once, and stay resident in the ``ModelRegistry`` that loaded them; with
+``LOCALEDIT_OFFLOAD=model`` on CUDA the large ones wait in CPU memory and move to the GPU per stage.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
-import sys
 import threading
 import tomllib
-import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
 
 from tools.config import Settings, get_settings
+from tools.random_init import count_parameters, empty_init, materialize, random_marker
 from tools.types import LocaleditError, ModelMissingError
 
 log = logging.getLogger(__name__)
@@ -47,16 +52,18 @@ class ModelSpec:
     role: str
     title: str
     default: str  # Hugging Face id (SAM: a checkpoint URL chosen by settings.sam_type)
-    size: str  # download size, for the help text
+    size: str  # download size, for the help text (`localedit models download --dry-run` has the exact one)
 
 
 SPECS: dict[str, ModelSpec] = {s.role: s for s in [
     ModelSpec("caption", "BLIP-2 captioner", "Salesforce/blip2-opt-2.7b", "15 GB"),
     ModelSpec("detector", "GroundingDINO detector", "IDEA-Research/grounding-dino-base", "0.9 GB"),
     ModelSpec("sam", "Segment Anything", "segment-anything", "0.4 GB (vit_b) / 2.6 GB (vit_h)"),
-    ModelSpec("ip2p", "InstructPix2Pix editor", "timbrooks/instruct-pix2pix", "2.6 GB"),
-    ModelSpec("sd", "Stable Diffusion 1.5 (DiffEdit)", "stable-diffusion-v1-5/stable-diffusion-v1-5", "2.7 GB"),
-    ModelSpec("inpaint", "Stable Diffusion inpainting", "stable-diffusion-v1-5/stable-diffusion-inpainting", "2.7 GB"),
+    ModelSpec("ip2p", "InstructPix2Pix editor", "timbrooks/instruct-pix2pix", "4.3 GB"),
+    ModelSpec("sd", "Stable Diffusion 1.5 (DiffEdit)", "stable-diffusion-v1-5/stable-diffusion-v1-5",
+              "4.3 GB (fp32) / 2.1 GB (fp16 on CUDA)"),
+    ModelSpec("inpaint", "Stable Diffusion inpainting", "stable-diffusion-v1-5/stable-diffusion-inpainting",
+              "4.3 GB (fp32) / 2.1 GB (fp16 on CUDA)"),
     ModelSpec("clip", "CLIP ViT-L/14 scorer", "openai/clip-vit-large-patch14", "1.7 GB"),
     ModelSpec("taesd", "Tiny autoencoder (TAESD, previews)", "madebyollin/taesd", "10 MB"),
 ]}
@@ -65,6 +72,23 @@ DIFFUSION_ROLES = ("ip2p", "sd", "inpaint")
 IP2P_SCHEDULERS = {"euler_a": "EulerAncestralDiscreteScheduler", "dpm++": "DPMSolverMultistepScheduler",
                    "unipc": "UniPCMultistepScheduler", "ddim": "DDIMScheduler"}
 """``settings.ip2p_scheduler`` -> the diffusers scheduler class built from the pipeline's config."""
+
+TRANSFORMERS_ROLES = {
+    "caption": ("Blip2ForConditionalGeneration", "Blip2Processor"),
+    "detector": ("GroundingDinoForObjectDetection", "GroundingDinoProcessor"),
+    "clip": ("CLIPModel", "CLIPProcessor"),
+}
+"""Roles loaded as one transformers model plus its processor: ``role -> (model class, processor class)``."""
+
+PIPELINES = {"ip2p": "StableDiffusionInstructPix2PixPipeline", "sd": "StableDiffusionPipeline",
+             "inpaint": "StableDiffusionInpaintPipeline"}
+PIPELINE_MODELS = {"unet": ("diffusers", "UNet2DConditionModel"), "vae": ("diffusers", "AutoencoderKL"),
+                   "text_encoder": ("transformers", "CLIPTextModel")}
+"""The components of each pipeline that hold weights (the safety checker is never loaded)."""
+
+OFFLOADED = ("caption", *DIFFUSION_ROLES)
+"""With ``LOCALEDIT_OFFLOAD=model`` these wait in CPU memory and are moved to the GPU for their stage;
+the small ones (detector, SAM, CLIP, TAESD: about 1.8 GB in fp16) stay resident."""
 
 
 @dataclass
@@ -118,34 +142,152 @@ def _missing(role: str, source: str, err: BaseException) -> ModelMissingError:
         f"'{role}' model ({type(err).__name__}).")
 
 
-# --- loaders: one per role -------------------------------------------------------------------
+# --- where a role's files are ------------------------------------------------------------------
 
-def _pretrained_kwargs(source: str, dtype: torch.dtype) -> dict:
-    return {"dtype": dtype, "local_files_only": True, "use_safetensors": True}
+def index_file(role: str) -> str:
+    """The file at the root of a role's folder that says what it holds."""
+    return "model_index.json" if role in DIFFUSION_ROLES else "config.json"
 
 
-def _load_transformers(model_cls_name: str, processor_cls_name: str) -> Callable[[str, torch.device, torch.dtype], Loaded]:
-    def load(source: str, device: torch.device, dtype: torch.dtype) -> Loaded:
+def local_folder(role: str, source: str, settings: Settings) -> Optional[Path]:
+    """The folder (SAM: the checkpoint file or folder) ``source`` is read from on this machine,
+    or None when it is not here (a Hub id not in the Hugging Face cache, a URL not downloaded)."""
+    path = Path(source)
+    if path.exists():
+        return path
+    if role == "sam":
+        try:
+            return _sam_checkpoint(source, settings)
+        except FileNotFoundError:
+            return None
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(source, index_file(role))
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def fp16_variant(files: Iterable[str], role: str, fp16: bool) -> Optional[str]:
+    """``"fp16"`` when the fp16 weights should be read: on CUDA in fp16, and only when every weight
+    folder of the role has them (``*.fp16.safetensors``); else None (the default files). The
+    download (:mod:`tools.downloads`) and the loader apply this same rule to the same file list."""
+    if not fp16 or role not in (*DIFFUSION_ROLES, *TRANSFORMERS_ROLES, "taesd"):
+        return None
+    files = list(files)
+    folders = [f"{c}/" for c in PIPELINE_MODELS] if role in DIFFUSION_ROLES else [""]
+    for folder in folders:
+        inside = [f[len(folder):] for f in files if f.startswith(folder) and "/" not in f[len(folder):]]
+        if not any(f.endswith(".safetensors") and ".fp16" in f for f in inside):
+            return None
+    return "fp16"
+
+
+def _variant_for(role: str, folder: Optional[Path], dtype: torch.dtype, device: torch.device) -> Optional[str]:
+    if folder is None or not folder.is_dir():
+        return None
+    files = [p.relative_to(folder).as_posix() for p in folder.rglob("*.safetensors")]
+    return fp16_variant(files, role, device.type == "cuda" and dtype == torch.float16)
+
+
+# --- architectures: the modules of a role, from its configuration files -----------------------
+
+def architectures(role: str, folder: Path, settings: Settings) -> dict[str, Callable[[], torch.nn.Module]]:
+    """Constructors of ``role``'s weight-holding modules from the configuration files in ``folder``
+    (no weights are read): ``{"model": ...}``, or a pipeline's ``{"unet", "vae", "text_encoder"}``.
+    Call them under :func:`tools.random_init.empty_init` to build on the meta device."""
+    if role in TRANSFORMERS_ROLES:
         import transformers
 
-        model_cls = getattr(transformers, model_cls_name)
-        processor = getattr(transformers, processor_cls_name).from_pretrained(source, local_files_only=True)
-        model = model_cls.from_pretrained(source, **_pretrained_kwargs(source, dtype))
-        return Loaded(model.to(device).eval(), processor)
-    return load
-
-
-def _load_diffusers(pipeline_cls_name: str) -> Callable[[str, torch.device, torch.dtype], Loaded]:
-    def load(source: str, device: torch.device, dtype: torch.dtype) -> Loaded:
+        config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
+        model_cls = getattr(transformers, TRANSFORMERS_ROLES[role][0])
+        return {"model": lambda: model_cls(config)}
+    if role in DIFFUSION_ROLES:
         import diffusers
+        import transformers
 
-        pipe_cls = getattr(diffusers, pipeline_cls_name)
-        pipe = pipe_cls.from_pretrained(source, dtype=dtype, local_files_only=True,
-                                        use_safetensors=True, safety_checker=None,
-                                        requires_safety_checker=False)
-        pipe.set_progress_bar_config(disable=True)
-        return Loaded(pipe.to(device))
-    return load
+        built = {}
+        for name, (library, cls_name) in PIPELINE_MODELS.items():
+            cls = getattr(diffusers if library == "diffusers" else transformers, cls_name)
+            if library == "diffusers":
+                config = cls.load_config(folder / name)
+                built[name] = (lambda cls=cls, config=config: cls.from_config(config))
+            else:
+                config = transformers.AutoConfig.from_pretrained(folder / name, local_files_only=True)
+                built[name] = (lambda cls=cls, config=config: cls(config))
+        return built
+    if role == "sam":
+        kind = _sam_kind(folder, settings)
+        return {"model": lambda: _sam_builder(folder, kind)}
+    if role == "taesd":
+        from diffusers import AutoencoderTiny
+
+        config = AutoencoderTiny.load_config(folder)
+        return {"model": lambda: AutoencoderTiny.from_config(config)}
+    raise LocaleditError(f"Unknown model role '{role}'; known: {', '.join(SPECS)}.")
+
+
+def parameter_counts(role: str, source: str, settings: Settings) -> Optional[dict]:
+    """``{"params": N, "components": {name: n}, "random": bool, "folder": str}`` for ``role`` as it
+    would load from ``source``, counted on the meta device (nothing is allocated or read but the
+    configurations), or None when the role's files are not on this machine."""
+    folder = local_folder(role, source, settings)
+    if folder is None:
+        return None
+    with empty_init(include_buffers=True):
+        modules = {name: build() for name, build in architectures(role, folder, settings).items()}
+    counts = {name: count_parameters(m) for name, m in modules.items()}
+    info = {"params": sum(counts.values()), "components": counts, "folder": str(folder),
+            "random": random_marker(folder if folder.is_dir() else folder.parent) is not None}
+    if role == "sam":
+        info["sam_type"] = _sam_kind(folder, settings)
+    return info
+
+
+def _random_modules(role: str, folder: Path, settings: Settings, device: torch.device,
+                    dtype: torch.dtype) -> dict[str, torch.nn.Module]:
+    """The role's modules from ``folder``'s configurations, with random weights on ``device``."""
+    seed = int((random_marker(folder) or {}).get("seed", 0))
+    out = {}
+    for i, (name, build) in enumerate(architectures(role, folder, settings).items()):
+        with empty_init():
+            module = build()
+        out[name] = materialize(module, device, dtype, seed=seed + i)
+    return out
+
+
+# --- loaders: one per kind of role ---------------------------------------------------------------
+
+def load_transformers(role: str, source: str, device: torch.device, dtype: torch.dtype,
+                      settings: Settings) -> Loaded:
+    """A transformers model and its processor (weights from safetensors, or random for a marked folder)."""
+    import transformers
+
+    model_name, processor_name = TRANSFORMERS_ROLES[role]
+    folder = local_folder(role, source, settings)
+    where = str(folder) if folder is not None else source  # a Hub id not cached: from_pretrained says so
+    processor = getattr(transformers, processor_name).from_pretrained(where, local_files_only=True)
+    if folder is not None and random_marker(folder) is not None:
+        return Loaded(_random_modules(role, folder, settings, device, dtype)["model"], processor)
+    model = getattr(transformers, model_name).from_pretrained(
+        where, dtype=dtype, local_files_only=True, use_safetensors=True,
+        variant=_variant_for(role, folder, dtype, device))
+    return Loaded(model.to(device).eval(), processor)
+
+
+def load_pipeline(role: str, source: str, device: torch.device, dtype: torch.dtype, settings: Settings) -> Loaded:
+    """A diffusers pipeline without its safety checker; a marked folder's UNet, VAE and text encoder
+    are built at random and handed to ``from_pretrained``, which reads the rest (tokenizer, scheduler)."""
+    import diffusers
+
+    folder = local_folder(role, source, settings)
+    components: dict[str, Any] = {}
+    if folder is not None and random_marker(folder) is not None:
+        components = _random_modules(role, folder, settings, device, dtype)
+    pipe = getattr(diffusers, PIPELINES[role]).from_pretrained(
+        str(folder) if folder is not None else source, dtype=dtype, local_files_only=True, use_safetensors=True, safety_checker=None,
+        requires_safety_checker=False, variant=None if components else _variant_for(role, folder, dtype, device),
+        **components)
+    pipe.set_progress_bar_config(disable=True)
+    return Loaded(pipe.to(device))
 
 
 def build_sam(config: dict):
@@ -173,14 +315,41 @@ def build_sam(config: dict):
                pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375])
 
 
+def _sam_builder(where: Path, kind: str):
+    """A ``Sam`` with no weights loaded: from ``sam_config.json`` beside the checkpoint (the tiny one),
+    else segment-anything's own builder for ``kind`` (``vit_b`` / ``vit_l`` / ``vit_h``)."""
+    from segment_anything import sam_model_registry
+
+    config_file = (where if where.is_dir() else where.parent) / "sam_config.json"
+    if config_file.is_file():
+        return build_sam(json.loads(config_file.read_text()))
+    return sam_model_registry[kind](checkpoint=None)
+
+
+def _sam_kind(where: Path, settings: Settings) -> str:
+    """The SAM size of a checkpoint file (by its name), or of a folder's (random) model."""
+    if where.is_file():
+        return _sam_type_of(where, settings)
+    marker = random_marker(where)
+    if marker is not None:
+        kinds = marker.get("sam_types") or []
+        if settings.sam_type not in kinds:
+            raise FileNotFoundError(f"{where} has random SAM models of types {kinds}, not {settings.sam_type}")
+    return settings.sam_type
+
+
 def _sam_checkpoint(source: str, settings: Settings) -> Path:
-    """The ``.pth`` for ``source``: a file, a folder holding one, or a URL already downloaded."""
+    """The ``.pth`` for ``source``: a file, a folder holding one (the one named for
+    ``settings.sam_type`` where there are several), a random folder itself, or a URL already downloaded."""
     path = Path(source)
     if path.is_dir():
+        if random_marker(path) is not None:
+            return path
         found = sorted(path.glob("*.pth")) + sorted(path.glob("*.safetensors"))
         if not found:
             raise FileNotFoundError(f"no .pth or .safetensors in {path}")
-        return found[0]
+        named = [f for f in found if settings.sam_type in f.name]
+        return (named or found)[0]
     if path.is_file():
         return path
     cached = sam_cache_dir() / source.rsplit("/", 1)[-1]
@@ -191,14 +360,12 @@ def _sam_checkpoint(source: str, settings: Settings) -> Path:
 
 def load_sam(source: str, device: torch.device, dtype: torch.dtype, settings: Settings) -> Loaded:
     """Segment Anything from a state-dict checkpoint (never unpickles arbitrary objects)."""
-    from segment_anything import sam_model_registry
-
     ckpt = _sam_checkpoint(source, settings)
-    config_file = ckpt.parent / "sam_config.json"
-    if config_file.is_file():
-        sam = build_sam(json.loads(config_file.read_text()))
-    else:
-        sam = sam_model_registry[_sam_type_of(ckpt, settings)](checkpoint=None)
+    kind = _sam_kind(ckpt, settings)
+    # SAM runs in float32: its image encoder is numerically fragile in fp16 and small enough.
+    if ckpt.is_dir():  # a random-weights folder
+        return Loaded(_random_modules("sam", ckpt, settings, device, torch.float32)["model"])
+    sam = _sam_builder(ckpt, kind)
     if ckpt.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -206,7 +373,6 @@ def load_sam(source: str, device: torch.device, dtype: torch.dtype, settings: Se
     else:
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
     sam.load_state_dict(state)
-    # SAM runs in float32: its image encoder is numerically fragile in fp16 and small enough.
     return Loaded(sam.to(device).eval())
 
 
@@ -221,33 +387,52 @@ def sam_cache_dir() -> Path:
     return Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "localedit-sam"
 
 
-def _load_autoencoder_tiny(source: str, device: torch.device, dtype: torch.dtype) -> Loaded:
+def load_autoencoder_tiny(source: str, device: torch.device, dtype: torch.dtype, settings: Settings) -> Loaded:
+    """TAESD (``AutoencoderTiny``), from safetensors or random for a marked folder."""
     from diffusers import AutoencoderTiny
 
-    vae = AutoencoderTiny.from_pretrained(source, dtype=dtype, local_files_only=True, use_safetensors=True)
+    folder = local_folder("taesd", source, settings)
+    if folder is not None and random_marker(folder) is not None:
+        return Loaded(_random_modules("taesd", folder, settings, device, dtype)["model"])
+    vae = AutoencoderTiny.from_pretrained(str(folder) if folder is not None else source, dtype=dtype, local_files_only=True, use_safetensors=True,
+                                          variant=_variant_for("taesd", folder, dtype, device))
     return Loaded(vae.to(device).eval())
 
 
-LOADERS: dict[str, Callable[..., Loaded]] = {
-    "caption": _load_transformers("Blip2ForConditionalGeneration", "Blip2Processor"),
-    "detector": _load_transformers("GroundingDinoForObjectDetection", "GroundingDinoProcessor"),
-    "clip": _load_transformers("CLIPModel", "CLIPProcessor"),
-    "ip2p": _load_diffusers("StableDiffusionInstructPix2PixPipeline"),
-    "sd": _load_diffusers("StableDiffusionPipeline"),
-    "inpaint": _load_diffusers("StableDiffusionInpaintPipeline"),
-    "taesd": _load_autoencoder_tiny,
-}
+def load_role(role: str, source: str, device: torch.device, dtype: torch.dtype, settings: Settings) -> Loaded:
+    """Load ``role`` from ``source`` onto ``device`` (the one function every load goes through)."""
+    if role == "sam":
+        return load_sam(source, device, dtype, settings)
+    if role in TRANSFORMERS_ROLES:
+        return load_transformers(role, source, device, dtype, settings)
+    if role in DIFFUSION_ROLES:
+        return load_pipeline(role, source, device, dtype, settings)
+    if role == "taesd":
+        return load_autoencoder_tiny(source, device, dtype, settings)
+    raise LocaleditError(f"Unknown model role '{role}'; known: {', '.join(SPECS)}.")
 
 
 class ModelRegistry:
-    """Loads each role lazily, once, and keeps it resident. Thread-safe."""
+    """Loads each role lazily, once, and keeps it resident. Thread-safe.
+
+    With ``settings.offload == "model"`` on CUDA, the :data:`OFFLOADED` roles are loaded into CPU
+    memory; :meth:`stage` moves one of them to the GPU for the duration of its stage (and the one
+    there before back): BLIP-2 as a whole, a pipeline through diffusers' model CPU offload (its text
+    encoder, UNet and VAE each on the GPU only while it runs).
+    """
 
     def __init__(self, settings: Optional[Settings] = None):
         self.settings = settings or get_settings()
         self.device, self.dtype = resolve_device(self.settings)
         self.sources = model_sources(self.settings)
         self._loaded: dict[str, Loaded] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._on_device: Optional[str] = None  # the offloaded role now on the GPU
+
+    @property
+    def offloading(self) -> bool:
+        """Whether the large models wait in CPU memory between their stages."""
+        return self.settings.offload == "model" and self.device.type == "cuda"
 
     def get(self, role: str) -> Loaded:
         """The loaded model for ``role`` (loading it on first use)."""
@@ -260,13 +445,15 @@ class ModelRegistry:
 
     def _load(self, role: str) -> Loaded:
         source = self.sources[role]
-        log.info("loading %s from %s on %s (%s)", role, source, self.device, self.dtype)
+        offloaded = self.offloading and role in OFFLOADED
+        device = torch.device("cpu") if offloaded else self.device
+        log.info("loading %s from %s on %s (%s)", role, source, device, self.dtype)
         try:
-            if role == "sam":
-                return load_sam(source, self.device, self.dtype, self.settings)
-            loaded = LOADERS[role](source, self.device, self.dtype)
+            loaded = load_role(role, source, device, self.dtype, self.settings)
         except OSError as err:  # loads are local_files_only: absent or incomplete weights raise OSError
             raise _missing(role, source, err) from err
+        if offloaded and role in DIFFUSION_ROLES:
+            loaded.model.enable_model_cpu_offload(device=self.device)
         return self._speed_up(role, loaded)
 
     def _speed_up(self, role: str, loaded: Loaded) -> Loaded:
@@ -283,9 +470,8 @@ class ModelRegistry:
 
                 pipe.unet.set_attn_processor(AttnProcessor2_0() if s.attention == "sdpa" else AttnProcessor())
             if s.preview_vae:
-                if "taesd" not in self._loaded:  # get() holds the lock already
-                    self._loaded["taesd"] = self._load("taesd")
-                decode_with_tiny_vae(pipe.vae, self._loaded["taesd"].model)
+                tiny = self.get("taesd")  # the lock is re-entrant
+                decode_with_tiny_vae(pipe.vae, tiny.model)
             if s.torch_compile:
                 pipe.unet.compile()
         elif s.attention != "default" and hasattr(loaded.model, "set_attn_implementation"):
@@ -294,6 +480,50 @@ class ModelRegistry:
             except (ValueError, ImportError) as err:  # a model without that kernel keeps its own
                 log.info("%s keeps its attention implementation: %s", role, err)
         return loaded
+
+    @contextmanager
+    def stage(self, role: str) -> Iterator[None]:
+        """Run a stage that uses ``role``: with offloading on, it is moved to the GPU first and the
+        offloaded model there before goes back to CPU memory. A no-op otherwise."""
+        if not self.offloading or role not in OFFLOADED:
+            yield
+            return
+        with self._lock:
+            loaded = self.get(role)
+            if self._on_device not in (None, role):
+                self._to_cpu(self._on_device)
+            if role == "caption":
+                loaded.model.to(self.device)
+            self._on_device = role
+        yield
+
+    def _to_cpu(self, role: str) -> None:
+        loaded = self._loaded.get(role)
+        if loaded is not None:
+            if role in DIFFUSION_ROLES:
+                loaded.model.maybe_free_model_hooks()  # every component back to CPU memory
+            else:
+                loaded.model.to("cpu")
+        self._on_device = None
+        torch.cuda.empty_cache()
+
+    def on_device(self) -> Optional[str]:
+        """The offloaded role now on the GPU (None: none, or offloading is off)."""
+        return self._on_device
+
+    def release(self, role: str) -> bool:
+        """Drop ``role``'s model (the benchmark frees memory between roles); True if it was loaded."""
+        with self._lock:
+            loaded = self._loaded.pop(role, None)
+            if self._on_device == role:
+                self._on_device = None
+        if loaded is None:
+            return False
+        del loaded
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return True
 
     def loaded(self) -> list[str]:
         return sorted(self._loaded)
@@ -312,47 +542,3 @@ def decode_with_tiny_vae(vae, tiny) -> None:
 
     vae.decode = decode
 
-
-# --- download --------------------------------------------------------------------------------
-
-def download(roles: list[str], settings: Optional[Settings] = None) -> dict[str, str]:
-    """Fetch the weights of ``roles`` (all if empty) into the local caches, with progress bars."""
-    settings = settings or get_settings()
-    sources = model_sources(settings)
-    done = {}
-    for role in roles or list(SPECS):
-        if role not in SPECS:
-            raise LocaleditError(f"Unknown model role '{role}'; known: {', '.join(SPECS)}.")
-        source = sources[role]
-        if Path(source).exists():
-            done[role] = f"local folder {source} (nothing to download)"
-            continue
-        print(f"Downloading {SPECS[role].title} ({source}, about {SPECS[role].size}) ...", file=sys.stderr)
-        try:
-            done[role] = _download_sam(source) if role == "sam" else _download_hub(source)
-        except Exception as err:  # network errors come in many types; report one line
-            raise LocaleditError(f"Downloading {source} failed: {type(err).__name__}: {err}".split("\n")[0]) from err
-    return done
-
-
-def _download_hub(repo_id: str) -> str:
-    from huggingface_hub import snapshot_download
-
-    return snapshot_download(repo_id, allow_patterns=["*.json", "*.txt", "*.model", "*.safetensors"],
-                             ignore_patterns=["*.fp16.safetensors", "*non_ema*", "*.ckpt"])
-
-
-def _download_sam(url: str) -> str:
-    from tqdm import tqdm
-
-    target = sam_cache_dir() / url.rsplit("/", 1)[-1]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".part")
-    with urllib.request.urlopen(url, timeout=60) as response:
-        total = int(response.headers.get("Content-Length") or 0)
-        with open(partial, "wb") as f, tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
-            while chunk := response.read(1 << 20):
-                f.write(chunk)
-                bar.update(len(chunk))
-    partial.rename(target)
-    return str(target)

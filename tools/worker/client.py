@@ -19,7 +19,8 @@ Routes (JSON in, JSON out, UTF-8; values as :mod:`tools.worker.wire` encodes the
 
 Errors are ``{"detail": "one sentence"}`` with 400/422 (bad request), 401 (token), 413 (too large),
 503 (not ready / model missing), 504 (timeout) or 500. Every answer names the replica that served it
-in the ``X-Localedit-Replica`` header. The client maps a refused connection, a timeout and any 5xx to
+in the ``X-Localedit-Replica`` header. Requests about one photo (caption, segment, score) carry its content
+hash in the ``serve_multiplexed_model_id`` header: Ray Serve routes them to the replica holding its caches. The client maps a refused connection, a timeout and any 5xx to
 :class:`WorkerUnavailableError`, and a 4xx to :class:`LocaleditError` carrying the server's reason.
 """
 
@@ -36,7 +37,7 @@ from PIL import Image
 from tools.types import Box, CancelFlag, Cancelled, Caption, Detection, EditRequest, EditResult, LocaleditError, \
     Scores, Segmentation, WorkerUnavailableError
 from tools.worker.interface import ProgressFn
-from tools.worker.wire import (REPLICA_HEADER, caption_from_wire, detections_from_wire, edit_result_from_wire,
+from tools.worker.wire import (AFFINITY_HEADER, REPLICA_HEADER, caption_from_wire, detections_from_wire, edit_result_from_wire,
                                encode_image, encode_mask, request_to_wire, scores_from_wire,
                                segmentation_from_wire)
 
@@ -51,15 +52,19 @@ class RemoteWorker:
         timeout: seconds to wait for one answer (connecting waits at most 10 s); an edit's limit.
         timeouts: shorter limits per route, e.g. ``{"caption": 30, "ground": 30, "segment": 30,
             "score": 60}`` (seconds); a route not named waits ``timeout``.
+        affinity: send the photo's content hash (:data:`~tools.worker.wire.AFFINITY_HEADER`) with the
+            requests that use the per-image caches (caption, segment, score), so Ray Serve routes a
+            follow-up to the replica that cached the photo; False sends none (the benchmark's baseline).
 
     The client is thread-safe (one pooled ``httpx.Client``); ``replicas`` counts which replica
     (``X-Localedit-Replica``) served each answer.
     """
 
     def __init__(self, url: str, token: Optional[str] = None, timeout: float = 300.0,
-                 timeouts: Optional[dict[str, float]] = None):
+                 timeouts: Optional[dict[str, float]] = None, affinity: bool = True):
         self.url = url.rstrip("/")
         self.timeouts = {route: httpx.Timeout(t, connect=min(10.0, t)) for route, t in (timeouts or {}).items()}
+        self.affinity = affinity
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client = httpx.Client(base_url=self.url, headers=headers,
                                     timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)))
@@ -90,10 +95,19 @@ class RemoteWorker:
             detail = "; ".join(str(d.get("msg", d)) for d in detail)
         return str(detail or f"HTTP {response.status_code} {response.reason_phrase}.")
 
-    def _request(self, method: str, route: str, payload: Optional[dict] = None) -> dict:
+    def _about(self, image: Image.Image) -> Optional[dict]:
+        """The affinity header for a request about ``image`` (None when affinity is off)."""
+        if not self.affinity:
+            return None
+        from tools.images import content_hash
+
+        return {AFFINITY_HEADER: content_hash(image)}
+
+    def _request(self, method: str, route: str, payload: Optional[dict] = None,
+                 headers: Optional[dict] = None) -> dict:
         limit = self.timeouts.get(route.strip("/"))
         try:
-            response = self._client.request(method, route, json=payload,
+            response = self._client.request(method, route, json=payload, headers=headers,
                                             **({"timeout": limit} if limit is not None else {}))
         except httpx.TimeoutException as err:
             raise self._unavailable(" (it did not answer in time)") from err
@@ -136,7 +150,8 @@ class RemoteWorker:
     # --- the Worker interface ---------------------------------------------------------------
 
     def caption(self, image: Image.Image) -> Caption:
-        return caption_from_wire(self._request("POST", "/caption", {"image": encode_image(image)}))
+        return caption_from_wire(self._request("POST", "/caption", {"image": encode_image(image)},
+                                               headers=self._about(image)))
 
     def ground(self, image: Image.Image, phrase: str, *, box_threshold: Optional[float] = None,
                text_threshold: Optional[float] = None) -> list[Detection]:
@@ -146,7 +161,8 @@ class RemoteWorker:
 
     def segment(self, image: Image.Image, boxes: Sequence[Box]) -> Segmentation:
         return segmentation_from_wire(self._request("POST", "/segment", {
-            "image": encode_image(image), "boxes": [[float(v) for v in b] for b in boxes]}))
+            "image": encode_image(image), "boxes": [[float(v) for v in b] for b in boxes]},
+            headers=self._about(image)))
 
     def edit(self, image: Image.Image, mask: Optional[np.ndarray], request: EditRequest,
              progress: Optional[ProgressFn] = None, cancel: Optional[CancelFlag] = None) -> EditResult:
@@ -166,7 +182,8 @@ class RemoteWorker:
             "mask": None if mask is None else encode_mask(mask),
             "box": None if box is None else [float(v) for v in box],
             "boxes": [[float(v) for v in b] for b in boxes], "source_caption": source_caption,
-            "target_caption": target_caption, "target_text": target_text, "source_text": source_text}))
+            "target_caption": target_caption, "target_text": target_text, "source_text": source_text},
+            headers=self._about(original)))
 
     def status(self) -> dict:
         """The service's status (``/status``), with ``kind: "remote"`` and the URL added."""

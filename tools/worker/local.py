@@ -77,31 +77,49 @@ class LocalWorker:
         raise KeyError(name)
 
     def caption(self, image: Image.Image) -> Caption:
+        from tools.caption import Captioner
+
         with self._run_lock:
-            return self._tool("caption").caption(image)
+            hit = Captioner.cached(self.caches["caption"], image)  # a known photo: BLIP-2 need not load
+            if hit is not None:
+                return hit
+            with self.registry.stage("caption"):
+                return self._tool("caption").caption(image)
 
     def ground(self, image: Image.Image, phrase: str, *, box_threshold: Optional[float] = None,
                text_threshold: Optional[float] = None) -> list[Detection]:
-        with self._run_lock:
+        with self._run_lock, self.registry.stage("detector"):
             return self._tool("ground").detect(image, phrase, box_threshold=box_threshold,
                                                text_threshold=text_threshold)
 
     def segment(self, image: Image.Image, boxes: Sequence[Box]) -> Segmentation:
-        with self._run_lock:
+        with self._run_lock, self.registry.stage("sam"):
             return self._tool("segment").segment(image, boxes)
 
     def edit(self, image: Image.Image, mask: Optional[np.ndarray], request: EditRequest,
              progress: Optional[ProgressFn] = None, cancel: Optional[CancelFlag] = None) -> EditResult:
-        with self._run_lock:  # a turn cancelled while it waited here stops before its first step
+        from tools.edit import ROLES
+
+        # a turn cancelled while it waited here stops before its first step
+        with self._run_lock, self.registry.stage(ROLES.get(request.editor, "ip2p")):
             return self._tool("edit").edit(image, mask, request, progress=progress, cancel=cancel)
 
     def score(self, original: Image.Image, edited: Image.Image, *, mask: Optional[np.ndarray] = None,
               box: Optional[Box] = None, boxes: Sequence[Box] = (), source_caption: str = "",
               target_caption: str = "", target_text: str = "", source_text: str = "") -> Scores:
-        with self._run_lock:
+        with self._run_lock, self.registry.stage("clip"):
             return self._tool("score").score(original, edited, mask=mask, box=box, boxes=boxes,
                                              source_caption=source_caption, target_caption=target_caption,
                                              target_text=target_text, source_text=source_text)
+
+    def release(self, role: str) -> bool:
+        """Unload ``role`` and the tools built on it (the caches stay); True if it was loaded.
+        The benchmark does this to keep one full-size model in memory at a time."""
+        uses = {"caption": ("caption",), "detector": ("ground",), "sam": ("segment",), "clip": ("score",)}
+        with self._run_lock, self._build_lock:
+            for name in uses.get(role, ("edit",) if role in ("ip2p", "sd", "inpaint", "taesd") else ()):
+                self._tools.pop(name, None)
+            return self._registry.release(role) if self._registry is not None else False
 
     def status(self) -> dict:
         reg = self._registry

@@ -11,6 +11,13 @@ Serve on queue length (``target_ongoing_requests``); Ray's proxy spreads request
 Concurrent edits that reach one replica are gathered by ``@serve.batch``: InstructPix2Pix edits with
 the same work size and knobs run as one batched pipeline call (:meth:`WorkerService.edit_batch`),
 the rest one by one. No scheduler or load balancer of our own.
+
+Cache affinity is Ray Serve's model multiplexing, keyed by the photo: the client sends the photo's
+content hash as the multiplexed model id (:data:`~tools.worker.wire.AFFINITY_HEADER`) with the
+requests that use the per-image caches; each replica "loads" the ids it served
+(:meth:`VisionWorker.hold_image`, at most ``affinity_images`` of them, least recently used first out),
+and Serve's router sends later requests with an id to the replica holding it. Edits carry no id, so
+concurrent edits of different photos still meet in one batch.
 """
 
 from __future__ import annotations
@@ -28,9 +35,12 @@ from ray import serve  # noqa: E402
 
 from tools.config import Settings  # noqa: E402
 from tools.worker.server import EditJob, WorkerService, check_bind, create_app  # noqa: E402
+from tools.worker.wire import AFFINITY_HEADER  # noqa: E402
 
 MAX_BATCH_SIZE = 4
 BATCH_WAIT_S = 0.05
+AFFINITY_IMAGES = 64
+"""Photos a replica holds for routing (its caches, 512 MiB each by default, keep about this many)."""
 DEFAULT_AUTOSCALING = {"min_replicas": 1, "target_ongoing_requests": 2, "upscale_delay_s": 10,
                        "downscale_delay_s": 300}
 
@@ -54,7 +64,23 @@ class VisionWorker:
         self.token = token or s.worker_token
 
     def __serve_build_asgi_app__(self):
-        return create_app(self.service, token=self.token, edit_runner=self.run_edit, warm_in_background=False)
+        app = create_app(self.service, token=self.token, edit_runner=self.run_edit, warm_in_background=False)
+
+        @app.middleware("http")
+        async def affinity(request, call_next):
+            response = await call_next(request)
+            key = request.headers.get(AFFINITY_HEADER)
+            if key and response.status_code < 400:  # served (token checked): this replica now caches the photo
+                await self.hold_image(key[:64])
+            return response
+
+        return app
+
+    @serve.multiplexed(max_num_models_per_replica=AFFINITY_IMAGES)
+    async def hold_image(self, key: str) -> str:
+        """Ray Serve's multiplexed "model" for a photo: nothing to load (the caches fill as the request
+        runs); holding the id is what makes the router send the photo's next requests here."""
+        return key
 
     def check_health(self) -> None:
         """Ray Serve's health check: a replica whose warm-up failed is replaced."""

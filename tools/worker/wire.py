@@ -25,6 +25,11 @@ from tools.types import Caption, Detection, EditRequest, EditResult, ImageError,
 REPLICA_HEADER = "X-Localedit-Replica"
 """The response header naming the replica (process) that served a request."""
 
+AFFINITY_HEADER = "serve_multiplexed_model_id"
+"""The request header carrying the content hash of the photo a request is about. Ray Serve's model
+multiplexing routes requests with the same value to the replica that holds it (that replica's
+caption, SAM-embedding and CLIP-embedding caches have the photo); a plain worker ignores it."""
+
 
 
 def encode_image(image: Image.Image) -> str:
