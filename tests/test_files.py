@@ -1,0 +1,101 @@
+"""tools.files: reading what a user names, checking and writing outputs whole, private data folders."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tools.files import FileError, check_output, image_bytes, private_dir, private_file, read_file, write_all
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_read_file_reads_regular_files_with_a_cap(tmp_path: Path) -> None:
+    p = tmp_path / "history.json"
+    p.write_text('{"a": 1}')
+    assert read_file(p, 100) == b'{"a": 1}'
+    with pytest.raises(FileError, match="more than the 4 bytes limit"):
+        read_file(p, 4)
+    with pytest.raises(FileError, match="does not exist"):
+        read_file(tmp_path / "nope.json", 100)
+    with pytest.raises(FileError, match="a folder, not a regular file"):
+        read_file(tmp_path, 100)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(FileError, match="named pipe"):
+        read_file(fifo, 100)
+    with pytest.raises(FileError, match="character device"):
+        read_file("/dev/zero", 100)
+
+
+@pytest.mark.parametrize("name,why", [
+    ("missing/out.png", "does not exist"),        # a folder that is not there
+    ("out", "no extension"),
+    ("out.xyz", "cannot write"),
+    ("folder.png", "a folder"),                   # an existing folder named like an image
+    ("file.txt/out.png", "not a folder"),         # a file used as a folder
+])
+def test_check_output_refuses_what_cannot_be_written(tmp_path: Path, name: str, why: str) -> None:
+    (tmp_path / "folder.png").mkdir()
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(FileError, match=why) as info:
+        check_output(tmp_path / name)
+    assert "\n" not in str(info.value) and str(info.value).endswith(".")
+
+
+def test_check_output_expands_home_and_refuses_read_only_folders(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert check_output("~/out.png") == tmp_path / "out.png"
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):  # root ignores permissions
+            pytest.skip("running as root: a read-only folder is writable")
+        with pytest.raises(FileError, match="no permission"):
+            check_output(locked / "out.png")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_write_all_is_all_or_nothing(tmp_path: Path) -> None:
+    keep = tmp_path / "out.png"
+    keep.write_bytes(b"the old output")
+    with pytest.raises(FileError, match="nothing was written"):
+        write_all({keep: b"new", tmp_path / "gone" / "mask.png": b"mask"})  # the second cannot be written
+    assert keep.read_bytes() == b"the old output"  # not replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]  # no temporary left behind
+    write_all({keep: b"new", tmp_path / "mask.png": b"mask"})
+    assert keep.read_bytes() == b"new" and (tmp_path / "mask.png").read_bytes() == b"mask"
+    assert mode(tmp_path / "mask.png") == 0o666 & ~_umask()  # ordinary permissions for outputs
+
+
+def test_image_bytes_follow_the_extension(tmp_path: Path) -> None:
+    rgba = Image.new("RGBA", (8, 8), (1, 2, 3, 128))
+    assert image_bytes(rgba, "a.png")[:8] == b"\x89PNG\r\n\x1a\n"
+    assert image_bytes(rgba, "a.JPG")[:2] == b"\xff\xd8"  # JPEG cannot hold alpha: converted
+
+
+def test_private_dir_and_file_are_owner_only(tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)
+    data = private_dir(tmp_path / "a" / "b")
+    assert mode(tmp_path / "a") == 0o700 and mode(data) == 0o700
+    db = private_file(data / "conversations.sqlite")
+    assert mode(db) == 0o600
+    loose = data / "old.sqlite"
+    loose.write_bytes(b"")
+    loose.chmod(0o644)
+    assert mode(private_file(loose)) == 0o600  # an existing file of ours is tightened
+    assert mode(tmp_path) == 0o755  # a folder that existed is left as it was
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
