@@ -67,6 +67,38 @@ def test_batched_edits_match_one_by_one_and_bad_ones_fail_alone(settings, regist
         assert differs(got, single) < 1.0  # the same edit as alone (batched float maths may round apart)
 
 
+def test_a_cancelled_batch_member_does_not_fail_the_others(settings, registry):
+    """One job stopped during the batched call, one stopped before it: the rest finish, as alone."""
+    import threading
+
+    from tools.types import Cancelled
+    from tools.worker import LocalWorker
+    from tools.worker.server import EditJob, WorkerService
+
+    service = WorkerService(settings, worker=LocalWorker(settings, registry=registry))
+    mask = box_to_mask(CATS[0], SIZE)
+    request = EditRequest("ip2p-composite", "make it red", seed=3, steps=3)
+    images = [tinted(i) for i in range(4)]
+    flags = [threading.Event() for _ in images]
+    flags[3].set()  # the client went away before the batch ran
+
+    def progress(i: int):
+        def step(s: int, total: int) -> None:
+            if i == 1 and s == 1:
+                flags[1].set()  # the client goes away after the first step
+        return step
+
+    jobs = [EditJob(img, mask, request, progress=progress(i), cancel=flags[i]) for i, img in enumerate(images)]
+    answers = service.edit_batch(jobs)
+    assert isinstance(answers[1], Cancelled) and isinstance(answers[3], Cancelled), answers
+    for i in (0, 2):
+        alone = service.edit(EditJob(images[i], mask, request))
+        got, single = np.asarray(decode_image(answers[i]["image"])), np.asarray(decode_image(alone["image"]))
+        assert differs(got, single) < 1.0  # finished, and its own edit
+    assert service.status()["failures"]["cancelled"] == 2
+    assert service.budget.used == 0  # every job gave its memory reservation back
+
+
 # --------------------------------------------------------------------------- Ray Serve
 
 

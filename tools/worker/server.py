@@ -551,6 +551,12 @@ def authorized(header: str, token: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
+async def disconnected(request: Request) -> None:
+    """Returns once the client has gone away (call only after the body was read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 async def in_thread(fn: Callable, *args) -> Any:
     """Run blocking ``fn(*args)`` in the default thread pool (cancelling the await abandons it)."""
     return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
@@ -629,23 +635,36 @@ def create_app(service: WorkerService, token: Optional[str] = None,
     async def read(request: Request, model: type[_Body]) -> _Body:
         return await in_thread(parse_body, await body_bytes(request), model)
 
-    async def answer(work: Callable[[], Awaitable[dict]]) -> JSONResponse:
+    async def answer(request: Request, work: Awaitable[dict], cancel: threading.Event,
+                     deadline: float) -> JSONResponse:
+        """``work``'s answer, or its error; abandoned (``cancel`` set) when the deadline passes or
+        the client disconnects first, so queued work never starts and an edit stops at its next step."""
+        task = asyncio.ensure_future(asyncio.wait_for(work, max(0.0, deadline - time.monotonic())))
+        gone = asyncio.ensure_future(disconnected(request))
         try:
-            return JSONResponse(await asyncio.wait_for(work(), timeout))
-        except Exception as err:  # noqa: BLE001 - every failure answers this request only
-            return error(*classify(err, timeout))
+            await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not task.done():
+                task.cancel()
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())
+                return error(499, "The client went away before the answer was ready.")
+            try:
+                return JSONResponse(task.result())
+            except Exception as err:  # noqa: BLE001 - every failure answers this request only
+                return error(*classify(err, timeout))
+        finally:
+            cancel.set()
+            gone.cancel()
 
     def tool_route(model: type[_Body], route_name: str):
         async def route(request: Request) -> JSONResponse:
             cancel = threading.Event()  # set once the answer is not wanted: queued work never starts
             deadline = time.monotonic() + timeout
-
-            async def work() -> dict:
-                return await in_thread(service.call, route_name, await read(request, model), cancel, deadline)
             try:
-                return await answer(work)
-            finally:
-                cancel.set()
+                body = await read(request, model)
+            except Refusal as err:
+                return error(err.status, err.detail)
+            return await answer(request, in_thread(service.call, route_name, body, cancel, deadline), cancel,
+                                deadline)
         return route
 
     for name, model in ROUTES.items():
@@ -653,17 +672,14 @@ def create_app(service: WorkerService, token: Optional[str] = None,
 
     @app.post("/edit")
     async def edit(request: Request):
+        cancel = threading.Event()  # set when the answer is no longer wanted: the edit stops at its next step
+        deadline = time.monotonic() + timeout
         try:
             body = await read(request, EditBody)
         except Refusal as err:
             return error(err.status, err.detail)
-        cancel = threading.Event()  # set when the answer is no longer wanted: the edit stops at its next step
-        deadline = time.monotonic() + timeout
         if not body.stream:
-            try:
-                return await answer(lambda: _edit(body, None, cancel, deadline))
-            finally:
-                cancel.set()  # timed out or the client went away: a still-running edit stops
+            return await answer(request, _edit(body, None, cancel, deadline), cancel, deadline)
         return StreamingResponse(_stream(body, cancel, deadline), media_type="application/x-ndjson")
 
     async def _edit(body: EditBody, progress: Optional[ProgressFn], cancel: threading.Event, deadline: float) -> dict:
@@ -681,7 +697,8 @@ def create_app(service: WorkerService, token: Optional[str] = None,
         def progress(step: int, total: int) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, {"progress": [int(step), int(total)]})
 
-        task = asyncio.ensure_future(asyncio.wait_for(_edit(body, progress, cancel, deadline), timeout))
+        task = asyncio.ensure_future(asyncio.wait_for(_edit(body, progress, cancel, deadline),
+                                                      max(0.0, deadline - time.monotonic())))
         task.add_done_callback(lambda _: loop.call_soon(queue.put_nowait, None))
         try:
             while (item := await queue.get()) is not None:
