@@ -38,8 +38,9 @@ MAX_REQUEST_MEMORY = 128 << 20  # the worker's memory estimate limit: a 7999x799
 class WorkerProcess:
     """``python -m tools.worker`` on 127.0.0.1:``port``; started, killed and restarted by its PID."""
 
-    def __init__(self, models_dir: Path, port: int, log: Path, token: Optional[str] = None, **env: str):
-        self.port, self.log, self.token = port, log, token
+    def __init__(self, models_dir: Path, port: int, log: Path, token: Optional[str] = None,
+                 extra_args: tuple[str, ...] = (), **env: str):
+        self.port, self.log, self.token, self.extra_args = port, log, token, tuple(extra_args)
         self.url = f"http://127.0.0.1:{port}"
         self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "LOCALEDIT_DEVICE": "cpu", "LOCALEDIT_MAX_SIDE": "64",
                     "LOCALEDIT_STEPS": "2", "LOCALEDIT_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
@@ -50,9 +51,13 @@ class WorkerProcess:
         self.proc: Optional[subprocess.Popen] = None
 
     def start(self, timeout: float = 120.0) -> "WorkerProcess":
-        args = [sys.executable, "-m", "tools.worker", "--port", str(self.port), "--models", str(self.models_dir)]
-        if self.token:
-            args += ["--token", self.token]
+        args = [sys.executable, "-m", "tools.worker", "--port", str(self.port), "--models", str(self.models_dir),
+                *self.extra_args]
+        if self.token:  # from a file, as a user should: never on the command line
+            token_file = self.log.with_name("worker-token")
+            token_file.write_text(self.token + "\n")
+            token_file.chmod(0o600)
+            args += ["--token-file", str(token_file)]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(args, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -74,11 +79,11 @@ class WorkerProcess:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 15) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
 

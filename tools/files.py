@@ -109,6 +109,23 @@ def read_file(path: PathLike, max_bytes: int, *, name: Optional[str] = None,
     return bytes(buf)
 
 
+def read_secret(path: PathLike, what: str = "token") -> str:
+    """The first line of a small secret file (a token), stripped; refused when missing or empty.
+
+    A file other users may read gets a warning on stderr: the secret is only as private as it.
+    """
+    import sys
+
+    text = read_file(path, 4096, name=f"The {what} file {str(path)!r}").decode("utf-8", "replace")
+    secret = text.splitlines()[0].strip() if text.strip() else ""
+    if not secret:
+        raise FileError(f"The {what} file {str(path)!r} is empty.")
+    if stat.S_IMODE(os.stat(Path(path).expanduser()).st_mode) & 0o077:
+        print(f"warning: the {what} file {str(path)!r} can be read by other users; chmod 600 it.",
+              file=sys.stderr, flush=True)
+    return secret
+
+
 def check_output(path: PathLike, *, what: str = "The output", extensions: Mapping[str, str] = IMAGE_EXTENSIONS
                  ) -> Path:
     """``path`` (``~`` expanded) checked for writing an image, before any work is done.
@@ -232,5 +249,5 @@ def private_file(path: PathLike) -> Path:
     return p
 
 
-__all__ = ["FileError", "IMAGE_EXTENSIONS", "human_bytes", "read_file", "check_output", "image_bytes",
+__all__ = ["FileError", "IMAGE_EXTENSIONS", "human_bytes", "read_file", "read_secret", "check_output", "image_bytes",
            "write_all", "private_dir", "private_file"]
