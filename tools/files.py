@@ -138,12 +138,6 @@ def check_output(path: PathLike, *, what: str = "The output", extensions: Mappin
     if not raw.strip():
         raise FileError(f"{what} path is empty.")
     p = Path(raw).expanduser()
-    known = ", ".join(sorted(set(extensions)))
-    suffix = p.suffix.lower()
-    if not suffix:
-        raise FileError(f"{what} {raw!r} has no extension; end it with one of {known}.")
-    if suffix not in extensions:
-        raise FileError(f"{what} {raw!r} ends in {p.suffix!r}, which localedit cannot write; use one of {known}.")
     try:
         st = os.stat(p)
     except (FileNotFoundError, NotADirectoryError):
@@ -152,6 +146,12 @@ def check_output(path: PathLike, *, what: str = "The output", extensions: Mappin
         raise FileError(f"{what} {raw!r} cannot be written ({_why(err)}).") from None
     if st is not None and not stat.S_ISREG(st.st_mode):
         raise FileError(f"{what} {raw!r} is {_kind(st.st_mode)}; give a file name.")
+    known = ", ".join(sorted(set(extensions)))
+    suffix = p.suffix.lower()
+    if not suffix:
+        raise FileError(f"{what} {raw!r} has no extension; end it with one of {known}.")
+    if suffix not in extensions:
+        raise FileError(f"{what} {raw!r} ends in {p.suffix!r}, which localedit cannot write; use one of {known}.")
     folder = p.parent
     if not folder.exists():
         raise FileError(f"{what} {raw!r} cannot be written: the folder {str(folder)!r} does not exist.")
