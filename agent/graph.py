@@ -306,9 +306,12 @@ class _Nodes:
         attempt, rest = queue[0], queue[1:]
         masked = attempt["editor"] != "ip2p"
         writer = get_stream_writer()
+        s = self.settings  # every knob travels in the request: a remote worker has its own defaults
         request = EditRequest(editor=attempt["editor"], instruction=plan.instruction,
                               source_caption=plan.source_caption, target_caption=plan.target_caption,
-                              seed=attempt["seed"], strength=attempt["strength"])
+                              seed=attempt["seed"], strength=attempt["strength"], steps=s.steps,
+                              guidance_scale=s.guidance_scale, image_guidance_scale=s.image_guidance_scale,
+                              black_mask=s.black_mask_input, max_side=s.max_side)
         mask = self.store.open_mask(state["mask"]) if masked and state.get("mask") else None
         result = self.worker.edit(self.store.open(state["base"]), mask, request,
                                   progress=lambda step, total: writer({"stage": "edit", "step": step,

@@ -25,6 +25,7 @@ from agent.graph import build_graph
 from agent.state import current_path
 from agent.store import ImageStore
 from tools.config import Settings, get_settings
+from tools.files import private_dir, private_file
 from tools.images import load_image
 from tools.types import LocaleditError
 
@@ -54,9 +55,8 @@ class Conversations:
 
     def __init__(self, settings: Optional[Settings] = None, worker=None, understander=None):
         self.settings = settings or get_settings()
-        data = Path(self.settings.data_dir)
-        data.mkdir(parents=True, exist_ok=True)
-        self.store = ImageStore(data / "images")
+        data = private_dir(self.settings.data_dir)  # owner-only: conversations and photos are private
+        self.store = ImageStore(private_dir(data / "images"))
         if worker is None:
             from tools.worker import make_worker
 
@@ -66,7 +66,7 @@ class Conversations:
 
             understander = Understander(make_llm(self.settings))
         self.worker, self.understander = worker, understander
-        self._db = sqlite3.connect(str(data / "conversations.sqlite"), check_same_thread=False)
+        self._db = sqlite3.connect(str(private_file(data / "conversations.sqlite")), check_same_thread=False)
         from langgraph.checkpoint.sqlite import SqliteSaver
 
         self.checkpointer = SqliteSaver(self._db)

@@ -99,3 +99,33 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+def test_the_data_directory_and_conversation_database_are_owner_only(settings, registry, tmp_path, photo_path):
+    """Finding 8: the conversation database was world-readable (the images were owner-only)."""
+    import os
+
+    from agent.llm import Understander
+    from agent.session import Conversations
+    from chat_ui.backend import Backend
+    from tools.worker import LocalWorker
+
+    old_umask = os.umask(0o022)  # the usual umask: files would come out 0644 without care
+    data = tmp_path / "fresh" / "localedit"
+    own = settings.model_copy(update={"data_dir": data})
+    conv = Conversations(own, worker=LocalWorker(own, registry=registry), understander=Understander(None))
+    try:
+        reply = conv.session().send("", image=photo_path)
+        assert not reply.error and "Got your photo" in reply.text
+        created = [data, data / "images", data / "conversations.sqlite", *data.glob("conversations.sqlite-*"),
+                   *(data / "images").iterdir()]
+        assert len(created) >= 4
+        assert {p.name: oct(mode(p)) for p in created} == {
+            p.name: oct(0o700 if p.is_dir() else 0o600) for p in created}
+        assert mode(tmp_path / "fresh") == 0o700  # folders it had to create above it too
+        ui = tmp_path / "ui-data"
+        Backend(settings.model_copy(update={"data_dir": ui}), understander=Understander(None))
+        assert mode(ui) == 0o700 and mode(ui / "chat_ui.sqlite") == 0o600
+    finally:
+        conv.close()
+        os.umask(old_umask)

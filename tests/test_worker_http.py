@@ -443,3 +443,51 @@ def test_work_abandoned_while_it_waited_for_the_model_never_runs(server, remote)
         time.sleep(0.2)
     assert server.status()["failures"].get("abandoned", 0) == before + 1
     assert remote.caption(photo).text
+
+
+def test_the_same_turn_in_process_and_remote_gives_the_same_report(server, remote, settings, registry, tmp_path,
+                                                                     photo_path):
+    """Finding 6: with a remote worker the chat's settings were dropped (asked 3 steps, it ran 200).
+
+    The UI's panel values live in the agent's settings; every knob (editor, steps, long side,
+    guidance, image guidance, seed) must travel in the request, so the worker's own defaults
+    (2 steps, long side 64 here) change nothing."""
+    from tests.scenes import SceneWorker
+
+    panel = dict(steps=3, max_side=96, guidance_scale=5.0, image_guidance_scale=1.2, seed=7, editor="ip2p-composite",
+                 auto_retry=False)
+
+    def turn(worker, where: str, knobs: dict = panel):
+        conv = Conversations(agent_settings(settings, tmp_path / where, **knobs), worker=worker,
+                             understander=Understander(None))
+        chat = conv.session()
+        chat.send("", image=photo_path)
+        steps: list[int] = []
+        reply = chat.send("turn the leftmost cat into a fox",
+                          progress=lambda e: steps.append(e["total"]) if "total" in e else None)
+        assert not reply.error, reply.text
+        return reply, pixels(chat.current_image_path()), edited_region(chat), max(steps), conv
+
+    local = SceneWorker(agent_settings(settings, tmp_path / "w", **panel), registry=registry)
+    here, here_pixels, here_region, here_steps, conv_here = turn(local, "here")
+    there, there_pixels, there_region, there_steps, conv_there = turn(remote, "there")
+    try:
+        assert here_steps == there_steps == 3  # the worker's default is 2
+        assert here.text == there.text
+        assert [a["editor"] for a in here.attempts] == [a["editor"] for a in there.attempts] == ["ip2p-composite"]
+        assert np.array_equal(here_region, there_region)  # same long side: the same work-size region
+        assert np.abs(here_pixels.astype(int) - there_pixels.astype(int)).mean() < 0.5
+        assert here.scores.keys() == there.scores.keys()
+        for key, value in here.scores.items():
+            if isinstance(value, float):
+                assert abs(value - there.scores[key]) < 0.02, (key, value, there.scores[key])
+        # the check can fail: the worker's own defaults (what the remote ran before) give another picture
+        plain = dict(editor="ip2p-composite", auto_retry=False)
+        defaults = SceneWorker(agent_settings(settings, tmp_path / "d", **plain), registry=registry)
+        _, other_pixels, other_region, other_steps, conv_other = turn(defaults, "defaults", plain)
+        conv_other.close()
+        assert other_steps == 2 and not (np.array_equal(other_region, here_region)
+                                         and np.abs(other_pixels.astype(int) - here_pixels.astype(int)).mean() < 0.5)
+    finally:
+        conv_here.close()
+        conv_there.close()
