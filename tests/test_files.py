@@ -129,3 +129,36 @@ def test_the_data_directory_and_conversation_database_are_owner_only(settings, r
     finally:
         conv.close()
         os.umask(old_umask)
+
+
+def test_the_session_refuses_devices_pipes_and_strips_and_carries_on(settings, registry, tmp_path, photo_path):
+    """The UI's upload path (Session.send with the file Chainlit stored): each refusal is one
+    sentence, and the conversation goes on with the next, good photo."""
+    import io
+    import struct
+    import zlib
+
+    from agent.llm import Understander
+    from agent.session import Conversations
+    from tools.worker import LocalWorker
+
+    fifo = tmp_path / "upload.png"
+    os.mkfifo(fifo)
+    buf = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buf, "PNG")
+    strip = bytearray(buf.getvalue())
+    strip[16:24] = struct.pack(">II", 1_000_000, 2)  # a 1,000,000 x 2 header: inside the pixel limit
+    strip[29:33] = struct.pack(">I", zlib.crc32(bytes(strip[12:29])) & 0xFFFFFFFF)
+    (tmp_path / "strip.png").write_bytes(bytes(strip))
+    own = settings.model_copy(update={"data_dir": tmp_path / "data"})
+    conv = Conversations(own, worker=LocalWorker(own, registry=registry), understander=Understander(None))
+    try:
+        chat = conv.session()
+        for upload, words in (("/dev/zero", "character device"), (fifo, "named pipe"),
+                              (tmp_path / "strip.png", "long side")):
+            reply = chat.send("", image=upload)
+            assert reply.error and words in reply.text and "\n" not in reply.text, reply.text
+        assert chat.versions() == []
+        assert "Got your photo" in chat.send("", image=photo_path).text and len(chat.versions()) == 1
+    finally:
+        conv.close()
