@@ -316,18 +316,28 @@ def start_worker(models: Path, port: int, token_file: Path, env: dict[str, str],
             "--token-file", str(token_file)]
     with open(log, "ab") as out:
         proc = subprocess.Popen(args, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 180
+    try:
+        wait_until_ready(proc, f"http://127.0.0.1:{port}", 180, log)
+    except RuntimeError:
+        proc.terminate()
+        raise
+    return proc
+
+
+def wait_until_ready(proc: subprocess.Popen, url: str, timeout: float, log: Path) -> None:
+    """Wait until the worker process at ``url`` answers ``/ready`` with 200; RuntimeError (with the
+    end of its ``log``) if it exits or is not ready within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"the worker exited ({proc.returncode}): {log.read_text()[-2000:]}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
-                return proc
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    proc.terminate()
-    raise RuntimeError("the worker was not ready in time")
+    raise RuntimeError(f"the worker was not ready within {timeout:.0f} s: {log.read_text()[-2000:]}")
 
 
 def memory_table(url: str, token: Optional[str], pid: int, sizes=(1000, 2000, 3000)) -> None:

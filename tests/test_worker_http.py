@@ -23,6 +23,7 @@ from PIL import Image
 
 from agent.llm import Understander
 from agent.session import Conversations
+from bench.soak import wait_until_ready
 from tests.conftest import free_port, scene
 from tests.scenes import CATS, SIZE, agent_settings, edited_region, inside, pixels
 from tools.worker.client import RemoteWorker
@@ -60,18 +61,12 @@ class WorkerProcess:
             args += ["--token-file", str(token_file)]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(args, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"the worker exited ({self.proc.returncode}): {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        pytest.fail(f"the worker was not ready within {timeout:.0f} s: {self.log.read_text()[-2000:]}")
+        try:
+            wait_until_ready(self.proc, self.url, timeout, self.log)
+        except RuntimeError as err:
+            self.stop()
+            pytest.fail(str(err))
+        return self
 
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, as when a machine dies."""
