@@ -354,14 +354,18 @@ def memory_table(url: str, token: Optional[str], pid: int, sizes=(1000, 2000, 30
         m = np.zeros((size[1], size[0]), np.uint8)
         m[size[1] // 4: size[1] // 2, size[0] // 4: size[0] // 2] = 255
         mask = png_b64(Image.fromarray(m).convert("1"))
+        whole = png_b64(Image.new("1", size, 1))
         bodies = {
             "caption": {"image": img}, "ground": {"image": img, "phrase": "a thing"},
             "segment": {"image": img, "boxes": [[10, 10, size[0] // 2, size[1] // 2]]},
             "edit": {"image": img, "mask": mask, "request": {"editor": "ip2p-composite", "instruction": "red",
                                                                "steps": 1}},
+            "edit-all": {"image": img, "mask": whole, "request": {"editor": "ip2p-composite", "instruction": "red",
+                                                                   "steps": 1}},  # a mask of the whole photo
             "score": {"original": img, "edited": other, "mask": mask, "box": [10, 10, size[0] // 2, size[1] // 2]},
         }
-        for route, body in bodies.items():
+        for name, body in bodies.items():
+            route = name.split("-")[0]
             data = json.dumps(body).encode()
             base = proc_memory(pid)["VmRSS"]
             reset_peak(pid)
@@ -370,7 +374,7 @@ def memory_table(url: str, token: Optional[str], pid: int, sizes=(1000, 2000, 30
             encoded = sum(len(base64.b64decode(v)) for k, v in body.items() if k in ("image", "mask", "original",
                                                                                     "edited"))
             estimate = estimate_bytes(route, [size], encoded)
-            print(f"{route:8} {f'{size[0]}x{size[1]}':>10} {peak / 2**20:8.0f} {estimate / 2**20:12.0f} "
+            print(f"{name:8} {f'{size[0]}x{size[1]}':>10} {peak / 2**20:8.0f} {estimate / 2**20:12.0f} "
                   f"{estimate / max(peak, 1):14.2f}" + ("" if status == 200 else f"  (HTTP {status})"))
     client.close()
 

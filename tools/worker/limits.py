@@ -24,14 +24,19 @@ from tools.files import human_bytes
 MAX_DEPTH = 16
 """Deepest JSON nesting a request may have (the worker's own bodies are at most 3 deep)."""
 
-BYTES_PER_PIXEL = {"caption": 12, "ground": 12, "segment": 20, "edit": 40, "score": 160}
-"""Peak memory per input pixel of each route, measured with ``python -m bench.soak --memory``
-(tiny models on the CPU, 2026-12-01; the models' own memory is resident and not counted): decoding
-(PIL keeps RGB as 4 B/px), content hashes, masks, the full-size composite and the PNG + base64
-answer for ``/edit``; ``/score`` holds both images as float64 arrays (tools.score)."""
+BYTES_PER_PIXEL = {"caption": 12, "ground": 12, "segment": 20, "edit": 24, "score": 160}
+"""Peak memory per input pixel of each route, set from ``python -m bench.soak --memory`` (tiny
+models on the CPU, noise photos of 0.75-6.75 MP, 2026-12-01; the models' own memory is resident
+and not counted) with the estimate 1.3-2.6x the measured peak: decoding (PIL keeps RGB as
+4 B/px), content hashes, masks, the full-size composite (a mask of the whole photo) and the PNG +
+base64 answer for ``/edit``; ``/score`` holds both images as float64 arrays (tools.score)."""
 
 BASE_BYTES = 16 << 20
 """Fixed cost of any request (model inputs at the work size, Python objects)."""
+
+ENCODED_FACTOR = 4
+"""Bytes held per byte of encoded image while a request runs: the body (base64, 4/3), its parsed
+JSON text (4/3 again) and the decoded PNG bytes (1)."""
 
 
 class Refusal(Exception):
@@ -87,9 +92,9 @@ def parse_json(data: bytes) -> dict:
 
 def estimate_bytes(route: str, sizes: Iterable[tuple[int, int]], encoded: int = 0) -> int:
     """Estimated peak memory of ``route`` on images of ``sizes`` (width, height); ``encoded``: the
-    bytes of the request's encoded images, which stay in memory while it runs."""
+    bytes of the request's encoded images, held (as body, text and bytes) while it runs."""
     pixels = max((w * h for w, h in sizes), default=0)
-    return BASE_BYTES + encoded + BYTES_PER_PIXEL[route] * pixels
+    return BASE_BYTES + ENCODED_FACTOR * encoded + BYTES_PER_PIXEL[route] * pixels
 
 
 def check_estimate(route: str, need: int, limit: int, size: Optional[tuple[int, int]] = None) -> None:
@@ -154,5 +159,5 @@ class MemoryBudget:
         return {"capacity": self.capacity, "used": self.used, "peak": self.peak}
 
 
-__all__ = ["MAX_DEPTH", "BYTES_PER_PIXEL", "BASE_BYTES", "Refusal", "parse_json", "estimate_bytes",
+__all__ = ["MAX_DEPTH", "BYTES_PER_PIXEL", "BASE_BYTES", "ENCODED_FACTOR", "Refusal", "parse_json", "estimate_bytes",
            "check_estimate", "Ticket", "MemoryBudget"]
