@@ -27,7 +27,7 @@ MAX_DEPTH = 16
 BYTES_PER_PIXEL = {"caption": 12, "ground": 12, "segment": 20, "edit": 24, "score": 160}
 """Peak memory per input pixel of each route, set from ``python -m bench.soak --memory`` (tiny
 models on the CPU, noise photos of 0.75-6.75 MP, 2026-12-01; the models' own memory is resident
-and not counted) with the estimate 1.3-2.6x the measured peak: decoding (PIL keeps RGB as
+and not counted) with the estimate 1.2-2.5x the measured peak: decoding (PIL keeps RGB as
 4 B/px), content hashes, masks, the full-size composite (a mask of the whole photo) and the PNG +
 base64 answer for ``/edit``; ``/score`` holds both images as float64 arrays (tools.score)."""
 
