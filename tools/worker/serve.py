@@ -206,12 +206,9 @@ def run_ray(settings: Settings, host: str = "127.0.0.1", port: int = 8800, token
         return _serve_run_config(Path(config), token, address)
     import ray
 
-    def stop(signum, frame):  # `kill PID` shuts down like Ctrl-C
-        raise KeyboardInterrupt
-
     settings_dict = settings.model_dump(mode="json")
     start_ray(address)
-    signal.signal(signal.SIGTERM, stop)  # after ray.init, which installs its own handler
+    signal.signal(signal.SIGTERM, _interrupt)  # after ray.init, which installs its own handler
     args: dict[str, Any] = {"settings": settings_dict, "token": token}
     if replicas:
         args.update(min_replicas=replicas, max_replicas=replicas)
@@ -239,6 +236,7 @@ def _serve_run_config(config: Path, token: Optional[str], address: Optional[str]
     http = (yaml.safe_load(config.read_text()) or {}).get("http_options") or {}
     check_bind(str(http.get("host", "127.0.0.1")), token)
     start_ray(address)
+    signal.signal(signal.SIGTERM, _interrupt)
     env = dict(os.environ)
     if token:
         env["LOCALEDIT_WORKER_TOKEN"] = token  # the replicas read it (never argv)
@@ -249,9 +247,15 @@ def _serve_run_config(config: Path, token: Optional[str], address: Optional[str]
         return child.wait()
     except KeyboardInterrupt:
         child.terminate()
-        return child.wait()
+        child.wait()
+        return 0
     finally:
         ray.shutdown()
+
+
+def _interrupt(signum, frame):
+    """``kill PID`` shuts down like Ctrl-C."""
+    raise KeyboardInterrupt
 
 
 __all__ = ["VisionWorker", "build_app", "run_ray", "start_ray", "ray_environment", "keep_replica_grpc_on_loopback",
