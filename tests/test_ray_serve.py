@@ -9,13 +9,11 @@ and both replicas must serve. The batching itself is also checked without Ray.
 
 from __future__ import annotations
 
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from importlib.util import find_spec
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image

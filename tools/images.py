@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from tools.files import human_bytes, read_file
 from tools.types import Box, Detection, ImageError, LocaleditError
