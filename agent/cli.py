@@ -29,16 +29,32 @@ from typing import Any, Callable, Optional, Sequence
 EXIT_UNEXPECTED, EXIT_INPUT, EXIT_MODEL, EXIT_NOTHING = 1, 2, 3, 4
 
 
-def _settings(args: argparse.Namespace):
-    """Settings from the environment, with the command line's overrides on top."""
-    from tools.config import Settings
+OPTIONS = {"models_dir": ("models", "--models"), "device": ("device", "--device"),
+           "max_side": ("max_side", "--max-side")}
+"""The settings the command line can override: setting -> (argument, option)."""
 
-    overrides = {k: v for k, v in {
-        "models_dir": getattr(args, "models", None),
-        "device": getattr(args, "device", None),
-        "max_side": getattr(args, "max_side", None),
-    }.items() if v is not None}
-    return Settings(**overrides)
+
+def _settings(args: argparse.Namespace):
+    """Settings from the environment, with the command line's overrides on top.
+
+    A value out of range (``--max-side 10``, ``LOCALEDIT_STEPS=abc``) is a :class:`LocaleditError`
+    naming the option or variable: bad input (exit 2), one line.
+    """
+    from pydantic import ValidationError
+
+    from tools.config import Settings
+    from tools.types import LocaleditError
+
+    overrides = {k: v for k, (arg, _) in OPTIONS.items() if (v := getattr(args, arg, None)) is not None}
+    try:
+        return Settings(**overrides)
+    except ValidationError as err:
+        first = err.errors()[0]
+        name = str(first.get("loc", ("setting",))[0])
+        where = OPTIONS[name][1] if name in overrides else f"LOCALEDIT_{name.upper()}"
+        value = overrides.get(name, first.get("input"))
+        raise LocaleditError(f"{where} {value!r} is not accepted: {str(first.get('msg', 'bad value')).rstrip('.')}.") \
+            from None
 
 
 def _progress_bar(desc: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
@@ -63,10 +79,13 @@ def _progress_bar(desc: str) -> tuple[Callable[[int, int], None], Callable[[], N
 # --- edit ------------------------------------------------------------------------------------
 
 def cmd_edit(args: argparse.Namespace) -> int:
+    """``localedit edit``: every output path is checked before any model runs, and the outputs are
+    written all-or-nothing once the edit succeeded."""
     import numpy as np
     from PIL import Image
 
     from tools.engine import run_edit
+    from tools.files import image_bytes, write_all
     from tools.images import load_image, load_mask, overlay, parse_box
     from tools.region import rc_labels
     from tools.types import EditRequest
@@ -74,6 +93,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     t0 = time.perf_counter()
+    outputs = _check_outputs(args)
     image = load_image(args.image, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels)
     box = parse_box(args.box, image.size) if args.box else None
     mask = load_mask(args.mask, image.size) if args.mask else None
@@ -90,7 +110,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
         instruction=args.instruction, source_caption=source_caption, target_caption=target_caption,
         seed=args.seed, steps=args.steps, guidance_scale=args.guidance,
         image_guidance_scale=args.image_guidance, strength=args.strength,
-        black_mask=True if args.black_mask else None)
+        black_mask=True if args.black_mask else None, max_side=settings.max_side)
     named = plan or _plan_for(args.instruction)  # CLIP-RC's categories: what the target becomes, and was
     labels = rc_labels(named.action, named.target or target, named.new_value) if named else ("", target or "")
     worker = LocalWorker(settings)
@@ -102,18 +122,18 @@ def cmd_edit(args: argparse.Namespace) -> int:
                           choose=_chooser(plan) if plan is not None and target else None)
     finally:
         close()
-    out = Path(args.output or f"{Path(args.image).stem}-edited.png")
-    report.image.save(out)
-    written = {"output": str(out)}
-    if args.mask_out and report.mask is not None:
-        Image.fromarray(report.mask.astype(np.uint8) * 255).save(args.mask_out)
-        written["mask"] = args.mask_out
-    if args.overlay_out:
+    files = {outputs["output"]: image_bytes(report.image, outputs["output"])}
+    if "mask" in outputs and report.mask is not None:
+        mask_image = Image.fromarray(report.mask.astype(np.uint8) * 255)
+        files[outputs["mask"]] = image_bytes(mask_image, outputs["mask"])
+    if "overlay" in outputs:
         boxes = [d.box for d in report.detections] or ([report.box] if report.box else [])
         labels = [f"{d.label} {d.score:.2f}" for d in report.detections]
-        overlay(image, mask=report.mask, boxes=boxes, labels=labels,
-                chosen=report.chosen or ([0] if report.box else [])).save(args.overlay_out)
-        written["overlay"] = args.overlay_out
+        drawn = overlay(image, mask=report.mask, boxes=boxes, labels=labels,
+                        chosen=report.chosen or ([0] if report.box else []))
+        files[outputs["overlay"]] = image_bytes(drawn, outputs["overlay"])
+    write_all(files)  # every file or none
+    written = {kind: str(path) for kind, path in outputs.items() if path in files}
     data = report.to_dict()
     data.update(input={"path": str(args.image), "size": list(image.size)}, files=written,
                 plan=plan.model_dump() if plan is not None else None,
@@ -121,6 +141,33 @@ def cmd_edit(args: argparse.Namespace) -> int:
     data["timings"]["wall"] = round(time.perf_counter() - t0, 3)
     print(json.dumps(data, indent=2))
     return 0
+
+
+OUTPUT_OPTIONS = {"output": "-o", "mask": "--mask-out", "overlay": "--overlay-out"}
+"""``localedit edit``'s outputs: report key -> its option."""
+
+
+def _check_outputs(args: argparse.Namespace) -> dict[str, Path]:
+    """Every output path of ``localedit edit``, checked before any work: a known image extension,
+    an existing writable folder, not a folder; no two outputs the same file, none the input's."""
+    from tools.files import FileError, check_output
+
+    given = {"output": args.output or f"{Path(args.image).stem}-edited.png",
+             "mask": args.mask_out, "overlay": args.overlay_out}
+    outputs: dict[str, Path] = {}
+    for kind, raw in given.items():
+        if raw is None:
+            continue
+        option = OUTPUT_OPTIONS[kind]
+        path = check_output(raw, what=f"The {option} path")
+        for other, seen in outputs.items():
+            if path.resolve() == seen.resolve():
+                raise FileError(f"{option} and {OUTPUT_OPTIONS[other]} name the same file {raw!r}.")
+        for source in (args.image, args.mask):
+            if source and Path(source).expanduser().resolve() == path.resolve():
+                raise FileError(f"{option} {raw!r} would overwrite an input of this edit; choose another path.")
+        outputs[kind] = path
+    return outputs
 
 
 def _plan_for(instruction: str):
@@ -212,19 +259,48 @@ def _count(n: int) -> str:
 # --- parse -----------------------------------------------------------------------------------
 
 def cmd_parse(args: argparse.Namespace) -> int:
-    from agent.parser import ParseContext, parse
-    from agent.plan import EditPlan
+    from agent.parser import parse
 
-    context = None
-    if args.history:
-        history = json.loads(Path(args.history).read_text())
-        last = history.get("last_plan") if isinstance(history, dict) else None
-        context = ParseContext(last_plan=EditPlan(**last) if last else None, has_image=True,
-                               caption=history.get("caption") if isinstance(history, dict) else None)
+    context = _history_context(args.history) if args.history else None
     result = parse(args.instruction, context)
     data = {"kind": type(result).__name__.lower(), **result.model_dump()}
     print(json.dumps(data, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in data.items()))
     return 0
+
+
+HISTORY_BYTES = 1 << 20
+
+
+def _history_context(path: str):
+    """The ``ParseContext`` in a ``--history`` file ``{"last_plan": {...}, "caption": "..."}``; a
+    malformed one is a :class:`LocaleditError` (exit 2, one line)."""
+    from pydantic import ValidationError
+
+    from agent.parser import ParseContext
+    from agent.plan import EditPlan
+    from tools.files import read_file
+    from tools.types import LocaleditError
+
+    name = f"The history file {path!r}"
+    try:
+        history = json.loads(read_file(path, HISTORY_BYTES, name=name))
+    except (ValueError, RecursionError):
+        raise LocaleditError(f"{name} is not valid JSON.") from None
+    if not isinstance(history, dict):
+        raise LocaleditError(f"{name} must hold a JSON object like {{\"last_plan\": {{...}}, \"caption\": \"...\"}}.")
+    last, caption = history.get("last_plan"), history.get("caption")
+    if last is not None and not isinstance(last, dict):
+        raise LocaleditError(f"{name} has a last_plan that is not an object.")
+    if caption is not None and not isinstance(caption, str):
+        raise LocaleditError(f"{name} has a caption that is not text.")
+    try:
+        plan = EditPlan(**last) if last else None
+    except (ValidationError, TypeError) as err:
+        where = err.errors()[0] if isinstance(err, ValidationError) else {"loc": (), "msg": str(err)}
+        field = ".".join(str(p) for p in where.get("loc", ())) or "last_plan"
+        raise LocaleditError(f"{name} has an invalid last_plan ({field}: "
+                             f"{str(where.get('msg', 'bad value')).rstrip('.')}).") from None
+    return ParseContext(last_plan=plan, has_image=True, caption=caption)
 
 
 # --- chat-cli --------------------------------------------------------------------------------
@@ -276,12 +352,7 @@ def _chat_line(session, interactive: bool) -> bool:
         path = rest.strip()
         _show(_turn(session, lambda: session.send("", image=path)) if path else None)
     elif word == "/save":
-        image = session.current_image()
-        if image is None or not rest.strip():
-            print("localedit: give a path, and load an image first (/image PATH).", flush=True)
-        else:
-            image.save(rest.strip())
-            print(f"localedit: saved the current image to {rest.strip()}", flush=True)
+        print(f"localedit: {_save(session, rest.strip())}", flush=True)
     else:  # instructions, answers and the slash commands the agent knows (/undo, /mask, /version 2, ...)
         _show(_turn(session, lambda: session.send(line, progress=_chat_progress)))
     return False
@@ -300,6 +371,27 @@ def _turn(session, send: Callable[[], Any]):
         return send()
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _save(session, path: str) -> str:
+    """``/save PATH``: the current image written whole to ``path``; returns the one line to show
+    (an error too: the chat goes on, and an existing file is only replaced by a complete one)."""
+    from tools.files import check_output, image_bytes, write_all
+    from tools.types import LocaleditError
+
+    if not path:
+        return "give the path to save to, e.g. /save edited.png"
+    try:
+        target = check_output(path, what="The path")
+        image = session.current_image()
+        if image is None:
+            return "there is no image to save yet; load one first: /image PATH"
+        write_all({target: image_bytes(image, target)})
+    except LocaleditError as err:
+        return f"could not save: {err}"
+    except (OSError, ValueError) as err:  # an encoder's complaint about this image and format
+        return f"could not save to {path!r} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})."
+    return f"saved the current image to {path}"
 
 
 def _chat_progress(event: dict) -> None:

@@ -520,11 +520,13 @@ class _Nodes:
         attempt, rest = queue[0], queue[1:]
         masked = attempt["editor"] != "ip2p"
         writer = get_stream_writer()
+        s = self.settings  # every knob travels in the request: a remote worker has its own defaults
+        knobs = {"steps": s.steps, "guidance_scale": s.guidance_scale, "image_guidance_scale": s.image_guidance_scale,
+                 "black_mask": s.black_mask_input, "max_side": s.max_side}
+        knobs.update({k: attempt[k] for k in knobs if attempt.get(k) is not None})  # an attempt's own knobs win
         request = EditRequest(editor=attempt["editor"], instruction=plan.instruction,
                               source_caption=plan.source_caption, target_caption=plan.target_caption,
-                              seed=attempt["seed"], strength=attempt["strength"],
-                              guidance_scale=attempt.get("guidance_scale"),
-                              image_guidance_scale=attempt.get("image_guidance_scale"))
+                              seed=attempt["seed"], strength=attempt["strength"], **knobs)
         mask = self.store.open_mask(state["mask"]) if masked and state.get("mask") else None
         started = time.perf_counter()
         result = self.worker.edit(self.store.open(state["base"]), mask, request,

@@ -33,6 +33,7 @@ from agent.locks import CancelToken, ThreadLock
 from agent.state import current_path, current_record, parent_of
 from agent.store import ImageStore
 from tools.config import Settings, get_settings
+from tools.files import private_dir, private_file
 from tools.images import load_image
 from tools.types import LocaleditError
 
@@ -73,9 +74,8 @@ class Conversations:
 
     def __init__(self, settings: Optional[Settings] = None, worker=None, understander=None):
         self.settings = settings or get_settings()
-        data = Path(self.settings.data_dir)
-        data.mkdir(parents=True, exist_ok=True)
-        self.store = ImageStore(data / "images")
+        data = private_dir(self.settings.data_dir)  # owner-only: conversations and photos are private
+        self.store = ImageStore(private_dir(data / "images"))
         self.locks = data / "locks"
         if worker is None:
             from tools.worker import make_worker
@@ -86,7 +86,7 @@ class Conversations:
 
             understander = Understander(make_llm(self.settings, timeout=self.settings.llm_timeout))
         self.worker, self.understander = worker, understander
-        self.db_path = data / "conversations.sqlite"
+        self.db_path = private_file(data / "conversations.sqlite")
         self._db = sqlite3.connect(str(self.db_path), check_same_thread=False, timeout=30)
         # a small write-ahead log: checkpointed into the database every ~1 MB and cut back to 1 MB after
         self._db.execute("PRAGMA wal_autocheckpoint = 256")

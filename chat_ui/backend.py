@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.session import Conversations, Session
 from tools.config import Settings
+from tools.files import private_dir, private_file
 
 EDITORS = ("auto", "ip2p", "ip2p-composite", "diffedit", "regionwise", "inpaint")
 COOKIE = "localedit_browser"
@@ -115,8 +116,8 @@ class Backend:
         self._base_worker = None
         self._conversations: dict[PanelSettings, Conversations] = {}
         self._lock = threading.Lock()
-        Path(self.settings.data_dir).mkdir(parents=True, exist_ok=True)
-        self.threads = ThreadMap(Path(self.settings.data_dir) / "chat_ui.sqlite")
+        data = private_dir(self.settings.data_dir)  # owner-only, as the conversations make it
+        self.threads = ThreadMap(private_file(data / "chat_ui.sqlite"))
 
     @property
     def defaults(self) -> PanelSettings:

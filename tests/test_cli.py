@@ -195,3 +195,133 @@ def test_edit_asks_for_a_qualifier_instead_of_guessing(env, capsys):
                        "--text-threshold", "0", "-o", "out.png")
     assert code == EXIT_INPUT and "Which one?" in err and "--box" in err
     assert not (env / "out.png").exists()
+
+
+# --------------------------------------------------------------------------- hostile input, outputs
+
+
+def one_line_error(err: str, after_progress: bool = False) -> None:
+    """stderr is one ``error: ...`` line (after the progress bars, when the edit ran)."""
+    if after_progress:
+        err = err.rstrip("\n").rsplit("\r", 1)[-1].rsplit("\n", 1)[-1] + "\n"
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("source", ["/dev/zero", "pipe.png"])
+def test_devices_and_pipes_are_refused_at_once(env, capsys, source):
+    """Finding 2: `localedit edit /dev/zero` grew to 7.7 GB; a named pipe hung forever."""
+    import os
+    import time
+
+    if source == "pipe.png":
+        os.mkfifo(env / source)
+    started = time.monotonic()
+    code, _, err = run(capsys, "edit", source, "make it red", "--box", "1,1,5,5", "-o", "out.png")
+    assert code == EXIT_INPUT and time.monotonic() - started < 10
+    one_line_error(err)
+    assert ("character device" if source.startswith("/dev") else "named pipe") in err
+    assert not (env / "out.png").exists()
+
+
+@pytest.mark.parametrize("option,value,why", [
+    ("-o", "missing/out.png", "does not exist"),
+    ("-o", "out.xyz", "cannot write"),
+    ("-o", "out", "no extension"),
+    ("-o", ".", "folder"),
+    ("--mask-out", "nowhere/mask.png", "does not exist"),
+    ("--overlay-out", "overlay.gif2", "cannot write"),
+    ("--mask-out", "out.png", "same file"),
+    ("-o", "photo.png", "overwrite an input"),
+])
+def test_every_output_path_is_checked_before_any_model_runs(env, capsys, monkeypatch, tmp_path, option, value, why):
+    """Finding 7: a bad -o failed only after the whole edit; a bad --mask-out left the edit written.
+    With no models at all, an edit that ran would exit 3: the path is refused first (exit 2)."""
+    monkeypatch.setenv("LOCALEDIT_MODELS_DIR", str(tmp_path / "no-models"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf"))
+    photo = (env / "photo.png").read_bytes()
+    argv = ["edit", "photo.png", "make it golden", "--box", "10,20,60,80", "-o", "out.png", option, value]
+    code, _, err = run(capsys, *argv)
+    assert code == EXIT_INPUT, err
+    one_line_error(err)
+    assert why in err and option in err
+    assert not (env / "out.png").exists() and (env / "photo.png").read_bytes() == photo
+    assert not list(env.glob("*.gif2")) and not (env / "nowhere").exists()
+
+
+def test_outputs_are_written_all_or_nothing(env, capsys, monkeypatch):
+    """The edit ran, then one output's folder vanished: no output is written, not even -o."""
+    import shutil
+
+    import tools.engine
+
+    (env / "masks").mkdir()
+    real = tools.engine.run_edit
+
+    def edit_then_lose_the_folder(*args, **kwargs):
+        report = real(*args, **kwargs)
+        shutil.rmtree(env / "masks")
+        return report
+
+    monkeypatch.setattr(tools.engine, "run_edit", edit_then_lose_the_folder)
+    code, _, err = run(capsys, "edit", "photo.png", "make it golden", "--box", "10,20,60,80", "-o", "out.png",
+                       "--mask-out", "masks/mask.png", "--no-score")
+    assert code == EXIT_INPUT and "nothing was written" in err and "Traceback" not in err
+    one_line_error(err, after_progress=True)
+    assert not (env / "out.png").exists() and not list(env.glob(".*.part"))
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["edit", "photo.png", "make it red", "--max-side", "10"], "--max-side"),
+    (["edit", "photo.png", "make it red", "--box", "1,1,5,5", "--steps", "0"], "steps"),
+])
+def test_out_of_range_options_exit_2_with_one_line(env, capsys, argv, words):
+    code, _, err = run(capsys, *argv)
+    assert code == EXIT_INPUT, err
+    one_line_error(err)
+    assert words in err
+
+
+@pytest.mark.parametrize("content,words", [
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "JSON object"),
+    ('{"last_plan": "turn it red"}', "not an object"),
+    ('{"last_plan": {"action": "explode", "target": "cat"}}', "invalid last_plan"),
+    ('{"caption": 5}', "not text"),
+    (None, "character device"),
+])
+def test_parse_with_a_malformed_history_exits_2_with_one_line(capsys, tmp_path, content, words):
+    path = "/dev/zero"
+    if content is not None:
+        path = str(tmp_path / "history.json")
+        Path(path).write_text(content)
+    code, _, err = run(capsys, "parse", "now make it red", "--history", path)
+    assert code == EXIT_INPUT, err
+    one_line_error(err)
+    assert words in err
+
+
+def test_chat_cli_survives_bad_paths_and_saves_whole_files(env, tmp_path):
+    """Findings 2 and 4: `/image /dev/zero` ended the session; `/save` with a bad path ended the
+    chat (5 of 5). Now each is one line, the chat goes on, and `~` works."""
+    import os
+
+    exe = Path(sys.executable).parent / "localedit"
+    (env / "a-folder").mkdir()
+    os.mkfifo(env / "pipe.png")
+    home = tmp_path / "home"
+    home.mkdir()
+    script = ("/image /dev/zero\n/image pipe.png\n/image photo.png\n/save missing/x.png\n/save edited.xyz\n"
+              "/save edited\n/save a-folder\n/save ~/in-home.png\n/save edited.jpg\n/quit\n")
+    out = subprocess.run([str(exe), "chat-cli"], input=script, capture_output=True, text=True, timeout=300,
+                         cwd=env, env={**os.environ, "HOME": str(home)})
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert any("character device" in line for line in lines) and any("named pipe" in line for line in lines)
+    assert "Got your photo" in out.stdout  # the session went on after both
+    refusals = [line for line in lines if line.startswith("localedit: could not save")]
+    assert len(refusals) == 4, lines
+    assert (home / "in-home.png").is_file() and (env / "edited.jpg").is_file()
+    saved = np.asarray(Image.open(home / "in-home.png").convert("RGB"))
+    assert np.array_equal(saved, np.asarray(Image.open(env / "photo.png").convert("RGB")))
+    assert not (env / "missing").exists() and not list(env.glob(".*.part"))

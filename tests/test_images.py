@@ -208,6 +208,71 @@ def test_zero_byte_file(tmp_path: Path) -> None:
     assert "empty" in load_error(b"")
 
 
+def _returns_within(seconds: float, fn, *args, **kwargs):
+    """``fn(*args)``'s exception message, or a failure if it is still running after ``seconds``."""
+    import threading
+
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            fn(*args, **kwargs)
+            box["error"] = None
+        except Exception as err:  # noqa: BLE001 - handed to the test
+            box["error"] = err
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"{fn.__name__} still running after {seconds} s"
+    return box["error"]
+
+
+def test_named_pipe_is_refused_without_blocking(tmp_path: Path) -> None:
+    import os
+
+    pipe = tmp_path / "photo.png"
+    os.mkfifo(pipe)  # opening it for reading would wait for a writer forever
+    err = _returns_within(5, im.load_image, pipe)
+    assert isinstance(err, ImageError) and "named pipe" in str(err) and one_sentence(str(err)), err
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom", "/dev/null"])
+def test_devices_are_refused_before_reading(device: str, tmp_path: Path) -> None:
+    err = _returns_within(5, im.load_image, device)
+    assert isinstance(err, ImageError) and "character device" in str(err), err
+    link = tmp_path / "innocent.png"  # a link to a device is the device
+    link.symlink_to(device)
+    err = _returns_within(5, im.load_image, link)
+    assert isinstance(err, ImageError) and "character device" in str(err), err
+
+
+def test_the_byte_cap_holds_while_reading_not_only_by_stat() -> None:
+    """/proc files are regular files whose stat() size is 0: only a capped read stops them."""
+    import os
+
+    assert os.stat("/proc/self/maps").st_size == 0
+    msg = load_error("/proc/self/maps", max_bytes=100)
+    assert "100 bytes limit" in msg
+
+
+@pytest.mark.parametrize("size,what", [((10_000, 2), "times longer"), ((40, 4000), "times longer"),
+                                       ((20_000, 3000), "long side")])
+def test_side_and_aspect_limits_refuse_strips_inside_the_pixel_limit(size, what) -> None:
+    w, h = size
+    data = png_with_header_size(w, h)  # header only: the limits are checked before decoding
+    msg = load_error(data, max_pixels=10**9, max_side=16384, max_aspect=20)
+    assert what in msg and f"{w}x{h}" in msg
+    assert "truncated" in load_error(data, max_pixels=10**9, max_side=10**6, max_aspect=10**6)
+
+
+def test_probe_reads_the_header_only() -> None:
+    size, mode = im.probe_image(png_with_header_size(3000, 2000))  # no pixel data: decoding would fail
+    assert size == (3000, 2000) and mode == "RGB"
+    with pytest.raises(ImageError, match="pixel limit"):
+        im.probe_image(png_with_header_size(3000, 2000), max_pixels=1000)
+
+
 def test_text_file_named_png(tmp_path: Path) -> None:
     p = tmp_path / "notes.png"
     p.write_text("hello, this is not a picture\n" * 20)
@@ -361,25 +426,93 @@ def test_composite_keeps_background_bit_identical() -> None:
     mask = np.zeros((120, 160), bool)
     mask[30:90, 40:120] = True
     alpha = im.feather(mask, 5)
-    out = im.composite(orig, edited_small, alpha)
+    out = im.composite(orig, edited_small, mask, 5)
     assert out.size == orig.size and out.mode == "RGB"
     o, r = np.asarray(orig), np.asarray(out)
     assert np.array_equal(r[~mask], o[~mask])
     assert np.array_equal(r[alpha == 0], o[alpha == 0])
-    expected = np.asarray(edited_small.resize(orig.size, Image.Resampling.LANCZOS))
     deep = alpha == 1
-    assert deep.sum() > 1000 and np.array_equal(r[deep], expected[deep])
+    assert deep.sum() > 1000 and (r[deep] == (0, 255, 0)).all()
     edge = (alpha > 0) & (alpha < 1)
     assert edge.any()
+    expected = np.asarray(edited_small.resize(orig.size, Image.Resampling.LANCZOS)).astype(np.float32)
     blend = np.rint(alpha[..., None] * expected + (1 - alpha[..., None]) * o.astype(np.float32))
-    assert np.abs(r[edge].astype(int) - blend[edge]).max() <= 1
+    assert np.abs(r[edge].astype(int) - blend[edge]).max() <= 1  # alpha in uint8: at most 1 level off
 
 
-def test_composite_checks_alpha_shape() -> None:
+def test_composite_of_a_detailed_edit_matches_the_float_blend() -> None:
+    """A textured edit at another size: inside the mask the result follows the LANCZOS-resized edit
+    (resized over the mask's box only, so at most a few levels off the whole-image resize)."""
+    rng = np.random.default_rng(2)
+    orig = Image.fromarray(rng.integers(0, 256, (101, 157, 3), dtype=np.uint8))
+    edited = Image.fromarray(np.asarray(orig.resize((64, 48)))[:, ::-1].copy())  # mirrored: all different
+    mask = np.zeros((101, 157), bool)
+    mask[20:80, 15:70] = True
+    out = np.asarray(im.composite(orig, edited, mask, 4)).astype(int)
+    o = np.asarray(orig)
+    assert np.array_equal(out[~mask], o[~mask])
+    x0, y0, x1, y1 = (int(v) for v in im.mask_bbox(mask))
+    sx, sy = 64 / 157, 48 / 101
+    region = np.asarray(edited.resize((x1 - x0, y1 - y0), Image.Resampling.LANCZOS,
+                                      box=(x0 * sx, y0 * sy, x1 * sx, y1 * sy))).astype(int)
+    deep = im.feather(mask, 4)[y0:y1, x0:x1] == 1
+    assert deep.sum() > 1500 and np.array_equal(out[y0:y1, x0:x1][deep], region[deep])
+
+
+def test_composite_in_bands_equals_one_band(monkeypatch) -> None:
+    """Feather and blend run in bands of rows (bounded temporaries); the bands must not show."""
+    rng = np.random.default_rng(3)
+    orig = Image.fromarray(rng.integers(0, 256, (90, 70, 3), dtype=np.uint8))
+    edited = Image.fromarray(rng.integers(0, 256, (45, 35, 3), dtype=np.uint8))
+    mask = np.zeros((90, 70), bool)
+    mask[5:85, 10:60] = True
+    mask[40:50, 30:40] = False  # a hole: edges inside too
+    whole, alpha = im.composite(orig, edited, mask, 6), im.feather(mask, 6)
+    monkeypatch.setattr(im, "BAND_PIXELS", 3 * 70)  # bands of a few rows, thinner than the radius
+    assert np.array_equal(np.asarray(im.composite(orig, edited, mask, 6)), np.asarray(whole))
+    assert np.array_equal(im.feather(mask, 6), alpha)
+
+
+def test_composite_checks_the_mask_shape() -> None:
     with pytest.raises(ValueError):
-        im.composite(gradient(), gradient(), np.zeros((3, 3), np.float32))
-    out = im.composite(gradient(), Image.new("RGB", (8, 8)), np.zeros((48, 64), np.float32))
+        im.composite(gradient(), gradient(), np.zeros((3, 3), bool), 2)
+    out = im.composite(gradient(), Image.new("RGB", (8, 8)), np.zeros((48, 64), bool), 2)
     assert np.array_equal(np.asarray(out), np.asarray(gradient()))
+
+
+def test_composite_memory_is_bounded_by_the_box_not_the_photo() -> None:
+    """A small mask on a big photo: no temporary the size of the photo beyond the output itself
+    (numpy allocations are traced; PIL's are its own and sized by the mask's box)."""
+    import tracemalloc
+
+    orig = Image.new("RGB", (4000, 3000), (90, 120, 150))
+    mask = np.zeros((3000, 4000), bool)
+    mask[1000:1200, 1500:1800] = True
+    edited = Image.new("RGB", (512, 384), (250, 20, 20))
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        out = im.composite(orig, edited, mask, 6)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    photo = 4000 * 3000 * 3
+    assert peak < photo + 8 * im.BAND_PIXELS, peak  # the output copy plus band temporaries (uint8, uint16)
+    assert np.asarray(out)[1100, 1650].tolist() == [250, 20, 20]
+
+
+def test_region_at_full_is_the_mask_plus_the_work_region() -> None:
+    mask = np.zeros((300, 400), bool)
+    mask[100:150, 100:160] = True
+    work = np.zeros((48, 64), bool)
+    work[14:26, 14:28] = True  # ~ (87..175, 93..162) at full size
+    full = im.region_at_full(mask, work)
+    reference = mask | im.mask_from_work(work, (400, 300))
+    assert full[mask].all() and full.sum() >= mask.sum()
+    assert np.abs(full.astype(int) - reference).sum() <= 2 * (full != mask).any(axis=0).sum()  # edge rounding
+    sliver = np.zeros((48, 64), bool)
+    sliver[10, 10] = True
+    assert (im.region_at_full(np.zeros((30, 40), bool), sliver)).any()  # shrinking keeps a 1 px region
 
 
 def test_black_out() -> None:

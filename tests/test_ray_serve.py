@@ -1,17 +1,19 @@
-"""The worker on Ray Serve, locally on the CPU with two replicas and the tiny models, plus the edit batching.
+"""The worker on Ray Serve, as `localedit worker --ray --replicas 2` starts it on the CPU with the tiny
+models, plus the edit batching.
 
-Concurrent sessions must each get their own results (no cross-talk between requests batched or routed
-together), and both replicas must serve. The batching itself is also checked without Ray.
+Ray runs as the product runs it: token authentication on (the worker makes its own token) and every
+process on loopback; one test lists the listening sockets of the whole process tree. Concurrent
+sessions must each get their own results (no cross-talk between requests batched or routed together),
+and both replicas must serve. The batching itself is also checked without Ray.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from importlib.util import find_spec
+from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -67,30 +69,123 @@ def test_batched_edits_match_one_by_one_and_bad_ones_fail_alone(settings, regist
         assert differs(got, single) < 1.0  # the same edit as alone (batched float maths may round apart)
 
 
+def test_a_cancelled_batch_member_does_not_fail_the_others(settings, registry):
+    """One job stopped during the batched call, one stopped before it: the rest finish, as alone."""
+    import threading
+
+    from tools.types import Cancelled
+    from tools.worker import LocalWorker
+    from tools.worker.server import EditJob, WorkerService
+
+    service = WorkerService(settings, worker=LocalWorker(settings, registry=registry))
+    mask = box_to_mask(CATS[0], SIZE)
+    request = EditRequest("ip2p-composite", "make it red", seed=3, steps=3)
+    images = [tinted(i) for i in range(4)]
+    flags = [threading.Event() for _ in images]
+    flags[3].set()  # the client went away before the batch ran
+
+    def progress(i: int):
+        def step(s: int, total: int) -> None:
+            if i == 1 and s == 1:
+                flags[1].set()  # the client goes away after the first step
+        return step
+
+    jobs = [EditJob(img, mask, request, progress=progress(i), cancel=flags[i]) for i, img in enumerate(images)]
+    answers = service.edit_batch(jobs)
+    assert isinstance(answers[1], Cancelled) and isinstance(answers[3], Cancelled), answers
+    for i in (0, 2):
+        alone = service.edit(EditJob(images[i], mask, request))
+        got, single = np.asarray(decode_image(answers[i]["image"])), np.asarray(decode_image(alone["image"]))
+        assert differs(got, single) < 1.0  # finished, and its own edit
+    assert service.status()["failures"]["cancelled"] == 2
+    assert service.budget.used == 0  # every job gave its memory reservation back
+
+
 # --------------------------------------------------------------------------- Ray Serve
 
 
 @pytest.fixture(scope="module")
-def ray_url(settings):
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    import ray
-    from ray import serve
+def ray_worker(tiny_models_dir, tmp_path_factory):
+    """``localedit worker --ray`` as a user starts it: a Ray of its own (token auth on, a fresh token
+    it makes itself, loopback only) and two replicas, with the tiny models on the CPU."""
+    import psutil
 
-    from tools.worker.serve import build_app
+    from tests.test_worker_http import WorkerProcess
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    home = tmp_path_factory.mktemp("home")  # no ~/.ray/auth_token: the worker must make its own token
+    env = {"HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0"}
+    proc = WorkerProcess(tiny_models_dir, free_port(), tmp_path_factory.mktemp("ray") / "worker.log",
+                         extra_args=("--ray", "--replicas", "2"), **env)
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS"):
+        proc.env.pop(name, None)
+    proc.start(timeout=300)
     try:
-        port = free_port()
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        args = {"settings": settings.model_dump(mode="json"), "num_cpus": 1, "min_replicas": 2, "max_replicas": 2}
-        serve.run(build_app(args), name="localedit", route_prefix="/")  # returns once both replicas are warm
-        url = f"http://127.0.0.1:{port}"
-        assert httpx.get(f"{url}/ready", timeout=30).status_code == 200
-        yield url
+        yield proc
     finally:
-        serve.shutdown()
-        ray.shutdown()
+        tree = psutil.Process(proc.proc.pid).children(recursive=True) if proc.proc.poll() is None else []
+        proc.stop(timeout=60)
+        for child in tree:  # anything Ray left behind, by its PID
+            if child.is_running():
+                child.kill()
+
+
+@needs_ray
+def test_single_machine_ray_listens_on_loopback_only_and_requires_its_token(ray_worker):
+    """Finding 1: `localedit worker --ray` once opened an unauthenticated gRPC listener on [::].
+
+    Every socket that any process of the worker's tree listens on must be a loopback address, and
+    Ray's own RPC (the GCS) must refuse a call without the cluster token."""
+    import ipaddress
+    import socket as socketlib
+
+    import grpc
+    import psutil
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+    root = psutil.Process(ray_worker.proc.pid)
+    procs = [root, *root.children(recursive=True)]
+    listening = []
+    for p in procs:
+        try:
+            cmd = " ".join(p.cmdline())
+            for c in p.net_connections(kind="inet"):
+                if c.status == psutil.CONN_LISTEN or c.type == socketlib.SOCK_DGRAM:
+                    listening.append((cmd[:80], c.laddr.ip, c.laddr.port))
+        except psutil.NoSuchProcess:
+            continue
+
+    def loopback(ip: str) -> bool:
+        addr = ipaddress.ip_address(ip)
+        return (getattr(addr, "ipv4_mapped", None) or addr).is_loopback
+
+    print("\n".join(f"{ip}:{port}  {cmd}" for cmd, ip, port in listening))
+    assert [x for x in listening if not loopback(x[1])] == []
+    assert any(port == ray_worker.port for _, _, port in listening)  # the HTTP proxy, where --host says
+    replicas = [x for x in listening if "ServeReplica" in x[0]]
+    assert len({cmd for cmd, _, _ in replicas}) >= 1 and len(replicas) >= 2  # their gRPC servers are here too
+    gcs_ports = [port for cmd, _, port in listening if "gcs_server" in cmd]
+    assert gcs_ports, listening
+
+    gcs = next(p for p in procs if "gcs_server" in " ".join(p.cmdline()))
+    environ = dict(line.split("=", 1) for line in Path(f"/proc/{gcs.pid}/environ").read_bytes().decode().split("\0")
+                   if "=" in line)  # what Ray's processes inherited (the worker made the token after its own start)
+    token = environ["RAY_AUTH_TOKEN"]
+    assert environ["RAY_AUTH_MODE"] == "token" and len(token) >= 32
+    assert not (Path(ray_worker.env["HOME"]) / ".ray" / "auth_token").exists()  # and never wrote it to disk
+    assert all(token not in " ".join(p.cmdline()) for p in procs if p.is_running())  # never in argv
+    stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(grpc.insecure_channel(f"127.0.0.1:{gcs_ports[0]}"))
+    request = gcs_service_pb2.GetClusterIdRequest()
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.GetClusterId(request, timeout=10)
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.RpcError):
+        stub.GetClusterId(request, timeout=10, metadata=[("authorization", "Bearer not-the-token")])
+    assert stub.GetClusterId(request, timeout=10, metadata=[("authorization", f"Bearer {token}")])
+
+
+@pytest.fixture(scope="module")
+def ray_url(ray_worker):
+    return ray_worker.url
 
 
 @needs_ray

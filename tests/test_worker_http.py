@@ -7,6 +7,7 @@ are noise): ``SceneRemoteWorker`` still sends every /ground request, then answer
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from PIL import Image
 
 from agent.llm import Understander
 from agent.session import Conversations
+from bench.soak import wait_until_ready
 from tests.conftest import free_port, scene
 from tests.scenes import CATS, SIZE, agent_settings, edited_region, inside, pixels
 from tools.worker.client import RemoteWorker
@@ -31,39 +33,40 @@ from tools.types import Detection, LocaleditError, WorkerUnavailableError
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "test-token-0123456789"
 MAX_UPLOAD = 300_000  # bytes per image: small, so an oversize request is cheap to make
+MAX_REQUEST_MEMORY = 128 << 20  # the worker's memory estimate limit: a 7999x7999 edit is far above it
 
 
 class WorkerProcess:
     """``python -m tools.worker`` on 127.0.0.1:``port``; started, killed and restarted by its PID."""
 
-    def __init__(self, models_dir: Path, port: int, log: Path, token: Optional[str] = None, **env: str):
-        self.port, self.log, self.token = port, log, token
+    def __init__(self, models_dir: Path, port: int, log: Path, token: Optional[str] = None,
+                 extra_args: tuple[str, ...] = (), **env: str):
+        self.port, self.log, self.token, self.extra_args = port, log, token, tuple(extra_args)
         self.url = f"http://127.0.0.1:{port}"
         self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "LOCALEDIT_DEVICE": "cpu", "LOCALEDIT_MAX_SIDE": "64",
                     "LOCALEDIT_STEPS": "2", "LOCALEDIT_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
+                    "LOCALEDIT_MAX_REQUEST_MEMORY": str(MAX_REQUEST_MEMORY), "LOCALEDIT_UPLOAD_TIMEOUT": "2",
                     "LOCALEDIT_WORKER_TIMEOUT": "60", "OMP_NUM_THREADS": "1", **env}
         self.env.pop("LOCALEDIT_WORKER_TOKEN", None)
         self.models_dir = models_dir
         self.proc: Optional[subprocess.Popen] = None
 
     def start(self, timeout: float = 120.0) -> "WorkerProcess":
-        args = [sys.executable, "-m", "tools.worker", "--port", str(self.port), "--models", str(self.models_dir)]
-        if self.token:
-            args += ["--token", self.token]
+        args = [sys.executable, "-m", "tools.worker", "--port", str(self.port), "--models", str(self.models_dir),
+                *self.extra_args]
+        if self.token:  # from a file, as a user should: never on the command line
+            token_file = self.log.with_name("worker-token")
+            token_file.write_text(self.token + "\n")
+            token_file.chmod(0o600)
+            args += ["--token-file", str(token_file)]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(args, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"the worker exited ({self.proc.returncode}): {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        pytest.fail(f"the worker was not ready within {timeout:.0f} s: {self.log.read_text()[-2000:]}")
+        try:
+            wait_until_ready(self.proc, self.url, timeout, self.log)
+        except RuntimeError as err:
+            self.stop()
+            pytest.fail(str(err))
+        return self
 
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, as when a machine dies."""
@@ -71,16 +74,21 @@ class WorkerProcess:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 15) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
 
     def status(self) -> dict:
         return httpx.get(f"{self.url}/status", headers={"Authorization": f"Bearer {self.token}"}, timeout=10).json()
+
+    def memory(self) -> dict[str, int]:
+        """The worker process's resident memory now and at its peak (bytes, from /proc)."""
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines())
+        return {k: int(fields[k].split()[0]) * 1024 for k in ("VmRSS", "VmHWM")}
 
 
 class SceneRemoteWorker(RemoteWorker):
@@ -290,3 +298,211 @@ def test_score_over_http_carries_the_evaluation_region_and_categories(remote, se
         assert getattr(there, name) == pytest.approx(getattr(here, name), abs=1e-3), name
     one_box = remote.score(image, edited, mask=mask, boxes=[CATS[0]], target_text="fox", source_text="cat")
     assert one_box.clip_rc != pytest.approx(there.clip_rc, abs=1e-6)  # the second box did travel
+
+
+# --------------------------------------------------------------------------- hostile requests
+
+
+def post(server, path: str, body: bytes, **headers: str) -> httpx.Response:
+    return httpx.post(server.url + path, content=body, timeout=60,
+                      headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json", **headers})
+
+
+def raw_request(port: int, path: str, body: bytes, *, declared: Optional[int] = None) -> "socket.socket":
+    """An HTTP request on a plain socket whose body may stop short of its Content-Length."""
+    import socket
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {declared if declared is not None else len(body)}"
+            f"\r\n\r\n").encode()
+    sock.sendall(head + body)
+    return sock
+
+
+def read_reply(sock) -> str:
+    """The whole HTTP answer on ``sock`` (headers and a Content-Length body)."""
+    data = b""
+    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < int(
+            next((line.split(b":")[1] for line in data.split(b"\r\n") if line.lower().startswith(b"content-length")),
+                 b"0")):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace")
+
+
+def no_tracebacks(server) -> None:
+    log = server.log.read_text(errors="replace")
+    assert "Traceback" not in log, log[log.find("Traceback") - 500:][:3000]
+
+
+def flat_png(size, mode="RGB") -> str:
+    import base64
+    import io
+
+    buf = io.BytesIO()
+    Image.new(mode, size, 1 if mode == "1" else (120, 130, 140)).save(buf, "PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def test_malformed_values_get_4xx_with_a_reason_never_500(server):
+    """Finding 5: NaN, Infinity, deep JSON, out-of-range knobs and a tiny inpaint strength."""
+    image = encode_image(scene(SIZE, boxes=CATS))
+    from tools.worker.wire import encode_mask
+    from tools.images import box_to_mask
+
+    mask = encode_mask(box_to_mask(CATS[0], SIZE))
+
+    def edit(**request) -> bytes:
+        return json.dumps({"image": image, "mask": mask, "request": {"instruction": "make it red", **request}}).encode()
+
+    deep = b'{"image": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    cases = [
+        ("/edit", edit(editor="ip2p").replace(b'"instruction"', b'"guidance_scale": NaN, "instruction"'), 400, "NaN"),
+        ("/edit", edit(editor="ip2p").replace(b'"instruction"', b'"seed": Infinity, "instruction"'), 400, "Infinity"),
+        ("/ground", b'{"image": "%s", "phrase": "cat", "box_threshold": -Infinity}' % image.encode(), 400, "Infinity"),
+        ("/caption", deep, 400, "nested too deeply"),
+        ("/caption", b'{"image": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": {"j": {"k": {"l": {"m": '
+                     b'{"n": {"o": {"p": {"q": 1}}}}}}}}}}}}}}}}}}', 400, "nested too deeply"),
+        ("/edit", edit(editor="inpaint", strength=1e-9), 400, "runs no denoising step"),
+        ("/edit", edit(editor="ip2p", guidance_scale=1e300), 400, "guidance scale"),
+        ("/edit", edit(editor="ip2p", image_guidance_scale=-1), 400, "image guidance scale"),
+        ("/edit", edit(editor="ip2p", steps=0), 400, "steps"),
+        ("/edit", edit(editor="ip2p", steps=10**12), 400, "steps"),
+        ("/edit", edit(editor="ip2p", seed=-5), 400, "seed"),
+        ("/edit", edit(editor="ip2p", max_side=10), 400, "long side"),
+        ("/edit", edit(editor="ip2p", strength=2.5), 400, "strength"),
+        ("/edit", edit(editor="ip2p", steps=2.5), 422, "steps"),
+        ("/edit", edit(editor="ip2p", instruction="x" * 5000), 400, "longer than"),
+        ("/segment", b'{"image": "%s", "boxes": [[50, 50, 10, 10]]}' % image.encode(), 422, "empty"),
+        ("/segment", b'{"image": "%s", "boxes": [[5000, 5000, 6000, 6000]]}' % image.encode(), 422, "outside"),
+        ("/score", b'{"original": "%s", "edited": "%s", "box": [1e308, 0, -1e308, 5]}'
+                   % (image.encode(), image.encode()), 422, "empty"),
+        ("/ground", b'{"image": "%s", "phrase": "cat", "text_threshold": 7}' % image.encode(), 422, "text_threshold"),
+    ]
+    for path, body, status, words in cases:
+        answer = post(server, path, body)
+        assert answer.status_code == status, (path, words, answer.text)
+        detail = answer.json()["detail"]
+        assert words in detail and detail.endswith(".") and "\n" not in detail, (words, detail)
+    assert "500" not in server.status()["failures"]
+    no_tracebacks(server)
+    assert httpx.get(f"{server.url}/health").json()["ok"] and server.proc.poll() is None
+
+
+def test_a_small_request_that_would_cost_gigabytes_is_refused_before_decoding(server, remote):
+    """Finding 3: a 230 KB body (a flat 7999x7999 PNG and its mask) once raised the worker by 4.4 GB."""
+    before = server.memory()
+    body = json.dumps({"image": flat_png((7999, 7999)), "mask": flat_png((7999, 7999), "1"),
+                       "request": {"editor": "ip2p-composite", "instruction": "make it red"}}).encode()
+    assert len(body) < 400_000
+    answer = post(server, "/edit", body)
+    assert answer.status_code == 413, answer.text
+    detail = answer.json()["detail"]
+    assert "7999x7999" in detail and "memory" in detail and "LOCALEDIT_MAX_REQUEST_MEMORY" in detail
+    after = server.memory()
+    assert after["VmHWM"] - before["VmHWM"] < 64 << 20, (before, after)  # nothing was decoded
+    strip = post(server, "/caption", json.dumps({"image": flat_png((8000, 2))}).encode())
+    assert strip.status_code == 400 and "times longer" in strip.json()["detail"]  # CLIP never sees it
+    big_enough = post(server, "/caption", json.dumps({"image": flat_png((1200, 900))}).encode())
+    assert big_enough.status_code == 200, big_enough.text  # under the estimate limit: served
+    assert remote.caption(scene()).text
+
+
+def test_a_stalled_or_aborted_upload_is_dropped_quietly(server, remote):
+    """Finding 5: a stalled upload once held a worker past 75 s; an aborted one logged 69 lines."""
+    started = time.monotonic()
+    stalled = raw_request(server.port, "/caption", b'{"image": "', declared=200_000)  # and then nothing
+    reply = read_reply(stalled)
+    stalled.close()
+    assert reply.startswith("HTTP/1.1 408") and "upload limit" in reply, reply
+    assert time.monotonic() - started < 10
+    for _ in range(3):
+        aborted = raw_request(server.port, "/edit", b'{"image": "' + b"A" * 50_000, declared=250_000)
+        time.sleep(0.2)
+        aborted.close()  # the client gives up half way
+    time.sleep(1.0)
+    assert remote.caption(scene()).text  # still serving
+    no_tracebacks(server)
+
+
+def test_work_abandoned_while_it_waited_for_the_model_never_runs(server, remote):
+    """A caption queued behind a long edit, whose client went away, is dropped instead of run."""
+    import threading
+
+    from tools.images import box_to_mask
+    from tools.types import Cancelled, EditRequest
+
+    photo = scene(SIZE, boxes=CATS)
+    flag, started = threading.Event(), threading.Event()
+
+    def long_edit():
+        with pytest.raises(Cancelled):
+            remote.edit(photo, box_to_mask(CATS[0], SIZE), EditRequest("ip2p-composite", "red", steps=1000),
+                        progress=lambda step, total: started.set(), cancel=flag)
+
+    editing = threading.Thread(target=long_edit)
+    editing.start()
+    assert started.wait(30)
+    before = server.status()["failures"].get("abandoned", 0)
+    queued = raw_request(server.port, "/caption", json.dumps({"image": encode_image(photo)}).encode())
+    time.sleep(1.0)  # it is waiting for the model now
+    queued.close()  # the client goes away
+    time.sleep(0.5)
+    flag.set()  # the edit stops, the model is free: the abandoned caption must not run now
+    editing.join(30)
+    deadline = time.monotonic() + 10
+    while server.status()["failures"].get("abandoned", 0) == before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert server.status()["failures"].get("abandoned", 0) == before + 1
+    assert remote.caption(photo).text
+
+
+def test_the_same_turn_in_process_and_remote_gives_the_same_report(server, remote, settings, registry, tmp_path,
+                                                                     photo_path):
+    """Finding 6: with a remote worker the chat's settings were dropped (asked 3 steps, it ran 200).
+
+    The UI's panel values live in the agent's settings; every knob (editor, steps, long side,
+    guidance, image guidance, seed) must travel in the request, so the worker's own defaults
+    (2 steps, long side 64 here) change nothing."""
+    from tests.scenes import SceneWorker
+
+    panel = dict(steps=3, max_side=96, guidance_scale=5.0, image_guidance_scale=1.2, seed=7, editor="ip2p-composite",
+                 auto_retry=False)
+
+    def turn(worker, where: str, knobs: dict = panel):
+        conv = Conversations(agent_settings(settings, tmp_path / where, **knobs), worker=worker,
+                             understander=Understander(None))
+        chat = conv.session()
+        chat.send("", image=photo_path)
+        steps: list[int] = []
+        reply = chat.send("turn the leftmost cat into a fox",
+                          progress=lambda e: steps.append(e["total"]) if "total" in e else None)
+        assert not reply.error, reply.text
+        return reply, pixels(chat.current_image_path()), edited_region(chat), max(steps), conv
+
+    local = SceneWorker(agent_settings(settings, tmp_path / "w", **panel), registry=registry)
+    here, here_pixels, here_region, here_steps, conv_here = turn(local, "here")
+    there, there_pixels, there_region, there_steps, conv_there = turn(remote, "there")
+    try:
+        assert here_steps == there_steps == 3  # the worker's default is 2
+        assert here.text == there.text
+        assert [a["editor"] for a in here.attempts] == [a["editor"] for a in there.attempts] == ["ip2p-composite"]
+        assert np.array_equal(here_region, there_region)  # same long side: the same work-size region
+        assert np.abs(here_pixels.astype(int) - there_pixels.astype(int)).mean() < 0.5
+        assert here.scores.keys() == there.scores.keys()
+        for key, value in here.scores.items():
+            if isinstance(value, float):
+                assert abs(value - there.scores[key]) < 0.02, (key, value, there.scores[key])
+        # the check can fail: the worker's own defaults (what the remote ran before) give another picture
+        plain = dict(editor="ip2p-composite", auto_retry=False)
+        defaults = SceneWorker(agent_settings(settings, tmp_path / "d", **plain), registry=registry)
+        _, other_pixels, other_region, other_steps, conv_other = turn(defaults, "defaults", plain)
+        conv_other.close()
+        assert other_steps == 2 and not (np.array_equal(other_region, here_region)
+                                         and np.abs(other_pixels.astype(int) - here_pixels.astype(int)).mean() < 0.5)
+    finally:
+        conv_here.close()
+        conv_there.close()

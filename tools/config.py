@@ -45,8 +45,11 @@ class Settings(BaseSettings):
 
     # --- images -----------------------------------------------------------------------
     max_side: int = Field(512, ge=64, le=2048, description="Models work at this long side (multiple of 8).")
-    max_upload_bytes: int = Field(40 * 1024 * 1024, description="Largest accepted image file.")
-    max_image_pixels: int = Field(64_000_000, description="Largest accepted image (width x height); decompression-bomb guard.")
+    max_upload_bytes: int = Field(40 * 1024 * 1024, ge=1, description="Largest accepted image file.")
+    max_image_pixels: int = Field(64_000_000, ge=1, description="Largest accepted image (width x height); decompression-bomb guard.")
+    max_image_side: int = Field(16384, ge=64, description="Longest accepted image side in pixels.")
+    max_aspect_ratio: float = Field(20.0, ge=1.0, description="Largest accepted long side / short side of an image "
+                                    "(a 1,000,000x2 strip fits the pixel limit but no model).")
 
     # --- grounding and masks ------------------------------------------------------------
     box_threshold: float = 0.3
@@ -107,8 +110,16 @@ class Settings(BaseSettings):
     # --- worker -----------------------------------------------------------------------
     worker_url: Optional[str] = Field(None, description="Remote worker base URL; unset = in-process worker.")
     worker_token: Optional[str] = None
+    worker_token_file: Optional[Path] = Field(
+        None, description="File holding the worker token (first line), so it appears neither in argv nor in the "
+        "environment; used when worker_token is unset.")
     worker_timeout: float = Field(300.0, gt=0, description="Seconds an edit may take (the worker's own limit per "
                                   "request, and the remote client's wait for an edit).")
+    upload_timeout: float = Field(30.0, gt=0, description="Seconds a client has to send a request body to the "
+                                  "worker (408 after): a stalled upload is dropped.")
+    max_request_memory: int = Field(
+        1024 * 1024 * 1024, ge=1 << 20, description="The worker refuses (413) a request whose memory estimate "
+        "(from the image sizes, before decoding) is above this, and runs at most this much estimated work at once.")
     caption_timeout: float = Field(30.0, gt=0, description="Seconds the agent waits for a remote worker's caption "
                                    "(BLIP-2); a caption that times out is not asked again for that photo.")
     ground_timeout: float = Field(30.0, gt=0, description="Seconds the agent waits for a remote worker's "

@@ -24,6 +24,7 @@ editor             pipeline (role)     algorithm (see ``tools.editors.<module>``
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import replace
 from typing import Any, Callable, Optional
@@ -34,13 +35,19 @@ from PIL import Image
 
 from tools.config import Settings
 from tools.editors import EditorOutput, edit_region
-from tools.images import composite, feather, to_work, work_size
+from tools.images import composite, to_work, work_size
 from tools.models import ModelRegistry
 from tools.types import EDITORS, MASKED_EDITORS, CancelFlag, Cancelled, EditRequest, EditResult, LocaleditError
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]
+
+MAX_TEXT = 2000
+"""Longest instruction or caption accepted (CLIP and the text encoders read 77 tokens anyway)."""
+
+GUIDANCE_RANGE = {"guidance_scale": (0.0, 50.0), "image_guidance_scale": (0.0, 50.0)}
+"""The accepted range of each guidance knob."""
 
 ROLES = {"ip2p": "ip2p", "ip2p-composite": "ip2p", "diffedit": "sd", "regionwise": "ip2p", "inpaint": "inpaint"}
 """The model role (``ModelRegistry.get``) each editor's pipeline is loaded as."""
@@ -60,7 +67,9 @@ class Editor:
 
         ``strength`` defaults to ``settings.encoding_ratio`` for diffedit and regionwise and to
         1.0 for inpaint; it stays None for the InstructPix2Pix editors, which do not use it.
-        Raises :class:`LocaleditError` for an unknown editor or an out-of-range value.
+        ``max_side`` defaults to ``settings.max_side``. Raises :class:`LocaleditError` for an
+        unknown editor or a value out of range (NaN and infinity included), so a bad request
+        is refused before any model runs.
         """
         s = self.settings
         if request.editor not in EDITORS:
@@ -79,11 +88,25 @@ class Editor:
                                   else float(request.image_guidance_scale)),
             strength=None if strength is None else float(strength),
             black_mask=s.black_mask_input if request.black_mask is None else bool(request.black_mask),
+            max_side=s.max_side if request.max_side is None else int(request.max_side),
         )
+        for name in ("instruction", "source_caption", "target_caption"):
+            if len(getattr(r, name)) > MAX_TEXT:
+                raise LocaleditError(f"The {name.replace('_', ' ')} is longer than {MAX_TEXT} characters.")
+        for name, (lo, hi) in GUIDANCE_RANGE.items():
+            value = getattr(r, name)
+            if not (math.isfinite(value) and lo <= value <= hi):
+                raise LocaleditError(f"The {name.replace('_', ' ')} must be a number from {lo:g} to {hi:g}, "
+                                     f"not {value}.")
+        if not 64 <= r.max_side <= 2048:
+            raise LocaleditError(f"The long side to work at must be between 64 and 2048 pixels, not {r.max_side}.")
         if not 1 <= r.steps <= 1000:
             raise LocaleditError(f"The number of steps must be between 1 and 1000, not {r.steps}.")
-        if r.strength is not None and not 0.0 < r.strength <= 1.0:
+        if r.strength is not None and not (math.isfinite(r.strength) and 0.0 < r.strength <= 1.0):
             raise LocaleditError(f"The strength (encoding ratio) must be above 0 and at most 1, not {r.strength}.")
+        if r.editor == "inpaint" and int(r.steps * r.strength) < 1:  # diffusers would run no step and fail
+            raise LocaleditError(f"An inpaint strength of {r.strength:g} with {r.steps} steps runs no denoising "
+                                 f"step; use a strength of at least {1 / r.steps:.3g} or more steps.")
         if not 0 <= r.seed < 2**63:
             raise LocaleditError(f"The seed must be a non-negative integer below 2**63, not {r.seed}.")
         return r
@@ -121,13 +144,13 @@ class Editor:
         req = self.resolve(request)
         mask = self.check_mask(image, mask, req.editor)
         original = image if image.mode == "RGB" else image.convert("RGB")
-        work = work_size(original.size, self.settings.max_side)
-        work_image = to_work(original, self.settings.max_side)
+        work = work_size(original.size, req.max_side)
+        work_image = to_work(original, req.max_side)
 
         info: dict[str, Any] = {
             "editor": req.editor, "input_size": list(original.size), "work_size": list(work),
             "steps": req.steps, "seed": req.seed, "strength": req.strength,
-            "guidance_scale": req.guidance_scale,
+            "guidance_scale": req.guidance_scale, "max_side": req.max_side,
             "mask_area": int(mask.sum()) if mask is not None else 0,
         }
         work_mask = full_mask = None
@@ -152,7 +175,7 @@ class Editor:
             edited = out.image if out.image.size == original.size else \
                 out.image.resize(original.size, Image.Resampling.LANCZOS)
         else:
-            edited = composite(original, out.image, feather(full_mask, self.settings.feather))
+            edited = composite(original, out.image, full_mask, self.settings.feather)
         seconds = time.perf_counter() - started
         log.info("edit %s at %sx%s, %s steps: %.2fs", req.editor, work[0], work[1], req.steps, seconds)
         return EditResult(image=edited, editor=req.editor, seconds=seconds, info=info, region=full_mask)

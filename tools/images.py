@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import math
 import re
 import warnings
@@ -22,13 +23,17 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from tools.files import human_bytes, read_file
 from tools.types import Box, Detection, ImageError, LocaleditError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "BoxParseError", "load_image", "content_hash", "work_size", "to_work", "resize_mask",
-    "mask_to_work", "mask_from_work", "dilate", "erode", "feather", "composite",
+    "mask_to_work", "mask_from_work", "dilate", "erode", "feather", "composite", "region_at_full",
+    "probe_image", "check_dimensions", "human_bytes",
     "black_out", "box_to_mask", "mask_bbox", "clip_mask_to_box", "crop_box", "iou",
     "parse_box", "load_mask", "overlay", "side_by_side", "to_png_bytes", "from_png_bytes",
 ]
@@ -46,44 +51,28 @@ class BoxParseError(LocaleditError, ValueError):
 # --------------------------------------------------------------------------- loading
 
 
-def human_bytes(n: int) -> str:
-    """A size for people: '812 bytes', '3.4 KB', '40.0 MB'."""
-    if n < 1024:
-        return f"{n} bytes"
-    if n < 1024 * 1024:
-        return f"{n / 1024:.1f} KB"
-    return f"{n / (1024 * 1024):.1f} MB"
-
-
-def _limits(max_bytes: Optional[int], max_pixels: Optional[int]) -> tuple[int, int]:
-    if max_bytes is None or max_pixels is None:
+def _limits(max_bytes: Optional[int], max_pixels: Optional[int], max_side: Optional[int] = None,
+            max_aspect: Optional[float] = None) -> tuple[int, int, int, float]:
+    """The limits to load with: the arguments, and the settings for those left None."""
+    if None in (max_bytes, max_pixels, max_side, max_aspect):
         from tools.config import get_settings
 
         settings = get_settings()
         max_bytes = settings.max_upload_bytes if max_bytes is None else max_bytes
         max_pixels = settings.max_image_pixels if max_pixels is None else max_pixels
-    return int(max_bytes), int(max_pixels)
+        max_side = settings.max_image_side if max_side is None else max_side
+        max_aspect = settings.max_aspect_ratio if max_aspect is None else max_aspect
+    return int(max_bytes), int(max_pixels), int(max_side), float(max_aspect)
 
 
 def _read_source(source: Source, max_bytes: int) -> tuple[bytes, str]:
-    """The file's bytes and how to name it in a message; size limits checked first."""
+    """The file's bytes and how to name it in a message; a path is read by :func:`tools.files.read_file`
+    (regular files only, at most ``max_bytes``, never trusting ``stat()`` alone)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         data, name = bytes(source), "The uploaded image"
     else:
-        path = Path(source)
         name = f"The file {str(source)!r}"
-        if not path.exists():
-            raise ImageError(f"{name} does not exist.")
-        if path.is_dir():
-            raise ImageError(f"{name} is a folder, not an image file.")
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise ImageError(f"{name} is {human_bytes(size)}, more than the "
-                             f"{human_bytes(max_bytes)} limit.")
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ImageError(f"{name} cannot be read ({exc.strerror or 'read error'}).") from exc
+        data = read_file(source, max_bytes, name=name, error=ImageError)
     if len(data) == 0:
         raise ImageError(f"{name} is empty (0 bytes).")
     if len(data) > max_bytes:
@@ -98,40 +87,75 @@ def _too_many_pixels(name: str, pixels: Optional[int], limit: int, wh: str = "")
                       f"(possibly a decompression bomb).")
 
 
-def _open_raw(source: Source, max_bytes: Optional[int] = None,
-              max_pixels: Optional[int] = None) -> Image.Image:
-    """Open, size-check, fully decode and EXIF-rotate the first frame, in its own mode."""
-    max_bytes, max_pixels = _limits(max_bytes, max_pixels)
-    data, name = _read_source(source, max_bytes)
-    img: Optional[Image.Image] = None
+def check_dimensions(size: tuple[int, int], name: str, max_pixels: int, max_side: int, max_aspect: float) -> None:
+    """Refuse a ``size`` (width, height) over the pixel limit, the side limit or the aspect-ratio limit."""
+    w, h = int(size[0]), int(size[1])
+    if w < 1 or h < 1:
+        raise ImageError(f"{name} has no pixels ({w}x{h}).")
+    if w * h > max_pixels:
+        raise _too_many_pixels(name, w * h, max_pixels, f"{w}x{h}")
+    if max(w, h) > max_side:
+        raise ImageError(f"{name} is {w}x{h} pixels; its long side is more than the {max_side:,} pixel limit.")
+    if max(w, h) / min(w, h) > max_aspect:
+        raise ImageError(f"{name} is {w}x{h} pixels, a strip more than {max_aspect:g} times longer than it is "
+                         f"wide, which the models cannot work on.")
+
+
+def _open_header(data: bytes, name: str, max_pixels: int, max_side: int, max_aspect: float) -> Image.Image:
+    """The image opened lazily (its header read, no pixel decoded) and its dimensions checked."""
     try:
         with warnings.catch_warnings():
-            # Our own max_pixels check below is authoritative; Pillow's warning is noise.
+            # Our own checks below are authoritative; Pillow's warning is noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
-            w, h = img.size
-            if w * h > max_pixels:
-                raise _too_many_pixels(name, w * h, max_pixels, f"{w}x{h}")
-            if getattr(img, "n_frames", 1) > 1:
-                img.seek(0)
-            img.load()
-    except ImageError:
-        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         m = re.search(r"\((\d+) pixels\)", str(exc))
         raise _too_many_pixels(name, int(m.group(1)) if m else None, max_pixels) from exc
-    except UnidentifiedImageError as exc:
+    except Exception as exc:  # UnidentifiedImageError, SyntaxError, struct, EOF ...
         raise ImageError(f"{name} is not an image localedit can read ({READABLE}).") from exc
+    check_dimensions(img.size, name, max_pixels, max_side, max_aspect)
+    return img
+
+
+def probe_image(data: bytes, *, max_bytes: Optional[int] = None, max_pixels: Optional[int] = None,
+                max_side: Optional[int] = None, max_aspect: Optional[float] = None,
+                name: str = "The uploaded image") -> tuple[tuple[int, int], str]:
+    """``((width, height), mode)`` of encoded image bytes, from the header alone (nothing decoded).
+
+    The same limits as :func:`load_image` are checked, so a caller can size the work (memory) a
+    request will need before any pixel is allocated.
+    """
+    max_bytes, max_pixels, max_side, max_aspect = _limits(max_bytes, max_pixels, max_side, max_aspect)
+    if not data:
+        raise ImageError(f"{name} is empty (0 bytes).")
+    if len(data) > max_bytes:
+        raise ImageError(f"{name} is {human_bytes(len(data))}, more than the {human_bytes(max_bytes)} limit.")
+    img = _open_header(data, name, max_pixels, max_side, max_aspect)
+    return img.size, img.mode
+
+
+def _open_raw(source: Source, max_bytes: Optional[int] = None, max_pixels: Optional[int] = None,
+              max_side: Optional[int] = None, max_aspect: Optional[float] = None) -> Image.Image:
+    """Open, size-check (before decoding), fully decode and EXIF-rotate the first frame, in its own mode."""
+    max_bytes, max_pixels, max_side, max_aspect = _limits(max_bytes, max_pixels, max_side, max_aspect)
+    data, name = _read_source(source, max_bytes)
+    img = _open_header(data, name, max_pixels, max_side, max_aspect)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            if getattr(img, "n_frames", 1) > 1:
+                img.seek(0)
+            img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _too_many_pixels(name, None, max_pixels) from exc
     except MemoryError as exc:
         raise ImageError(f"{name} is too large to decode in memory.") from exc
     except Exception as exc:  # OSError "truncated", SyntaxError, zlib, struct, EOF ...
-        if img is None:
-            raise ImageError(f"{name} is not an image localedit can read ({READABLE}).") from exc
         raise ImageError(f"{name} is truncated or damaged and cannot be decoded.") from exc
     try:
         img = ImageOps.exif_transpose(img) or img
-    except Exception:  # a broken EXIF block must not make a good image unreadable
-        pass
+    except Exception as exc:  # a broken EXIF block must not make a good image unreadable
+        log.debug("ignoring a broken EXIF block (%s)", exc)
     return img
 
 
@@ -171,15 +195,18 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_image(source: Source, *, max_bytes: Optional[int] = None,
-               max_pixels: Optional[int] = None) -> Image.Image:
+def load_image(source: Source, *, max_bytes: Optional[int] = None, max_pixels: Optional[int] = None,
+               max_side: Optional[int] = None, max_aspect: Optional[float] = None) -> Image.Image:
     """Load a path or bytes as an RGB image at its displayed (EXIF) orientation.
 
-    Transparency is composited over white, 16-bit / float images are scaled to 8 bits,
-    multi-frame files give their first frame. Any problem raises :class:`ImageError` with
-    one sentence. ``None`` limits come from the settings (max_upload_bytes, max_image_pixels).
+    A path must be a regular file (not a pipe or a device) and is read with a byte cap. The
+    header's size is checked against the pixel, side and aspect-ratio limits before any pixel is
+    decoded. Transparency is composited over white, 16-bit / float images are scaled to 8 bits,
+    multi-frame files give their first frame. Any problem raises :class:`ImageError` with one
+    sentence. ``None`` limits come from the settings (max_upload_bytes, max_image_pixels,
+    max_image_side, max_aspect_ratio).
     """
-    img = _open_raw(source, max_bytes, max_pixels)
+    img = _open_raw(source, max_bytes, max_pixels, max_side, max_aspect)
     out = _to_rgb(img)
     out.info.pop("exif", None)
     return out
@@ -302,58 +329,158 @@ def erode(mask: np.ndarray, radius: int) -> np.ndarray:
     return ~dilate(~_check_mask(mask), radius)
 
 
+BAND_PIXELS = 1 << 21
+"""Pixels per band when feathering and blending at full resolution: bounds their temporaries."""
+
+
+def _ring_box(mask: np.ndarray) -> Optional[tuple[int, int, int, int]]:
+    """The mask's bounding box grown by a 1 px ring (clamped: image edges stay edges), or None."""
+    box = mask_bbox(mask)
+    if box is None:
+        return None
+    h, w = mask.shape
+    return (max(0, int(box[0]) - 1), max(0, int(box[1]) - 1), min(w, int(box[2]) + 1), min(h, int(box[3]) + 1))
+
+
+def _smoothstep_table(radius: int) -> np.ndarray:
+    """float32 alpha for each depth 0..radius+1 (px layers inside the mask): smoothstep of depth/(radius+1)."""
+    t = np.arange(radius + 2, dtype=np.float32) / np.float32(radius + 1)
+    return t * t * (np.float32(3.0) - np.float32(2.0) * t)
+
+
+def _depth_bands(mask: np.ndarray, radius: int, box: tuple[int, int, int, int]):
+    """Yield ``(y0, y1, depth)`` bands covering ``box``: ``depth`` (uint8/uint16, ``(y1-y0, x1-x0)``) is
+    how many px layers deep each pixel lies inside ``mask``, capped at ``radius + 1`` (0 outside).
+
+    Each band is eroded with ``radius`` rows of context above and below, so the bands agree with
+    eroding the whole box at once while their temporaries stay within :data:`BAND_PIXELS`.
+    """
+    x0, y0, x1, y1 = box
+    rows = max(1, BAND_PIXELS // max(1, x1 - x0))
+    dtype = np.uint8 if radius < 255 else np.uint16
+    for b0 in range(y0, y1, rows):
+        b1 = min(y1, b0 + rows)
+        c0, c1 = max(y0, b0 - radius), min(y1, b1 + radius)
+        inner = mask[c0:c1, x0:x1]
+        depth = inner.astype(dtype)  # 1 for the outermost layer of the mask
+        for i in range(radius):
+            inner = ~_grow_once(~inner, diagonal=i % 2 == 0)
+            if not inner.any():
+                break
+            depth += inner
+        yield b0, b1, depth[b0 - c0:b1 - c0]
+
+
 def feather(mask: np.ndarray, radius: int) -> np.ndarray:
     """Soft float32 alpha in [0, 1]: exactly 0 outside the mask, 1 deeper than ``radius``.
 
     The ramp lies inside the mask (smoothstep of the distance to its edge, in px layers),
     so compositing with it never touches a pixel outside the mask. 0 gives the hard mask.
+    (:func:`composite` computes the same alpha band by band, in uint8, without this full copy.)
     """
     mask = _check_mask(mask)
     radius = max(0, int(radius))
     out = mask.astype(np.float32)
-    box = mask_bbox(mask)
+    box = _ring_box(mask)
     if radius == 0 or box is None:
         return out
-    h, w = mask.shape  # work on the mask's box plus a 1 px ring (image edges stay edges)
-    x0, y0 = max(0, int(box[0]) - 1), max(0, int(box[1]) - 1)
-    x1, y1 = min(w, int(box[2]) + 1), min(h, int(box[3]) + 1)
-    inner = mask[y0:y1, x0:x1]
-    depth = inner.astype(np.uint16)  # 1 for the outermost layer of the mask
-    for i in range(radius):
-        inner = ~_grow_once(~inner, diagonal=i % 2 == 0)
-        if not inner.any():
-            break
-        depth += inner
-    t = depth.astype(np.float32) / np.float32(radius + 1)
-    out[y0:y1, x0:x1] = t * t * (np.float32(3.0) - np.float32(2.0) * t)
+    table = _smoothstep_table(radius)
+    for b0, b1, depth in _depth_bands(mask, radius, box):
+        out[b0:b1, box[0]:box[2]] = table[depth]
     return out
 
 
-def composite(original: Image.Image, edited: Image.Image, alpha: np.ndarray) -> Image.Image:
-    """``alpha * edited + (1 - alpha) * original`` at the original's size, RGB uint8.
+def _rgb_array(image: Image.Image) -> np.ndarray:
+    """A writable uint8 ``(H, W, 3)`` copy of an RGB image, converted band by band (``np.array(image)``
+    would hold the image's bytes AND the copy at once)."""
+    w, h = image.size
+    out = np.empty((h, w, 3), np.uint8)
+    rows = max(1, BAND_PIXELS // max(1, w))
+    for r0 in range(0, h, rows):
+        out[r0:r0 + rows] = np.asarray(image.crop((0, r0, w, min(h, r0 + rows))))
+    return out
 
-    ``edited`` may be any size (resized with LANCZOS). Where ``alpha == 0`` the output
-    pixels are copied from the original, so they are bit-identical to it.
+
+def composite(original: Image.Image, edited: Image.Image, mask: np.ndarray, radius: int) -> Image.Image:
+    """``edited`` blended over ``original`` inside ``mask`` with a feathered edge, at the original's size.
+
+    The alpha is :func:`feather` ``(mask, radius)`` quantised to uint8, and the blend is
+    ``(o * (255 - a) + e * a + 127) // 255`` in uint16, so where ``a == 0`` (everywhere outside the
+    mask) the output byte IS the original's, and where ``a == 255`` it is the edited one. Only the
+    mask's bounding box is worked on: ``edited`` (any size) is resized (LANCZOS) over that box alone,
+    and alpha and blend run in bands of :data:`BAND_PIXELS`. Memory: the output copy (3 B/px), the
+    box of ``edited`` at full size (4 B/px of the box), and bounded band temporaries; no float copy.
+
+    Args:
+        original: the input photo, any mode (converted to RGB).
+        edited: the editor's output, any size (it covers the same view as ``original``).
+        mask: bool ``(height, width)`` of ``original``: the pixels the edit may change.
+        radius: the feather radius in px (0: a hard edge).
     """
-    out = np.array(_to_rgb(original), dtype=np.uint8)  # a copy: background bytes as-is
+    out = _rgb_array(_to_rgb(original))  # a copy: background bytes as-is
     h, w = out.shape[:2]
-    a = np.asarray(alpha, dtype=np.float32)
-    if a.shape != (h, w):
-        raise ValueError(f"alpha has shape {a.shape}, the image is {(h, w)} (height, width).")
-    box = mask_bbox(a > 0)  # NaN and negative alpha count as 0
-    if box is None:
+    mask = _check_mask(mask)
+    if mask.shape != (h, w):
+        raise ValueError(f"mask has shape {mask.shape}, the image is {(h, w)} (height, width).")
+    ring = _ring_box(mask)
+    if ring is None:
         return Image.fromarray(out, "RGB")
+    tight = tuple(int(v) for v in mask_bbox(mask))  # type: ignore[union-attr]
+    tx0, ty0, tx1, ty1 = tight
     edited = _to_rgb(edited)
-    if edited.size != (w, h):
-        edited = edited.resize((w, h), Image.Resampling.LANCZOS)
-    x0, y0, x1, y1 = (int(v) for v in box)
-    ab = np.clip(a[y0:y1, x0:x1], 0.0, 1.0)[..., None]
-    e = np.asarray(edited)[y0:y1, x0:x1].astype(np.float32)
-    region = out[y0:y1, x0:x1]  # a view into out
-    o = region.astype(np.float32)
-    blend = np.clip(np.rint(o + ab * (e - o)), 0, 255).astype(np.uint8)
-    np.copyto(region, blend, where=ab > 0)  # pixels with alpha == 0 are never written
+    if edited.size == (w, h):
+        region = edited.crop(tight)
+    else:
+        sx, sy = edited.width / w, edited.height / h
+        region = edited.resize((tx1 - tx0, ty1 - ty0), Image.Resampling.LANCZOS,
+                               box=(tx0 * sx, ty0 * sy, tx1 * sx, ty1 * sy))
+    radius = max(0, int(radius))
+    table = np.rint(_smoothstep_table(radius) * 255).astype(np.uint8)
+    for b0, b1, depth in _depth_bands(mask, radius, ring):
+        r0, r1 = max(b0, ty0), min(b1, ty1)  # alpha is 0 outside the tight box
+        if r0 >= r1:
+            continue
+        a = table[depth[r0 - b0:r1 - b0, tx0 - ring[0]:tx1 - ring[0]]]
+        if not a.any():
+            continue
+        e = np.asarray(region.crop((0, r0 - ty0, tx1 - tx0, r1 - ty0)), dtype=np.uint8).astype(np.uint16)
+        o = out[r0:r1, tx0:tx1]  # a view into out
+        a16 = a[..., None].astype(np.uint16)
+        blend = ((o.astype(np.uint16) * (255 - a16) + e * a16 + 127) // 255).astype(np.uint8)
+        np.copyto(o, blend, where=a[..., None] > 0)  # pixels with alpha == 0 are never written
     return Image.fromarray(out, "RGB")
+
+
+def region_at_full(mask: np.ndarray, work_region: np.ndarray) -> np.ndarray:
+    """``mask`` (full size) united with ``work_region`` (a work-size mask) brought to full size
+    (bilinear, > 0.5; a sliver that would vanish is kept).
+
+    Only the part of the full image the work region can reach is resized: the work region's box
+    grown by the resampling filter's reach, so the temporaries scale with the region, not the photo.
+    Returns bool ``(height, width)`` of ``mask``.
+    """
+    mask = _check_mask(mask)
+    work_region = _check_mask(work_region)
+    out = mask.copy()
+    box = mask_bbox(work_region)
+    if box is None:
+        return out
+    h, w = mask.shape
+    wh, ww = work_region.shape
+    margin = 2 + int(math.ceil(max(ww / w, wh / h)))  # bilinear reaches 1 source px, more when shrinking
+    bx0, by0 = max(0, int(box[0]) - margin), max(0, int(box[1]) - margin)
+    bx1, by1 = min(ww, int(box[2]) + margin), min(wh, int(box[3]) + margin)
+    sx, sy = w / ww, h / wh
+    fx0, fy0 = int(math.floor(bx0 * sx)), int(math.floor(by0 * sy))
+    fx1, fy1 = min(w, int(math.ceil(bx1 * sx))), min(h, int(math.ceil(by1 * sy)))
+    im = Image.fromarray(work_region.astype(np.uint8) * 255, "L")
+    size = (fx1 - fx0, fy1 - fy0)
+    src = (fx0 / sx, fy0 / sy, fx1 / sx, fy1 / sy)
+    part = np.asarray(im.resize(size, Image.Resampling.BILINEAR, box=src)) > 127
+    if not part.any():  # a thin sliver must not vanish entirely
+        part = np.asarray(im.resize(size, Image.Resampling.BOX, box=src)) > 0
+    out[fy0:fy1, fx0:fx1] |= part
+    return out
 
 
 def black_out(image: Image.Image, mask: np.ndarray) -> Image.Image:

@@ -96,6 +96,7 @@ class EditRequest:
     image_guidance_scale: Optional[float] = None
     strength: Optional[float] = None  # DiffEdit encoding ratio / region-wise / inpaint strength
     black_mask: Optional[bool] = None  # ip2p-composite: black out the background before editing
+    max_side: Optional[int] = None  # long side the models work at (LOCALEDIT_MAX_SIDE)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tools.images import dilate, mask_from_work, mask_to_work
+from tools.images import dilate, mask_to_work, region_at_full
 
 ProgressFn = Callable[[int, int], None]
 """``progress(step, total)``, called after every diffusion step (UNet evaluation)."""
@@ -54,8 +54,10 @@ def edit_region(mask: np.ndarray, image_size: tuple[int, int], work: tuple[int, 
     pixel outside it stays bit-identical. Returns ``(work_mask, full_mask)``.
     """
     work_mask = dilate(mask_to_work(mask, work), dilate_px)
-    full_mask = np.asarray(mask, dtype=bool) | mask_from_work(work_mask, image_size)
-    return work_mask, full_mask
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != (image_size[1], image_size[0]):
+        raise ValueError(f"mask has shape {mask.shape}, the image is {image_size[::-1]} (height, width).")
+    return work_mask, region_at_full(mask, work_mask)
 
 
 def latent_mask(work_mask: np.ndarray, latent_hw: tuple[int, int], device: torch.device) -> torch.Tensor:

@@ -25,9 +25,12 @@ def make_worker(settings=None) -> Worker:
 
     settings = settings or get_settings()
     if settings.worker_url:
+        from tools.files import read_secret
         from tools.worker.client import RemoteWorker
 
-        return RemoteWorker(settings.worker_url, token=settings.worker_token, timeout=settings.worker_timeout,
+        token = settings.worker_token or (read_secret(settings.worker_token_file) if settings.worker_token_file
+                                          else None)
+        return RemoteWorker(settings.worker_url, token=token, timeout=settings.worker_timeout,
                             timeouts={"caption": settings.caption_timeout, "ground": settings.ground_timeout,
                                       "segment": settings.segment_timeout, "score": settings.score_timeout})
     return LocalWorker(settings)

@@ -1,8 +1,16 @@
 """The vision worker as a Ray Serve application: many GPUs or machines, one HTTP endpoint.
 
-    localedit worker --ray                             # serve.run on a local (or RAY_ADDRESS) cluster
+    localedit worker --ray                             # a Ray of its own on this machine, loopback only
+    localedit worker --ray --address HOST:6379         # join a Ray cluster (its token: RAY_AUTH_TOKEN ...)
     localedit worker --ray --config serve_config.yaml  # the same through `serve run` and the config file
     serve run serve_config.yaml                        # plain Ray Serve
+
+No open doors (:func:`start_ray`): Ray's own token authentication is always on (``RAY_AUTH_MODE=token``;
+a Ray of our own gets a fresh random token in its processes' environment unless one is configured),
+and a Ray of our own keeps every one of its processes on loopback: the node IP is 127.0.0.1, the
+dashboard is off, and each replica's inter-deployment gRPC server (which Ray Serve 2.60 binds to
+``[::]`` with no option) is bound to 127.0.0.1 (:func:`keep_replica_grpc_on_loopback`). Only the HTTP
+proxy listens where ``--host`` says, behind the worker's own token rule.
 
 Each replica is one :class:`VisionWorker`: the same FastAPI app and routes as ``localedit worker``
 (:func:`tools.worker.server.create_app`), so :class:`tools.worker.client.RemoteWorker` talks to it unchanged.
@@ -24,7 +32,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -34,7 +44,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 from ray import serve  # noqa: E402
 
 from tools.config import Settings  # noqa: E402
-from tools.worker.server import EditJob, WorkerService, check_bind, create_app  # noqa: E402
+from tools.types import LocaleditError  # noqa: E402
+from tools.worker.server import EditJob, WorkerService, check_bind, create_app, is_loopback  # noqa: E402
 from tools.worker.wire import AFFINITY_HEADER  # noqa: E402
 
 MAX_BATCH_SIZE = 4
@@ -57,6 +68,10 @@ class VisionWorker:
     """
 
     def __init__(self, settings: Optional[dict] = None, token: Optional[str] = None):
+        import ray
+
+        if is_loopback(ray.util.get_node_ip_address()):  # a Ray kept on this machine: so is this replica
+            keep_replica_grpc_on_loopback()
         s = Settings(**settings) if settings else Settings()
         replica = serve.get_replica_context().replica_id.unique_id
         self.service = WorkerService(s, replica=replica, kind="ray")
@@ -128,26 +143,106 @@ def build_app(args: Optional[dict] = None):
         settings=args.get("settings"), token=token)
 
 
+# --------------------------------------------------------------------------- starting Ray, doors closed
+
+LOOPBACK = "127.0.0.1"
+_TOKEN_SOURCES = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
+def keep_replica_grpc_on_loopback() -> None:
+    """Bind this replica's inter-deployment gRPC server to 127.0.0.1 instead of ``[::]``.
+
+    Ray Serve 2.60 starts it in ``ReplicaActor._on_initialized`` with a hard-coded ``"[::]:0"`` and
+    no setting; the replica's constructor (ours) runs before that, so wrapping the module's
+    ``add_port_to_grpc_server`` here changes only that address, in this replica process. Called only
+    when the node itself is on loopback, where no other machine could reach the port anyway.
+    """
+    from ray.serve._private import replica
+
+    bind = replica.add_port_to_grpc_server
+    if getattr(bind, "localedit_loopback", False):
+        return
+
+    def on_loopback(server, address: str):
+        host, _, port = address.rpartition(":")
+        return bind(server, f"{LOOPBACK}:{port}" if host in ("[::]", "0.0.0.0", "") else address)
+
+    on_loopback.localedit_loopback = True  # type: ignore[attr-defined]
+    replica.add_port_to_grpc_server = on_loopback
+
+
+def ray_environment(address: Optional[str] = None) -> dict[str, str]:
+    """The environment variables that start (or join) Ray with no open doors; also set in ``os.environ``.
+
+    * ``RAY_AUTH_MODE=token`` always: every Ray RPC and HTTP entry point needs the cluster token
+      (refused with :class:`~tools.types.LocaleditError` if the environment turns it off);
+    * a Ray of our own (no ``address``) with no token configured (``RAY_AUTH_TOKEN``,
+      ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``) gets a fresh random ``RAY_AUTH_TOKEN``:
+      inherited by its processes, never written to disk or argv;
+    * a Ray of our own keeps its node IP on loopback: ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` is
+      Ray's switch for "no cluster, stay on this machine" (its default on macOS and Windows).
+    """
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode is not None and mode.strip().lower() != "token":
+        raise LocaleditError(f"localedit keeps Ray's token authentication on, but RAY_AUTH_MODE={mode}; unset it "
+                             f"or set RAY_AUTH_MODE=token.")
+    env = {"RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": os.environ.get("RAY_USAGE_STATS_ENABLED", "0")}
+    if address is None:
+        env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+        if not any(os.environ.get(k) for k in _TOKEN_SOURCES) and not (Path.home() / ".ray" / "auth_token").is_file():
+            env["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    os.environ.update(env)
+    return env
+
+
+def start_ray(address: Optional[str] = None, **init: Any) -> None:
+    """``ray.init`` with no open doors (see :func:`ray_environment`): join ``address``, or start a
+    Ray of our own with every process on loopback and no dashboard. ``init``: more ``ray.init``
+    arguments (e.g. ``num_cpus``)."""
+    import ray
+    from ray._private import ray_constants
+    from ray._raylet import Config
+
+    ray_environment(address)
+    # Ray read its settings when it was imported; re-read them as Ray itself does when it turns token
+    # auth on (authentication_token_setup._enable_token_auth), and apply the loopback switch here too
+    Config.initialize("")
+    ray_constants.ENABLE_RAY_CLUSTER = address is not None
+    try:
+        if address is not None:
+            ray.init(address=address, **init)
+            return
+        ray.init(_node_ip_address=LOOPBACK, include_dashboard=False, **init)
+    except ConnectionError as err:
+        raise LocaleditError(f"Could not reach the Ray cluster at {address}: {str(err).splitlines()[0]}") from err
+    except Exception as err:
+        if type(err).__name__ == "AuthenticationError":
+            raise LocaleditError("Ray's token authentication is on and the cluster refused us: give its token in "
+                                 "RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token "
+                                 "(`ray get-auth-token` on the head node prints it).") from err
+        raise
+
+
 def run_ray(settings: Settings, host: str = "127.0.0.1", port: int = 8800, token: Optional[str] = None,
-            config: Optional[str] = None) -> int:
-    """``localedit worker --ray``: deploy and block until interrupted, then shut down what was started."""
+            config: Optional[str] = None, address: Optional[str] = None, replicas: Optional[int] = None) -> int:
+    """``localedit worker --ray``: start or join Ray (:func:`start_ray`), deploy and block until
+    interrupted, then shut down what was started. ``replicas``: a fixed number (default: autoscaled)."""
     check_bind(host, token)
     if config:
-        return _serve_run_config(Path(config), token)
+        return _serve_run_config(Path(config), token, address)
     import ray
 
-    def stop(signum, frame):  # `kill PID` shuts down like Ctrl-C
-        raise KeyboardInterrupt
-
     settings_dict = settings.model_dump(mode="json")
-    ray.init(include_dashboard=False, ignore_reinit_error=True)
-    signal.signal(signal.SIGTERM, stop)  # after ray.init, which installs its own handler
+    start_ray(address)
+    signal.signal(signal.SIGTERM, _interrupt)  # after ray.init, which installs its own handler
+    args: dict[str, Any] = {"settings": settings_dict, "token": token}
+    if replicas:
+        args.update(min_replicas=replicas, max_replicas=replicas)
     try:
         serve.start(http_options={"host": host, "port": port, "request_timeout_s": settings.worker_timeout + 30})
-        print(f"localedit worker on Ray Serve at http://{host}:{port}; GET /ready says when a replica is warm",
-              file=sys.stderr, flush=True)
-        serve.run(build_app({"settings": settings_dict, "token": token}), name="localedit", route_prefix="/",
-                  blocking=True)
+        print(f"localedit worker on Ray Serve at http://{host}:{port} (Ray {'cluster ' + address if address else 'on loopback'}, "
+              f"token auth on); GET /ready says when a replica is warm", file=sys.stderr, flush=True)
+        serve.run(build_app(args), name="localedit", route_prefix="/", blocking=True)
     except KeyboardInterrupt:
         pass
     finally:
@@ -156,21 +251,38 @@ def run_ray(settings: Settings, host: str = "127.0.0.1", port: int = 8800, token
     return 0
 
 
-def _serve_run_config(config: Path, token: Optional[str]) -> int:
-    """Check the config's address against the token rule, then hand over to ``serve run``."""
+def _serve_run_config(config: Path, token: Optional[str], address: Optional[str]) -> int:
+    """Check the config's address against the token rule, start (or join) Ray with no open doors,
+    then run ``serve run`` on it as a child process until interrupted."""
+    import ray
     import yaml
 
     if not config.is_file():
-        from tools.types import LocaleditError
-
         raise LocaleditError(f"The Ray Serve config file {config} does not exist.")
     http = (yaml.safe_load(config.read_text()) or {}).get("http_options") or {}
     check_bind(str(http.get("host", "127.0.0.1")), token)
+    start_ray(address)
+    signal.signal(signal.SIGTERM, _interrupt)
+    env = dict(os.environ)
     if token:
-        os.environ["LOCALEDIT_WORKER_TOKEN"] = token
+        env["LOCALEDIT_WORKER_TOKEN"] = token  # the replicas read it (never argv)
     serve_exe = Path(sys.executable).parent / "serve"
-    os.execv(str(serve_exe), [str(serve_exe), "run", str(config)])
-    return 0  # not reached
+    gcs = ray.get_runtime_context().gcs_address
+    child = subprocess.Popen([str(serve_exe), "run", "--address", gcs, str(config)], env=env)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        child.terminate()
+        child.wait()
+        return 0
+    finally:
+        ray.shutdown()
 
 
-__all__ = ["VisionWorker", "build_app", "run_ray", "gpu_count"]
+def _interrupt(signum, frame):
+    """``kill PID`` shuts down like Ctrl-C."""
+    raise KeyboardInterrupt
+
+
+__all__ = ["VisionWorker", "build_app", "run_ray", "start_ray", "ray_environment", "keep_replica_grpc_on_loopback",
+           "gpu_count"]

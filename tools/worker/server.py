@@ -10,10 +10,17 @@ The routes are described in :mod:`tools.worker.client`, the JSON values in :mod:
   ``/health`` answers as soon as the process is up, ``/ready`` only once warm-up is done;
 * with a token (``--token`` / ``LOCALEDIT_WORKER_TOKEN``) every route but ``/health`` and ``/ready``
   needs ``Authorization: Bearer <token>``, compared in constant time (401 otherwise);
-* a request body may be at most :func:`request_limit` bytes (413), is read as JSON (400) and
-  checked field by field (422); each image in it at most ``max_upload_bytes``;
-* every request runs under ``worker_timeout`` seconds (504); a model call that overruns finishes in
-  its thread and is dropped. Any failure answers that request only: the worker keeps serving.
+* a request body may be at most :func:`request_limit` bytes (413) and must arrive within
+  ``upload_timeout`` seconds (408); it is read as strict JSON (400: NaN, Infinity, too deep) and
+  checked field by field (422); each image in it at most ``max_upload_bytes``, and within the
+  pixel, side and aspect-ratio limits;
+* before any pixel is decoded, the memory the request will need is estimated from the image
+  headers (:mod:`tools.worker.limits`): above ``max_request_memory`` it is refused (413, with the
+  figure), and the requests running at once stay within that budget together;
+* every request runs under ``worker_timeout`` seconds (504). When its answer is no longer wanted
+  (timed out, or the client went away) its cancel flag is set: an edit stops at its next diffusion
+  step, and a request still waiting for the model never starts. Client mistakes answer 4xx with one
+  sentence and leave no traceback in the log; any failure answers that request only.
 
 :class:`WorkerService` (JSON body in, JSON-able dict out) and :func:`create_app` are shared with the
 Ray Serve deployment, which passes its own batched edit runner.
@@ -33,22 +40,25 @@ import threading
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable, Iterator, Optional
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import ClientDisconnect
 
 from tools.config import Settings
-from tools.images import human_bytes
-from tools.worker.wire import (REPLICA_HEADER, caption_to_wire, decode_image, decode_mask, detections_to_wire,
-                               edit_result_to_wire, scores_to_wire, segmentation_to_wire)
-from tools.types import Cancelled, EditRequest, LocaleditError, ModelMissingError, WorkerUnavailableError
+from tools.files import human_bytes
+from tools.images import probe_image
+from tools.types import Box, Cancelled, EditRequest, LocaleditError, ModelMissingError, WorkerUnavailableError
 from tools.worker.interface import ProgressFn
+from tools.worker.limits import MemoryBudget, Refusal, Ticket, check_estimate, estimate_bytes, parse_json
+from tools.worker.wire import (REPLICA_HEADER, caption_to_wire, detections_to_wire, edit_result_to_wire,
+                               field_bytes, image_from_bytes, mask_from_bytes, scores_to_wire, segmentation_to_wire)
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +111,11 @@ class ScoreBody(_Body):
     source_text: str = Field("", max_length=2000)
 
 
+IMAGE_FIELDS = {"caption": ("image",), "ground": ("image",), "segment": ("image",), "edit": ("image", "mask"),
+                "score": ("original", "edited", "mask")}
+"""The fields of each route's body that carry an image (base64 PNG)."""
+
+
 @dataclass
 class EditJob:
     """One decoded edit request, ready for the worker (and for batching)."""
@@ -110,14 +125,7 @@ class EditJob:
     request: EditRequest
     progress: Optional[ProgressFn] = None
     cancel: threading.Event = field(default_factory=threading.Event)  # set: the client went away or time ran out
-
-
-class Refusal(Exception):
-    """A request refused with an HTTP status and a one-sentence reason."""
-
-    def __init__(self, status: int, detail: str):
-        super().__init__(detail)
-        self.status, self.detail = status, detail
+    ticket: Ticket = field(default_factory=lambda: Ticket(None, 0))  # its room in the memory budget
 
 
 def request_limit(settings: Settings) -> int:
@@ -154,76 +162,144 @@ class WorkerService:
         self._warm_lock = threading.Lock()
         # the worker's own lock (one model call at a time); batches hold it for the whole batch
         self._model_lock = getattr(self.worker, "_run_lock", None) or threading.RLock()
+        self.budget = MemoryBudget(settings.max_request_memory)
 
-    # --- decoding ------------------------------------------------------------------------------
+    # --- admission and decoding -----------------------------------------------------------------
 
-    def image(self, text: str, field: str = "image"):
+    def _limits(self) -> dict[str, Any]:
         s = self.settings
-        return decode_image(text, field, max_bytes=s.max_upload_bytes, max_pixels=s.max_image_pixels)
+        return {"max_bytes": s.max_upload_bytes, "max_pixels": s.max_image_pixels, "max_side": s.max_image_side,
+                "max_aspect": s.max_aspect_ratio}
 
-    def mask(self, text: Optional[str], size: tuple[int, int], field: str = "mask") -> Optional[np.ndarray]:
-        if text is None:
+    def admit(self, route: str, body: _Body, cancel: Optional[threading.Event] = None,
+              deadline: Optional[float] = None) -> tuple[dict[str, bytes], Ticket]:
+        """The encoded images of ``body`` and their room in the memory budget.
+
+        Every image header is checked against the limits, the request's memory is estimated from
+        the sizes (nothing decoded yet) and refused above ``max_request_memory`` (413); then it
+        waits for room in the budget until ``deadline`` (``time.monotonic()``; 503 after).
+        """
+        raw = {name: field_bytes(getattr(body, name), name) for name in IMAGE_FIELDS[route]
+               if getattr(body, name, None) is not None}
+        sizes = [probe_image(data, name=f"The field '{name}'", **self._limits())[0] for name, data in raw.items()]
+        need = estimate_bytes(route, sizes, sum(len(d) for d in raw.values()))
+        check_estimate(route, need, self.settings.max_request_memory, sizes[0] if sizes else None)
+        limit = deadline if deadline is not None else time.monotonic() + float(self.settings.worker_timeout)
+        return raw, self.budget.reserve(need, limit, cancel)
+
+    def image(self, data: bytes, field: str = "image"):
+        return image_from_bytes(data, field, **self._limits())
+
+    def mask(self, data: Optional[bytes], size: tuple[int, int], field: str = "mask") -> Optional[np.ndarray]:
+        if data is None:
             return None
-        s = self.settings
-        mask = decode_mask(text, field, max_bytes=s.max_upload_bytes, max_pixels=s.max_image_pixels)
+        mask = mask_from_bytes(data, field, **self._limits())
         if mask.shape != (size[1], size[0]):
             raise Refusal(422, f"The field '{field}' is {mask.shape[1]}x{mask.shape[0]} but the image is "
                                f"{size[0]}x{size[1]}, so they do not line up.")
         return mask
 
+    @staticmethod
+    def boxes(boxes, size: tuple[int, int], field: str = "boxes") -> list[Box]:
+        """``boxes`` checked: non-empty (x1 > x0, y1 > y0) and overlapping the image (422 otherwise)."""
+        w, h = size
+        out = []
+        for box in boxes:
+            x0, y0, x1, y1 = (float(v) for v in box)
+            if not (x1 > x0 and y1 > y0):
+                raise Refusal(422, f"The box {[x0, y0, x1, y1]} in '{field}' is empty: x1 must be greater than "
+                                   f"x0 and y1 greater than y0.")
+            if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
+                raise Refusal(422, f"The box {[x0, y0, x1, y1]} in '{field}' lies outside the {w}x{h} image.")
+            out.append((x0, y0, x1, y1))
+        return out
+
+    def _run(self, cancel: Optional[threading.Event], fn: Callable, *args, **kwargs) -> Any:
+        """``fn`` under the model lock, unless the answer stopped being wanted while it waited."""
+        with self._model_lock:
+            if cancel is not None and cancel.is_set():
+                self.failures["abandoned"] += 1  # /status: requests dropped before they used the model
+                raise Cancelled("The request was abandoned before it started.")
+            return fn(*args, **kwargs)
+
     # --- the tools (blocking; JSON-able answers) ----------------------------------------------
 
-    def caption(self, body: CaptionBody) -> dict:
-        return caption_to_wire(self.worker.caption(self.image(body.image)))
+    def call(self, route: str, body: _Body, cancel: Optional[threading.Event] = None,
+             deadline: Optional[float] = None) -> dict:
+        """Answer one ``/caption``, ``/ground``, ``/segment`` or ``/score`` request, start to end."""
+        raw, ticket = self.admit(route, body, cancel, deadline)
+        with ticket:
+            return getattr(self, f"_{route}")(body, raw, cancel)
 
-    def ground(self, body: GroundBody) -> dict:
-        return detections_to_wire(self.worker.ground(self.image(body.image), body.phrase,
-                                                     box_threshold=body.box_threshold,
-                                                     text_threshold=body.text_threshold))
+    def _caption(self, body: CaptionBody, raw: dict[str, bytes], cancel) -> dict:
+        return caption_to_wire(self._run(cancel, self.worker.caption, self.image(raw["image"])))
 
-    def segment(self, body: SegmentBody) -> dict:
-        return segmentation_to_wire(self.worker.segment(self.image(body.image), list(body.boxes)))
+    def _ground(self, body: GroundBody, raw: dict[str, bytes], cancel) -> dict:
+        return detections_to_wire(self._run(cancel, self.worker.ground, self.image(raw["image"]), body.phrase,
+                                            box_threshold=body.box_threshold, text_threshold=body.text_threshold))
 
-    def score(self, body: ScoreBody) -> dict:
-        original, edited = self.image(body.original, "original"), self.image(body.edited, "edited")
-        return scores_to_wire(self.worker.score(
-            original, edited, mask=self.mask(body.mask, original.size), box=body.box, boxes=list(body.boxes),
-            source_caption=body.source_caption, target_caption=body.target_caption,
+    def _segment(self, body: SegmentBody, raw: dict[str, bytes], cancel) -> dict:
+        image = self.image(raw["image"])
+        return segmentation_to_wire(self._run(cancel, self.worker.segment, image, self.boxes(body.boxes, image.size)))
+
+    def _score(self, body: ScoreBody, raw: dict[str, bytes], cancel) -> dict:
+        original, edited = self.image(raw["original"], "original"), self.image(raw["edited"], "edited")
+        if edited.size != original.size:
+            raise Refusal(422, f"The field 'edited' is {edited.size[0]}x{edited.size[1]} but 'original' is "
+                               f"{original.size[0]}x{original.size[1]}.")
+        box = self.boxes([body.box], original.size, "box")[0] if body.box is not None else None
+        boxes = self.boxes(body.boxes, original.size) if body.boxes else []
+        return scores_to_wire(self._run(
+            cancel, self.worker.score, original, edited, mask=self.mask(raw.get("mask"), original.size), box=box,
+            boxes=boxes, source_caption=body.source_caption, target_caption=body.target_caption,
             target_text=body.target_text, source_text=body.source_text))
 
     def prepare_edit(self, body: EditBody, progress: Optional[ProgressFn] = None,
-                     cancel: Optional[threading.Event] = None) -> EditJob:
-        image = self.image(body.image)
-        return EditJob(image, self.mask(body.mask, image.size), body.request, progress,
-                       cancel if cancel is not None else threading.Event())
+                     cancel: Optional[threading.Event] = None, deadline: Optional[float] = None) -> EditJob:
+        """Admit and decode an edit; the job holds its room in the memory budget until it is done."""
+        cancel = cancel if cancel is not None else threading.Event()
+        raw, ticket = self.admit("edit", body, cancel, deadline)
+        try:
+            image = self.image(raw["image"])
+            return EditJob(image, self.mask(raw.get("mask"), image.size), body.request, progress, cancel, ticket)
+        except BaseException:
+            ticket.release()
+            raise
 
     def edit(self, job: EditJob) -> dict:
         try:
             result = self.worker.edit(job.image, job.mask, job.request, progress=job.progress, cancel=job.cancel)
+            return edit_result_to_wire(result)
         except Cancelled:
             self.failures["cancelled"] += 1  # /status: edits stopped because their answer was no longer wanted
             raise
-        return edit_result_to_wire(result)
+        finally:
+            job.ticket.release()
 
     def edit_batch(self, jobs: list[EditJob]) -> list[Any]:
         """Run several edits; InstructPix2Pix edits with the same work size and knobs share one
         batched pipeline call, everything else runs one by one. Returns, per job, its answer or
-        the exception it raised (one bad job never fails the others)."""
+        the exception it raised: one bad or cancelled job never fails the others."""
         results: list[Any] = [None] * len(jobs)
         groups: dict[Any, list[int]] = defaultdict(list)
-        for i, job in enumerate(jobs):
-            try:
-                groups[self._batch_key(job) or ("alone", i)].append(i)
-            except Exception as err:  # noqa: BLE001 - an invalid request answers its own error
-                results[i] = err
-        with self._model_lock:
-            for key, members in groups.items():
-                batch = [jobs[i] for i in members]
-                answers = self._run_batched(batch) if len(batch) > 1 else [self._run_alone(batch[0])]
-                for i, answer in zip(members, answers):
-                    if isinstance(answer, dict):
-                        answer["info"]["batch_size"] = len(batch)
-                    results[i] = answer
+        try:
+            for i, job in enumerate(jobs):
+                try:
+                    groups[self._batch_key(job) or ("alone", i)].append(i)
+                except Exception as err:  # noqa: BLE001 - an invalid request answers its own error
+                    results[i] = err
+                    job.ticket.release()
+            with self._model_lock:
+                for key, members in groups.items():
+                    batch = [jobs[i] for i in members]
+                    answers = self._run_batched(batch) if len(batch) > 1 else [self._run_alone(batch[0])]
+                    for i, answer in zip(members, answers):
+                        if isinstance(answer, dict):
+                            answer["info"]["batch_size"] = len(batch)
+                        results[i] = answer
+        finally:
+            for job in jobs:
+                job.ticket.release()
         return results
 
     def _batch_key(self, job: EditJob) -> Optional[tuple]:
@@ -236,7 +312,7 @@ class WorkerService:
         editor.check_mask(job.image, job.mask, req.editor)
         if req.editor not in BATCHABLE:
             return None
-        return ("ip2p", work_size(job.image.size, self.settings.max_side), req.steps, req.guidance_scale,
+        return ("ip2p", work_size(job.image.size, req.max_side), req.steps, req.guidance_scale,
                 req.image_guidance_scale)
 
     def _run_alone(self, job: EditJob) -> Any:
@@ -247,7 +323,8 @@ class WorkerService:
 
     def _run_batched(self, jobs: list[EditJob]) -> list[Any]:
         """Each job runs the normal :class:`~tools.edit.Editor` in its own thread; their pipeline
-        calls meet in a :class:`BatchedPipe` and run as one. A broken batch runs one by one."""
+        calls meet in a :class:`BatchedPipe` and run as one. A job that fails or is cancelled before
+        its pipeline call leaves the batch; one cancelled during the call drops out of it alone."""
         from tools.edit import Editor
 
         registry = self.worker.registry
@@ -256,15 +333,17 @@ class WorkerService:
 
         def run(job: EditJob) -> Any:
             try:
-                return edit_result_to_wire(editor.edit(job.image, job.mask, job.request, progress=job.progress,
-                                                       cancel=job.cancel))
+                with pipe.member():  # leaving without a pipeline call (failed or cancelled first): the rest go on
+                    return edit_result_to_wire(editor.edit(job.image, job.mask, job.request,
+                                                           progress=job.progress, cancel=job.cancel))
             except Exception as err:  # noqa: BLE001
-                pipe.abort()
+                if isinstance(err, Cancelled):
+                    self.failures["cancelled"] += 1
                 return err
 
         with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="edit-batch") as pool:
             answers = list(pool.map(run, jobs))
-        if any(isinstance(a, threading.BrokenBarrierError) for a in answers):
+        if any(isinstance(a, BatchBroken) for a in answers):
             log.warning("a batch of %d edits broke; running them one by one", len(jobs))
             return [a if isinstance(a, dict) else self._run_alone(j) for a, j in zip(answers, jobs)]
         return answers
@@ -315,38 +394,78 @@ class WorkerService:
         return {**self.worker.status(), "kind": self.kind, "replica": self.replica, "pid": os.getpid(),
                 "ready": self.ready, "warm_error": self.warm_error, "warm_seconds": self.warm_seconds,
                 "uptime_s": round(time.time() - self.started, 1), "requests": dict(self.requests),
-                "failures": dict(self.failures)}
+                "failures": dict(self.failures), "memory_budget": self.budget.stats()}
+
+
+class BatchBroken(RuntimeError):
+    """The members of a batch did not all arrive in time."""
 
 
 class BatchedPipe:
     """Stands in for a diffusers pipeline shared by ``n`` threads: their ``pipe(...)`` calls wait for
     each other and run as ONE call with lists of prompts, images and (per-request) generators, so each
-    request keeps its own seed. Every other keyword must be the same for all (the batch key)."""
+    request keeps its own seed. Every other keyword must be the same for all (the batch key).
+
+    Each member runs inside :meth:`member`; one that leaves it without calling (it failed or was
+    cancelled first) is taken off the batch, which runs without it. A member cancelled during the call (its step callback raises
+    :class:`~tools.types.Cancelled`) stops receiving progress and gets its ``Cancelled`` back at the
+    end; the call itself stops only when every member is cancelled.
+    """
 
     PER_ITEM = ("prompt", "image", "generator", "callback_on_step_end")
 
     def __init__(self, pipe, n: int, timeout: float):
         self._pipe = pipe
+        self._expected = n
+        self._timeout = timeout
         self._calls: list[dict] = []
+        self._member = threading.local()  # whether this thread's member has called the pipe
         self._images: list = []
+        self._dropped: dict[int, BaseException] = {}
         self._error: Optional[BaseException] = None
-        self._lock = threading.Lock()
-        self._barrier = threading.Barrier(n, action=self._run, timeout=timeout)
+        self._started = self._done = False
+        self._cond = threading.Condition()
 
     def __getattr__(self, name: str):  # scheduler, num_timesteps, ...: the real pipeline's
         return getattr(self._pipe, name)
 
     def __call__(self, **kwargs):
-        with self._lock:
+        with self._cond:
             slot = len(self._calls)
             self._calls.append(kwargs)
-        self._barrier.wait()  # the last thread to arrive runs _run, then all are released
+            self._member.called = True
+            runner = self._claim()
+        if runner:
+            self._run()
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._done, timeout=self._timeout):
+                raise BatchBroken(f"the other edits of the batch did not arrive within {self._timeout:g} s")
         if self._error is not None:
             raise self._error
+        if slot in self._dropped:
+            raise self._dropped[slot]
         return SimpleNamespace(images=[self._images[slot]])
 
-    def abort(self) -> None:
-        self._barrier.abort()
+    @contextmanager
+    def member(self) -> Iterator[None]:
+        """One member's work (in its own thread); leaving it without a pipe call leaves the batch."""
+        self._member.called = False
+        try:
+            yield
+        finally:
+            if not self._member.called:
+                with self._cond:
+                    self._expected -= 1
+                    runner = self._claim()
+                if runner:
+                    self._run()
+
+    def _claim(self) -> bool:
+        """(Under the lock) whether the caller should run the batch now: everyone expected is here."""
+        if self._started or len(self._calls) < self._expected or not self._calls:
+            return False
+        self._started = True
+        return True
 
     def _run(self) -> None:
         calls = self._calls
@@ -354,9 +473,15 @@ class BatchedPipe:
         callbacks = [c.get("callback_on_step_end") for c in calls]
 
         def on_step_end(pipe, i, t, kwargs):
-            for callback in callbacks:
-                if callback is not None:
+            for slot, callback in enumerate(callbacks):
+                if callback is None or slot in self._dropped:
+                    continue
+                try:
                     callback(pipe, i, t, kwargs)
+                except Exception as err:  # noqa: BLE001 - Cancelled (or a broken progress): this member only
+                    self._dropped[slot] = err
+            if len(self._dropped) == len(calls):
+                raise Cancelled(f"every edit of the batch was stopped (step {i + 1}).")
             return kwargs
 
         try:
@@ -367,7 +492,11 @@ class BatchedPipe:
                                       generator=[c["generator"] for c in calls],
                                       callback_on_step_end=on_step_end).images
         except BaseException as err:  # noqa: BLE001 - handed to every caller
-            self._error = err
+            self._error = next(iter(self._dropped.values())) if len(self._dropped) == len(calls) else err
+        finally:
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()
 
 
 class _PipeRegistry:
@@ -386,13 +515,19 @@ class _PipeRegistry:
 # --------------------------------------------------------------------------- the HTTP app
 
 def classify(err: BaseException, timeout: float) -> tuple[int, str]:
-    """The HTTP status and one-sentence reason for an exception raised while answering."""
+    """The HTTP status and one-sentence reason for an exception raised while answering.
+
+    Only a failure of the worker itself (500) is logged with its traceback; a client's mistake is
+    answered, counted in ``/status`` and otherwise kept out of the log.
+    """
     if isinstance(err, Refusal):
         return err.status, err.detail
     if isinstance(err, asyncio.TimeoutError):
         return 504, f"The request took longer than the worker's {timeout:g} s limit."
     if isinstance(err, (ModelMissingError, WorkerUnavailableError)):
         return 503, str(err)
+    if isinstance(err, Cancelled):
+        return 499, str(err)
     if isinstance(err, LocaleditError):
         return 400, str(err)
     log.error("request failed", exc_info=err)
@@ -402,7 +537,16 @@ def classify(err: BaseException, timeout: float) -> tuple[int, str]:
 def _first_error(err: ValidationError) -> str:
     first = err.errors()[0]
     where = ".".join(str(p) for p in first.get("loc", ())) or "body"
-    return f"The request field '{where}' is invalid: {first.get('msg', 'bad value')}."
+    msg = str(first.get("msg", "bad value")).rstrip(".")
+    return f"The request field '{where}' is invalid: {msg}."
+
+
+def parse_body(data: bytes, model: type[_Body]) -> _Body:
+    """A request body as ``model``: strict JSON (400), then field by field (422)."""
+    try:
+        return model.model_validate(parse_json(data))
+    except ValidationError as err:
+        raise Refusal(422, _first_error(err)) from None
 
 
 def authorized(header: str, token: str) -> bool:
@@ -411,15 +555,19 @@ def authorized(header: str, token: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
+async def disconnected(request: Request) -> None:
+    """Returns once the client has gone away (call only after the body was read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 async def in_thread(fn: Callable, *args) -> Any:
     """Run blocking ``fn(*args)`` in the default thread pool (cancelling the await abandons it)."""
     return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
-ROUTES: dict[str, tuple[type[_Body], str]] = {
-    "/caption": (CaptionBody, "caption"), "/ground": (GroundBody, "ground"),
-    "/segment": (SegmentBody, "segment"), "/score": (ScoreBody, "score"),
-}
+ROUTES: dict[str, type[_Body]] = {"caption": CaptionBody, "ground": GroundBody, "segment": SegmentBody,
+                                  "score": ScoreBody}
 
 
 def create_app(service: WorkerService, token: Optional[str] = None,
@@ -435,6 +583,7 @@ def create_app(service: WorkerService, token: Optional[str] = None,
     """
     limit = request_limit(service.settings)
     timeout = float(service.settings.worker_timeout)
+    upload_timeout = float(service.settings.upload_timeout)
     run_edit = edit_runner or (lambda job: in_thread(service.edit, job))
 
     @asynccontextmanager
@@ -462,63 +611,89 @@ def create_app(service: WorkerService, token: Optional[str] = None,
         response.headers[REPLICA_HEADER] = service.replica
         return response
 
-    async def read(request: Request, model: type[_Body]) -> _Body:
+    async def body_bytes(request: Request) -> bytes:
+        """The whole body, at most ``limit`` bytes, within ``upload_timeout`` seconds."""
         declared = request.headers.get("content-length", "")
         too_big = Refusal(413, f"The request is larger than the worker's {human_bytes(limit)} limit.")
         if declared.isdigit() and int(declared) > limit:
             raise too_big
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_big
-            chunks.append(chunk)
-        try:
-            data = json.loads(b"".join(chunks))
-        except ValueError as err:
-            raise Refusal(400, "The request body is not valid JSON.") from err
-        if not isinstance(data, dict):
-            raise Refusal(400, "The request body must be a JSON object.")
-        try:
-            return model.model_validate(data)
-        except ValidationError as err:
-            raise Refusal(422, _first_error(err)) from err
 
-    async def answer(work: Callable[[], Awaitable[dict]]) -> JSONResponse:
-        try:
-            return JSONResponse(await asyncio.wait_for(work(), timeout))
-        except Exception as err:  # noqa: BLE001 - every failure answers this request only
-            return error(*classify(err, timeout))
+        async def collect() -> None:
+            nonlocal size
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_big
+                chunks.append(chunk)
 
-    def tool_route(model: type[_Body], method: str):
+        try:
+            await asyncio.wait_for(collect(), upload_timeout)
+        except asyncio.TimeoutError:
+            raise Refusal(408, f"The request body did not arrive within the worker's {upload_timeout:g} s "
+                               f"upload limit.") from None
+        except ClientDisconnect:
+            raise Refusal(499, "The client went away before sending the whole request.") from None
+        return b"".join(chunks)
+
+    async def read(request: Request, model: type[_Body]) -> _Body:
+        return await in_thread(parse_body, await body_bytes(request), model)
+
+    async def answer(request: Request, work: Awaitable[dict], cancel: threading.Event,
+                     deadline: float) -> JSONResponse:
+        """``work``'s answer, or its error; abandoned (``cancel`` set) when the deadline passes or
+        the client disconnects first, so queued work never starts and an edit stops at its next step."""
+        task = asyncio.ensure_future(asyncio.wait_for(work, max(0.0, deadline - time.monotonic())))
+        gone = asyncio.ensure_future(disconnected(request))
+        try:
+            await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not task.done():
+                task.cancel()
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())
+                return error(499, "The client went away before the answer was ready.")
+            try:
+                return JSONResponse(task.result())
+            except Exception as err:  # noqa: BLE001 - every failure answers this request only
+                return error(*classify(err, timeout))
+        finally:
+            cancel.set()
+            gone.cancel()
+
+    def tool_route(model: type[_Body], route_name: str):
         async def route(request: Request) -> JSONResponse:
-            async def work() -> dict:
-                return await in_thread(getattr(service, method), await read(request, model))
-            return await answer(work)
+            cancel = threading.Event()  # set once the answer is not wanted: queued work never starts
+            deadline = time.monotonic() + timeout
+            try:
+                body = await read(request, model)
+            except Refusal as err:
+                return error(err.status, err.detail)
+            return await answer(request, in_thread(service.call, route_name, body, cancel, deadline), cancel,
+                                deadline)
         return route
 
-    for path, (model, method) in ROUTES.items():
-        app.add_api_route(path, tool_route(model, method), methods=["POST"], name=method)
+    for name, model in ROUTES.items():
+        app.add_api_route(f"/{name}", tool_route(model, name), methods=["POST"], name=name)
 
     @app.post("/edit")
     async def edit(request: Request):
+        cancel = threading.Event()  # set when the answer is no longer wanted: the edit stops at its next step
+        deadline = time.monotonic() + timeout
         try:
             body = await read(request, EditBody)
         except Refusal as err:
             return error(err.status, err.detail)
-        cancel = threading.Event()  # set when the answer is no longer wanted: the edit stops at its next step
         if not body.stream:
-            try:
-                return await answer(lambda: _edit(body, None, cancel))
-            finally:
-                cancel.set()  # timed out or the client went away: a still-running edit stops
-        return StreamingResponse(_stream(body, cancel), media_type="application/x-ndjson")
+            return await answer(request, _edit(body, None, cancel, deadline), cancel, deadline)
+        return StreamingResponse(_stream(body, cancel, deadline), media_type="application/x-ndjson")
 
-    async def _edit(body: EditBody, progress: Optional[ProgressFn], cancel: threading.Event) -> dict:
-        job = await in_thread(service.prepare_edit, body, progress, cancel)
-        return await run_edit(job)
+    async def _edit(body: EditBody, progress: Optional[ProgressFn], cancel: threading.Event, deadline: float) -> dict:
+        job = await in_thread(service.prepare_edit, body, progress, cancel, deadline)
+        try:
+            return await run_edit(job)
+        finally:
+            job.ticket.release()  # (already given back when the edit ran; this covers a runner that never did)
 
-    async def _stream(body: EditBody, cancel: threading.Event):
+    async def _stream(body: EditBody, cancel: threading.Event, deadline: float):
         """NDJSON: ``{"progress": [step, total]}`` lines, then ``{"result": ...}`` or ``{"error": ...}``."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
@@ -526,7 +701,8 @@ def create_app(service: WorkerService, token: Optional[str] = None,
         def progress(step: int, total: int) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, {"progress": [int(step), int(total)]})
 
-        task = asyncio.ensure_future(asyncio.wait_for(_edit(body, progress, cancel), timeout))
+        task = asyncio.ensure_future(asyncio.wait_for(_edit(body, progress, cancel, deadline),
+                                                      max(0.0, deadline - time.monotonic())))
         task.add_done_callback(lambda _: loop.call_soon(queue.put_nowait, None))
         try:
             while (item := await queue.get()) is not None:

@@ -37,20 +37,31 @@ def encode_image(image: Image.Image) -> str:
     return base64.b64encode(to_png_bytes(image)).decode("ascii")
 
 
-def _b64(text: str, field: str) -> bytes:
+def field_bytes(text: str, field: str) -> bytes:
+    """The bytes of a base64 field, or an :class:`~tools.types.ImageError` naming the field."""
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as err:
         raise ImageError(f"The field '{field}' is not valid base64.") from err
 
 
+def image_from_bytes(data: bytes, field: str = "image", **limits: Any) -> Image.Image:
+    """Encoded image bytes of ``field`` as RGB; ``limits`` as :func:`tools.images.load_image` takes them."""
+    try:
+        return load_image(data, **limits)
+    except ImageError as err:
+        raise ImageError(str(err).replace("The uploaded image", f"The field '{field}'")) from err
+
+
+def mask_from_bytes(data: bytes, field: str = "mask", **limits: Any) -> np.ndarray:
+    """Encoded mask bytes as a bool ``(H, W)`` array (any image: non-black = True)."""
+    return np.asarray(image_from_bytes(data, field, **limits).convert("L")) > 127
+
+
 def decode_image(text: str, field: str = "image", *, max_bytes: Optional[int] = None,
                  max_pixels: Optional[int] = None) -> Image.Image:
     """Inverse of :func:`encode_image`; size limits as :func:`tools.images.load_image`."""
-    try:
-        return load_image(_b64(text, field), max_bytes=max_bytes, max_pixels=max_pixels)
-    except ImageError as err:
-        raise ImageError(str(err).replace("The uploaded image", f"The field '{field}'")) from err
+    return image_from_bytes(field_bytes(text, field), field, max_bytes=max_bytes, max_pixels=max_pixels)
 
 
 def encode_mask(mask: np.ndarray) -> str:
@@ -64,7 +75,7 @@ def encode_mask(mask: np.ndarray) -> str:
 def decode_mask(text: str, field: str = "mask", *, max_bytes: Optional[int] = None,
                 max_pixels: Optional[int] = None) -> np.ndarray:
     """Inverse of :func:`encode_mask`: a bool ``(H, W)`` array (any image: non-black = True)."""
-    return np.asarray(decode_image(text, field, max_bytes=max_bytes, max_pixels=max_pixels).convert("L")) > 127
+    return mask_from_bytes(field_bytes(text, field), field, max_bytes=max_bytes, max_pixels=max_pixels)
 
 
 def caption_to_wire(c: Caption) -> dict[str, Any]:
@@ -119,7 +130,8 @@ def scores_from_wire(d: dict) -> Scores:
     return Scores(**{k: v for k, v in d.items() if k in known})
 
 
-__all__ = ["REPLICA_HEADER", "encode_image", "decode_image", "encode_mask", "decode_mask",
+__all__ = ["REPLICA_HEADER", "encode_image", "decode_image", "encode_mask", "decode_mask", "field_bytes",
+           "image_from_bytes", "mask_from_bytes",
            "caption_to_wire", "detections_to_wire", "segmentation_to_wire", "edit_result_to_wire",
            "scores_to_wire", "request_to_wire", "caption_from_wire", "detections_from_wire",
            "segmentation_from_wire", "edit_result_from_wire", "scores_from_wire"]
