@@ -36,12 +36,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any, Awaitable, Callable, Optional
+from typing import Annotated, Any, Awaitable, Callable, Literal, Optional
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tools.config import Settings
 from tools.images import human_bytes
@@ -57,6 +57,7 @@ OPEN_PATHS = frozenset({"/health", "/ready"})  # probes answer without a token
 BATCHABLE = ("ip2p", "ip2p-composite")  # editors whose pipeline call takes a batch (one InstructPix2Pix call)
 
 FourFloats = tuple[float, float, float, float]
+TwoFloats = tuple[Annotated[float, Field(allow_inf_nan=False)], Annotated[float, Field(allow_inf_nan=False)]]
 
 
 # --------------------------------------------------------------------------- request bodies
@@ -78,8 +79,22 @@ class GroundBody(_Body):
 
 
 class SegmentBody(_Body):
+    """``boxes`` alone, or ``points`` (with at most one box): see ``Worker.segment``."""
+
     image: str
-    boxes: list[FourFloats] = Field(min_length=1, max_length=64)
+    boxes: list[FourFloats] = Field(default_factory=list, max_length=64)
+    points: list[TwoFloats] = Field(default_factory=list, max_length=64)
+    point_labels: Optional[list[Literal[0, 1]]] = None
+
+    @model_validator(mode="after")
+    def _prompt(self) -> "SegmentBody":
+        if not self.boxes and not self.points:
+            raise ValueError("give at least one box or point")
+        if self.points and len(self.boxes) > 1:
+            raise ValueError("points refine one object: give at most one box with them")
+        if self.point_labels is not None and len(self.point_labels) != len(self.points):
+            raise ValueError(f"{len(self.points)} points but {len(self.point_labels)} point labels")
+        return self
 
 
 class EditBody(_Body):
@@ -180,7 +195,13 @@ class WorkerService:
                                                      text_threshold=body.text_threshold))
 
     def segment(self, body: SegmentBody) -> dict:
-        return segmentation_to_wire(self.worker.segment(self.image(body.image), list(body.boxes)))
+        image = self.image(body.image)
+        try:
+            seg = self.worker.segment(image, list(body.boxes), points=list(body.points),
+                                      point_labels=body.point_labels)
+        except ValueError as err:  # prompts that miss the image: the client's mistake, one sentence
+            raise Refusal(422, str(err)) from err
+        return segmentation_to_wire(seg)
 
     def score(self, body: ScoreBody) -> dict:
         original, edited = self.image(body.original, "original"), self.image(body.edited, "edited")
