@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import time
 from typing import Any, Callable, Optional
 
 from langgraph.config import get_stream_writer
@@ -71,20 +72,37 @@ def _after(next_node: str) -> Callable[[State], str]:
 
 
 def _safe(name: str, fn: Callable[[State], dict]) -> Callable[[State], dict]:
-    """Turn a failure inside a node into a one-sentence reply; the state is left as it was."""
+    """Turn a failure inside a node into a one-sentence reply; the state is left as it was.
+
+    Each run of the node is also announced on the custom stream (what ``Session.send(progress=)``
+    receives): ``{"node": name, "event": "start"}``, then ``{"node": name, "event": "end",
+    "outcome": "done" | "failed" | "asked", "seconds": s}`` ("asked": an interrupt, the question is open).
+    """
     @functools.wraps(fn)
     def node(state: State) -> dict:
+        writer = get_stream_writer()
+        started, outcome = time.perf_counter(), "done"
+        writer({"node": name, "event": "start"})
         try:
-            return fn(state)
+            update = fn(state)
+            if ((update or {}).get("reply") or {}).get("error"):
+                outcome = "failed"
+            return update
         except GraphBubbleUp:  # interrupts and other control flow belong to LangGraph
+            outcome = "asked"
             raise
         except LocaleditError as err:
+            outcome = "failed"
             return {"reply": {"text": str(err), "error": True}}
         except Exception as err:  # noqa: BLE001 - the last net: log it, tell the user one line
+            outcome = "failed"
             log.exception("node %s failed", name)
             return {"reply": {"text": f"Something went wrong while I was at the {name} step "
                                       f"({type(err).__name__}); your images and our conversation are unchanged.",
                               "error": True}}
+        finally:
+            writer({"node": name, "event": "end", "outcome": outcome,
+                    "seconds": round(time.perf_counter() - started, 3)})
     return node
 
 
@@ -310,9 +328,11 @@ class _Nodes:
                               source_caption=plan.source_caption, target_caption=plan.target_caption,
                               seed=attempt["seed"], strength=attempt["strength"])
         mask = self.store.open_mask(state["mask"]) if masked and state.get("mask") else None
+        number, attempts = len(state.get("attempts") or []) + 1, len(state.get("attempts") or []) + len(queue)
         result = self.worker.edit(self.store.open(state["base"]), mask, request,
                                   progress=lambda step, total: writer({"stage": "edit", "step": step,
-                                                                        "total": total, "editor": attempt["editor"]}))
+                                                                        "total": total, "editor": attempt["editor"],
+                                                                        "attempt": number, "attempts": attempts}))
         done = {**attempt, "path": self.store.put(result.image), "masked": mask is not None,
                 "indices": (state.get("choice") or {}).get("indices"),
                 "region": self.store.put_mask(result.region) if result.region is not None else None}
