@@ -51,7 +51,7 @@ def build_graph(worker: Worker, understander, store: ImageStore, settings: Setti
     g.add_edge(START, "receive")
     g.add_conditional_edges("receive", _after("understand"), ["understand", "respond"])
     g.add_conditional_edges("understand", nodes.route_understood,
-                            ["command", "ground", "edit", "clarify", "respond"])
+                            ["command", "ground", "segment", "edit", "clarify", "respond"])
     g.add_conditional_edges("command", nodes.route_command, ["ground", "respond"])
     g.add_conditional_edges("ground", _after("select"), ["select", "respond"])
     g.add_conditional_edges("select", nodes.route_selected, ["segment", "clarify", "respond"])
@@ -135,7 +135,7 @@ class _Nodes:
             versions = list(state.get("versions") or [])[: state.get("cursor", -1) + 1]
             versions.append({"path": upload, "note": "the photo you uploaded"})
             update.update(versions=versions, cursor=len(versions) - 1, upload=None,
-                          last_plan=None, last_edit=None)
+                          last_plan=None, last_edit=None, selection=None)
             if not text:
                 update["reply"] = {"text": "Got your photo. What should I change?",
                                    "images": {"current": upload}}
@@ -150,8 +150,10 @@ class _Nodes:
         if current and (not caption or caption.get("path") != current):
             caption = self._caption(current)
         last = state.get("last_plan")
-        context = ParseContext(last_plan=EditPlan.model_validate(last) if last else None,
-                               has_image=current is not None, caption=(caption or {}).get("text"))
+        selected = _selection_on(state, current)
+        referent = EditPlan(action="attribute", target=selected.get("label") or "region") if selected else \
+            EditPlan.model_validate(last) if last else None  # "make it red": "it" is what was pointed at
+        context = ParseContext(last_plan=referent, has_image=current is not None, caption=(caption or {}).get("text"))
         history = [(m["role"], m["text"]) for m in (state.get("messages") or [])[-HISTORY_TURNS * 2 - 1:-1]]
         understood = self.understander.understand(state["text"], context, history)
         result = understood.result
@@ -164,7 +166,12 @@ class _Nodes:
         elif isinstance(result, EditPlan):
             update.update(plan=result.model_dump(), base=current, base_index=state.get("cursor", 0))
             last_edit = state.get("last_edit")
-            if result.revise_last and last_edit:  # "no, the left one": redo the last edit differently
+            if selected and result.action != "global":  # the region pointed at: no grounding, no choosing
+                update.update(detections=[{"label": selected.get("label") or result.target or "region", "score": 1.0,
+                                           "box": selected["box"]}], mask=selected["mask"],
+                              choice={"indices": [0], "reason": "the region you selected", "certain": True,
+                                      "alternatives": [], "selected": True})
+            elif result.revise_last and last_edit:  # "no, the left one": redo the last edit differently
                 update.update(base=last_edit["base"], base_index=_index_of(
                     state.get("versions") or [], last_edit["base"], state.get("cursor", 0)))
         elif isinstance(result, Clarify):
@@ -308,6 +315,8 @@ class _Nodes:
         if plan.action == "add":  # a hat, a vase: the new thing reaches past the object's outline
             mask, note = box_to_mask(grow_box(union_box(boxes), ADD_MARGIN, image.size), image.size), \
                 f"add: the area around the {plan.target}"
+        elif (state.get("choice") or {}).get("selected"):  # the user's selection is the mask
+            mask, note = self.store.open_mask(state["mask"]), "the region you selected"
         else:
             seg = self.worker.segment(image, boxes)
             mask, note = seg.mask, seg.note
@@ -397,7 +406,7 @@ class _Nodes:
                      "mask": best.get("region"), "seed": best["seed"], "strength": best["strength"],
                      "certain": choice.get("certain", True)}
         return {"versions": versions, "cursor": len(versions) - 1, "last_plan": state["plan"],
-                "last_edit": last_edit,
+                "last_edit": last_edit, "selection": None,
                 "reply": {"text": text, "images": images, "scores": best.get("scores"),
                           "attempts": [{k: a.get(k) for k in ("editor", "strength", "seed", "why", "problems", "combined")}
                                        for a in attempts]},
@@ -413,7 +422,9 @@ class _Nodes:
         kind = state["understood"]["result"]["kind"]
         if kind == "command":
             return "command"
-        return "edit" if state["plan"]["action"] == "global" else "ground"
+        if state["plan"]["action"] == "global":
+            return "edit"
+        return "segment" if (state.get("choice") or {}).get("selected") else "ground"
 
     def route_command(self, state: State) -> str:
         return "respond" if state.get("reply") else "ground"
@@ -440,6 +451,12 @@ def _follows_up(plan: EditPlan, state: State) -> bool:
     last_plan, last_edit = state.get("last_plan") or {}, state.get("last_edit") or {}
     names = {last_plan.get("target"), last_plan.get("new_value")} - {None}
     return bool(last_edit.get("chosen")) and state.get("base") == _newest(state) and plan.target in names
+
+
+def _selection_on(state: State, current: Optional[str]) -> Optional[dict]:
+    """The pending selection, if it was made on ``current`` (the image on screen)."""
+    selected = state.get("selection")
+    return selected if selected and current and selected.get("base") == current else None
 
 
 def _newest(state: State) -> Optional[str]:

@@ -186,3 +186,17 @@ class Session:
 
     def versions(self) -> list[dict[str, Any]]:
         return list(self.state().get("versions") or [])
+
+    def selection(self) -> Optional[dict[str, Any]]:
+        """The region pointed at for the next edit (``agent.state.State.selection``), if any."""
+        return self.state().get("selection")
+
+    def set_selection(self, selection: Optional[dict[str, Any]]) -> None:
+        """Point at a region of the current image for the next localized edit (None: forget it).
+
+        ``agent.pointing`` makes the value (from a click or "select the cat on the left"). Refused
+        (LocaleditError) while a question is open: the click answers it instead.
+        """
+        if self.pending() is not None:
+            raise LocaleditError("Answer the open question first (or say \"cancel\").")
+        self.conversations.graph.update_state(self._config, {"selection": selection})

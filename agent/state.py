@@ -32,6 +32,10 @@ class State(TypedDict, total=False):
     caption: Optional[dict[str, Any]]  # {"path", "text"}: BLIP-2 caption of the current image
     last_plan: Optional[dict[str, Any]]  # the last edit's plan: "now make it red" resolves to it
     last_edit: Optional[dict[str, Any]]  # {"base", "detections", "chosen", "alternatives", "mask", "seed", "strength"}
+    # a region the user pointed at (a click, or "select the cat on the left"; agent.pointing), used by the
+    # next localized edit instead of grounding while ``base`` is the current image:
+    # {"base", "points": [[x, y, label]], "box", "label", "mask", "note"}
+    selection: Optional[dict[str, Any]]
 
     # --- this turn -----------------------------------------------------------------------
     text: str  # the user's message
