@@ -483,7 +483,9 @@ def _explain(plan: EditPlan, state: State, attempts: list[dict], best: dict) -> 
     """A short account of what was done, what was tried and why."""
     what = plan.instruction or "the edit"
     where = ""
-    if best.get("masked") and state.get("detections"):
+    if best.get("masked") and (state.get("choice") or {}).get("selected"):
+        where = " on the region you selected"
+    elif best.get("masked") and state.get("detections"):
         chosen = best.get("indices") or []
         label = plan.target or "region"
         where = f" on the {label}" if len(chosen) == 1 else f" on {len(chosen)} {label}s"
