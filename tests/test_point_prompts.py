@@ -18,26 +18,14 @@ from fastapi.testclient import TestClient
 from agent.cli import EXIT_INPUT, main
 from tests.conftest import scene
 from tests.scenes import CATS, SIZE, SceneWorker, inside
-from tools.cache import ByteLRU
 from tools.engine import run_edit
 from tools.images import box_containing, box_to_mask, grow_box, parse_point
-from tools.segment import Segmenter
 from tools.types import EditRequest
 from tools.worker import LocalWorker
 from tools.worker.client import RemoteWorker
 from tools.worker.server import WorkerService, create_app
 
 BOX = (20, 40, 60, 90)
-
-
-@pytest.fixture
-def sam(registry):
-    return registry.get("sam").model
-
-
-@pytest.fixture
-def segmenter(sam) -> Segmenter:
-    return Segmenter(sam, cache=ByteLRU(64 << 20, "sam"))
 
 
 @pytest.fixture
@@ -53,18 +41,6 @@ def prompts(sam):
 
     handle = sam.prompt_encoder.register_forward_pre_hook(hook, with_kwargs=True)
     yield seen
-    handle.remove()
-
-
-@pytest.fixture
-def empty_decoder(sam):
-    """SAM's mask decoder answering all-background logits: SAM finds nothing anywhere."""
-    def hook(module, args, output):
-        low_res, iou_pred = output
-        return torch.full_like(low_res, -100.0), iou_pred
-
-    handle = sam.mask_decoder.register_forward_hook(hook)
-    yield
     handle.remove()
 
 
@@ -86,15 +62,10 @@ def test_points_and_labels_reach_sam_in_one_prompt(segmenter, sam, prompts, phot
     assert labels.tolist() == [[1]] and boxes is None
 
 
-def test_a_click_reuses_the_cached_image_embedding(segmenter, sam, photo):
-    runs = []
-    handle = sam.image_encoder.register_forward_hook(lambda *_: runs.append(1))
-    try:
-        first = segmenter.segment(photo, points=[(40, 60)])
-        again = segmenter.segment(photo, [BOX], points=[(40, 60), (30, 50)])
-    finally:
-        handle.remove()
-    assert len(runs) == 1 and not first.cache_hit and again.cache_hit
+def test_a_click_reuses_the_cached_image_embedding(segmenter, encoder_runs, photo):
+    first = segmenter.segment(photo, points=[(40, 60)])
+    again = segmenter.segment(photo, [BOX], points=[(40, 60), (30, 50)])
+    assert len(encoder_runs) == 1 and not first.cache_hit and again.cache_hit
 
 
 def test_nothing_found_at_the_points_falls_back_to_the_box_or_a_square(segmenter, empty_decoder, photo):
