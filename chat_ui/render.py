@@ -1,14 +1,19 @@
-"""A turn's reply and graph state -> what the chat shows: the steps of the work and their pictures.
+"""A turn's reply, graph state and stage events -> what the chat shows. Pure functions, no Chainlit.
 
-Pure functions (no Chainlit): ``turn_steps`` lists the collapsible steps (caption, plan,
-detections, mask, editor, scores, retries) a turn produced, each with markdown text and the
-pictures to attach (file paths, or PNG bytes made here such as the detections picture).
+A turn is shown as **one parent step** named for what happened (:func:`turn_title`: "Edited the
+cat in 12 s", "Asked which cat", "Undid 1 step") with the stages that ran nested inside it, each
+with its own progress while it runs (:func:`stage_title`, :func:`progress_text`) and its details
+when done (:func:`turn_steps`: the caption and plan, the detections drawn as boxes, the mask, each
+attempt with its editor and scores). Only stages that ran in *this* turn are shown: ``ran`` is the
+set of graph nodes the turn's stage events named (``agent.graph._safe``), so nothing from an
+earlier turn can appear. Pictures get alt texts that say what they show (:func:`alt`).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Iterable, Optional, Union
 
 from agent.session import Reply
 from agent.store import ImageStore
@@ -23,23 +28,108 @@ SCORE_NAMES = {"clip_i": "CLIP-I (image similarity)", "clip_t": "CLIP-T (edited 
                "l2_outside": "L2 outside the region"}
 PLAN_FIELDS = ("action", "target", "qualifier", "attribute", "plural", "count", "new_value", "region_hint",
                "instruction", "source_caption", "target_caption", "revise_last")
+STAGES = ("understand", "ground", "clarify", "segment", "edit", "command")
+"""The graph nodes shown as stages of a turn (``select`` belongs to ``ground``, ``score`` and
+``judge`` to the attempt they measure)."""
 
 Picture = Union[str, bytes]  # a file path, or PNG bytes
 
 
 @dataclass
 class StepView:
-    """One collapsible step: a name, markdown text, and pictures ``(name, path or PNG bytes)``."""
+    """One nested step: the ``stage`` it belongs to, a name, markdown text, and pictures ``(alt, picture)``."""
 
     name: str
     text: str
     pictures: list[tuple[str, Picture]] = field(default_factory=list)
+    stage: str = ""
 
 
-def turn_steps(reply: Reply, state: dict[str, Any]) -> list[StepView]:
-    """The steps of the turn that produced ``reply`` (``state``: the thread's graph state after it)."""
-    steps = [_caption_step(state), _plan_step(reply, state), _detections_step(state),
-             _mask_step(reply), *_edit_steps(reply, state)]
+# --- names --------------------------------------------------------------------------------------
+
+def target_of(state: dict[str, Any]) -> str:
+    """What the turn was about: "cat", "2 cats", "selected region", or "photo"."""
+    plan = state.get("plan") or {}
+    if (state.get("choice") or {}).get("selected"):
+        return "selected region"
+    target = plan.get("target") or ""
+    if not target or plan.get("action") == "global":
+        return "photo"
+    chosen = (state.get("choice") or {}).get("indices") or []
+    return f"{len(chosen)} {target}s" if len(chosen) > 1 else target
+
+
+def seconds(s: float) -> str:
+    return f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
+
+
+def turn_title(reply: Reply, state: dict[str, Any], ran: Iterable[str], elapsed: float) -> str:
+    """The parent step's name once the turn is over."""
+    ran = set(ran)
+    result = ((state.get("understood") or {}).get("result") or {}) if "understand" in ran else {}
+    took = seconds(elapsed)
+    if reply.question:
+        plan = state.get("plan") or {}
+        return f"Asked which {plan['target']}" if plan.get("target") and ran & {"ground", "select", "clarify"} \
+            else "Asked what to change"
+    if reply.error:
+        target = target_of(state) if "edit" in ran or "segment" in ran or "ground" in ran else ""
+        return f"Could not edit the {target}" if target and target != "photo" else "Could not do that"
+    if reply.images.get("edited"):
+        what = target_of(state)
+        what = "the whole photo" if what == "photo" else what if what[0].isdigit() else f"the {what}"
+        return f"Edited {what} in {took}"
+    if result.get("kind") == "command" or "command" in ran:
+        m = re.match(r"^(Undid|Redid) (\d+ steps?)", reply.text)
+        if m:
+            return f"{m.group(1)} {m.group(2)}"
+        name = result.get("name")
+        return {"show_mask": "Showed the mask", "cancel": "Cancelled"}.get(name, "Nothing to change")
+    if reply.text.startswith("Got your photo"):
+        return "Received your photo"
+    return "Answered"
+
+
+def stage_title(node: str, state_hint: Optional[dict] = None, attempt: int = 1, attempts: int = 1,
+                editor: str = "") -> str:
+    """A running stage's name (``state_hint``: what is known of the plan so far)."""
+    target = ((state_hint or {}).get("plan") or {}).get("target") or "object"
+    return {"understand": "Reading your message", "ground": f"Finding the {target}",
+            "clarify": "Asking which one", "segment": f"Segmenting the {target}",
+            "command": "Undo, redo or mask"}.get(
+        node, f"Attempt {attempt} of {attempts}" + (f": {editor}" if editor else ""))
+
+
+def progress_text(event: dict[str, Any]) -> str:
+    """A diffusion progress event as one line: "step 7 of 20"."""
+    return f"Diffusion step {event['step']} of {event['total']}"
+
+
+def alt(kind: str, target: str = "") -> str:
+    """The alt text of a picture the chat shows (what it shows, not a file name)."""
+    thing = target if target and target != "photo" else "region"
+    return {"edited": "the edited photo", "current": "the current photo", "uploaded": "the photo you uploaded",
+            "before_after": "before and after: the photo and the edited photo side by side",
+            "mask": f"mask of the {thing} over the photo", "selection": f"the {thing} you selected, over the photo",
+            "candidates": f"the {target or 'object'} candidates, numbered", "earlier": "an earlier version of the photo",
+            "detections": f"detections of the {target or 'object'}, drawn as boxes on the photo"}[kind]
+
+
+# --- the details of each stage --------------------------------------------------------------------
+
+def turn_steps(reply: Reply, state: dict[str, Any], ran: Optional[Iterable[str]] = None) -> list[StepView]:
+    """The details of the turn that produced ``reply`` (``state``: the thread's graph state after it),
+    for the stages in ``ran`` (default: all)."""
+    ran = set(STAGES) | {"select"} if ran is None else set(ran)
+    steps: list[Optional[StepView]] = []
+    if "understand" in ran:
+        steps += [_caption_step(state), _plan_step(reply, state)]
+    if ran & {"ground", "select", "clarify"}:
+        steps.append(_detections_step(state))
+    if "segment" in ran:
+        steps.append(_mask_step(reply, state))
+    if "edit" in ran:
+        steps += _attempt_steps(reply, state)
     return [s for s in steps if s is not None]
 
 
@@ -48,7 +138,7 @@ def _caption_step(state: dict[str, Any]) -> Optional[StepView]:
     kind = ((state.get("understood") or {}).get("result") or {}).get("kind")
     if not caption or kind not in ("edit", "clarify"):  # commands do not need the picture described
         return None
-    return StepView("Caption", f"BLIP-2 sees: *{_md(caption)}*")
+    return StepView("Caption", f"BLIP-2 sees: *{_md(caption)}*", stage="understand")
 
 
 def _plan_step(reply: Reply, state: dict[str, Any]) -> Optional[StepView]:
@@ -62,8 +152,12 @@ def _plan_step(reply: Reply, state: dict[str, Any]) -> Optional[StepView]:
     if kind == "edit":
         lines += [f"- {name}: `{_code(result[name])}`" for name in PLAN_FIELDS
                   if result.get(name) not in (None, "", False)]
-        route = "a global edit of the whole image" if result.get("action") == "global" else \
-            "ground the target, pick the object(s), segment, then edit only that region"
+        if (state.get("choice") or {}).get("selected"):
+            route = "edit the region you selected (no grounding)"
+        elif result.get("action") == "global":
+            route = "a global edit of the whole image"
+        else:
+            route = "ground the target, pick the object(s), segment, then edit only that region"
         lines.append(f"\nPath: {route}.")
     elif kind == "command":
         lines.append(f"- command: `{result.get('name')}`" + (f" x{result['steps']}" if result.get("steps", 1) > 1 else ""))
@@ -71,7 +165,7 @@ def _plan_step(reply: Reply, state: dict[str, Any]) -> Optional[StepView]:
         lines.append(f"- question: {_md(result.get('question', ''))}")
     if understood.get("note"):
         lines.append(f"\nNote: {_md(understood['note'])}")
-    return StepView("Plan", "\n".join(lines))
+    return StepView("Plan", "\n".join(lines), stage="understand")
 
 
 def _detections_step(state: dict[str, Any]) -> Optional[StepView]:
@@ -79,11 +173,11 @@ def _detections_step(state: dict[str, Any]) -> Optional[StepView]:
     detections = state.get("detections") or []
     base = state.get("base")
     plan = state.get("plan") or {}
-    if not plan or plan.get("action") == "global":
+    if not plan or plan.get("action") == "global" or (state.get("choice") or {}).get("selected"):
         return None
     phrase = " ".join(w for w in (plan.get("attribute"), plan.get("target")) if w) or plan.get("region_hint") or "?"
     if not detections:
-        return StepView("Detections", f"GroundingDINO found nothing for *{_md(phrase)}*.")
+        return StepView("Detections", f"GroundingDINO found nothing for *{_md(phrase)}*.", stage="ground")
     chosen = (state.get("choice") or {}).get("indices") or []
     reason = (state.get("choice") or {}).get("reason")
     lines = [f"GroundingDINO found {len(detections)} for *{_md(phrase)}*:"]
@@ -98,40 +192,52 @@ def _detections_step(state: dict[str, Any]) -> Optional[StepView]:
         picture = overlay(ImageStore.open(base), boxes=[tuple(d["box"]) for d in detections],
                           labels=[f"{i + 1}: {d['label']} {d['score']:.2f}" for i, d in enumerate(detections)],
                           chosen=chosen)
-        pictures.append(("detections.png", to_png_bytes(picture)))
-    return StepView("Detections", "\n".join(lines), pictures)
+        pictures.append((alt("detections", plan.get("target") or ""), to_png_bytes(picture)))
+    return StepView("Detections", "\n".join(lines), pictures, stage="ground")
 
 
-def _mask_step(reply: Reply) -> Optional[StepView]:
+def _mask_step(reply: Reply, state: dict[str, Any]) -> Optional[StepView]:
     mask = reply.images.get("mask")
     if not mask or reply.question:
         return None
-    return StepView("Mask", "The region I was allowed to change (SAM mask, dilated), tinted over the photo.",
-                    [("mask.png", mask)])
+    note = (state.get("choice") or {}).get("mask_note")
+    text = "The region I was allowed to change (SAM mask, dilated), tinted over the photo." + \
+        (f"\n\nNote: {_md(note)}." if note else "")
+    return StepView("Mask", text, [(alt("mask", target_of(state)), mask)], stage="segment")
 
 
-def _edit_steps(reply: Reply, state: dict[str, Any]) -> list[Optional[StepView]]:
-    """Editor, scores and retries of an edit turn (nothing for other turns)."""
+def _attempt_steps(reply: Reply, state: dict[str, Any]) -> list[StepView]:
+    """One view per attempt of an edit turn: editor, knobs, the judge's verdict; the kept one's scores."""
     attempts = state.get("attempts") or []
     edited = reply.images.get("edited")
     if not attempts or not edited or reply.question or reply.error:
         return []
     kept = next((a for a in attempts if a.get("path") == edited), attempts[-1])
-    editor = StepView("Editor", f"**{kept['editor']}**, strength {kept.get('strength', 0):.2f}, seed {kept.get('seed')}"
-                      + (" (masked: pixels outside the region are the original's)." if kept.get("masked")
-                         else " (whole image)."))
-    scores = reply.scores or kept.get("scores") or {}
-    shown = [(SCORE_NAMES.get(k, k), v) for k, v in scores.items() if isinstance(v, (int, float)) and k in SCORE_NAMES]
-    score = StepView("Scores", "| metric | value |\n|---|---|\n" + "\n".join(f"| {k} | {v:.3f} |" for k, v in shown)
-                     if shown else "No scores (the scorer was not available).")
-    retries = None
-    if len(attempts) > 1:
-        rows = [f"{i + 1}. {a['editor']} ({a.get('why', '')}), strength {a.get('strength', 0):.2f}: "
-                + (", ".join(a.get("problems") or []) or "good")
-                + (f" - score {a['combined']:.3f}" if isinstance(a.get("combined"), (int, float)) else "")
-                + (" **kept**" if a is kept else "") for i, a in enumerate(attempts)]
-        retries = StepView("Retries", f"{len(attempts)} attempts; I kept the best:\n" + "\n".join(rows))
-    return [editor, score, retries]
+    views = []
+    for number, a in enumerate(attempts, start=1):
+        lines = [f"**{a['editor']}**" + (f" ({a['why']})" if a.get("why") else "")
+                 + f", strength {a.get('strength', 0):.2f}, seed {a.get('seed')}"
+                 + (" (masked: pixels outside the region are the original's)." if a.get("masked") else " (whole image)."),
+                 "Judge: " + (", ".join(a.get("problems") or []) or "good")
+                 + (f"; combined score {a['combined']:.3f}" if isinstance(a.get("combined"), (int, float)) else "")
+                 + (". **Kept.**" if a is kept else ".")]
+        if a is kept:
+            scores = reply.scores or a.get("scores") or {}
+            shown = [(SCORE_NAMES[k], v) for k, v in scores.items() if isinstance(v, (int, float)) and k in SCORE_NAMES]
+            lines.append("\n| metric | value |\n|---|---|\n" + "\n".join(f"| {k} | {v:.3f} |" for k, v in shown)
+                         if shown else "\nNo scores (the scorer was not available).")
+        views.append(StepView(f"Attempt {number} of {len(attempts)}", "\n".join(lines), stage=f"edit:{number}"))
+    return views
+
+
+def settings_line(panel: Any, reply: Reply, state: dict[str, Any]) -> str:
+    """The knobs the reply's edit ran with, for the reply text: editor, steps, strength, seed."""
+    attempts = state.get("attempts") or []
+    kept = next((a for a in attempts if a.get("path") == reply.images.get("edited")), None)
+    if kept is None:
+        return ""
+    return (f"{kept['editor']} · {panel.steps} diffusion steps · strength {kept.get('strength', 0):.2f} · "
+            f"seed {kept.get('seed')} · long side {panel.max_side} px")
 
 
 def _code(value: Any) -> str:
