@@ -6,7 +6,7 @@
     localedit models list                    # where each model will be loaded from
     localedit parse "make the left cat red" --json
     localedit chat [--port 8000] [--models DIR]   # the chat UI in the browser
-    localedit chat-cli [--image photo.jpg]   # a terminal chat: /image PATH, /undo, /redo, /save PATH, /quit
+    localedit chat-cli [--image photo.jpg]   # a terminal chat: /image PATH, /undo, /redo, /mask, /save PATH, /quit
     localedit eval MANIFEST --editors ip2p,ip2p-composite,diffedit,regionwise --out DIR
     localedit worker [--host H --port P --token T] [--ray]   # the vision models behind an HTTP API
 
@@ -66,6 +66,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
     from tools.engine import run_edit
     from tools.images import load_image, load_mask, overlay, parse_box, parse_point
+    from tools.region import rc_labels
     from tools.types import EditRequest
     from tools.worker import LocalWorker
 
@@ -94,12 +95,14 @@ def cmd_edit(args: argparse.Namespace) -> int:
         seed=args.seed, steps=args.steps, guidance_scale=args.guidance,
         image_guidance_scale=args.image_guidance, strength=args.strength,
         black_mask=True if args.black_mask else None)
+    named = plan or _plan_for(args.instruction)  # CLIP-RC's categories: what the target becomes, and was
+    labels = rc_labels(named.action, named.target or target, named.new_value) if named else ("", target or "")
     worker = LocalWorker(settings)
     progress, close = _progress_bar(f"{request.editor}")
     try:
         report = run_edit(worker, image, request, target=target, box=box, mask=mask,
                           score=not args.no_score, box_threshold=args.box_threshold,
-                          text_threshold=args.text_threshold, progress=progress,
+                          text_threshold=args.text_threshold, progress=progress, labels=labels,
                           choose=_chooser(plan) if plan is not None and target else None,
                           points=points, point_labels=point_labels)
     finally:
@@ -193,7 +196,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 # --- chat-cli --------------------------------------------------------------------------------
 
-CHAT_HELP = ("Commands: /image PATH (load a photo), /undo, /redo, /save PATH, /mask, /help, /quit. "
+CHAT_HELP = ("Commands: /image PATH (load a photo), /undo, /redo, /mask, /retry, /version N, /cancel, /save PATH, "
+             "/help, /quit. Ctrl-C stops a running edit; at the prompt, twice, it quits. "
              "Anything else is an instruction, e.g. \"turn the cat into a fox\".")
 
 
@@ -204,35 +208,65 @@ def cmd_chat_cli(args: argparse.Namespace) -> int:
     session = Conversations(_settings(args)).session(args.thread)
     print(f"localedit chat (thread {session.thread_id}). {CHAT_HELP}", flush=True)
     if args.image:
-        _show(session.send("", image=args.image))
+        _show(_turn(session, lambda: session.send("", image=args.image)))
     interactive = sys.stdin.isatty()
+    interrupted = False  # Ctrl-C at the prompt once: say how to leave; twice in a row: leave
     while True:
-        if interactive:
-            print("> ", end="", flush=True)
-        line = sys.stdin.readline()
-        if not line:
-            return 0
-        line = line.strip()
-        if not line:
-            continue
-        word, _, rest = line.partition(" ")
-        if word in ("/quit", "/exit"):
-            return 0
-        if word == "/help":
-            print(CHAT_HELP)
-        elif word == "/image":
-            _show(session.send("", image=rest.strip()) if rest.strip() else None)
-        elif word == "/save":
-            image = session.current_image()
-            if image is None or not rest.strip():
-                print("localedit: give a path, and load an image first (/image PATH).", flush=True)
-            else:
-                image.save(rest.strip())
-                print(f"localedit: saved the current image to {rest.strip()}", flush=True)
-        elif word in ("/undo", "/redo", "/mask"):
-            _show(session.send({"/undo": "undo", "/redo": "redo", "/mask": "show me the mask"}[word]))
+        try:
+            if _chat_line(session, interactive):
+                return 0
+            interrupted = False
+        except KeyboardInterrupt:  # between turns (a turn catches its own Ctrl-C: it stops the turn)
+            if interrupted:
+                print("\nlocaledit: bye", flush=True)
+                return 0
+            interrupted = True
+            print("\nlocaledit: (Ctrl-C again, or /quit, to leave)", flush=True)
+
+
+def _chat_line(session, interactive: bool) -> bool:
+    """Read and handle one line of the chat; True when the chat should end."""
+    if interactive:
+        print("> ", end="", flush=True)
+    line = sys.stdin.readline()
+    if not line:
+        return True
+    line = line.strip()
+    if not line:
+        return False
+    word, _, rest = line.partition(" ")
+    if word in ("/quit", "/exit"):
+        return True
+    if word == "/help":
+        print(CHAT_HELP)
+    elif word == "/image":
+        path = rest.strip()
+        _show(_turn(session, lambda: session.send("", image=path)) if path else None)
+    elif word == "/save":
+        image = session.current_image()
+        if image is None or not rest.strip():
+            print("localedit: give a path, and load an image first (/image PATH).", flush=True)
         else:
-            _show(session.send(line, progress=_chat_progress))
+            image.save(rest.strip())
+            print(f"localedit: saved the current image to {rest.strip()}", flush=True)
+    else:  # instructions, answers and the slash commands the agent knows (/undo, /mask, /version 2, ...)
+        _show(_turn(session, lambda: session.send(line, progress=_chat_progress)))
+    return False
+
+
+def _turn(session, send: Callable[[], Any]):
+    """Run one turn; Ctrl-C meanwhile stops it (the session goes on) instead of killing the program."""
+    import signal
+
+    def stop(signum, frame) -> None:
+        if session.cancel():
+            print("\nlocaledit: stopping...", file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        return send()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _chat_progress(event: dict) -> None:
@@ -255,10 +289,19 @@ def _show(reply) -> None:
     if reply.scores:
         shown = {k: v for k, v in reply.scores.items() if v is not None and k != "cache_hits"}
         print("  scores: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
+    report = reply.report or {}
+    if report.get("ran") or report.get("skipped"):
+        parts = [f"ran {', '.join(report.get('ran') or []) or 'nothing'}"]
+        if report.get("skipped"):
+            parts.append("skipped " + ", ".join(f"{k} ({v})" if v else k for k, v in report["skipped"].items()))
+        if report.get("caches"):
+            parts.append("caches " + ", ".join(f"{k} {v}" for k, v in report["caches"].items()))
+        print("  stages: " + "; ".join(parts))
     if len(reply.attempts) > 1:
         for n, attempt in enumerate(reply.attempts, 1):
             verdict = "; ".join(attempt.get("problems") or []) or "good"
-            print(f"  attempt {n}: {attempt['editor']} ({attempt['why']}): {verdict}")
+            moved = f": {attempt['knob']}" if attempt.get("knob") else ""
+            print(f"  attempt {n}: {attempt['editor']} ({attempt['why']}{moved}): {verdict}")
     sys.stdout.flush()
 
 

@@ -1,14 +1,22 @@
 """The conversation as a LangGraph graph: one user message in, one reply (or a question) out.
 
     receive -> understand -> ground -> select -> segment -> edit -> score -> judge -> respond
-                   |            \\          \\-> clarify (interrupt) -> segment | understand | respond
-                   |             \\-> (nothing found) respond
-                   +-> command (undo, redo, show mask; retry / stronger / other one -> ground)
-                   +-> clarify (no referent for "it") ; +-> edit (global edits) ; +-> respond (chat)
+       |           |            \\          \\-> clarify (interrupt) -> segment | understand | receive | respond
+       |           |             \\-> (nothing found) respond
+       |           +-> segment (a follow-up on the last edit's region or on the region the user
+       |           |            selected: no grounding, no SAM; global edits)
+       |           +-> command (undo, redo, go to version k, show mask; retry / stronger / other one -> segment)
+       |           +-> clarify (no referent for "it") ; +-> respond (chat)
+       +-> command (the UI's "go to version k")
 
 Nodes read and write ``agent.state.State``; the vision work goes through a ``Worker`` (this
 package never imports torch). Every node is wrapped so a failure becomes one clear sentence in
 the reply and the conversation and its images stay as they were.
+
+Cancellation: the turn's cancel flag (``configurable["cancel"]``, any ``is_set()``) is checked
+before every node, after every diffusion step (the worker's ``cancel``), and every 50 ms while the
+LLM or a vision call runs (those run in a helper thread the turn stops waiting for). A stopped turn
+goes to ``respond`` with a "Stopped" reply and makes no version.
 """
 
 from __future__ import annotations
@@ -16,46 +24,51 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import threading
 import time
 from typing import Any, Callable, Optional
 
-from langgraph.config import get_stream_writer
+from langgraph.config import get_config, get_stream_writer
 from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
 
-from agent import judge
+from agent import answers, judge, referent, replies
+from agent.commands import recognise
 from agent.parser import ParseContext
 from agent.plan import Chat, Clarify, Command, EditPlan
-from agent.select import Choice, candidate_order, choose, resolve_answer
-from agent.state import State, current_path
+from agent.replies import Where
+from agent.select import Choice, candidate_order, choose
+from agent.state import State, current_path, current_record, parent_of, show, walk
 from agent.store import ImageStore
 from tools.config import Settings
 from tools.images import box_to_mask, grow_box, overlay, side_by_side, union_box
-from tools.types import Detection, EditRequest, LocaleditError
-from tools.worker import Worker
+from tools.region import evaluation_region, rc_labels, score_edit
+from tools.types import Cancelled, Detection, EditRequest, LocaleditError, WorkerUnavailableError
+from tools.worker import LocalWorker, Worker
 
 log = logging.getLogger(__name__)
 MAX_TEXT = 2000
 HISTORY_TURNS = 8
 ADD_MARGIN = 0.3  # "add X to Y": edit Y's box grown by this fraction of its size on each side
+POLL = 0.05  # seconds between looks at the cancel flag while a call runs
+NODES = ("receive", "understand", "command", "ground", "select", "clarify", "segment", "edit", "score", "judge",
+         "respond")
 
 
 def build_graph(worker: Worker, understander, store: ImageStore, settings: Settings, checkpointer=None):
     """Compile the conversation graph around its components (no hidden globals)."""
     nodes = _Nodes(worker, understander, store, settings)
     g = StateGraph(State)
-    for name in ("receive", "understand", "command", "ground", "select", "clarify", "segment",
-                 "edit", "score", "judge", "respond"):
+    for name in NODES:
         g.add_node(name, _safe(name, getattr(nodes, name)))
     g.add_edge(START, "receive")
-    g.add_conditional_edges("receive", _after("understand"), ["understand", "respond"])
-    g.add_conditional_edges("understand", nodes.route_understood,
-                            ["command", "ground", "segment", "edit", "clarify", "respond"])
-    g.add_conditional_edges("command", nodes.route_command, ["ground", "respond"])
+    g.add_conditional_edges("receive", nodes.route_received, ["understand", "command", "respond"])
+    g.add_conditional_edges("understand", nodes.route_understood, ["command", "ground", "segment", "clarify", "respond"])
+    g.add_conditional_edges("command", _after("segment"), ["segment", "respond"])
     g.add_conditional_edges("ground", _after("select"), ["select", "respond"])
     g.add_conditional_edges("select", nodes.route_selected, ["segment", "clarify", "respond"])
-    g.add_conditional_edges("clarify", nodes.route_answer, ["segment", "understand", "respond"])
+    g.add_conditional_edges("clarify", nodes.route_answer, ["segment", "understand", "receive", "clarify", "respond"])
     g.add_conditional_edges("segment", _after("edit"), ["edit", "respond"])
     g.add_conditional_edges("edit", _after("score"), ["score", "respond"])
     g.add_conditional_edges("score", _after("judge"), ["judge", "respond"])
@@ -71,12 +84,22 @@ def _after(next_node: str) -> Callable[[State], str]:
     return route
 
 
+def cancel_flag():
+    """This turn's cancel flag (``configurable["cancel"]``), or None outside a run or when none was given."""
+    try:
+        return (get_config().get("configurable") or {}).get("cancel")
+    except RuntimeError:
+        return None
+
+
 def _safe(name: str, fn: Callable[[State], dict]) -> Callable[[State], dict]:
     """Turn a failure inside a node into a one-sentence reply; the state is left as it was.
 
-    Each run of the node is also announced on the custom stream (what ``Session.send(progress=)``
+    A set cancel flag stops the turn before any node but ``receive`` and ``respond`` runs.
+    Each run of the node is announced on the custom stream (what ``Session.send(progress=)``
     receives): ``{"node": name, "event": "start"}``, then ``{"node": name, "event": "end",
-    "outcome": "done" | "failed" | "asked", "seconds": s}`` ("asked": an interrupt, the question is open).
+    "outcome": "done" | "failed" | "asked" | "stopped", "seconds": s}`` ("asked": an interrupt, the
+    question is open; "stopped": Stop / Ctrl-C).
     """
     @functools.wraps(fn)
     def node(state: State) -> dict:
@@ -84,6 +107,9 @@ def _safe(name: str, fn: Callable[[State], dict]) -> Callable[[State], dict]:
         started, outcome = time.perf_counter(), "done"
         writer({"node": name, "event": "start"})
         try:
+            flag = cancel_flag()
+            if name not in ("receive", "respond") and flag is not None and flag.is_set():
+                raise Cancelled(f"It was stopped before the {name} step.")
             update = fn(state)
             if ((update or {}).get("reply") or {}).get("error"):
                 outcome = "failed"
@@ -91,19 +117,56 @@ def _safe(name: str, fn: Callable[[State], dict]) -> Callable[[State], dict]:
         except GraphBubbleUp:  # interrupts and other control flow belong to LangGraph
             outcome = "asked"
             raise
+        except Cancelled as err:
+            outcome = "stopped"
+            return {"reply": {"text": replies.stopped(str(err)), "error": False, "cancelled": True}}
         except LocaleditError as err:
             outcome = "failed"
             return {"reply": {"text": str(err), "error": True}}
         except Exception as err:  # noqa: BLE001 - the last net: log it, tell the user one line
             outcome = "failed"
             log.exception("node %s failed", name)
-            return {"reply": {"text": f"Something went wrong while I was at the {name} step "
-                                      f"({type(err).__name__}); your images and our conversation are unchanged.",
-                              "error": True}}
+            return {"reply": {"text": replies.failed(name, type(err).__name__), "error": True}}
         finally:
             writer({"node": name, "event": "end", "outcome": outcome,
                     "seconds": round(time.perf_counter() - started, 3)})
     return node
+
+
+def call(what: str, fn: Callable[..., Any], *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` in a helper thread, given up on once the turn is cancelled or ``timeout`` passes.
+
+    Raises ``Cancelled`` (Stop / Ctrl-C) or ``WorkerUnavailableError`` (no answer in ``timeout``
+    seconds); an abandoned call finishes in the background and its result is dropped. ``what``
+    names it for the user ("the captioner").
+    """
+    flag = cancel_flag()
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            box["value"] = fn(*args, **kwargs)
+        except BaseException as err:  # noqa: BLE001 - handed to the waiting turn below
+            box["error"] = err
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"localedit-{what}", daemon=True).start()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not done.wait(POLL):
+        if flag is not None and flag.is_set():
+            raise Cancelled(f"It was stopped while waiting for {what}.")
+        if deadline is not None and time.monotonic() > deadline:
+            raise WorkerUnavailableError(f"{what[0].upper() + what[1:]} did not answer within {timeout:g} s; "
+                                         f"try again in a moment.")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _entry(stage: str, ran: bool, why: str = "", **extra: Any) -> dict[str, Any]:
+    return {"stage": stage, "ran": ran, **({"why": why} if why else {}), **extra}
 
 
 class _Nodes:
@@ -112,139 +175,269 @@ class _Nodes:
     def __init__(self, worker: Worker, understander, store: ImageStore, settings: Settings):
         self.worker, self.understander, self.store, self.settings = worker, understander, store, settings
 
+    def limit(self, tool: str) -> Optional[float]:
+        """Seconds to wait for ``tool`` (``LOCALEDIT_<TOOL>_TIMEOUT``); None for the in-process worker,
+        whose calls cannot hang on a network and whose first call loads the model."""
+        return None if isinstance(self.worker, LocalWorker) else getattr(self.settings, f"{tool}_timeout")
+
     # --- helpers ------------------------------------------------------------------------------
 
     @staticmethod
     def plan_of(state: State) -> EditPlan:
         return EditPlan.model_validate(state["plan"])
 
-    def detections_of(self, state: State) -> list[Detection]:
+    @staticmethod
+    def detections_of(state: State) -> list[Detection]:
         return [Detection(d["label"], d["score"], tuple(d["box"])) for d in state.get("detections") or []]
+
+    @staticmethod
+    def report(state: State, *entries: dict[str, Any]) -> list[dict[str, Any]]:
+        return [*(state.get("report") or []), *entries]
 
     # --- nodes ----------------------------------------------------------------------------------
 
     def receive(self, state: State) -> dict:
         """Start a turn: record the message and any uploaded image (a new version)."""
         text = (state.get("text") or "").strip()[:MAX_TEXT]
+        upload, goto = state.get("upload"), state.get("goto")
         update: dict[str, Any] = {
-            "text": text, "understood": None, "plan": None, "overrides": {}, "detections": [],
-            "choice": None, "question": None, "mask": None, "attempts": [], "queue": [], "reply": None,
-            "base": None, "base_index": None, "messages": [{"role": "user", "text": text, "image": state.get("upload")}]}
-        upload = state.get("upload")
+            "text": text, "understood": None, "plan": None, "overrides": {}, "detections": [], "numbering": [],
+            "choice": None, "question": None, "mask": None, "mask_for": None, "attempts": [], "queue": [],
+            "reply": None, "base": None, "base_index": None, "rerun": False, "upload": None, "goto": None,
+            "report": []}
+        if goto is not None:  # a click on the version strip: not a message
+            update["understood"] = {"result": {"kind": "command", "name": "goto", "version": int(goto)},
+                                    "path": "ui", "note": ""}
+            return update
+        update["messages"] = [{"role": "user", "text": text, "image": upload}]
         if upload:
-            versions = list(state.get("versions") or [])[: state.get("cursor", -1) + 1]
-            versions.append({"path": upload, "note": "the photo you uploaded"})
-            update.update(versions=versions, cursor=len(versions) - 1, upload=None,
-                          last_plan=None, last_edit=None, selection=None)
+            versions = list(state.get("versions") or [])
+            parent = state.get("cursor") if versions else None
+            versions.append({"path": upload, "note": "the photo you uploaded", "parent": parent, "child": None,
+                             "caption": None, "record": None})
+            update.update(versions=show(versions, len(versions) - 1), cursor=len(versions) - 1, selection=None)
             if not text:
-                update["reply"] = {"text": "Got your photo. What should I change?",
-                                   "images": {"current": upload}}
+                update["reply"] = {"text": replies.GOT_PHOTO, "images": {"current": upload}}
         elif not text:
-            update["reply"] = {"text": "Tell me what to change, e.g. \"turn the cat into a fox\"."}
+            update["reply"] = {"text": replies.SAY_SOMETHING}
         return update
 
     def understand(self, state: State) -> dict:
-        """Caption the current image (cached) and turn the message into a plan, command or question."""
+        """Turn the message into a plan, command or question: commands at once, else caption + understander."""
         current = current_path(state)
-        caption = state.get("caption")
-        if current and (not caption or caption.get("path") != current):
-            caption = self._caption(current)
-        last = state.get("last_plan")
-        selected = _selection_on(state, current)
-        referent = EditPlan(action="attribute", target=selected.get("label") or "region") if selected else \
-            EditPlan.model_validate(last) if last else None  # "make it red": "it" is what was pointed at
-        context = ParseContext(last_plan=referent, has_image=current is not None, caption=(caption or {}).get("text"))
+        fast = recognise(state["text"])
+        if fast is not None:
+            update: dict[str, Any] = {"understood": {"result": fast, "path": "fast", "note": ""}, "report": self.report(
+                state, _entry("understand", True, "a command, read before the language model"),
+                _entry("caption", False, "a command needs no caption"))}
+            if fast["kind"] == "chat":
+                update["reply"] = {"text": fast["text"]}
+            elif current is None and fast.get("name") != "cancel":
+                update["reply"] = {"text": replies.UPLOAD_FIRST}
+            return update
+        record = current_record(state)
+        about = referent.of_selection(state.get("selection"), current) or record  # what "it" is
+        caption, versions, entry = self._caption(state)
+        last = EditPlan.model_validate(about["plan"]) if about and about.get("plan") else None
+        context = ParseContext(last_plan=last, has_image=current is not None, caption=caption,
+                               referent=referent.describe(about))
         history = [(m["role"], m["text"]) for m in (state.get("messages") or [])[-HISTORY_TURNS * 2 - 1:-1]]
-        understood = self.understander.understand(state["text"], context, history)
+        started = time.perf_counter()
+        understood = call("the language model", self.understander.understand, state["text"], context, history)
         result = understood.result
-        update: dict[str, Any] = {"caption": caption, "understood": {
-            "result": result.model_dump(), "path": understood.path, "note": understood.note}}
+        update = {"caption": {"path": current, "text": caption, "source": entry.get("source")},
+                  "understood": {"result": result.model_dump(), "path": understood.path, "note": understood.note},
+                  "report": self.report(state, entry, _entry("understand", True, understood.path,
+                                                             seconds=round(time.perf_counter() - started, 3)))}
+        if versions is not None:
+            update["versions"] = versions
         if current is None and isinstance(result, (EditPlan, Command)):
-            update["reply"] = {"text": "Please upload a photo first, then tell me what to change."}
+            update["reply"] = {"text": replies.UPLOAD_FIRST}
         elif isinstance(result, Chat):
             update["reply"] = {"text": result.text}
         elif isinstance(result, EditPlan):
             update.update(plan=result.model_dump(), base=current, base_index=state.get("cursor", 0))
-            last_edit = state.get("last_edit")
-            if selected and result.action != "global":  # the region pointed at: no grounding, no choosing
-                update.update(detections=[{"label": selected.get("label") or result.target or "region", "score": 1.0,
-                                           "box": selected["box"]}], mask=selected["mask"],
-                              choice={"indices": [0], "reason": "the region you selected", "certain": True,
-                                      "alternatives": [], "selected": True})
-            elif result.revise_last and last_edit:  # "no, the left one": redo the last edit differently
-                update.update(base=last_edit["base"], base_index=_index_of(
-                    state.get("versions") or [], last_edit["base"], state.get("cursor", 0)))
+            if result.revise_last and record:  # "no, the left one": redo the edit on screen differently
+                update.update(base=record["base"], base_index=record["base_index"])
+            elif referent.follows_up(result, about, state["text"]):  # "now make it red": the same region
+                now = referent.names(about)[0]  # "it" may have come back as the old name ("cat" for the fox)
+                update["plan"] = result.model_copy(update={"target": now, "attribute": None}).model_dump()
+                update.update(referent.reuse(about))
+                why = "the region you selected" if about is not record else "the region of the last edit"
+                update["report"] = self.report(update, _entry("ground", False, why))
         elif isinstance(result, Clarify):
-            update["question"] = {"text": result.question, "kind": "referent", "original": state["text"]}
+            update["question"] = {"text": replies.with_cancel_hint(result.question), "kind": "referent",
+                                  "original": state["text"]}
+            update["question"]["asked"] = update["question"]["text"]
         return update
 
-    def _caption(self, path: str) -> Optional[dict]:
-        """The BLIP-2 caption, or None when the captioner is unavailable (it is context only)."""
+    def _caption(self, state: State) -> tuple[Optional[str], Optional[list], dict[str, Any]]:
+        """``(caption text, versions with it stored or None if unchanged, report entry)`` for the version on screen.
+
+        A version an edit made is described by its plan's target caption (no BLIP-2); an uploaded
+        photo is captioned once (cached on the worker too); a failed caption is remembered for that
+        version and not tried again. The caption is context only: failing is not an error.
+        """
+        versions = state.get("versions") or []
+        if not versions:
+            return None, None, _entry("caption", False, "no photo yet")
+        cursor = state.get("cursor", len(versions) - 1)
+        known = versions[cursor].get("caption")
+        if known:
+            why = {"plan": "described by the plan that made this version", "failed": "it failed before on this "
+                   "photo", "blip2": "captioned before"}.get(known.get("source"), "known")
+            return known.get("text"), None, _entry("caption", False, why, source=known.get("source"))
         try:
-            return {"path": path, "text": self.worker.caption(self.store.open(path)).text}
+            got = call("the captioner", self.worker.caption, self.store.open(versions[cursor]["path"]),
+                       timeout=self.limit("caption"))
+            caption = {"text": got.text, "source": "blip2"}
+            entry = _entry("caption", True, cache="hit" if got.cache_hit else "miss", source="blip2")
+        except Cancelled:
+            raise
         except LocaleditError as err:
             log.warning("no caption: %s", err)
-            return None
+            caption = {"text": None, "source": "failed", "error": str(err)}
+            entry = _entry("caption", True, f"failed: {err}", source="failed")
+        updated = [dict(v) for v in versions]
+        updated[cursor]["caption"] = caption
+        return caption["text"], updated, entry
 
     def command(self, state: State) -> dict:
-        """Undo, redo, show the mask, cancel; or set up a re-run of the last edit."""
-        cmd = Command.model_validate(state["understood"]["result"])
-        versions, cursor = state.get("versions") or [], state.get("cursor", 0)
-        last_edit, last_plan = state.get("last_edit"), state.get("last_plan")
+        """Undo, redo, go to a version, show the mask, cancel; or set up a re-run of the edit on screen."""
+        cmd = state["understood"]["result"]
+        versions, cursor = list(state.get("versions") or []), state.get("cursor", 0)
+        if cmd["name"] == "goto":
+            return self._goto(versions, cursor, int(cmd["version"]))
+        cmd = Command.model_validate(cmd)
         if cmd.name in ("undo", "redo"):
-            step = -cmd.steps if cmd.name == "undo" else cmd.steps
-            target = max(0, min(len(versions) - 1, cursor + step))
+            target = walk(versions, cursor, cmd.steps, forward=cmd.name == "redo")
             if target == cursor:
-                edge = "the original photo" if cmd.name == "undo" else "the newest edit"
-                return {"reply": {"text": f"Nothing to {cmd.name}: this is {edge}.",
-                                  "images": {"current": versions[cursor]["path"]}}}
-            moved = abs(target - cursor)
-            return {"cursor": target, "last_plan": None if target == 0 else last_plan, "reply": {
-                "text": f"{'Undid' if cmd.name == 'undo' else 'Redid'} {moved} step{'s' * (moved > 1)}: "
-                        f"now showing {versions[target]['note']}.",
+                return {"reply": {"text": replies.nothing_to(cmd.name), "images": {"current": versions[cursor]["path"]}}}
+            moved = self._distance(versions, cursor, target)
+            return {"cursor": target, "reply": {
+                "text": replies.moved("Undid" if cmd.name == "undo" else "Redid", moved, target + 1, len(versions),
+                                      versions[target]["note"]),
                 "images": {"current": versions[target]["path"]}}}
         if cmd.name == "cancel":
-            return {"reply": {"text": "OK, nothing changed."}}
-        if not last_edit or not last_plan:
-            return {"reply": {"text": "There is no edit yet to show or redo; tell me what to change."}}
-        if cmd.name == "show_mask" and not last_edit.get("mask"):
-            return {"reply": {"text": "The last edit changed the whole image, so there is no mask to show."}}
+            return {"reply": {"text": replies.NOTHING_CHANGED}}
+        last_edit = current_record(state)
+        if not last_edit:
+            return {"reply": {"text": replies.NO_EDIT_YET}}
         if cmd.name == "show_mask":
-            base = self.store.open(last_edit["base"])
-            picture = overlay(base, mask=self.store.open_mask(last_edit["mask"]),
-                              boxes=[tuple(last_edit["detections"][i]["box"]) for i in last_edit["chosen"]])
-            return {"reply": {"text": "Here is the region I edited last time.",
-                              "images": {"mask": self.store.put(picture)}}}
-        # retry / stronger / weaker / other_candidate: redo the last edit on the image it was made from
-        overrides: dict[str, Any] = {"seed": last_edit.get("seed", self.settings.seed) + 1}
-        strength = last_edit.get("strength") or self.settings.encoding_ratio
-        if cmd.name == "stronger":
-            overrides = {"strength": min(1.0, strength + 0.15)}
-        elif cmd.name == "weaker":
-            overrides = {"strength": max(0.1, strength - 0.15)}
-        elif cmd.name == "other_candidate":
-            others = [i for i in last_edit.get("alternatives") or []]
+            return self._show_mask(versions[cursor]["path"], last_edit)
+        last_plan = last_edit["plan"]
+        # retry / stronger / weaker / other_candidate: redo the edit on screen on the image it was made from
+        first = self._rerun(cmd.name, last_edit, last_plan)
+        if "reply" in first:
+            return first
+        overrides: dict[str, Any] = {"first": first}
+        if cmd.name == "other_candidate":
+            others = list(last_edit.get("alternatives") or [])
             if not others:
-                return {"reply": {"text": "There was only one candidate, so there is no other one to edit."}}
-            overrides = {"indices": [others[0]]}
-        return {"plan": last_plan, "base": last_edit["base"], "overrides": overrides,
-                "base_index": _index_of(versions, last_edit["base"], cursor)}
+                return {"reply": {"text": replies.ONLY_CANDIDATE}}
+            overrides["indices"] = [others[0]]
+        update: dict[str, Any] = {"plan": last_plan, "base": last_edit["base"], "overrides": overrides,
+                                  "base_index": last_edit["base_index"]}
+        if last_plan.get("action") != "global":
+            update.update(self._rerun_region(last_edit, overrides.get("indices")))
+            update["report"] = self.report(state, _entry("ground", False, "the candidates of the version on screen"))
+        return update
+
+    @staticmethod
+    def _distance(versions: list, start: int, target: int) -> int:
+        """How many undo / redo steps lie between two versions on one line."""
+        steps, at = 0, target
+        while at is not None and at != start:
+            at, steps = parent_of(versions, at), steps + 1
+        if at == start:
+            return steps
+        steps, at = 0, start
+        while at is not None and at != target:
+            at, steps = parent_of(versions, at), steps + 1
+        return steps
+
+    def _goto(self, versions: list, cursor: int, number: int) -> dict:
+        if not 1 <= number <= len(versions):
+            return {"reply": {"text": replies.no_such_version(number, len(versions))}}
+        target = number - 1
+        return {"cursor": target, "versions": show(versions, target), "reply": {
+            "text": replies.showing_version(number, len(versions), versions[target]["note"]),
+            "images": {"current": versions[target]["path"]}}}
+
+    def _show_mask(self, current: str, record: dict) -> dict:
+        """The region the version on screen was edited in, drawn over it, with the chosen boxes."""
+        region = record.get("region") or record.get("mask")
+        if not region:
+            return {"reply": {"text": replies.WHOLE_IMAGE, "images": {"current": current}}}
+        picture = overlay(self.store.open(current), mask=self.store.open_mask(region),
+                          boxes=[tuple(b) for b in record.get("boxes") or []])
+        return {"reply": {"text": replies.MASK_SHOWN, "images": {"mask": self.store.put(picture), "current": current}}}
+
+    @staticmethod
+    def _rerun_region(record: dict, indices: Optional[list[int]]) -> dict[str, Any]:
+        """The state update that edits ``record``'s objects (or the candidates ``indices``) again."""
+        where = dict(record.get("where") or {})
+        chosen = list(record.get("chosen") or [])
+        numbering = list(record.get("numbering") or [])
+        if indices is None:  # the same objects, the same mask: no grounding, no SAM
+            return {"detections": record["detections"], "numbering": numbering, "mask": record.get("mask"),
+                    "mask_for": chosen, "choice": {
+                        "indices": chosen, "certain": True, "alternatives": list(record.get("alternatives") or []),
+                        "how": where.get("how", "only"), "desc": where.get("desc", ""),
+                        "total": where.get("total", len(numbering) or 1), "numbers": where.get("numbers", []),
+                        "asked": where.get("asked"), "reason": "the same objects as before"}}
+        rest = [i for i in record.get("alternatives") or [] if i not in indices] + chosen
+        return {"detections": record["detections"], "numbering": numbering, "mask": None, "mask_for": None,
+                "choice": {"indices": list(indices), "certain": True, "alternatives": rest, "how": "other",
+                           "total": len(numbering) or 1, "reason": "the other candidate",
+                           "numbers": [numbering.index(i) + 1 for i in indices if i in numbering]}}
+
+    def _rerun(self, name: str, last_edit: dict, last_plan: dict) -> dict:
+        """The first attempt of a re-run of the last edit: its editor and knobs, moved as ``name`` says.
+
+        "stronger" / "weaker" move the knob that editor reads (:func:`agent.judge.move_knobs`) with
+        the same seed, so only the knob changes; "try again" keeps the knobs and takes the next seed.
+        """
+        editor = last_edit.get("editor") or judge.primary_editor(last_plan["action"], self.settings)
+        seed = int(last_edit.get("seed", self.settings.seed))
+        knobs = judge.base_knobs(editor, self.settings, last_edit)
+        if name in ("stronger", "weaker"):
+            move = judge.move_knobs(editor, knobs, +1 if name == "stronger" else -1)
+            if not move.moved:
+                return {"reply": {"text": f"The {editor} edit is already as {name} as it goes ({move.text}); "
+                                          f"say \"try again\" for another seed."}}
+            return {"editor": editor, "seed": seed, "knobs": move.knobs, "why": name, "knob": move.text}
+        if name == "retry":
+            return {"editor": editor, "seed": seed + 1, "knobs": knobs, "why": "try again",
+                    "knob": f"seed {seed} -> {seed + 1}"}
+        return {"editor": editor, "seed": seed, "knobs": knobs, "why": "the other candidate"}
 
     def ground(self, state: State) -> dict:
         """GroundingDINO boxes for the plan's target (with its attribute, then without)."""
         plan = self.plan_of(state)
-        image = self.store.open(state["base"])
         phrase = plan.grounding_phrase if plan.target else _noun_of(plan.region_hint)
-        detections = self.worker.ground(image, phrase) if phrase else []
-        if not detections and plan.attribute and plan.target:
-            detections = self.worker.ground(image, plan.target)
-        if not detections and plan.action == "add" and not plan.target:
-            return {"plan": plan.model_copy(update={"action": "global"}).model_dump()}
-        if not detections and _follows_up(plan, state):
-            # "now make it red": the fox we just made may not be detectable yet, but we know where it is
-            last = state["last_edit"]
-            return {"detections": [last["detections"][i] for i in last["chosen"]]}
-        return {"detections": [d.to_dict() for d in detections]}
+        record = current_record(state)
+        if (plan.revise_last and record and record.get("base") == state["base"] and record.get("detections")
+                and EditPlan.model_validate(record["plan"]).grounding_phrase == phrase):
+            # "no, the rightmost one": the same phrase on the same photo finds the same boxes
+            detections = record["detections"]
+            return {"detections": detections, "numbering": record.get("numbering") or [],
+                    "report": self.report(state, _entry("ground", False, "the same photo and phrase as the edit "
+                                                                          "it corrects"))}
+        image = self.store.open(state["base"])
+        started = time.perf_counter()
+        found = call("the grounding model", self.worker.ground, image, phrase,
+                     timeout=self.limit("ground")) if phrase else []
+        if not found and plan.attribute and plan.target:
+            found = call("the grounding model", self.worker.ground, image, plan.target,
+                         timeout=self.limit("ground"))
+        entry = _entry("ground", bool(phrase), "" if phrase else "nothing to ground",
+                       seconds=round(time.perf_counter() - started, 3))
+        if not found and plan.action == "add" and not plan.target:
+            return {"plan": plan.model_copy(update={"action": "global"}).model_dump(),
+                    "report": self.report(state, entry)}
+        return {"detections": [d.to_dict() for d in found], "numbering": candidate_order(found),
+                "report": self.report(state, entry)}
 
     def select(self, state: State) -> dict:
         """Pick the object(s) to edit, or prepare a question with the numbered candidates."""
@@ -252,56 +445,66 @@ class _Nodes:
         if plan.action == "global":
             return {}
         detections = self.detections_of(state)
-        forced = (state.get("overrides") or {}).get("indices")
-        if forced is not None:
-            return {"choice": {"indices": forced, "reason": "the other candidate", "certain": True,
-                               "alternatives": []}}
         base = self.store.open(state["base"])
         choice = choose(plan, detections, base.size)
         if isinstance(choice, Choice):
-            return {"choice": {"indices": choice.indices, "reason": choice.reason,
-                               "certain": choice.certain, "alternatives": choice.alternatives}}
+            return {"choice": choice.model_dump()}
         if not detections:
             return {"reply": {"text": choice.question}}
         order = candidate_order(detections)
-        picture = overlay(base, boxes=[detections[i].box for i in order],
-                          numbered=True)
-        return {"question": {"text": choice.question, "kind": "candidates", "order": order,
+        picture = overlay(base, boxes=[detections[i].box for i in order], numbered=True)
+        return {"question": {"text": choice.question, "asked": choice.question, "kind": "candidates", "order": order,
                              "image": self.store.put(picture)}}
 
     def clarify(self, state: State) -> dict:
-        """Ask the user (LangGraph interrupt) and read the answer; runs before any edit."""
+        """Ask the user (LangGraph interrupt) and read what comes back; runs before any edit.
+
+        The resume value is ``{"text", "upload", "goto"}`` (``Session.send``) or a plain string.
+        """
         question = state["question"]
-        answer = interrupt({"question": question["text"], "image": question.get("image"),
-                            "options": [str(n + 1) for n in range(len(question.get("order") or []))]})
-        answer = str(answer or "").strip()[:MAX_TEXT]
-        messages = [{"role": "assistant", "text": question["text"], "image": question.get("image")},
-                    {"role": "user", "text": answer, "image": None}]
-        if question["kind"] == "candidates":
-            detections = self.detections_of(state)
-            size = self.store.open(state["base"]).size
-            picked = resolve_answer(answer, detections, size)
-            if picked is None and re.fullmatch(r"(?i)\s*(cancel|never ?mind|stop|none|no)\W*", answer):
-                return {"messages": messages, "question": None, "reply": {"text": "OK, I left the image as it is."}}
-            if picked:
-                return {"messages": messages, "question": None, "choice": {
-                    "indices": picked, "reason": "you chose", "certain": True, "alternatives": []}}
-            # not an answer to the question: treat it as a new instruction
-            return {"messages": messages, "question": None, "text": answer}
-        # a referent question ("which part should be red?"): put the answer in place of "it"
-        original = question["original"]
-        text = re.sub(r"\b(it|them|that|this|everything)\b", answer, original, count=1, flags=re.I)
-        return {"messages": messages, "question": None, "text": text if text != original else f"{original} {answer}"}
+        value = interrupt({"question": question["text"], "image": question.get("image"),
+                           "options": [str(n + 1) for n in range(len(question.get("order") or []))]})
+        if not isinstance(value, dict):
+            value = {"text": value}
+        answer = str(value.get("text") or "").strip()[:MAX_TEXT]
+        asked = [{"role": "assistant", "text": question["text"], "image": question.get("image")}]
+        said = asked + [{"role": "user", "text": answer, "image": None}]
+        if value.get("upload") or value.get("goto") is not None:  # a new photo, a version clicked: a new turn
+            return {"messages": asked, "question": None, "rerun": True, "text": answer, "upload": value.get("upload"),
+                    "goto": value.get("goto")}
+        size = self.store.open(state["base"]).size if state.get("base") else (1, 1)
+        read = answers.read(answer, question, self.detections_of(state), size)
+        report = [_entry("answer", True, read.kind)]  # a new turn: the question's own stages were reported then
+        if read.kind == "cancel":
+            return {"messages": said, "question": None, "reply": {"text": replies.QUESTION_DROPPED}, "report": report}
+        if read.kind == "picked":
+            choice = Choice(indices=read.indices, reason="", how="user",
+                            total=len(state.get("numbering") or []) or 1)
+            numbering = state.get("numbering") or []
+            choice.numbers = [numbering.index(i) + 1 for i in read.indices if i in numbering]
+            choice.reason = replies.reason(choice.where(self._name(state)))
+            return {"messages": said, "question": None, "choice": choice.model_dump(), "report": report}
+        if read.kind == "new":  # a command or a new instruction: the question is dropped
+            return {"messages": asked, "question": None, "rerun": True, "text": answer}
+        if read.kind == "resolved":  # "which part should be red?" - "the car"
+            return {"messages": said, "question": None, "text": read.text, "report": report}
+        return {"messages": said, "question": {**question, "text": replies.not_an_answer(
+                    question.get("asked") or question["text"])},
+                "report": report}
+
+    def _name(self, state: State) -> str:
+        plan = self.plan_of(state) if state.get("plan") else None
+        return (plan.grounding_phrase or plan.target or _noun_of(plan.region_hint) or "object") if plan else "object"
 
     def segment(self, state: State) -> dict:
-        """SAM mask for the chosen boxes; a fresh attempt queue for the edit."""
+        """SAM mask for the chosen boxes (unless it is known already); a fresh attempt queue for the edit."""
         plan = self.plan_of(state)
         update: dict[str, Any] = {}
         if not state.get("queue") and not state.get("attempts"):
             choice = state.get("choice") or {}
             overrides = state.get("overrides") or {}
             update["queue"] = judge.attempt_queue(
-                plan.action, self.settings, strength=overrides.get("strength"), seed=overrides.get("seed"),
+                plan.action, self.settings, first=overrides.get("first"),
                 alternatives=choice.get("alternatives") or [], certain=choice.get("certain", True))
         if plan.action == "global":
             return update
@@ -310,124 +513,196 @@ class _Nodes:
         queue = update.get("queue", state.get("queue") or [])
         if queue and queue[0].get("candidate") is not None:
             indices = [queue[0]["candidate"]]
+        if state.get("mask") and state.get("mask_for") == indices:
+            update["report"] = self.report(state, _entry("segment", False, "the region of the edit is known"))
+            return update
         image = self.store.open(state["base"])
         boxes = [detections[i].box for i in indices]
+        started = time.perf_counter()
         if plan.action == "add":  # a hat, a vase: the new thing reaches past the object's outline
-            mask, note = box_to_mask(grow_box(union_box(boxes), ADD_MARGIN, image.size), image.size), \
-                f"add: the area around the {plan.target}"
-        elif (state.get("choice") or {}).get("selected"):  # the user's selection is the mask
-            mask, note = self.store.open_mask(state["mask"]), "the region you selected"
+            mask, note, entry = box_to_mask(_target_boxes(plan, boxes, image.size)[0], image.size), \
+                f"add: the area around the {plan.target}", _entry("segment", False, "add edits the box around it")
         else:
-            seg = self.worker.segment(image, boxes)
+            seg = call("the segmentation model", self.worker.segment, image, boxes,
+                       timeout=self.limit("segment"))
             mask, note = seg.mask, seg.note
-        update["mask"] = self.store.put_mask(mask)
+            entry = _entry("segment", True, cache="hit" if seg.cache_hit else "miss",
+                           seconds=round(time.perf_counter() - started, 3))
+        update.update(mask=self.store.put_mask(mask), mask_for=indices, report=self.report(state, entry))
         update["choice"] = {**(state.get("choice") or {}), "indices": indices, "mask_note": note}
         return update
 
     def edit(self, state: State) -> dict:
-        """Run the next attempt of the queue (diffusion progress goes to the stream)."""
+        """Run the next attempt of the queue (diffusion progress goes to the stream; Stop stops it at a step)."""
         plan = self.plan_of(state)
         queue = list(state.get("queue") or [])
-        if not queue:  # a global plan straight from understand
+        if not queue:
             queue = judge.attempt_queue(plan.action, self.settings)
         attempt, rest = queue[0], queue[1:]
         masked = attempt["editor"] != "ip2p"
         writer = get_stream_writer()
         request = EditRequest(editor=attempt["editor"], instruction=plan.instruction,
                               source_caption=plan.source_caption, target_caption=plan.target_caption,
-                              seed=attempt["seed"], strength=attempt["strength"])
+                              seed=attempt["seed"], strength=attempt["strength"],
+                              guidance_scale=attempt.get("guidance_scale"),
+                              image_guidance_scale=attempt.get("image_guidance_scale"))
         mask = self.store.open_mask(state["mask"]) if masked and state.get("mask") else None
-        number, attempts = len(state.get("attempts") or []) + 1, len(state.get("attempts") or []) + len(queue)
+        number = len(state.get("attempts") or []) + 1  # "attempt 2 of 3" (the queue may still shrink)
+        attempts = number + len(rest)
+        started = time.perf_counter()
         result = self.worker.edit(self.store.open(state["base"]), mask, request,
                                   progress=lambda step, total: writer({"stage": "edit", "step": step,
                                                                         "total": total, "editor": attempt["editor"],
-                                                                        "attempt": number, "attempts": attempts}))
+                                                                        "attempt": number, "attempts": attempts}),
+                                  cancel=cancel_flag())
         done = {**attempt, "path": self.store.put(result.image), "masked": mask is not None,
-                "indices": (state.get("choice") or {}).get("indices"),
+                "indices": (state.get("choice") or {}).get("indices"), "mask": state.get("mask"),
                 "region": self.store.put_mask(result.region) if result.region is not None else None}
-        return {"attempts": [*(state.get("attempts") or []), done], "queue": rest}
+        entry = _entry("edit", True, attempt["editor"], seconds=round(time.perf_counter() - started, 3))
+        return {"attempts": [*(state.get("attempts") or []), done], "queue": rest, "report": self.report(state, entry)}
 
     def score(self, state: State) -> dict:
-        """CLIP metrics of the newest attempt."""
+        """The metrics of the newest attempt on the turn's one evaluation region (``tools.region``).
+
+        The region is the chosen object's box(es) and its undilated mask, whatever the attempt's
+        editor changed, so every attempt (the whole-image fallback included) is measured alike.
+        """
         plan = self.plan_of(state)
         attempts = list(state["attempts"])
-        # the region the attempt could change; for the whole-image fallback, the object's mask,
-        # so every attempt of a localized edit is measured on the same region
-        region = attempts[-1].get("region") or state.get("mask")
-        mask = self.store.open_mask(region) if region else None
-        boxes = [state["detections"][i]["box"] for i in attempts[-1].get("indices") or []] if mask is not None else []
-        box = union_box(boxes) if boxes else None
-        scores = self.worker.score(self.store.open(state["base"]), self.store.open(attempts[-1]["path"]),
-                                   mask=mask, box=box, source_caption=plan.source_caption,
-                                   target_caption=plan.target_caption,
-                                   target_text=plan.target_caption or plan.instruction)
+        region = None
+        if plan.action != "global" and state.get("mask"):
+            base_size = self.store.open(state["base"]).size
+            boxes = [tuple(state["detections"][i]["box"]) for i in attempts[-1].get("indices") or []]
+            region = evaluation_region(_target_boxes(plan, boxes, base_size) if boxes else [],
+                                       self.store.open_mask(state["mask"]), source="chosen")
+        target_label, source_label = rc_labels(plan.action, plan.target, plan.new_value)
+        scores = score_edit(self.worker, self.store.open(state["base"]), self.store.open(attempts[-1]["path"]),
+                            region, source_caption=plan.source_caption, target_caption=plan.target_caption,
+                            target_label=target_label, source_label=source_label)
         attempts[-1] = {**attempts[-1], "scores": scores.to_dict()}
         return {"attempts": attempts}
 
     def judge(self, state: State) -> dict:
-        """Record why the newest attempt is poor (if it is); routing decides whether to retry."""
+        """Record why the newest attempt is poor (if it is) and adapt what is queued next.
+
+        Routing decides whether to retry; a result that only spilled into the background turns
+        the queued "stronger edit" into a weaker one (``agent.judge.revise_queue``).
+        """
         attempts = list(state["attempts"])
         plan = self.plan_of(state)
         last = attempts[-1]
-        last["problems"] = judge.problems(last["scores"], self.settings, localized=plan.action != "global")
-        last["combined"] = round(judge.combined(last["scores"]), 4)
-        return {"attempts": attempts}
+        found = judge.problems(last["scores"], self.settings, plan.action)
+        last["problems"] = [p.text for p in found]
+        last["failed"] = [p.kind for p in found]
+        last["combined"] = round(judge.combined(last["scores"], plan.action), 4)
+        return {"attempts": attempts, "queue": judge.revise_queue(list(state.get("queue") or []), last, last["failed"])}
 
     def respond(self, state: State) -> dict:
-        """Turn the best attempt into a new image version, or pass on the reply already made."""
+        """Turn the best attempt into a new image version with its edit record, or pass on the reply made."""
+        report = self.report(state, *self._score_entries(state))
         if state.get("reply"):
             reply = state["reply"]
-            return {"messages": [{"role": "assistant", "text": reply["text"],
-                                  "image": next(iter((reply.get("images") or {}).values()), None)}]}
+            return {"report": report, "messages": [{"role": "assistant", "text": reply["text"],
+                                                    "image": next(iter((reply.get("images") or {}).values()), None)}]}
         attempts = state.get("attempts") or []
         if not attempts:
-            return {"reply": {"text": "I had nothing to edit."},
-                    "messages": [{"role": "assistant", "text": "I had nothing to edit.", "image": None}]}
+            return {"reply": {"text": replies.NOTHING_TO_EDIT}, "report": report,
+                    "messages": [{"role": "assistant", "text": replies.NOTHING_TO_EDIT, "image": None}]}
         best = max(attempts, key=lambda a: (not a.get("problems"), a.get("combined", 0.0)))
         plan = self.plan_of(state)
-        # the new version follows the image it was made from; versions after that (redo) are dropped
+        versions = [dict(v) for v in state.get("versions") or []]
         base_index = state.get("base_index")
         if base_index is None:
             base_index = state.get("cursor", 0)
-        versions = list(state.get("versions") or [])[: base_index + 1]
+        where = self._where(plan, state, best)
+        record = self._record(plan, state, best, base_index, where)
+        # described by the plan (or, without a target caption, as the photo it came from): no BLIP-2 until an upload
+        inherited = (versions[base_index].get("caption") or {}).get("text") if base_index < len(versions) else None
         versions.append({"path": best["path"], "note": f"the result of \"{plan.instruction}\"" if plan.instruction
-                         else "the edited photo"})
+                         else "the edited photo", "parent": base_index, "child": None, "record": record,
+                         "caption": {"text": plan.target_caption or inherited, "source": "plan"}})
         base = self.store.open(state["base"])
         images = {"edited": best["path"],
                   "before_after": self.store.put(side_by_side(base, self.store.open(best["path"])))}
         if best.get("region"):
-            boxes = [tuple(state["detections"][i]["box"]) for i in best.get("indices") or []]
-            images["mask"] = self.store.put(overlay(base, mask=self.store.open_mask(best["region"]), boxes=boxes))
-        text = _explain(plan, state, attempts, best)
-        choice = state.get("choice") or {}
-        last_edit = {"base": state["base"], "detections": state.get("detections") or [],
-                     "chosen": best.get("indices") or [], "alternatives": [
-                         i for i in range(len(state.get("detections") or [])) if i not in (best.get("indices") or [])],
-                     "mask": best.get("region"), "seed": best["seed"], "strength": best["strength"],
-                     "certain": choice.get("certain", True)}
-        return {"versions": versions, "cursor": len(versions) - 1, "last_plan": state["plan"],
-                "last_edit": last_edit, "selection": None,
+            images["mask"] = self.store.put(overlay(base, mask=self.store.open_mask(best["region"]),
+                                                    boxes=[tuple(b) for b in record["boxes"]]))
+        understood = state.get("understood") or {}
+        note = understood.get("note") if understood.get("path") not in ("offline", "fast", "ui") else ""
+        text = replies.edit_done(plan.instruction, where, best["editor"], attempts=len(attempts),
+                                 kept_why=best.get("why", ""), problems=best.get("problems") or [], note=note or "",
+                                 knob=f"{best['why']}: {best['knob']}" if best.get("knob") else "")
+        return {"versions": show(versions, len(versions) - 1), "cursor": len(versions) - 1, "report": report,
+                "selection": None,
                 "reply": {"text": text, "images": images, "scores": best.get("scores"),
-                          "attempts": [{k: a.get(k) for k in ("editor", "strength", "seed", "why", "problems", "combined")}
+                          "attempts": [{k: a.get(k) for k in ("editor", "strength", "guidance_scale",
+                                                              "image_guidance_scale", "seed", "why", "knob",
+                                                              "problems", "combined")}
                                        for a in attempts]},
                 "messages": [{"role": "assistant", "text": text, "image": best["path"]}]}
 
+    @staticmethod
+    def _score_entries(state: State) -> list[dict[str, Any]]:
+        attempts = [a for a in state.get("attempts") or [] if a.get("scores")]
+        if not attempts:
+            return []
+        return [_entry("score", True, f"{len(attempts)} attempt{'s' * (len(attempts) > 1)}",
+                       cache=f"{sum(int(a['scores'].get('cache_hits') or 0) for a in attempts)} CLIP embeddings hit")]
+
+    def _where(self, plan: EditPlan, state: State, best: dict) -> Where:
+        """Which objects the kept attempt changed and how they were picked (for the reply)."""
+        if plan.action == "global":
+            return Where("global")
+        choice = dict(state.get("choice") or {})
+        name = self._name(state)
+        indices = best.get("indices") or choice.get("indices") or []
+        if not best.get("masked"):
+            return Where("fallback", name=name, chosen=len(indices))
+        numbering = state.get("numbering") or []
+        numbers = [numbering.index(i) + 1 for i in indices if i in numbering]
+        if indices != choice.get("indices"):  # the judge tried another candidate and kept it
+            return Where("other", name=name, chosen=len(indices), total=len(numbering) or 1, numbers=numbers)
+        return Where(choice.get("how") or "only", name=name, chosen=len(indices),
+                     total=choice.get("total") or len(numbering) or 1, desc=choice.get("desc") or "",
+                     numbers=choice.get("numbers") or numbers, tie=not choice.get("certain", True),
+                     asked=choice.get("asked"))
+
+    @staticmethod
+    def _record(plan: EditPlan, state: State, best: dict, base_index: int, where: Where) -> dict[str, Any]:
+        """The new version's edit record (``agent.state.EditRecord``)."""
+        detections = state.get("detections") or []
+        chosen = list(best.get("indices") or []) if plan.action != "global" else []
+        choice = state.get("choice") or {}
+        alternatives = [i for i in choice.get("alternatives") or [] if i not in chosen]
+        alternatives += [i for i in state.get("numbering") or [] if i not in chosen and i not in alternatives]
+        kept = {"how": where.how, "desc": where.desc, "total": where.total, "numbers": where.numbers,
+                "asked": where.asked}
+        if where.how == "fallback":  # "try again" on it edits the objects as they were picked
+            kept["how"] = choice.get("how") or "only"
+        return {"instruction": plan.instruction, "plan": plan.model_dump(), "base": state["base"],
+                "base_index": base_index, "detections": detections, "numbering": state.get("numbering") or [],
+                "chosen": chosen, "alternatives": alternatives,
+                "boxes": [list(detections[i]["box"]) for i in chosen if i < len(detections)],
+                "mask": best.get("mask") if plan.action != "global" else None, "region": best.get("region"),
+                "where": kept, "editor": best["editor"], "seed": best["seed"], "strength": best["strength"],
+                "guidance_scale": best.get("guidance_scale"), "image_guidance_scale": best.get("image_guidance_scale"),
+                "scores": best.get("scores"), "certain": choice.get("certain", True)}
+
     # --- routing ------------------------------------------------------------------------------
+
+    def route_received(self, state: State) -> str:
+        if state.get("reply"):
+            return "respond"
+        return "command" if state.get("understood") else "understand"
 
     def route_understood(self, state: State) -> str:
         if state.get("reply"):
             return "respond"
         if state.get("question"):
             return "clarify"
-        kind = state["understood"]["result"]["kind"]
-        if kind == "command":
+        if state["understood"]["result"]["kind"] == "command":
             return "command"
-        if state["plan"]["action"] == "global":
-            return "edit"
-        return "segment" if (state.get("choice") or {}).get("selected") else "ground"
-
-    def route_command(self, state: State) -> str:
-        return "respond" if state.get("reply") else "ground"
+        return "segment" if state["plan"]["action"] == "global" or state.get("mask") else "ground"
 
     def route_selected(self, state: State) -> str:
         if state.get("reply"):
@@ -437,36 +712,25 @@ class _Nodes:
     def route_answer(self, state: State) -> str:
         if state.get("reply"):
             return "respond"
+        if state.get("rerun"):
+            return "receive"
+        if state.get("question"):
+            return "clarify"
         return "segment" if state.get("choice") else "understand"
 
     def route_judged(self, state: State) -> str:
         attempts, queue = state.get("attempts") or [], state.get("queue") or []
-        if not attempts[-1].get("problems") or not queue:
+        if state.get("reply") or not attempts[-1].get("problems") or not queue:
             return "respond"
         return "segment" if queue[0].get("candidate") is not None else "edit"
 
 
-def _follows_up(plan: EditPlan, state: State) -> bool:
-    """Whether ``plan`` is about the object the last edit changed (its old or new name)."""
-    last_plan, last_edit = state.get("last_plan") or {}, state.get("last_edit") or {}
-    names = {last_plan.get("target"), last_plan.get("new_value")} - {None}
-    return bool(last_edit.get("chosen")) and state.get("base") == _newest(state) and plan.target in names
-
-
-def _selection_on(state: State, current: Optional[str]) -> Optional[dict]:
-    """The pending selection, if it was made on ``current`` (the image on screen)."""
-    selected = state.get("selection")
-    return selected if selected and current and selected.get("base") == current else None
-
-
-def _newest(state: State) -> Optional[str]:
-    versions = state.get("versions") or []
-    return versions[-1]["path"] if versions else None
-
-
-def _index_of(versions: list[dict], path: str, default: int) -> int:
-    """The newest version showing ``path`` (where a re-run of an edit starts from)."""
-    return next((i for i in range(len(versions) - 1, -1, -1) if versions[i]["path"] == path), default)
+def _target_boxes(plan: EditPlan, boxes: list, size: tuple[int, int]) -> list:
+    """The boxes the edit is about: the objects' own, or for "add" their union grown by ``ADD_MARGIN``
+    (where the new thing goes). The segment node edits them and the score node measures them."""
+    if plan.action == "add":
+        return [grow_box(union_box(boxes), ADD_MARGIN, size)]
+    return list(boxes)
 
 
 def _noun_of(hint: Optional[str]) -> Optional[str]:
@@ -477,30 +741,6 @@ def _noun_of(hint: Optional[str]) -> Optional[str]:
                    flags=re.I)
     words = re.sub(r"^(the|a|an|his|her|their|its|my)\s+", "", words, flags=re.I)
     return words or None
-
-
-def _explain(plan: EditPlan, state: State, attempts: list[dict], best: dict) -> str:
-    """A short account of what was done, what was tried and why."""
-    what = plan.instruction or "the edit"
-    where = ""
-    if best.get("masked") and (state.get("choice") or {}).get("selected"):
-        where = " on the region you selected"
-    elif best.get("masked") and state.get("detections"):
-        chosen = best.get("indices") or []
-        label = plan.target or "region"
-        where = f" on the {label}" if len(chosen) == 1 else f" on {len(chosen)} {label}s"
-        reason = (state.get("choice") or {}).get("reason")
-        if reason and len(state["detections"]) > 1:
-            where += f" ({reason})"
-    text = f"Done: {what}{where}, with {best['editor']}."
-    if len(attempts) > 1:
-        text += f" I tried {len(attempts)} edits and kept the best ({best['why']})."
-    if best.get("problems"):
-        text += " It may still be off: " + "; ".join(best["problems"]) + "."
-    understood = state.get("understood") or {}
-    if understood.get("note") and understood.get("path") != "offline":  # the offline notice is said once
-        text += f" ({understood['note']})"
-    return text
 
 
 def mermaid() -> str:

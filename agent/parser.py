@@ -383,11 +383,16 @@ CLAUSE_SPLIT_RE = re.compile(rf"\s*(?:,\s*)?(?:\band then\b|\bthen\b|\band also\
 
 @dataclass
 class ParseContext:
-    """What the conversation knows: the last plan (for "it"), whether an image is loaded, its caption."""
+    """What the conversation knows: the last plan (for "it"), whether an image is loaded, its caption.
+
+    ``referent``: what "it" is, in words, when the version on screen was made by a region edit
+    ("the fox you just made (the region the last edit changed)"); the graph fills it in.
+    """
 
     last_plan: Optional[EditPlan] = None
     has_image: bool = True
     caption: Optional[str] = None
+    referent: Optional[str] = None
 
 
 def singularize(word: str) -> str:

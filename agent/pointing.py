@@ -28,11 +28,12 @@ import re
 from dataclasses import dataclass
 from typing import Literal, Optional
 
+from agent import referent
 from agent.select import candidate_order, resolve_answer
 from agent.session import Session
-from agent.state import current_path
+from agent.state import current_path, current_record
 from tools.images import box_containing, mask_bbox, overlay, union_box
-from tools.types import Box, Detection
+from tools.types import Box, Detection, LocaleditError
 
 Mode = Literal["select", "add", "remove"]
 
@@ -102,7 +103,10 @@ class Pointer:
 
     def clear(self) -> Pointed:
         """Forget the pending selection: the next edit grounds its target again."""
-        self.session.set_selection(None)
+        try:
+            self.session.set_selection(None)
+        except LocaleditError as err:
+            return Pointed(str(err), error=True)
         return Pointed("Selection cleared: I will find the object from your words again.")
 
     def _answer(self, state: dict, point: tuple[float, float]) -> Pointed:
@@ -124,27 +128,29 @@ class Pointer:
                              f"Selected {'the ' + label if label else 'the region'} at ({point[0]:.0f}, {point[1]:.0f})")
 
     def _context(self, state: dict, current: str) -> list[Detection]:
-        """Detections on the image on screen: the last grounding on it, else a fresh one."""
-        last_edit = state.get("last_edit") or {}
+        """Detections on the image on screen: the last grounding on it, those of the edit that made
+        it (an edit keeps the geometry), else a fresh one for the object the edit made and "object"."""
+        record = current_record(state) or {}
         if state.get("base") == current and state.get("detections"):
             known = state["detections"]
-        elif last_edit.get("detections") and _made_from(state, last_edit.get("base"), current):
-            known = last_edit["detections"]
+        elif record.get("detections"):
+            known = record["detections"]
         else:
-            target = _object_of(state.get("last_plan"))
+            target = referent.names(record)[0] if record.get("plan") else None
             phrase = f"{target} . {CONTEXT_PHRASE}" if target else CONTEXT_PHRASE
             return self.worker.ground(self.store.open(current), phrase)
         return [Detection(d["label"], d["score"], tuple(d["box"])) for d in known]
 
     def _refinable(self, state: dict, current: str) -> Optional[dict]:
-        """The selection to refine: the pending one on this image, else the last edit's region."""
+        """The selection to refine: the pending one on this image, else the region the edit on screen changed."""
         selected = state.get("selection")
         if selected and selected.get("base") == current:
             return selected
-        last_edit, last_plan = state.get("last_edit") or {}, state.get("last_plan")
-        if last_edit.get("chosen") and _made_from(state, last_edit.get("base"), current):
-            boxes = [tuple(last_edit["detections"][i]["box"]) for i in last_edit["chosen"]]
-            return {"points": [], "box": list(union_box(boxes)), "label": _object_of(last_plan)}
+        record = current_record(state)
+        if referent.region_of(record) and record.get("boxes"):
+            label = referent.names(record)[0]
+            return {"points": [], "box": list(union_box([tuple(b) for b in record["boxes"]])),
+                    "label": None if label == referent.UNNAMED else label}
         return None
 
     def _segment(self, current: str, points: list[list[float]], box: Optional[Box], label: Optional[str],
@@ -156,12 +162,17 @@ class Pointer:
                                       points=[(p[0], p[1]) for p in points], point_labels=[int(p[2]) for p in points])
         except ValueError as err:
             return Pointed(f"I could not select that: {err}", error=True)
+        except LocaleditError as err:  # the worker is down or hung: one sentence, nothing changed
+            return Pointed(str(err), error=True)
         bbox = mask_bbox(seg.mask)
         if bbox is None:
             return Pointed("SAM found nothing there; click closer to the middle of the object.", error=True)
         selection = {"base": current, "points": points, "box": list(box) if box is not None else list(bbox),
                      "label": label, "mask": self.store.put_mask(seg.mask), "note": seg.note}
-        self.session.set_selection(selection)
+        try:
+            self.session.set_selection(selection)
+        except LocaleditError as err:  # a turn is running, or a question opened meanwhile
+            return Pointed(str(err), error=True)
         picture = self.store.put(overlay(image, mask=seg.mask, boxes=[tuple(selection["box"])]))
         area = seg.mask.mean()
         what = f"the {label}" if label else "this region"
@@ -182,7 +193,7 @@ class Pointer:
             verb = re.sub(r"\s+", " ", refine.group("verb").lower())
             return self._part(state, current, refine.group("part").strip(), positive=verb not in _NEGATIVE)
         select = _SELECT_RE.match(text or "")
-        bare = _ONE_RE.match(text or "") if not state.get("last_plan") else None  # else "the left one" corrects
+        bare = _ONE_RE.match(text or "") if not current_record(state) else None  # else "the left one" corrects
         if select or bare:
             return self._pick(state, current, (select or bare).group("np"))
         return None
@@ -224,23 +235,6 @@ class Pointer:
         points = [*base["points"], [px, py, 1 if positive else 0]]
         return self._segment(current, points, box, base.get("label"),
                              f"{'Added' if positive else 'Took out'} the {part}")
-
-
-def _object_of(plan: Optional[dict]) -> Optional[str]:
-    """What the object a plan edited is called now: the fox a cat became, else the target."""
-    if not plan:
-        return None
-    return plan.get("new_value") if plan.get("action") == "replace" and plan.get("new_value") else plan.get("target")
-
-
-def _made_from(state: dict, base: Optional[str], current: str) -> bool:
-    """Whether ``current`` is ``base`` or the image an edit of ``base`` produced (same geometry)."""
-    if not base:
-        return False
-    if base == current:
-        return True
-    versions = [v["path"] for v in state.get("versions") or []]
-    return base in versions and current in versions and versions.index(current) == versions.index(base) + 1
 
 
 __all__ = ["Pointer", "Pointed", "Mode"]

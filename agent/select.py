@@ -40,6 +40,7 @@ from agent.parser import pluralize
 from agent.plan import (
     EXTREMES, ORDINAL_WORDS, Clarify, EditPlan, normalize_qualifier, parse_ordinal_qualifier,
 )
+from agent.replies import Where, reason as reason_of, which_one
 from tools.types import Detection
 
 DUPLICATE_IOU = 0.8
@@ -53,12 +54,35 @@ SIZE_TIE = 0.10
 
 
 class Choice(BaseModel):
-    """The chosen detection indices, why, whether it is a confident choice, and what to try next."""
+    """The chosen detection indices, why, whether it is a confident choice, and what to try next.
+
+    ``how`` / ``desc`` / ``total`` / ``numbers`` are the ``agent.replies.Where`` fields the reply is
+    written from; ``reason`` is that phrase ("the leftmost of the 3 cats").
+    """
 
     indices: list[int]
     reason: str
     certain: bool = True
     alternatives: list[int] = Field(default_factory=list)
+    how: str = "only"
+    desc: str = ""
+    total: int = 1
+    numbers: list[int] = Field(default_factory=list)
+    asked: Optional[int] = None
+
+    def where(self, name: str) -> Where:
+        return Where(how=self.how, name=name, chosen=len(self.indices), total=self.total, desc=self.desc,
+                     numbers=self.numbers, tie=not self.certain, asked=self.asked)
+
+
+def make_choice(indices: Sequence[int], how: str, name: str, order: Sequence[int], *, desc: str = "",
+                certain: bool = True, alternatives: Sequence[int] = (), asked: Optional[int] = None) -> Choice:
+    """A ``Choice`` with its numbers (positions in ``order``, 1-based) and its reason filled in."""
+    numbers = [list(order).index(i) + 1 for i in indices if i in order]
+    choice = Choice(indices=list(indices), reason="", certain=certain, alternatives=list(alternatives), how=how,
+                    desc=desc, total=max(1, len(order)), numbers=numbers, asked=asked)
+    choice.reason = reason_of(choice.where(name))
+    return choice
 
 
 # ------------------------------------------------------------------------------------------
@@ -259,10 +283,7 @@ def _name(plan: EditPlan) -> str:
 
 def _ask(plan: EditPlan, order: list[int], note: str = "") -> Clarify:
     """The numbered question when several candidates fit."""
-    n = len(order)
-    question = (f"{note}I found {n} {pluralize(_name(plan))}, numbered 1 to {n} from left to right. Which one? "
-                "Reply with a number, 'all', or e.g. 'the left one'.")
-    return Clarify(question=question, candidates=order)
+    return Clarify(question=which_one(_name(plan), len(order), note), candidates=order)
 
 
 def _image_size(image_size: tuple[int, int], detections: Sequence[Detection]) -> tuple[float, float]:
@@ -280,7 +301,7 @@ def _image_size(image_size: tuple[int, int], detections: Sequence[Detection]) ->
 
 def _choose_plural(plan: EditPlan, q: Optional[str], order: list[int], dets: Sequence[Detection],
                    w: float, h: float, aside: list[int]) -> Choice:
-    name = pluralize(_name(plan))
+    name = _name(plan)
     if plan.count:
         ranked = _rank(q, order, dets, w, h) if q else None
         pool = ranked[0] if ranked else sorted(order, key=lambda i: -_score(dets[i]))
@@ -288,26 +309,24 @@ def _choose_plural(plan: EditPlan, q: Optional[str], order: list[int], dets: Seq
         chosen = [i for i in order if i in picked]
         rest = [i for i in pool if i not in picked]
         enough = len(order) >= plan.count
-        how = f"the {ranked[2]} " if ranked else "the best-scoring "
-        reason = (f"{how}{len(chosen)} of {len(order)} {name}" if enough
-                  else f"only {len(order)} {name} found, {plan.count} asked for")
-        return Choice(indices=chosen, reason=reason, certain=enough and (ranked[1] if ranked else True),
-                      alternatives=rest + aside)
+        return make_choice(chosen, "count", name, order, desc=ranked[2] if ranked else "",
+                           certain=enough and (ranked[1] if ranked else True), alternatives=rest + aside,
+                           asked=plan.count)
     if q in ("left", "right", "top", "bottom") or q in EXTREMES:
         chosen = _half(q, order, dets, w, h)
         if chosen:
-            return Choice(indices=chosen, reason=f"the {name} on the {q.replace('most', '')} ({len(chosen)} of "
-                          f"{len(order)})", alternatives=[i for i in order if i not in chosen] + aside)
+            return make_choice(chosen, "half", name, order, desc=q,
+                               alternatives=[i for i in order if i not in chosen] + aside)
         ranked = _rank(q, order, dets, w, h)
         assert ranked is not None
-        return Choice(indices=[ranked[0][0]], reason=f"no {name} in the {q} half; took the {ranked[2]}",
-                      certain=False, alternatives=ranked[0][1:] + aside)
+        return make_choice([ranked[0][0]], "guess", name, order, desc=ranked[2], certain=False,
+                           alternatives=ranked[0][1:] + aside)
     if q in ("front", "back", "largest", "smallest"):
         group, certain = _split_at_gap(q, order, dets, w, h)
         chosen = [i for i in order if i in group]
-        return Choice(indices=chosen, reason=f"the {name} {_keys(w, h)[q][2]} ({len(chosen)} of {len(order)})",
-                      certain=certain, alternatives=[i for i in order if i not in group] + aside)
-    return Choice(indices=list(order), reason=f"all {len(order)} {name}", alternatives=aside)
+        return make_choice(chosen, "group", name, order, desc=_keys(w, h)[q][2], certain=certain,
+                           alternatives=[i for i in order if i not in group] + aside)
+    return make_choice(list(order), "all", name, order, alternatives=aside)
 
 
 def choose(plan: EditPlan, detections: list[Detection], image_size: tuple[int, int]) -> Choice | Clarify:
@@ -316,27 +335,24 @@ def choose(plan: EditPlan, detections: list[Detection], image_size: tuple[int, i
     order = candidate_order(dets)
     name = _name(plan)
     if not order:
-        return Clarify(question=f"I couldn't find {_a(name)} in the image. Could you describe it differently "
-                                f"(e.g. another word for it, or where it is)?")
+        return Clarify(question=f"I couldn't find {_a(name)} in the image. Could you describe it differently, "
+                                f"e.g. another word for it or where it is?")
     aside = _set_aside(dets, order)
     w, h = _image_size(image_size, dets)
     q = normalize_qualifier(plan.qualifier) if plan.qualifier else None
     if plan.plural:
         return _choose_plural(plan, q, order, dets, w, h, aside)
     if len(order) == 1:
-        n_found = "only one" if not aside else "one clear"
-        return Choice(indices=order, reason=f"{n_found} {name} found", alternatives=aside)
+        return make_choice(order, "only" if not aside else "one_clear", name, order, alternatives=aside)
     if q is None:
         note = f"I'm not sure which one is '{plan.qualifier}'. " if plan.qualifier else ""
         return _ask(plan, order, note)
     ranked = _rank(q, order, dets, w, h)
     if ranked is None:
-        return _ask(plan, order, f"I found only {len(order)} {pluralize(name)}, so there is no '{q}'. ")
+        return _ask(plan, order, f"There is no '{q}' here. ")
     best, certain, desc = ranked
-    reason = f"the {desc} of {len(order)} {pluralize(name)}"
-    if not certain:
-        reason += " (a near tie)"
-    return Choice(indices=[best[0]], reason=reason, certain=certain, alternatives=best[1:] + aside)
+    return make_choice([best[0]], "position", name, order, desc=desc, certain=certain,
+                       alternatives=best[1:] + aside)
 
 
 def _a(name: str) -> str:

@@ -4,16 +4,22 @@
     chat = Session()                                  # a new thread; Session(thread_id) resumes one
     reply = chat.send("turn the cat into a fox", image="photo.jpg")
     reply.text, reply.images["edited"], chat.current_image()
-    if reply.question: chat.send("2")                 # answer a clarifying question
+    if reply.question: chat.send("2")                 # answer a clarifying question (or "cancel")
+    chat.cancel()                                     # from another thread: stop the running turn
+    chat.versions(), chat.select_version(1)           # every version with its edit record; go to one
 
 Threads persist in ``$LOCALEDIT_DATA_DIR/conversations.sqlite`` (LangGraph's SQLite
-checkpointer) and images in ``$LOCALEDIT_DATA_DIR/images``: a restarted program resumes them.
+checkpointer, the newest ``LOCALEDIT_KEEP_CHECKPOINTS`` per thread) and images in
+``$LOCALEDIT_DATA_DIR/images``: a restarted program resumes them. One turn at a time per thread,
+across processes (``agent.locks``): a message for a busy thread waits ``LOCALEDIT_TURN_WAIT``
+seconds, then is answered "still working on your last message".
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +27,10 @@ from typing import Any, Callable, Optional
 
 from PIL import Image
 
+from agent import history, replies
 from agent.graph import build_graph
-from agent.state import current_path
+from agent.locks import CancelToken, ThreadLock
+from agent.state import current_path, current_record, parent_of
 from agent.store import ImageStore
 from tools.config import Settings, get_settings
 from tools.images import load_image
@@ -30,8 +38,8 @@ from tools.types import LocaleditError
 
 log = logging.getLogger(__name__)
 
-OFFLINE_NOTICE = ("No LLM is configured (set OPENAI_API_KEY or OPENAI_BASE_URL and LOCALEDIT_LLM_MODEL), "
-                  "so I read instructions with the built-in parser.")
+OFFLINE_NOTICE = ("No LLM is configured, so I read instructions with the built-in parser; set OPENAI_API_KEY or "
+                  "OPENAI_BASE_URL and LOCALEDIT_LLM_MODEL to use one.")
 
 
 @dataclass
@@ -47,6 +55,17 @@ class Reply:
     error: bool = False
     notice: Optional[str] = None  # said once per session (e.g. the offline-parser notice)
     understood: Optional[dict[str, Any]] = None  # the plan / command and which path produced it
+    cancelled: bool = False  # the turn was stopped (Stop, Ctrl-C): nothing changed
+    busy: bool = False  # another turn of this thread was running: this message was not taken
+    report: dict[str, Any] = field(default_factory=dict)  # {"ran", "skipped", "caches", "stages"}: see ``summarize``
+
+
+def summarize(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """A turn's stage entries -> ``{"ran": [stage], "skipped": {stage: why}, "caches": {stage: hit/miss}, "stages"}``."""
+    ran = [e["stage"] for e in entries if e.get("ran")]
+    skipped = {e["stage"]: e.get("why", "") for e in entries if not e.get("ran")}
+    caches = {e["stage"]: e["cache"] for e in entries if e.get("cache")}
+    return {"ran": list(dict.fromkeys(ran)), "skipped": skipped, "caches": caches, "stages": entries}
 
 
 class Conversations:
@@ -57,6 +76,7 @@ class Conversations:
         data = Path(self.settings.data_dir)
         data.mkdir(parents=True, exist_ok=True)
         self.store = ImageStore(data / "images")
+        self.locks = data / "locks"
         if worker is None:
             from tools.worker import make_worker
 
@@ -64,9 +84,13 @@ class Conversations:
         if understander is None:
             from agent.llm import Understander, make_llm
 
-            understander = Understander(make_llm(self.settings))
+            understander = Understander(make_llm(self.settings, timeout=self.settings.llm_timeout))
         self.worker, self.understander = worker, understander
-        self._db = sqlite3.connect(str(data / "conversations.sqlite"), check_same_thread=False)
+        self.db_path = data / "conversations.sqlite"
+        self._db = sqlite3.connect(str(self.db_path), check_same_thread=False, timeout=30)
+        # a small write-ahead log: checkpointed into the database every ~1 MB and cut back to 1 MB after
+        self._db.execute("PRAGMA wal_autocheckpoint = 256")
+        self._db.execute("PRAGMA journal_size_limit = 1048576")
         from langgraph.checkpoint.sqlite import SqliteSaver
 
         self.checkpointer = SqliteSaver(self._db)
@@ -84,29 +108,33 @@ class Conversations:
 
 
 class Session:
-    """One chat thread. Args: ``thread_id`` to resume (None: a new one); shared ``conversations``."""
+    """One chat thread. Args: ``thread_id`` to resume (None: a new one); shared ``conversations``.
+
+    ``send`` and ``select_version`` run one turn each (one at a time per thread, across processes);
+    ``cancel`` may be called from any thread or a signal handler while one runs.
+    """
 
     def __init__(self, thread_id: Optional[str] = None, *, conversations: Optional[Conversations] = None,
                  settings: Optional[Settings] = None):
         self.conversations = conversations or Conversations(settings)
         self.thread_id = thread_id or uuid.uuid4().hex[:12]
         self._noticed = False
+        self._tokens: tuple[CancelToken, ...] = ()  # the cancel flags of this session's turns (running or waiting)
+        self._tokens_lock = threading.Lock()  # guards adding / removing; cancel() only reads the tuple
 
     @property
     def _config(self) -> dict:
-        return {"configurable": {"thread_id": self.thread_id}, "recursion_limit": 60}
+        return {"configurable": {"thread_id": self.thread_id}, "recursion_limit": 80}
 
     def send(self, text: str = "", image: str | Path | bytes | Image.Image | None = None,
              progress: Optional[Callable[[dict], None]] = None) -> Reply:
         """Send a message (optionally with an image); returns the reply or a clarifying question.
 
         Args:
-            text: what the user typed (an instruction, an answer to a question, "undo", ...).
+            text: what the user typed (an instruction, an answer to a question, "undo", "cancel", ...).
             image: a photo to edit from now on: a path, bytes or a PIL image.
             progress: called with ``{"stage", "step", "total", ...}`` during long work.
         """
-        from langgraph.types import Command as Resume
-
         conv = self.conversations
         upload = None
         if image is not None:
@@ -116,26 +144,64 @@ class Session:
             except LocaleditError as err:
                 return Reply(text=str(err), error=True, images=self._current_images())
             upload = conv.store.put(pil.convert("RGB"))
-        if self.pending() is not None:
-            if upload is not None:  # a new photo while a question is open: drop the question
-                self._stream(Resume(resume="cancel"), None)
-                inputs: Any = {"text": text, "upload": upload}
-            else:
-                inputs = Resume(resume=text)
-        else:
-            inputs = {"text": text, "upload": upload}
+        return self._turn({"text": text, "upload": upload}, progress)
+
+    def select_version(self, number: int) -> Reply:
+        """Make version ``number`` (1-based, as ``versions()`` numbers them) the one on screen.
+
+        Like undo / redo: nothing is deleted, and an edit made from there starts a new branch while
+        the others stay in ``versions()``. An open question is dropped.
+        """
+        return self._turn({"text": "", "goto": int(number)}, None)
+
+    def cancel(self) -> bool:
+        """Stop this session's running turn (the edit stops at its next diffusion step); whether one was running.
+
+        Safe from another thread and from a signal handler: it only sets a flag. The stopped turn
+        makes no version and answers "Stopped: ..."; the next message starts at once.
+        """
+        tokens = self._tokens  # one read of an immutable tuple: no lock, so a signal handler may call this
+        for token in tokens:
+            token.set()
+        return bool(tokens)
+
+    def _turn(self, message: dict[str, Any], progress: Optional[Callable[[dict], None]]) -> Reply:
+        """One turn under the thread's lock: resume an open question or start afresh, then prune."""
+        from langgraph.types import Command as Resume
+
+        conv = self.conversations
+        token = CancelToken()
+        with self._tokens_lock:
+            self._tokens = (*self._tokens, token)
+        lock = ThreadLock(conv.locks, self.thread_id)
         try:
-            self._stream(inputs, progress)
+            if not lock.acquire(conv.settings.turn_wait, cancel=token):
+                if token.is_set():
+                    return Reply(text=replies.stopped(), cancelled=True, images=self._current_images())
+                return Reply(text=replies.busy(conv.settings.turn_wait), busy=True,
+                             images=self._current_images())
+            try:
+                inputs: Any = Resume(resume=message) if self.pending() is not None else message
+                self._stream(inputs, progress, token)
+                history.prune(conv.checkpointer, self.thread_id, conv.settings.keep_checkpoints)
+                return self._reply()  # read while no other turn can change the thread
+            finally:
+                lock.release()
         except LocaleditError as err:
             return Reply(text=str(err), error=True, images=self._current_images())
         except Exception as err:  # noqa: BLE001 - never a traceback to the user
             log.exception("turn failed")
             return Reply(text=f"Something went wrong ({type(err).__name__}); your images and our "
                               f"conversation are unchanged.", error=True, images=self._current_images())
-        return self._reply()
+        finally:
+            with self._tokens_lock:
+                self._tokens = tuple(t for t in self._tokens if t is not token)
 
-    def _stream(self, inputs: Any, progress: Optional[Callable[[dict], None]]) -> None:
-        for mode, chunk in self.conversations.graph.stream(inputs, self._config, stream_mode=["custom", "updates"]):
+    def _stream(self, inputs: Any, progress: Optional[Callable[[dict], None]], token: CancelToken) -> None:
+        config = {**self._config, "configurable": {**self._config["configurable"], "cancel": token}}
+        # checkpoints only when the turn ends (or asks a question): a handful per turn, not one per node
+        for mode, chunk in self.conversations.graph.stream(inputs, config, stream_mode=["custom", "updates"],
+                                                           durability="exit"):
             if mode == "custom" and progress is not None:
                 progress(chunk)
 
@@ -144,17 +210,18 @@ class Session:
         notice = None
         if not self._noticed and self.conversations.offline:
             notice, self._noticed = OFFLINE_NOTICE, True
+        report = summarize(state.get("report") or [])
         asked = self.pending()
         if asked is not None:
             images = {"candidates": asked["image"]} if asked.get("image") else {}
             return Reply(text=asked["question"], images=images, question=True,
                          options=asked.get("options") or [], notice=notice,
-                         understood=state.get("understood"))
+                         understood=state.get("understood"), report=report)
         reply = state.get("reply") or {"text": ""}
         images = dict(reply.get("images") or {})
         return Reply(text=reply["text"], images=images, scores=reply.get("scores"),
                      attempts=reply.get("attempts") or [], error=bool(reply.get("error")), notice=notice,
-                     understood=state.get("understood"))
+                     understood=state.get("understood"), cancelled=bool(reply.get("cancelled")), report=report)
 
     def _current_images(self) -> dict[str, str]:
         current = self.current_image_path()
@@ -185,7 +252,28 @@ class Session:
         return list(self.state().get("messages") or [])
 
     def versions(self) -> list[dict[str, Any]]:
-        return list(self.state().get("versions") or [])
+        """Every image version, oldest first: ``{"number", "path", "note", "parent", "current", "record"}``.
+
+        ``number`` is 1-based (what ``select_version`` takes), ``parent`` the number of the version it
+        was made from (None for the first photo), ``record`` how an edit made it (None for an upload):
+        ``instruction``, ``plan``, ``boxes``, ``mask`` (object mask path), ``region`` (the pixels the edit
+        could change, path; None: whole image), ``scores``, ``editor``, ``seed``, ``strength``, ``base``.
+        """
+        state = self.state()
+        versions = state.get("versions") or []
+        cursor = state.get("cursor", len(versions) - 1)
+        out = []
+        for i, v in enumerate(versions):
+            parent = parent_of(versions, i)
+            out.append({"number": i + 1, "path": v["path"], "note": v["note"],
+                        "parent": None if parent is None else parent + 1, "current": i == cursor,
+                        "record": dict(v["record"]) if v.get("record") else None})
+        return out
+
+    def record(self) -> Optional[dict[str, Any]]:
+        """The edit record of the version on screen (None for an uploaded photo)."""
+        record = current_record(self.state())
+        return dict(record) if record else None
 
     def selection(self) -> Optional[dict[str, Any]]:
         """The region pointed at for the next edit (``agent.state.State.selection``), if any."""
@@ -194,9 +282,18 @@ class Session:
     def set_selection(self, selection: Optional[dict[str, Any]]) -> None:
         """Point at a region of the current image for the next localized edit (None: forget it).
 
-        ``agent.pointing`` makes the value (from a click or "select the cat on the left"). Refused
-        (LocaleditError) while a question is open: the click answers it instead.
+        ``agent.pointing`` makes the value (from a click or "select the cat on the left"); the next
+        localized edit takes it as the referent (``agent.referent.of_selection``). Refused
+        (LocaleditError, one sentence) while a question is open (the click answers it instead) or
+        while a turn of this thread is running (under the thread's lock, so no turn overwrites it).
         """
-        if self.pending() is not None:
-            raise LocaleditError("Answer the open question first (or say \"cancel\").")
-        self.conversations.graph.update_state(self._config, {"selection": selection})
+        conv = self.conversations
+        lock = ThreadLock(conv.locks, self.thread_id)
+        if not lock.acquire(conv.settings.turn_wait):
+            raise LocaleditError(replies.busy(conv.settings.turn_wait))
+        try:
+            if self.pending() is not None:
+                raise LocaleditError("Answer the open question first (or say \"cancel\").")
+            conv.graph.update_state(self._config, {"selection": selection})
+        finally:
+            lock.release()

@@ -9,9 +9,15 @@ Every sample goes through every editor (and the baseline) with one seed per samp
 :func:`tools.engine.run_edit`: ground the target (from the manifest, or from the offline
 parser's plan), segment, edit, score. When nothing is found, or the instruction has no
 subject, plain InstructPix2Pix runs on the whole image (the CMU "None" rule) and the row says
-``path = global``. The baseline (``ip2p``) is given the same region as the others, so its
-region metrics (CLIP-RC, CLIP-GC, L1 outside) are comparable; its path is ``global``
-because it edits the whole image. ``--use-gt-masks`` gives the editors the manifest's
+``path = global``. Every editor of a sample, the baseline (``ip2p``, path ``global``) included,
+is scored on the sample's ONE evaluation region (:mod:`tools.region`): the manifest's
+ground-truth box and mask when it has them, else the box grounded for the target (the first
+detection) and its SAM mask, computed once per sample. So CLIP-RC, CLIP-GC and L1 / L2 outside
+compare like with like: the baseline's L1 outside counts every background pixel it moved, and a
+masked editor's dilation and feather band count against it (the row's ``scored_on`` says which
+region). CLIP-RC's categories come from the manifest (``target_label`` / ``source_label``
+fields, or PIE-Bench's ``blended_word``) or from the offline parser's plan (what the target
+becomes, and the target). ``--use-gt-masks`` gives the editors the manifest's
 ground-truth mask (or box, refined by SAM) instead of grounding; otherwise, when the manifest
 has a ground truth, each row records the IoU of the grounded box with it (``gt_iou``) and
 whether it hit (IoU >= 0.5).
@@ -60,13 +66,17 @@ from bench import report
 from bench.manifests import FORMATS, Sample, read_manifest
 from tools.engine import EditReport, NothingFoundError, run_edit
 from tools.images import iou, load_image, mask_bbox
+from tools.region import EvalRegion, evaluation_region, rc_labels
 from tools.types import EDITORS, Box, EditRequest, LocaleditError
 from tools.worker import Worker
 
 DEFAULT_EDITORS = ("ip2p", "ip2p-composite", "diffedit", "regionwise")
-METRIC_COLUMNS = ("clip_i", "clip_t", "clip_dir", "clip_rc", "clip_gc", "l1", "l2", "l1_outside", "l2_outside")
+METRIC_COLUMNS = ("clip_rc", "clip_rc_source", "clip_gc", "clip_i", "clip_t", "clip_dir", "clip_crop_t",
+                  "l1", "l2", "l1_outside", "l2_outside")
+"""The :class:`~tools.types.Scores` columns, R-SIE's Table 2 first (scales: ``tools.types.SCORE_SCALES``)."""
 COLUMNS = (
-    "sample", "editor", "status", "error", "path", "editor_ran", "region_source", "target", "instruction",
+    "sample", "editor", "status", "error", "path", "editor_ran", "region_source", "scored_on", "target",
+    "rc_target", "rc_source", "instruction",
     *METRIC_COLUMNS, "lpips", "ref_l1", "ref_l2", "gt_iou", "gt_hit", "box", "gt_box", "detections", "seed",
     *(f"t_{s}" for s in report.STAGES), "image", "note", "finished_at",
 )
@@ -75,6 +85,10 @@ its editors; ``t_total`` is this editor's time without it."""
 
 RUN_KEYS = ("use_gt_masks", "seed", "steps", "box_threshold", "text_threshold")
 """Settings that change results: a resumed run must use the same ones."""
+
+METRICS_VERSION = 2
+"""The metric definitions rows are scored with (2: one evaluation region per sample, R-SIE's
+CLIP-RC and CLIP-GC on 0-100); a folder scored with other definitions is not resumed."""
 
 RETRYABLE = ("WorkerUnavailableError",)
 """Error kinds a resumed run tries again without ``--retry-errors``."""
@@ -255,6 +269,7 @@ class Prepared:
     source_caption: str
     target_caption: str
     seed: int
+    labels: tuple[str, str] = ("", "")  # CLIP-RC's (target category, source category)
     gt_mask: Optional[np.ndarray] = None
     gt_box: Optional[Box] = None
     reference: Optional[Image.Image] = None
@@ -262,30 +277,52 @@ class Prepared:
     notes: list[str] = field(default_factory=list)
 
 
-def fill_from_parser(sample: Sample) -> tuple[Optional[str], str, str, list[str]]:
-    """Target and captions: the manifest's, the gaps filled from the offline parser's plan."""
+def fill_from_parser(sample: Sample) -> tuple[Optional[str], str, str, tuple[str, str], list[str]]:
+    """Target, captions and CLIP-RC's ``(target, source)`` categories: the manifest's, the gaps
+    filled from the offline parser's plan.
+
+    Categories: the manifest's ``target_label`` / ``source_label`` fields, else PIE-Bench's
+    ``blended_word`` ("cat dog": source, then target), else :func:`tools.region.rc_labels` of the
+    parser's plan (the target and what it becomes).
+    """
     target, source, dest = sample.target, sample.source_caption, sample.target_caption
-    if target and source and dest:
-        return target, source, dest, []
+    labels = _manifest_labels(sample)
+    if target and source and dest and labels is not None:
+        return target, source, dest, labels, []
     from agent.parser import parse
     from agent.plan import EditPlan
 
     plan = parse(sample.instruction)
     if not isinstance(plan, EditPlan):
-        return target, source, dest, [f"the parser found no edit in the instruction ({type(plan).__name__})"]
+        return target, source, dest, labels or ("", target or ""), [
+            f"the parser found no edit in the instruction ({type(plan).__name__})"]
     notes = []
     if not target and plan.action != "global" and plan.grounding_phrase:
         target = plan.grounding_phrase
         notes.append(f"target {target!r} from the parser")
-    return target, source or plan.source_caption, dest or plan.target_caption, notes
+    if labels is None:
+        labels = rc_labels(plan.action, plan.target or target, plan.new_value)
+    return target, source or plan.source_caption, dest or plan.target_caption, labels, notes
+
+
+def _manifest_labels(sample: Sample) -> Optional[tuple[str, str]]:
+    """CLIP-RC's categories as the manifest gives them, or None."""
+    meta = sample.meta or {}
+    if meta.get("target_label") or meta.get("source_label"):
+        return str(meta.get("target_label") or ""), str(meta.get("source_label") or sample.target or "")
+    words = str(meta.get("blended_word") or "").split()
+    if len(words) == 2:
+        return words[1], words[0]
+    return None
 
 
 def prepare(sample: Sample, config: EvalConfig) -> Prepared:
     """Load the sample's image, ground truth and reference; raises LocaleditError if unusable."""
     start = time.perf_counter()
     image = load_image(sample.image)
-    target, source, dest, notes = fill_from_parser(sample)
-    prepared = Prepared(sample, image, target, source, dest, sample_seed(sample, config.seed), notes=notes)
+    target, source, dest, labels, notes = fill_from_parser(sample)
+    prepared = Prepared(sample, image, target, source, dest, sample_seed(sample, config.seed), labels=labels,
+                        notes=notes)
     try:
         prepared.gt_mask = sample.gt_mask(image.size)
     except LocaleditError as err:
@@ -329,15 +366,37 @@ def _box_list(box: Optional[Sequence[float]]) -> Optional[list[float]]:
     return [round(float(v), 1) for v in box] if box is not None else None
 
 
-def edit_pair(worker: Worker, prep: Prepared, editor: str, config: EvalConfig) -> tuple[EditReport, str, list[str]]:
-    """Run one editor on one sample; when nothing is found, plain InstructPix2Pix (the CMU rule)."""
+def sample_region(worker: Worker, prep: Prepared, config: EvalConfig) -> Optional[EvalRegion]:
+    """The one region every editor of the sample is scored on (None: a global sample).
+
+    The ground truth when the manifest has it (its box, or the mask's bounding box, and the mask);
+    else the target grounded once (the first detection, as ``run_edit`` picks) and its SAM mask.
+    """
+    if prep.gt_mask is not None:
+        return evaluation_region([prep.gt_box] if prep.gt_box else [], prep.gt_mask, source="gt-mask")
+    if prep.gt_box is not None:
+        return evaluation_region([prep.gt_box], source="gt-box")
+    if not prep.target:
+        return None
+    detections = worker.ground(prep.image, prep.target, box_threshold=config.box_threshold,
+                               text_threshold=config.text_threshold)
+    if not detections:
+        return None
+    boxes = [detections[0].box]
+    return evaluation_region(boxes, worker.segment(prep.image, boxes).mask, source="grounded")
+
+
+def edit_pair(worker: Worker, prep: Prepared, editor: str, config: EvalConfig,
+              region: Optional[EvalRegion] = None) -> tuple[EditReport, str, list[str]]:
+    """Run one editor on one sample, scored on ``region``; when nothing is found, plain
+    InstructPix2Pix (the CMU rule)."""
     kwargs, source = _region(prep, config.use_gt_masks)
 
-    def attempt(**region: Any) -> EditReport:
+    def attempt(**where: Any) -> EditReport:
         request = EditRequest(editor=editor, instruction=prep.sample.instruction, source_caption=prep.source_caption,
                               target_caption=prep.target_caption, seed=prep.seed, steps=config.steps)
         return run_edit(worker, prep.image, request, box_threshold=config.box_threshold,
-                        text_threshold=config.text_threshold, **region)
+                        text_threshold=config.text_threshold, region=region, labels=prep.labels, **where)
 
     start = time.perf_counter()
     try:
@@ -374,6 +433,7 @@ def result_row(prep: Prepared, editor: str, result: EditReport, region_source: s
         notes = [*notes, result.info["editor_note"]]
     row.update(timings, status="ok", error=None, path="global" if result.editor == "ip2p" else result.path,
                editor_ran=result.editor, region_source=region_source, box=_box_list(result.box),
+               scored_on=result.eval_region.source if result.eval_region is not None else None,
                detections=len(result.detections), image=image_path)
     return _base_row(prep.sample, editor, prep, notes) | row
 
@@ -385,7 +445,8 @@ def _base_row(sample: Sample, editor: str, prep: Optional[Prepared], notes: Sequ
                finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     if prep is not None:
         row.update(target=prep.target, seed=prep.seed, gt_box=_box_list(prep.gt_box),
-                   t_load=round(prep.load_seconds, 4))
+                   t_load=round(prep.load_seconds, 4), rc_target=prep.labels[0] or None,
+                   rc_source=prep.labels[1] or None)
     row["note"] = "; ".join([*(prep.notes if prep else []), *notes]) or None
     return row
 
@@ -428,9 +489,16 @@ class Harness:
             return
         folder = self.config.out / "images" / safe_name(sample.id)
         folder.mkdir(parents=True, exist_ok=True)
+        try:
+            region = sample_region(self.worker, prep, self.config)
+        except Exception as err:  # the worker failed before any editor ran: every pair fails alike
+            for editor in todo:
+                self.log.append(error_row(sample, editor, prep, err))
+                self._advance()
+            return
         for editor in todo:
             try:
-                result, source, notes = edit_pair(self.worker, prep, editor, self.config)
+                result, source, notes = edit_pair(self.worker, prep, editor, self.config, region)
                 relative = f"images/{folder.name}/{editor}.png"
                 result.image.save(self.config.out / relative)
                 row = result_row(prep, editor, result, source, self.lpips, relative, notes)
@@ -480,6 +548,9 @@ def check_run_settings(config: EvalConfig, extra: dict[str, Any]) -> None:
     """Write ``run.json``; refuse to resume a folder that ran with other result-changing settings."""
     path = config.out / "run.json"
     before = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    if before and (config.out / "results.jsonl").exists() and before.get("metrics_version") != METRICS_VERSION:
+        raise LocaleditError(f"{config.out} holds a run scored with other metric definitions "
+                             f"(version {before.get('metrics_version', 1)}, now {METRICS_VERSION}); use another --out.")
     if before:
         changed = [k for k in RUN_KEYS if k in before and before[k] != getattr(config, k)]
         if changed and (config.out / "results.jsonl").exists():
@@ -487,7 +558,8 @@ def check_run_settings(config: EvalConfig, extra: dict[str, Any]) -> None:
                 f"{config.out} holds a run with other settings ({', '.join(f'{k}={before[k]}' for k in changed)}); "
                 f"use another --out or the same settings.")
     known = {k: v for k, v in extra.items() if v is not None}
-    path.write_text(json.dumps({**before, **config.fingerprint(), **known}, indent=2, default=str), encoding="utf-8")
+    path.write_text(json.dumps({**before, **config.fingerprint(), **known, "metrics_version": METRICS_VERSION},
+                               indent=2, default=str), encoding="utf-8")
 
 
 def write_outputs(rows: Sequence[dict[str, Any]], config: EvalConfig, notes: Sequence[str]) -> dict[str, Any]:

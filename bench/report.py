@@ -6,8 +6,9 @@ results table can be summarised again without running anything.
 
 Two summaries, in the formats of the source papers:
 
-- **means** (InstructEdit, R-SIE tables): per editor, the mean of each metric over its
-  successful rows;
+- **means** (R-SIE Table 2 / 3, InstructEdit Table 1): per editor, the mean of each metric
+  over its successful rows, RC and GC first, each on its paper's scale (``METRICS``; the
+  Markdown opens with a legend of every metric's scale and definition);
 - **deltas** (the CMU report): per editor other than the baseline and per metric, the
   per-sample difference ``editor - baseline`` over the samples where both have a value,
   and its count, mean, median, standard deviation (sample, ``ddof=1``; 0 for one sample),
@@ -25,23 +26,21 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
+from tools.types import SCORE_SCALES
+
 Row = dict[str, Any]
 
-METRICS: dict[str, tuple[str, int]] = {
-    "clip_i": ("CLIP-I", +1),
-    "clip_t": ("CLIP-T", +1),
-    "clip_dir": ("CLIP-dir", +1),
-    "clip_rc": ("CLIP-RC", +1),
-    "clip_gc": ("CLIP-GC", +1),
-    "l1": ("L1", -1),
-    "l2": ("L2", -1),
-    "l1_outside": ("L1 out", -1),
-    "l2_outside": ("L2 out", -1),
-    "lpips": ("LPIPS", -1),
-    "ref_l1": ("L1 vs ref", -1),
-    "ref_l2": ("L2 vs ref", -1),
+SCALES: dict[str, tuple[str, str, int, str]] = {
+    **SCORE_SCALES,
+    "lpips": ("LPIPS", "0-1", -1, "LPIPS (AlexNet) between input and output (InstructEdit Table 1)"),
+    "ref_l1": ("L1 vs ref", "0-1", -1, "mean absolute difference from the reference edit, whole image "
+               "(R-SIE Table 3 on MagicBrush)"),
+    "ref_l2": ("L2 vs ref", "0-1", -1, "mean squared difference from the reference edit (R-SIE Table 3)"),
 }
-"""Metric column -> (label, direction): +1 higher is better, -1 lower is better."""
+"""Metric column -> (label, scale, direction, definition)."""
+
+METRICS: dict[str, tuple[str, int]] = {k: (v[0], v[2]) for k, v in SCALES.items()}
+"""Metric column -> (label, direction): +1 higher is better, -1 lower is better; R-SIE's order."""
 
 STAGES = ("load", "ground", "segment", "edit", "score", "lpips", "total")
 """Timed stages; the harness writes them as ``t_<stage>`` columns (seconds)."""
@@ -158,7 +157,8 @@ def summarize(rows: Sequence[Row], editors: Sequence[str], baseline: str, *,
     """Means, deltas against ``baseline``, paths, errors, grounding and timings, per editor.
 
     ``editors`` are listed in that order (the baseline is added first when missing);
-    ``metrics`` default to every metric with at least one value in ``rows``.
+    ``metrics`` default to every metric with at least one value in ``rows``. ``tolerance`` is on
+    the 0-1 scale: x100 for the metrics on 0-100 (CLIP-RC, CLIP-GC).
     """
     editors = list(dict.fromkeys([baseline, *editors]))
     if metrics is None:
@@ -170,7 +170,8 @@ def summarize(rows: Sequence[Row], editors: Sequence[str], baseline: str, *,
         deltas[editor] = {}
         for metric in metrics:
             pairs = paired_deltas(rows, editor, baseline, metric)
-            deltas[editor][metric] = delta_stats([d for _, d in pairs], METRICS[metric][1], tolerance)
+            deltas[editor][metric] = delta_stats([d for _, d in pairs], METRICS[metric][1],
+                                                 tolerance * _unit(metric))
     stage_means = mean_table(rows, editors, [f"t_{s}" for s in STAGES])
     return {
         "baseline": baseline,
@@ -211,31 +212,55 @@ def _label(metric: str) -> str:
     return f"{label} {'↑' if direction > 0 else '↓'}"
 
 
+def _unit(metric: str) -> float:
+    """100 for a metric on the 0-100 scale, else 1."""
+    return 100.0 if SCALES[metric][1] == "0-100" else 1.0
+
+
+def _digits(metric: str) -> int:
+    """Decimals for a mean: two on a 0-100 scale (as R-SIE prints 60.27), four on 0-1."""
+    return 2 if SCALES[metric][1] == "0-100" else 4
+
+
+def legend(metrics: Sequence[str]) -> str:
+    """A Markdown table of each metric's scale, direction and definition."""
+    return _table(["metric", "scale", "better", "definition"],
+                  [[SCALES[m][0], SCALES[m][1], "higher" if SCALES[m][2] > 0 else "lower", SCALES[m][3]]
+                   for m in metrics])
+
+
 def markdown(summary: dict[str, Any]) -> str:
-    """The summary as Markdown: mean table, CMU delta tables, paths, grounding, timings, notes."""
+    """The summary as Markdown: the metrics' scales, the mean table (R-SIE Table 2 style), the CMU
+    delta tables, paths, grounding, timings, notes."""
     editors, metrics, baseline = summary["editors"], summary["metrics"], summary["baseline"]
     parts = [
         "# localedit evaluation",
         f"{summary['samples']} samples; editors {', '.join(editors)}; baseline {baseline}; "
-        f"tolerance {summary['tolerance']:g}. ↑ higher is better, ↓ lower is better.",
+        f"tolerance {summary['tolerance']:g}. ↑ higher is better, ↓ lower is better. Every editor of a "
+        f"sample is scored on the same region: its target box(es) and undilated object mask.",
+        "## Metrics and their scales",
+        legend(metrics),
         "## Mean per editor",
-        _table(["editor", "n", *(_label(m) for m in metrics)],
-               [[e, _fmt(summary["means"][e]["n"]), *(_fmt(summary["means"][e][m]) for m in metrics)]
+        _table(["editor", "n", *(f"{_label(m)} ({SCALES[m][1]})" for m in metrics)],
+               [[e, _fmt(summary["means"][e]["n"]), *(_fmt(summary["means"][e][m], digits=_digits(m))
+                                                     for m in metrics)]
                 for e in editors]),
         f"## Per-sample delta against {baseline} (editor − {baseline})",
     ]
     for metric in metrics:
         cells = []
+        digits = _digits(metric)
         for editor, stats in summary["deltas"].items():
             s = stats.get(metric)
             if s is None:
                 cells.append([editor, "0", *["–"] * 7])
                 continue
             cells.append([editor, str(s["samples"]),
-                          *(_fmt(s[k], signed=True) for k in ("mean", "median")), _fmt(s["std"]),
-                          *(_fmt(s[k], signed=True) for k in ("min", "max")),
+                          *(_fmt(s[k], signed=True, digits=digits) for k in ("mean", "median")),
+                          _fmt(s["std"], digits=digits),
+                          *(_fmt(s[k], signed=True, digits=digits) for k in ("min", "max")),
                           str(s["improved"]), str(s["degraded"])])
-        parts += [f"### {_label(metric)}",
+        parts += [f"### {_label(metric)} ({SCALES[metric][1]})",
                   _table(["editor", "samples", "mean Δ", "median Δ", "std Δ", "min Δ", "max Δ",
                           "improved", "degraded"], cells) if cells else "(no other editor)"]
     parts += ["## Paths and errors",
@@ -323,8 +348,8 @@ def plot_gc_rc(rows: Sequence[Row], editors: Sequence[str], path: Path) -> Optio
     fig, ax = plt.subplots(figsize=(6, 5))
     for editor, pts in points.items():
         ax.scatter([x for x, _ in pts], [y for _, y in pts], label=editor, alpha=0.7, s=18)
-    ax.set_xlabel("CLIP-RC (edited region vs target text)")
-    ax.set_ylabel("CLIP-GC (background vs original)")
+    ax.set_xlabel("CLIP-RC (P(target category | target box) x100)")
+    ax.set_ylabel("CLIP-GC (background, target boxes blanked; x100)")
     ax.set_title("CLIP-GC against CLIP-RC per editor")
     ax.legend()
     fig.tight_layout()

@@ -39,6 +39,7 @@ from PIL import Image as PILImage
 
 from agent.pointing import Pointed, Pointer
 from agent.session import Reply, Session
+from agent.state import current_record
 from chat_ui import render
 from chat_ui.access import LOCAL_USER, Guard, check_password, password_mode
 from chat_ui.backend import EDITORS, Backend, PanelSettings, get_backend
@@ -505,7 +506,8 @@ class TurnView:
 
 
 def target_of_last(state: dict[str, Any]) -> str:
-    plan = state.get("last_plan") or {}
+    """What the edit of the version on screen changed ("cat"; "" for an uploaded photo)."""
+    plan = (current_record(state) or {}).get("plan") or {}
     return plan.get("target") or ""
 
 

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Union
 
+from agent.judge import knob_summary
 from agent.session import Reply
 from agent.store import ImageStore
 from tools.images import overlay, to_png_bytes
@@ -23,8 +24,8 @@ PATHS = {"offline": "the built-in offline parser", "offline-fallback": "the offl
          "llm-tool": "the LLM (tool call)", "llm-json": "the LLM (JSON answer)",
          "llm-repair": "the LLM (after a repair round)"}
 SCORE_NAMES = {"clip_i": "CLIP-I (image similarity)", "clip_t": "CLIP-T (edited image vs target text)",
-               "clip_dir": "CLIP direction", "clip_rc": "CLIP-RC (region vs target)",
-               "clip_gc": "CLIP-GC (background vs original)", "l1_outside": "L1 outside the region",
+               "clip_dir": "CLIP direction", "clip_rc": "CLIP-RC (target box is the target, 0-100)",
+               "clip_gc": "CLIP-GC (background vs original, 0-100)", "l1_outside": "L1 outside the region",
                "l2_outside": "L2 outside the region"}
 PLAN_FIELDS = ("action", "target", "qualifier", "attribute", "plural", "count", "new_value", "region_hint",
                "instruction", "source_caption", "target_caption", "revise_last")
@@ -135,9 +136,13 @@ def turn_steps(reply: Reply, state: dict[str, Any], ran: Optional[Iterable[str]]
 
 def _caption_step(state: dict[str, Any]) -> Optional[StepView]:
     caption = (state.get("caption") or {}).get("text")
+    source = (state.get("caption") or {}).get("source")
     kind = ((state.get("understood") or {}).get("result") or {}).get("kind")
     if not caption or kind not in ("edit", "clarify"):  # commands do not need the picture described
         return None
+    if source == "plan":  # an edited version: described by the plan that made it, BLIP-2 not run
+        return StepView("Caption", f"This version is described by the edit that made it: *{_md(caption)}*",
+                        stage="understand")
     return StepView("Caption", f"BLIP-2 sees: *{_md(caption)}*", stage="understand")
 
 
@@ -180,20 +185,34 @@ def _detections_step(state: dict[str, Any]) -> Optional[StepView]:
         return StepView("Detections", f"GroundingDINO found nothing for *{_md(phrase)}*.", stage="ground")
     chosen = (state.get("choice") or {}).get("indices") or []
     reason = (state.get("choice") or {}).get("reason")
-    lines = [f"GroundingDINO found {len(detections)} for *{_md(phrase)}*:"]
-    lines += [f"{i + 1}. {d['label']} {d['score']:.2f} at ({', '.join(f'{v:.0f}' for v in d['box'])})"
-              + (" **chosen**" if i in chosen else "") for i, d in enumerate(detections)]
+    # numbered as the question numbers them (left to right); weak or duplicate boxes listed after, unnumbered
+    numbering = [i for i in state.get("numbering") or [] if i < len(detections)] or list(range(len(detections)))
+    aside = [i for i in range(len(detections)) if i not in numbering]
+    grounded = not any(e.get("stage") == "ground" and not e.get("ran") for e in state.get("report") or [])
+    lines = [f"GroundingDINO found {len(numbering)} for *{_md(phrase)}*:" if grounded else
+             f"No grounding this turn: the same boxes as the edit this one follows ({len(numbering)} candidates):"]
+    lines += [f"{n}. {_box_line(detections[i])}" + (" **chosen**" if i in chosen else "")
+              for n, i in enumerate(numbering, 1)]
+    if aside:
+        lines.append(f"\nSet aside (weak or duplicate boxes): " + "; ".join(_box_line(detections[i]) for i in aside))
     if reason and chosen:
         lines.append(f"\nChosen: {reason}.")
     elif not chosen and state.get("question"):
         lines.append("\nNot sure which one you mean: I asked.")
     pictures: list[tuple[str, Picture]] = []
     if base:
-        picture = overlay(ImageStore.open(base), boxes=[tuple(d["box"]) for d in detections],
-                          labels=[f"{i + 1}: {d['label']} {d['score']:.2f}" for i, d in enumerate(detections)],
-                          chosen=chosen)
+        shown = numbering + aside
+        picture = overlay(ImageStore.open(base), boxes=[tuple(detections[i]["box"]) for i in shown],
+                          labels=[f"{n}: {detections[i]['label']} {detections[i]['score']:.2f}" if n <= len(numbering)
+                                  else f"{detections[i]['label']} {detections[i]['score']:.2f}"
+                                  for n, i in enumerate(shown, 1)],
+                          chosen=[k for k, i in enumerate(shown) if i in chosen])
         pictures.append((alt("detections", plan.get("target") or ""), to_png_bytes(picture)))
     return StepView("Detections", "\n".join(lines), pictures, stage="ground")
+
+
+def _box_line(d: dict[str, Any]) -> str:
+    return f"{d['label']} {d['score']:.2f} at ({', '.join(f'{v:.0f}' for v in d['box'])})"
 
 
 def _mask_step(reply: Reply, state: dict[str, Any]) -> Optional[StepView]:
@@ -216,7 +235,7 @@ def _attempt_steps(reply: Reply, state: dict[str, Any]) -> list[StepView]:
     views = []
     for number, a in enumerate(attempts, start=1):
         lines = [f"**{a['editor']}**" + (f" ({a['why']})" if a.get("why") else "")
-                 + f", strength {a.get('strength', 0):.2f}, seed {a.get('seed')}"
+                 + f", {knob_summary(a)}, seed {a.get('seed')}"
                  + (" (masked: pixels outside the region are the original's)." if a.get("masked") else " (whole image)."),
                  "Judge: " + (", ".join(a.get("problems") or []) or "good")
                  + (f"; combined score {a['combined']:.3f}" if isinstance(a.get("combined"), (int, float)) else "")
@@ -231,12 +250,12 @@ def _attempt_steps(reply: Reply, state: dict[str, Any]) -> list[StepView]:
 
 
 def settings_line(panel: Any, reply: Reply, state: dict[str, Any]) -> str:
-    """The knobs the reply's edit ran with, for the reply text: editor, steps, strength, seed."""
+    """The knobs the reply's edit ran with, for the reply text: editor, steps, its knobs, seed, size."""
     attempts = state.get("attempts") or []
     kept = next((a for a in attempts if a.get("path") == reply.images.get("edited")), None)
     if kept is None:
         return ""
-    return (f"{kept['editor']} · {panel.steps} diffusion steps · strength {kept.get('strength', 0):.2f} · "
+    return (f"{kept['editor']} · {panel.steps} diffusion steps · {knob_summary(kept)} · "
             f"seed {kept.get('seed')} · long side {panel.max_side} px")
 
 

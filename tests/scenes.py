@@ -27,7 +27,25 @@ class SceneWorker(LocalWorker):
         super().__init__(*args, **kwargs)
         self.objects = objects if objects is not None else {"cat": CATS}
         self.down = False
+        self.caption_down = False  # only the captioner fails (a caption is context: the turn goes on)
         self.ground_calls: list[str] = []
+        self.caption_calls = 0
+        self.segment_calls = 0
+
+    def caption(self, image):
+        self.caption_calls += 1
+        if self.caption_down:
+            raise WorkerUnavailableError("The captioner is not reachable right now.")
+        return super().caption(image)
+
+    def segment(self, image, boxes=(), points=(), point_labels=None):
+        self.segment_calls += 1
+        self._check()
+        return super().segment(image, boxes, points=points, point_labels=point_labels)
+
+    def calls(self) -> tuple[int, int, int]:
+        """``(captions, groundings, segmentations)`` asked so far."""
+        return self.caption_calls, len(self.ground_calls), self.segment_calls
 
     def ground(self, image, phrase, **kwargs):
         self.ground_calls.append(phrase)
@@ -58,7 +76,7 @@ def pixels(path) -> np.ndarray:
 
 def edited_region(chat: Session) -> np.ndarray:
     """The region the last edit was allowed to change."""
-    return ImageStore.open_mask(chat.state()["last_edit"]["mask"])
+    return ImageStore.open_mask(chat.record()["region"])
 
 
 def inside(mask: np.ndarray, box, dilate: int = 4, work: tuple[int, int] = (64, 64)) -> bool:

@@ -36,8 +36,8 @@ def test_edit_follow_up_undo_redo(conversations, photo_path):
 
     follow = chat.send("now make it red")  # "it" is the fox the cat became
     assert not follow.error and not follow.question, follow.text
-    assert chat.state()["last_plan"]["target"] == "fox"  # not detected: the last edit's object is reused
-    assert chat.state()["last_plan"]["qualifier"] == "leftmost"
+    assert chat.record()["plan"]["target"] == "fox"  # not detected: the last edit's object is reused
+    assert chat.record()["plan"]["qualifier"] == "leftmost"
     assert len(chat.versions()) == 3 and inside(edited_region(chat), CATS[0])
 
     assert "Undid 1 step: now showing the result of" in chat.send("undo").text
@@ -84,7 +84,7 @@ def test_the_right_objects_are_edited(conversations, photo_path, instruction, ex
     chat.send("", image=photo_path)
     reply = chat.send(instruction)
     assert not reply.question and not reply.error, reply.text
-    assert chat.state()["last_edit"]["chosen"] == expected
+    assert chat.record()["chosen"] == expected
     region = edited_region(chat)
     for i in expected:
         x0, y0, x1, y1 = CATS[i]
@@ -99,22 +99,6 @@ def test_global_edit_runs_instructpix2pix_on_everything(conversations, photo_pat
     assert [a["editor"] for a in reply.attempts] == ["ip2p"]
     assert "mask" not in reply.images and conversations.worker.ground_calls == []
     assert "no mask" in chat.send("show me the mask").text
-
-
-def test_poor_scores_retry_then_fall_back_and_keep_the_best(settings, registry, tmp_path, photo_path):
-    s = agent_settings(settings, tmp_path, min_clip_rc=2.0, max_attempts=3)  # nothing can pass
-    conv = Conversations(s, worker=SceneWorker(s, registry=registry), understander=Understander(None))
-    chat = conv.session()
-    chat.send("", image=photo_path)
-    reply = chat.send("make the leftmost cat red")
-    editors = [a["editor"] for a in reply.attempts]
-    assert editors == ["ip2p-composite", "ip2p-composite", "ip2p"]
-    assert [a["why"] for a in reply.attempts][-1].startswith("fallback")
-    assert all(a["problems"] for a in reply.attempts)
-    assert "tried 3 edits" in reply.text and "CLIP-RC" in reply.text
-    best = max(reply.attempts, key=lambda a: a["combined"])
-    assert chat.versions()[-1]["path"] == chat.state()["attempts"][reply.attempts.index(best)]["path"]
-    conv.close()
 
 
 def test_a_good_first_result_is_not_retried(conversations, photo_path):
@@ -153,10 +137,14 @@ def test_other_candidate_and_try_again(conversations, photo_path):
     first = chat.current_image_path()
     again = chat.send("try again")
     assert not again.error, again.text
-    assert len(chat.versions()) == 2 and chat.current_image_path() != first  # replaced, new seed
+    assert chat.current_image_path() != first  # a new seed, made from the photo again: a sibling version
+    assert [v["parent"] for v in chat.versions()] == [None, 1, 1] and chat.versions()[2]["current"]
+    assert chat.record()["chosen"] == [0] and chat.record()["seed"] == 1
     other = chat.send("the other one")
     assert not other.error, other.text
-    assert chat.state()["last_edit"]["chosen"] != [0] and len(chat.versions()) == 2
+    assert chat.record()["chosen"] != [0] and [v["parent"] for v in chat.versions()] == [None, 1, 1, 1]
+    assert "the other candidate" in other.text
+    assert "the photo you uploaded" in chat.send("undo").text  # every sibling undoes to the photo
 
 
 @pytest.mark.parametrize("text", ["", "   ", "x" * 10_000,
@@ -228,8 +216,9 @@ def test_a_failed_retry_keeps_the_current_image_and_a_correction_replaces_the_ed
     conversations.worker.down = False
     fixed = chat.send("no, the rightmost one")
     assert not fixed.error and not fixed.question, fixed.text
-    assert len(chat.versions()) == 2 and chat.current_image_path() != edited  # the wrong edit is replaced
-    assert chat.state()["last_edit"]["chosen"] == [2]
+    assert chat.current_image_path() != edited and chat.versions()[-1]["parent"] == 1  # made from the photo
+    assert len(chat.versions()) == 3  # the wrong edit is kept as a branch (select_version(2) shows it)
+    assert chat.record()["chosen"] == [2]
     region = edited_region(chat)
     after = pixels(chat.current_image_path())
     assert np.array_equal(after[~region], original[~region])  # made from the original, not on top of the red cat
@@ -242,7 +231,7 @@ def test_add_edits_around_the_object_and_keeps_the_rest(conversations, photo_pat
     original = pixels(chat.current_image_path())
     reply = chat.send("add a hat to the leftmost cat")
     assert not reply.error and not reply.question, reply.text
-    assert reply.attempts[0]["editor"] == "ip2p-composite" and chat.state()["last_edit"]["chosen"] == [0]
+    assert reply.attempts[0]["editor"] == "ip2p-composite" and chat.record()["chosen"] == [0]
     region = edited_region(chat)
     x0, y0, x1, y1 = CATS[0]
     assert region[y0 - 8, (x0 + x1) // 2]  # above the cat's box: room for the hat

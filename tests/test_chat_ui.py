@@ -116,6 +116,7 @@ def test_turn_titles_and_alt_texts():
 
 def test_history_keeps_threads_steps_and_pictures(tmp_path, monkeypatch):
     """The data layer on its own: what Chainlit hands it comes back as it was, after a restart too."""
+    (tmp_path / "app").mkdir()
     monkeypatch.setenv("CHAINLIT_APP_ROOT", str(tmp_path / "app"))  # importing Chainlit writes its config there
     from chainlit.element import Image as ClImage
     from chainlit.types import Pagination, ThreadFilter

@@ -57,7 +57,9 @@ def test_edit_with_a_box_keeps_everything_outside_the_mask(env, capsys):
     assert report["path"] == "localized" and report["editor"] == "ip2p-composite"
     assert report["box"] == [10.0, 20.0, 60.0, 80.0]
     assert set(report["timings"]) >= {"segment", "edit", "score", "total", "wall"}
-    assert report["scores"]["l1_outside"] == 0.0
+    # scored on the box and the undilated SAM mask: the dilation and feather band count outside it
+    assert report["scored_on"]["boxes"] == [[10.0, 20.0, 60.0, 80.0]] and report["scored_on"]["source"] == "box"
+    assert report["scores"]["l1_outside"] > 0.0 and 0.0 < report["scores"]["clip_gc"] <= 100.0
     assert Image.open(env / "overlay.png").size == (157, 101)
 
 

@@ -288,52 +288,105 @@ def test_latent_mask_marks_every_touched_cell():
     assert cells[0, 0].tolist() == [[True, False, False], [False, False, True]]
 
 
-def test_regionwise_background_latents_follow_the_noised_input(registry):
+def _regionwise_run(registry, image, mask, seed=5, n=4, **kw):
+    """Run RegionwiseEditor with a step hook; returns (steps, output)."""
+    from tools.editors.regionwise import RegionwiseEditor
+
+    steps = []
+    out = RegionwiseEditor(registry.get("ip2p").model)(
+        image, mask, "make it blue", strength=1.0, num_inference_steps=n,
+        generator=torch.Generator("cpu").manual_seed(seed), step_hook=steps.append, **kw)
+    return steps, out
+
+
+def _region_fixture(registry):
+    image = to_work(scene((157, 101)), 96)  # 96x64: 12x8 latents
+    mask = np.zeros((image.height, image.width), bool)
+    mask[20:45, 10:40] = True
+    return image, mask
+
+
+def test_regionwise_outside_the_mask_follows_the_reconstruction_path(registry):
+    """R-SIE eq. 5-9, written out independently: z_T = (1 - m) z_rec,T + m z_gen,T with z_gen,T the
+    generator's second draw; outside m every step is the scheduler-only reconstruction with
+    alpha* eps_rec (eq. 8-9), and alpha* minimises eq. 7's reconstruction error."""
     from diffusers import DDIMScheduler
     from diffusers.utils.torch_utils import randn_tensor
 
     from tools.editors import ddim_config
-    from tools.editors.regionwise import RegionStep, RegionwiseEditor, noised_background
 
     pipe = registry.get("ip2p").model
-    image = to_work(scene((157, 101)), 96)  # 96x64: 12x8 latents
-    mask = np.zeros((image.height, image.width), bool)
-    mask[20:45, 10:40] = True
-    steps: list[RegionStep] = []
+    image, mask = _region_fixture(registry)
     seed, n = 5, 4
-    RegionwiseEditor(pipe)(image, mask, "make it blue", strength=1.0, num_inference_steps=n,
-                           generator=torch.Generator("cpu").manual_seed(seed), step_hook=steps.append)
+    steps, out = _regionwise_run(registry, image, mask, seed, n)
 
-    # what the background must be, computed independently of the editor
     pixels = pipe.image_processor.preprocess(image)
     x0 = pipe.vae.encode(pixels).latent_dist.mode() * pipe.vae.config.scaling_factor
-    eps = randn_tensor(x0.shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=x0.dtype)
-    alpha_bar = DDIMScheduler.from_config(ddim_config(pipe.scheduler.config)).alphas_cumprod
+    gen = torch.Generator("cpu").manual_seed(seed)
+    eps = randn_tensor(x0.shape, generator=gen, dtype=x0.dtype)
+    z_gen = randn_tensor(x0.shape, generator=gen, dtype=x0.dtype)
+    sched = DDIMScheduler.from_config(ddim_config(pipe.scheduler.config))
+    sched.set_timesteps(n)
+    timesteps = sched.timesteps
     m = latent_mask(mask, tuple(x0.shape[-2:]), torch.device("cpu"))
     outside = ~m.expand_as(x0)
 
-    assert [s.index for s in steps] == list(range(n))
-    assert steps[-1].timestep is None  # the last step reaches the clean image
-    timesteps = [s.timestep for s in steps[:-1]]
-    assert timesteps == sorted(timesteps, reverse=True)
-    for s in steps:
-        assert torch.equal(s.mask, m) and torch.allclose(s.init_latents, x0, atol=1e-6)
-        assert torch.equal(s.noise, eps)  # the same eps at every step
-        if s.timestep is None:
-            expected = x0
-        else:
-            a = alpha_bar[s.timestep]
-            expected = a.sqrt() * x0 + (1 - a).sqrt() * eps
-        assert torch.allclose(s.latents[outside], expected[outside], atol=1e-5)
-        assert not torch.allclose(s.latents[~outside], expected[~outside], atol=1e-3)  # generated
-    assert torch.equal(steps[-1].latents[outside], steps[-1].init_latents[outside])  # exactly x_0
+    def path(alpha):
+        z, out_ = sched.add_noise(x0, eps, timesteps[:1]), []
+        for t in timesteps:
+            z = sched.step(alpha * eps, t, z).prev_sample
+            out_.append(z)
+        return out_
 
-    # the helper is the alpha-rescaled noising, and x_0 once fully denoised
-    sched = DDIMScheduler.from_config(ddim_config(pipe.scheduler.config))
-    t = torch.tensor(501)
-    assert torch.allclose(noised_background(sched, x0, eps, t),
-                          alpha_bar[501].sqrt() * x0 + (1 - alpha_bar[501]).sqrt() * eps, atol=1e-6)
-    assert noised_background(sched, x0, eps, None) is x0
+    def loss(alpha):
+        return float(((path(alpha)[-1] - x0) ** 2).mean())
+
+    alpha = steps[0].alpha
+    assert loss(alpha) <= min(loss(1.0), loss(alpha - 1e-3), loss(alpha + 1e-3))  # eq. 7's minimiser
+    assert out.info["alpha"] == pytest.approx(alpha, abs=1e-6) and alpha != 1.0
+    start = sched.add_noise(x0, eps, timesteps[:1])
+    assert torch.allclose(steps[0].start[outside], start[outside], atol=1e-6)  # eq. 5 / 6: background
+    assert torch.equal(steps[0].start[~outside], z_gen[~outside])  # eq. 6: the region is pure noise
+    expected = path(alpha)
+    assert [s.index for s in steps] == list(range(n)) and steps[-1].timestep is None
+    for s, e in zip(steps, expected):
+        assert torch.equal(s.mask, m) and torch.equal(s.noise, eps) and torch.equal(s.generation, z_gen)
+        assert torch.allclose(s.latents[outside], e[outside], atol=1e-5)  # the reconstruction path
+        assert torch.allclose(s.reconstruction, e, atol=1e-5)
+        assert not torch.allclose(s.latents[~outside], e[~outside], atol=1e-3)  # generated, not reconstructed
+    assert float(((steps[-1].latents[outside] - x0[outside]) ** 2).mean()) < 1e-6  # ends on the input
+
+
+def test_regionwise_region_starts_from_noise_independent_of_the_input(registry):
+    """Two inputs that differ only inside the mask: the same seed gives the same starting region."""
+    image, mask = _region_fixture(registry)
+    other = np.asarray(image).copy()
+    other[mask] = (250, 250, 10)
+    a, _ = _regionwise_run(registry, image, mask)
+    b, _ = _regionwise_run(registry, Image.fromarray(other), mask)
+    region = a[0].mask.expand_as(a[0].start)
+    assert not torch.equal(a[0].init_latents, b[0].init_latents)  # the inputs do differ
+    assert torch.equal(a[0].start[region], b[0].start[region])  # ... but not where the region starts
+    # the old behaviour (the input noised to the strength) would carry the input into the region
+    assert not torch.allclose(a[0].start[region], b[0].start[region] + (a[0].init_latents - b[0].init_latents)[region])
+
+
+def test_regionwise_alpha_fit_cost_is_reported_capped_and_can_be_turned_off(registry, settings):
+    image, mask = _region_fixture(registry)
+    _, out = _regionwise_run(registry, image, mask)
+    fit = out.info["alpha_fit"]
+    assert fit["converged"] and 1 <= fit["iterations"] <= 100
+    assert fit["scheduler_steps"] == (fit["iterations"] + 1) * out.info["denoising_steps"]  # no UNet in it
+    assert fit["loss"] < fit["loss_at_one"] and fit["seconds"] >= 0
+    _, capped = _regionwise_run(registry, image, mask, alpha_iters=1)
+    assert capped.info["alpha_fit"]["iterations"] == 1
+    steps, off = _regionwise_run(registry, image, mask, fit_alpha=False)
+    assert off.info["alpha"] == 1.0 and off.info["alpha_fit"] == {"enabled": False} and steps[0].alpha == 1.0
+    # the setting reaches the editor
+    img, full_mask = photo_and_mask((157, 101))
+    result = Editor(registry, settings.model_copy(update={"regionwise_fit_alpha": False})).edit(
+        img, full_mask, request("regionwise"))
+    assert result.info["alpha"] == 1.0 and result.info["alpha_fit"] == {"enabled": False}
 
 
 def test_ddim_config_is_fit_for_inversion(registry):

@@ -151,9 +151,14 @@ def test_rows_record_metrics_paths_timings_and_gt(run):
     rows = rows_by_pair(run["out"])
     boxed = rows[("boxed", "ip2p-composite")]
     assert boxed["status"] == "ok" and boxed["path"] == "localized" and boxed["region_source"] == "grounded"
-    for metric in ("clip_i", "clip_t", "clip_dir", "clip_rc", "clip_gc", "l1", "l2", "l1_outside", "l2_outside"):
+    for metric in ("clip_i", "clip_t", "clip_dir", "clip_rc", "clip_rc_source", "clip_crop_t", "clip_gc", "l1",
+                   "l2", "l1_outside", "l2_outside"):
         assert isinstance(boxed[metric], float), metric
-    assert boxed["l1_outside"] == 0.0  # masked editors keep the background
+    # every editor is scored on the sample's ground-truth box, whatever box it grounded itself
+    assert {rows[("boxed", e)]["scored_on"] for e in ALL_EDITORS} == {"gt-box"}
+    assert (boxed["rc_target"], boxed["rc_source"]) == ("fox", "ball")  # from the parser's plan
+    assert 0.0 <= boxed["clip_rc"] <= 100.0 and 0.0 < boxed["clip_gc"] <= 100.0
+    assert {rows[("masked", e)]["scored_on"] for e in ALL_EDITORS} == {"gt-mask"}
     assert boxed["lpips"] is not None and boxed["t_lpips"] is not None
     assert all(boxed[f"t_{s}"] is not None for s in ("load", "ground", "segment", "edit", "score", "total"))
     assert isinstance(boxed["gt_iou"], float) and boxed["gt_hit"] == (boxed["gt_iou"] >= 0.5)
@@ -161,6 +166,7 @@ def test_rows_record_metrics_paths_timings_and_gt(run):
     # the baseline is given the same region (comparable region metrics) but edits the whole image
     base = rows[("boxed", "ip2p")]
     assert base["path"] == "global" and base["clip_rc"] is not None and base["l1_outside"] > 0
+    assert base["l1_outside"] != base["l1"]  # outside the box only, not the whole image again
     # the target came from the parser; the GT box is the mask's bounding box
     masked = rows[("masked", "regionwise")]
     assert masked["target"] == "ball" and "from the parser" in masked["note"]
@@ -242,6 +248,38 @@ def test_use_gt_masks_skips_grounding(tmp_path, local_worker):
         assert row["t_ground"] is None and row["gt_iou"] is None and row["status"] == "ok"
         assert row["gt_box"] is not None
     assert {r["t_ground"] for r in read_csv(cfg.out / "per_sample.csv")} == {""}
+
+
+def test_one_region_per_sample_counts_the_baseline_and_the_edit_band(tmp_path, local_worker):
+    """Done-when of issue 10: on a manifest with boxes the baseline's L1 outside differs from its
+    whole-image L1, and a masked editor whose edit band crosses the box scores CLIP-GC below 100;
+    CLIP-RC and CLIP-GC are on R-SIE's 0-100 scale."""
+    size, box = (96, 96), (30, 30, 66, 66)
+    scene(size, (box,)).save(tmp_path / "ball.png")
+    manifest = write_jsonl(tmp_path / "m.jsonl", [
+        {"id": "ball", "image": "ball.png", "instruction": "turn the ball into a fox", "box": list(box)}])
+    editors = ["ip2p-composite", "diffedit", "regionwise", "inpaint"]
+    cfg = config(tmp_path / "out", editors=editors, use_gt_masks=True, plots=False)
+    summary = evaluate(read_manifest(manifest), local_worker, cfg, lpips=StubLpips())
+    rows = rows_by_pair(cfg.out)
+    original = np.asarray(Image.open(tmp_path / "ball.png").convert("RGB"))
+    inside_box = np.zeros(size[::-1], bool)
+    inside_box[30:66, 30:66] = True
+    base = rows[("ball", "ip2p")]
+    assert base["scored_on"] == "gt-box" and base["l1_outside"] != base["l1"] and base["l1_outside"] > 0
+    for editor in editors:
+        row = rows[("ball", editor)]
+        out = np.asarray(Image.open(cfg.out / row["image"]))
+        band = (out != original).any(axis=-1) & ~inside_box
+        assert band.any(), editor  # the dilated region reaches past the box ...
+        assert row["clip_gc"] < 100.0, editor  # ... and CLIP-GC sees it
+        assert row["l1_outside"] > 0.0, editor
+        assert 0.0 <= row["clip_rc"] <= 100.0 and 0.0 < row["clip_gc"] <= 100.0
+    md = (cfg.out / "summary.md").read_text()
+    assert "## Metrics and their scales" in md and "| CLIP-RC ↑ (0-100)" in md and "CLIP-GC ↑ (0-100)" in md
+    assert md.index("CLIP-RC ↑ (0-100)") < md.index("CLIP-GC ↑ (0-100)") < md.index("CLIP-I ↑ (0-1)")
+    gc = summary["means"]["ip2p-composite"]["clip_gc"]
+    assert f"{gc:.2f}" in md.split("## Mean per editor")[1].split("##")[0]  # R-SIE prints two decimals
 
 
 def test_nothing_found_runs_global_and_records_a_miss(tmp_path, local_worker):

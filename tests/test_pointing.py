@@ -56,7 +56,10 @@ def test_a_click_selects_the_object_it_falls_in_and_the_next_edit_changes_only_t
     after = pixels(chat.current_image_path())
     assert np.array_equal(after[~region], original[~region])
     assert chat.selection() is None, "a selection is used up by the edit"
-    assert chat.state()["last_edit"]["detections"][0]["box"] == list(CATS[1])
+    record = chat.record()  # the new version's record holds the selected region
+    assert record["boxes"] == [list(CATS[1])] and record["where"]["how"] == "selected"
+    assert "on the region you selected" in reply.text and "ground" in reply.report["skipped"]
+    assert "segment" in reply.report["skipped"], "the selection's mask replaces SAM in the turn"
 
 
 def test_a_named_object_after_a_click_still_edits_the_click(chat):
@@ -135,3 +138,22 @@ def test_a_new_photo_an_edit_or_undo_ends_the_selection(chat, photo_path):
     Pointer(chat).click(85, 60)  # on the winter picture
     chat.send("undo")  # back to the photo: the selection was made on another image and does not apply
     assert chat.send("make the cat red").question
+
+
+def test_a_selection_is_the_referent_until_another_object_is_named(chat, conversations):
+    """agent.referent: the pending selection is what "it" is; a follow-up then reuses the region the
+    selection's edit changed; a labelled selection gives way when the message names another object."""
+    worker = conversations.worker
+    Pointer(chat).typed("select the cat on the right")  # a labelled selection ("cat")
+    assert chat.send("make it red").report["skipped"].get("ground") == "the region you selected"
+    calls = worker.calls()
+    again = chat.send("now make it blue")  # the region the selection's edit changed: still no grounding, no SAM
+    assert "the same cat as the last edit" in again.text and worker.calls()[1:] == calls[1:], again.text
+    assert inside(edited_region(chat), CATS[2], work=(64, 48))
+
+    conversations.worker.objects["dog"] = [CATS[0]]
+    Pointer(chat).typed("select the cat on the right")
+    grounded = len(worker.ground_calls)
+    other = chat.send("make the dog green")  # names another object than the selected cat: ground afresh
+    assert worker.ground_calls[grounded:] == ["dog"] and inside(edited_region(chat), CATS[0], work=(64, 48)), other.text
+    assert chat.selection() is None  # the edit landed: the selection is used up

@@ -1,4 +1,5 @@
-"""The CLIP edit metrics: formulas against hand-computed values, then the scorer on tiny CLIP."""
+"""The edit metrics: formulas against hand-computed values, the scorer on tiny CLIP (plumbing,
+caching, regions) and on hand-made embeddings with known answers (what CLIP-RC / CLIP-GC mean)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from tests.conftest import scene
 from tools.cache import ByteLRU
-from tools.score import Scorer, cosine, direction_similarity, features_tensor, masked_l1_l2
+from tools.images import box_to_mask
+from tools.score import (Scorer, coco_categories, cosine, direction_similarity, features_tensor, label_set,
+                         masked_l1_l2, zero_shot_probabilities)
 from tools.types import Scores
 
 # --------------------------------------------------------------------------- formulas
@@ -191,8 +194,8 @@ def test_second_score_of_the_same_pair_runs_no_image_forward(scorer, photo, visi
 def test_duplicate_images_in_one_call_are_embedded_once(scorer, photo, vision_counter):
     mask = _mask(photo.size, (20, 40, 60, 90))
     s = scorer.score(photo, _edit_inside(photo, mask), mask=mask)
-    # original, edited, and ONE region-removed image: the edit is inside the region only
-    assert vision_counter.images == 3
+    # original, edited, the box crop, and ONE blanked image: the edit is inside the box only
+    assert vision_counter.images == 4
     assert s.cache_hits == 0  # duplicates within a call are not cache hits
 
 
@@ -213,55 +216,114 @@ def test_text_embedding_cached(scorer):
     assert scorer.text_forwards == 1 and scorer.text_hits == 1
 
 
-def test_clip_gc_ignores_changes_inside_the_mask(scorer, photo):
-    mask = _mask(photo.size, (18, 38, 62, 92))
-    edited = _edit_inside(photo, mask)
-    s = scorer.score(photo, edited, mask=mask, target_caption="a blue ball")
-    assert s.clip_gc == pytest.approx(1.0, abs=1e-5)
-    assert s.l1_outside == 0.0 and s.l2_outside == 0.0
+def test_clip_gc_blanks_the_box_and_l1_outside_counts_everything_but_the_mask(scorer, photo):
+    """CLIP-GC blanks the target box (R-SIE), L1 outside excludes only the object mask: a change in
+    the box's corners (outside the round object) leaves CLIP-GC at 100 but counts in L1 outside."""
+    box = (18.0, 38.0, 62.0, 92.0)
+    drawn = Image.new("L", photo.size)
+    ImageDraw.Draw(drawn).ellipse((20, 40, 60, 90), fill=255)  # the object's own pixels, as the scene draws it
+    ball = np.asarray(drawn) > 0
+    inside = _edit_inside(photo, ball)
+    s = scorer.score(photo, inside, mask=ball, boxes=[box], target_text="ball")
+    assert s.clip_gc == pytest.approx(100.0, abs=1e-3) and s.l1_outside == 0.0 and s.l2_outside == 0.0
     assert s.l1 > 0.0  # the whole-image metric does see the edit
+    corners = box_to_mask(box, photo.size) & ~ball
+    band = _edit_inside(inside, corners, colour=(255, 0, 255))
+    s = scorer.score(photo, band, mask=ball, boxes=[box], target_text="ball")
+    assert s.clip_gc == pytest.approx(100.0, abs=1e-3)  # the box is blanked in both
+    n = (~ball).sum() * 3
+    expected = np.abs(np.asarray(band, float) - np.asarray(photo, float))[~ball].sum() / 255 / n
+    assert s.l1_outside == pytest.approx(expected) and s.l1_outside > 0.0
+    outside = _edit_inside(inside, ~box_to_mask(box, photo.size), colour=(255, 0, 255))
+    s = scorer.score(photo, outside, mask=ball, boxes=[box])
+    assert s.clip_gc < 100.0 - 1e-2  # outside the box: the background moved
 
 
 def test_clip_gc_uses_the_box_when_there_is_no_mask(scorer, photo):
     box = (18.0, 38.0, 62.0, 92.0)
     edited = _edit_inside(photo, _mask(photo.size, (18, 38, 62, 92)))
     s = scorer.score(photo, edited, box=box, target_text="blue ball")
-    assert s.clip_gc == pytest.approx(1.0, abs=1e-5)
-    assert s.clip_rc is not None and -1.0 <= s.clip_rc <= 1.0
-    assert s.l1_outside is None and s.l2_outside is None  # outside metrics need a mask
+    assert s.clip_gc == pytest.approx(100.0, abs=1e-3)
+    assert s.clip_rc is not None and 0.0 < s.clip_rc < 100.0
+    assert s.l1_outside == 0.0  # without a mask, outside the box
+    moved = _edit_inside(edited, _mask(photo.size, (100, 0, 160, 120)), colour=(0, 0, 0))
+    s = scorer.score(photo, moved, box=box)
+    assert s.l1_outside > 0.0 and s.clip_gc < 100.0
 
 
-def test_clip_gc_sees_changes_outside_the_mask(scorer, photo):
-    mask = _mask(photo.size, (18, 38, 62, 92))
-    edited = _edit_inside(photo, ~mask, colour=(255, 0, 255))
-    s = scorer.score(photo, edited, mask=mask)
-    assert s.clip_gc < 1.0 - 1e-4
-    assert s.l1_outside > 0.0
+def test_zero_shot_probabilities_by_hand():
+    # logits ln2 * (1, 0, 0) -> softmax (2, 1, 1) / 4
+    probs = zero_shot_probabilities([3.0, 0.0], [[1.0, 0.0], [0.0, 2.0], [0.0, -1.0]], math.log(2.0))
+    assert probs.tolist() == pytest.approx([0.5, 0.25, 0.25])
+    # the image's length does not matter, only its direction (cosines)
+    assert zero_shot_probabilities([1.0, 1.0], [[1.0, 1.0], [-1.0, -1.0]], 1.0).tolist() == pytest.approx(
+        [math.e / (math.e + 1 / math.e), (1 / math.e) / (math.e + 1 / math.e)])
 
 
-def test_clip_rc_is_crop_against_target_text(scorer, photo):
-    from tools.images import crop_box
-
-    box = (100.0, 30.0, 140.0, 100.0)
-    s = scorer.score(photo, photo, box=box, target_caption="a photo of a fox", target_text="fox")
-    expected = cosine(scorer.image_embedding(crop_box(photo, box)), scorer.text_embedding("fox"))
-    assert s.clip_rc == pytest.approx(expected, abs=1e-6)
-    # without target_text the target caption is the class text
-    s2 = scorer.score(photo, photo, box=box, target_caption="a photo of a fox")
-    assert s2.clip_rc == pytest.approx(
-        cosine(scorer.image_embedding(crop_box(photo, box)), scorer.text_embedding("a photo of a fox")),
-        abs=1e-6)
+def test_label_set_and_coco():
+    coco = coco_categories()
+    assert len(coco) == 80 and coco[0] == "person" and coco[-1] == "toothbrush" and "teddy bear" in coco
+    labels = label_set("fox", "cat")
+    assert labels[:2] == ["fox", "cat"] and len(labels) == 81  # COCO's "cat" is the source, once
+    assert label_set("Red  ball", "", ["ball", "red ball"]) == ["Red ball", "ball"]
+    assert label_set("", "dog", ["cat"]) == ["dog", "cat"]
 
 
-def test_clip_rc_defaults_to_the_mask_bbox(scorer, photo):
-    from tools.images import crop_box
+def _boxes_scene(colours, size=(120, 60)) -> tuple[Image.Image, list]:
+    """Grey image with a pure-colour square per colour; returns it and the squares' boxes."""
+    img = Image.new("RGB", size, (128, 128, 128))
+    draw = ImageDraw.Draw(img)
+    boxes = []
+    for i, colour in enumerate(colours):
+        box = (10 + 50 * i, 10, 50 + 50 * i, 50)
+        draw.rectangle((box[0], box[1], box[2] - 1, box[3] - 1), fill=colour)
+        boxes.append(tuple(float(v) for v in box))
+    return img, boxes
 
-    mask = np.zeros((photo.height, photo.width), bool)
-    mask[40:90, 20:60] = True
-    mask[40, 20] = False  # not a rectangle; its bbox is still (20, 40, 60, 90)
-    s = scorer.score(photo, photo, mask=mask, target_text="ball")
-    expected = cosine(scorer.image_embedding(crop_box(photo, (20, 40, 60, 90))), scorer.text_embedding("ball"))
-    assert s.clip_rc == pytest.approx(expected, abs=1e-6)
+
+def test_clip_rc_known_answer_on_hand_made_embeddings():
+    """R-SIE's CLIP-RC on embeddings with a known answer (tests.colour_clip): a pure red crop has
+    cosine 1 with "a photo of a red ball." and 0 with the 81 other labels, logit scale ln 81."""
+    from tests.colour_clip import colour_scorer
+
+    scorer = colour_scorer()
+    red, (box,) = _boxes_scene([(255, 1, 1)])  # minus 128: exactly (127, -127, -127)
+    s = scorer.score(red, red, boxes=[box], target_text="red ball", source_text="ball")
+    assert s.clip_rc == pytest.approx(50.0, abs=1e-4)  # 81 / (81 + 81 * 1)
+    assert s.clip_rc_source == pytest.approx(100 / 162, abs=1e-4)
+    # unchanged (green): cos(green, red) = -1/3, so P(red ball) = 81^(-1/3) / (81^(-1/3) + 81)
+    green, _ = _boxes_scene([(1, 255, 1)])
+    s = scorer.score(green, green, boxes=[box], target_text="red ball", source_text="ball")
+    low = 81 ** (-1 / 3)
+    assert s.clip_rc == pytest.approx(100 * low / (low + 81), abs=1e-4)
+    assert s.clip_rc_source == pytest.approx(100 / (low + 81), abs=1e-4) and s.clip_rc_source > s.clip_rc
+    # two boxes: the mean over their crops
+    both, boxes = _boxes_scene([(255, 1, 1), (1, 255, 1)])
+    s = scorer.score(both, both, boxes=boxes, target_text="red ball", source_text="ball")
+    assert s.clip_rc == pytest.approx((50.0 + 100 * low / (low + 81)) / 2, abs=1e-4)
+    # no category, no CLIP-RC; the raw crop-caption cosine has its own name
+    s = scorer.score(red, red, boxes=[box], target_caption="a photo of a red ball")
+    assert s.clip_rc is None and s.clip_crop_t == pytest.approx(1.0, abs=1e-6)
+
+
+def test_clip_gc_known_answer_on_hand_made_embeddings():
+    """CLIP-GC x100 = 100 cos of the blanked images' embeddings, here their mean colours - 128."""
+    from tests.colour_clip import colour_scorer
+
+    scorer = colour_scorer()
+    img, boxes = _boxes_scene([(255, 0, 0), (0, 255, 0)])
+    edited = img.copy()
+    ImageDraw.Draw(edited).rectangle((100, 0, 119, 59), fill=(128, 128, 255))  # a blue strip outside the boxes
+    s = scorer.score(img, edited, boxes=boxes[:1])
+
+    def blanked_mean(image):
+        a = np.asarray(image, float).copy()
+        a[10:50, 10:50] = 0
+        return a.reshape(-1, 3).mean(axis=0) - 128
+
+    u, v = blanked_mean(img), blanked_mean(edited)
+    assert s.clip_gc == pytest.approx(100 * u @ v / np.linalg.norm(u) / np.linalg.norm(v), abs=1e-3)
+    assert s.clip_gc < 100.0
 
 
 def test_formulas_match_the_embeddings(scorer, photo):
@@ -314,12 +376,37 @@ def test_full_mask_and_empty_mask_do_not_crash(scorer, photo):
     edited = scene(boxes=((25, 40, 65, 90),))
     full = np.ones((photo.height, photo.width), bool)
     s = scorer.score(photo, edited, mask=full, target_text="ball")
-    assert s.l1_outside is None and s.clip_gc == pytest.approx(1.0, abs=1e-5)  # both all black
+    assert s.l1_outside is None and s.clip_gc == pytest.approx(100.0, abs=1e-3)  # both all black
+    assert s.clip_rc is not None  # the crop is the whole image
     empty = np.zeros((photo.height, photo.width), bool)
     s = scorer.score(photo, edited, mask=empty, target_text="ball")
-    assert s.clip_rc is None  # no region to crop
+    assert s.clip_rc is None and s.clip_gc is None  # no region: nothing to crop or blank
     assert s.l1_outside == pytest.approx(s.l1)
-    assert s.clip_gc == pytest.approx(s.clip_i, abs=1e-6)
+
+
+def test_pixel_metrics_of_a_large_image_are_exact_in_bounded_memory():
+    """6000 x 4000 flat images: the chunked uint8 sums equal the naive float formula on a 4 x 3 image
+    of the same colours, and the call never allocates a float copy of the image."""
+    import tracemalloc
+
+    size, a, b = (6000, 4000), (10, 200, 30), (13, 190, 255)
+    big_a, big_b = Image.new("RGB", size, a), Image.new("RGB", size, b)
+    mask = np.zeros(size[::-1], bool)
+    mask[1000:3000, 2000:5000] = True
+    small_a, small_b = (np.full((3, 4, 3), c, np.float64) / 255 for c in (a, b))
+    d = small_a - small_b
+    naive = (float(np.mean(np.abs(d))), float(np.mean(d * d)))
+    tracemalloc.start()
+    got = masked_l1_l2(big_a, big_b, mask)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert got == pytest.approx(naive, rel=1e-12)
+    assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB: a float64 copy would be {6000 * 4000 * 3 * 8 / 2**20:.0f} MiB"
+    # the mask excluded what it should: only the outside pixels count
+    c = np.asarray(big_b.crop((0, 0, 8, 8)), np.float64)
+    c[:4] = np.asarray(big_a.crop((0, 0, 8, 4)), np.float64)  # half the pixels unchanged
+    half = masked_l1_l2(np.asarray(big_a.crop((0, 0, 8, 8))), c.astype(np.uint8))
+    assert half[0] == pytest.approx(naive[0] / 2)
 
 
 def test_non_rgb_inputs(scorer, photo):

@@ -270,3 +270,23 @@ def test_a_cancelled_remote_edit_stops_on_the_server(server, remote):
         time.sleep(0.2)
     assert server.status()["failures"].get("cancelled", 0) == before + 1  # the server stopped it, not finished it
     assert server.proc.poll() is None
+
+
+def test_score_over_http_carries_the_evaluation_region_and_categories(remote, settings, registry):
+    """``/score`` takes the region's boxes, the object mask and CLIP-RC's two categories, and answers what
+    the in-process worker answers."""
+    from tools.worker import LocalWorker
+
+    image = scene(SIZE, boxes=CATS)
+    edited = scene(SIZE, boxes=[(12, 42, 52, 92), *CATS[1:]])
+    mask = np.zeros(SIZE[::-1], bool)
+    mask[45:85, 15:45] = True
+    kwargs = dict(mask=mask, boxes=[CATS[0], CATS[2]], source_caption="a photo of a cat",
+                  target_caption="a photo of a fox", target_text="fox", source_text="cat")
+    here = LocalWorker(settings, registry=registry).score(image, edited, **kwargs)
+    there = remote.score(image, edited, **kwargs)
+    assert here.clip_rc is not None and here.clip_rc_source is not None and here.clip_gc < 100.0
+    for name in ("clip_rc", "clip_rc_source", "clip_gc", "clip_i", "l1_outside"):
+        assert getattr(there, name) == pytest.approx(getattr(here, name), abs=1e-3), name
+    one_box = remote.score(image, edited, mask=mask, boxes=[CATS[0]], target_text="fox", source_text="cat")
+    assert one_box.clip_rc != pytest.approx(there.clip_rc, abs=1e-6)  # the second box did travel

@@ -64,15 +64,53 @@ class Settings(BaseSettings):
     editor: str = Field("auto", description="Preferred editor for localized edits, or 'auto' (by action).")
     max_attempts: int = Field(3, ge=1, le=10, description="Edits tried per turn before keeping the best.")
     auto_retry: bool = True
-    min_clip_dir: float = Field(0.05, description="Judge: a CLIP direction similarity below this is a poor edit.")
-    min_clip_rc: float = Field(0.18, description="Judge: the edited region must match the target text this well.")
-    min_clip_gc: float = Field(0.85, description="Judge: below this the background moved too much.")
-    max_l1_outside: float = Field(0.02, description="Judge: mean background change allowed (pixels in [0, 1]).")
+    # The judge's thresholds, on the papers' scales (tools.types.SCORE_SCALES); where each comes from:
+    # - CLIP direction: InstructEdit Table 1 has every method's mean positive (0.095-0.153); a negative
+    #   value means the image moved away from the target caption: the instruction followed backwards.
+    min_clip_dir: float = Field(0.0, description="Judge: a CLIP direction similarity (-1..1) below this is an edit "
+                                "that went the wrong way.")
+    # - CLIP-RC: R-SIE Figure 4 reads 60.27 for a success and 1.10 for a failure; Table 2's replace RC of
+    #   the editors that follow instructions is 10.4-40.2; chance among ~82 labels is 1.2. 10 is 8x chance.
+    min_clip_rc: float = Field(10.0, description="Judge: CLIP-RC (0-100, probability the target box shows the "
+                               "target category) below this: the region does not look like the target.")
+    # - remove: R-SIE Table 2 Delete RC (lower is better) is 5.9-17.4 for R-SIE and IP2P, 24.4-31.0 for
+    #   InstructEdit, whose deletions fail; above 20 the object is still there.
+    max_clip_rc_source: float = Field(20.0, description="Judge, remove: the source category's probability (0-100) "
+                                      "in the target box above this: the object is still there.")
+    # - CLIP-GC: R-SIE Table 2: plain IP2P, which moves the background, scores 87.2-89.4; every +RwDP and
+    #   InstructEdit row 91.7-94.4. Below 90 the background moved.
+    min_clip_gc: float = Field(90.0, description="Judge: CLIP-GC (0-100, background with the target boxes blanked) "
+                               "below this: the background moved.")
+    # - L1 outside: R-SIE Table 3 (whole image, against the ground truth) has 0.0678 for RwDP, the best
+    #   background keeper, and 0.1122 for IP2P; outside the object and against the input we allow under half
+    #   of RwDP's figure.
+    max_l1_outside: float = Field(0.03, description="Judge: mean pixel change (0-1) outside the object mask "
+                                  "allowed, the edit's dilation and feather band included.")
+
+    # --- region-wise diffusion (R-SIE RwDP) ----------------------------------------------
+    regionwise_fit_alpha: bool = Field(True, description="Fit R-SIE's per-image alpha (eq. 7) that rescales the "
+                                       "reused reconstruction noise; off: alpha = 1.")
+    regionwise_alpha_iters: int = Field(100, ge=1, le=1000, description="Most optimisation steps of the alpha fit "
+                                        "(scheduler only, no UNet); R-SIE uses 100.")
+
+    # --- conversation ---------------------------------------------------------------
+    turn_wait: float = Field(10.0, ge=0, description="Seconds a message waits for a turn already running on its "
+                             "thread (another tab or process) before the answer is 'still working on your last message'.")
+    keep_checkpoints: int = Field(20, ge=2, description="LangGraph checkpoints kept per thread (older ones are "
+                                  "pruned; the newest holds every version, image and message).")
+    llm_timeout: float = Field(60.0, gt=0, description="Seconds one request to the LLM may take.")
 
     # --- worker -----------------------------------------------------------------------
     worker_url: Optional[str] = Field(None, description="Remote worker base URL; unset = in-process worker.")
     worker_token: Optional[str] = None
-    worker_timeout: float = 300.0
+    worker_timeout: float = Field(300.0, gt=0, description="Seconds an edit may take (the worker's own limit per "
+                                  "request, and the remote client's wait for an edit).")
+    caption_timeout: float = Field(30.0, gt=0, description="Seconds the agent waits for a remote worker's caption "
+                                   "(BLIP-2); a caption that times out is not asked again for that photo.")
+    ground_timeout: float = Field(30.0, gt=0, description="Seconds the agent waits for a remote worker's "
+                                  "grounding (GroundingDINO).")
+    segment_timeout: float = Field(30.0, gt=0, description="Seconds the agent waits for a remote worker's mask (SAM).")
+    score_timeout: float = Field(60.0, gt=0, description="Seconds the remote client waits for the CLIP scores.")
     cache_bytes: int = Field(512 * 1024 * 1024, description="Bound of each per-image cache (LRU by bytes).")
     torch_compile: bool = Field(False, description="torch.compile the diffusion UNets: a slow first call, "
                                 "faster after (GPU workers).")

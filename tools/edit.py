@@ -15,7 +15,8 @@ editor             pipeline (role)     algorithm (see ``tools.editors.<module>``
 ``ip2p-composite`` ``ip2p``            InstructPix2Pix (optionally on the black-masked input),
                                        then the masked region pasted over the original
 ``diffedit``       ``sd``              DDIM inversion to the encoding ratio, mask-guided DDIM
-``regionwise``     ``ip2p``            R-SIE: background latents follow the noised input
+``regionwise``     ``ip2p``            R-SIE RwDP: the region from independent noise, the
+                                       background on the input's reconstruction path
 ``inpaint``        ``inpaint``         Stable Diffusion inpainting inside the mask
 =================  ==================  ======================================================
 """
@@ -182,7 +183,8 @@ class Editor:
 
             out = RegionwiseEditor(self._pipe("regionwise"))(
                 image, mask, req.instruction, strength=req.strength,
-                image_guidance_scale=req.image_guidance_scale, generator=generator, **common)
+                image_guidance_scale=req.image_guidance_scale, fit_alpha=self.settings.regionwise_fit_alpha,
+                alpha_iters=self.settings.regionwise_alpha_iters, generator=generator, **common)
             out.info["image_guidance_scale"] = req.image_guidance_scale
             return out
         from tools.editors.inpaint import InpaintEditor, inpaint_prompts

@@ -1,43 +1,60 @@
-"""CLIP metrics of one edit: how faithful to the instruction, how much of the rest survived.
+"""The metrics of one edit, as the papers define them and on their scales.
 
-The metrics, as in the papers they come from:
+With ``E_img`` / ``E_txt`` CLIP's unit image / text embeddings:
 
-- **CLIP-I**: ``cos(E_img(original), E_img(edited))`` (image similarity).
-- **CLIP-T**: ``cos(E_img(edited), E_txt(target_caption))``.
+- **CLIP-I** (InstructPix2Pix, CMU): ``cos(E_img(original), E_img(edited))``, 0-1.
+- **CLIP-T** (InstructEdit's "CLIP score" / 100): ``cos(E_img(edited), E_txt(target_caption))``, 0-1.
 - **CLIP direction** (InstructPix2Pix): ``cos(E_img(edited) - E_img(original),
-  E_txt(target_caption) - E_txt(source_caption))``; 0.0 when either difference is zero.
-- **CLIP-RC** (R-SIE, region vs class): ``cos(E_img(edited cropped to the target box),
-  E_txt(target_text or target_caption))``; the box defaults to the mask's bounding box.
-- **CLIP-GC** (R-SIE, global context): ``cos(E_img(original with the region removed),
-  E_img(edited with the same region removed))``; "removed" = filled with black, the
-  region being the mask (or the box when there is no mask).
-- **L1 / L2 outside the mask**: mean ``|o - e|`` / ``(o - e)^2`` over the pixels outside the
-  mask (all three channels, pixels in [0, 1]); ``l1`` / ``l2`` are the same over the
-  whole image.
+  E_txt(target_caption) - E_txt(source_caption))``, -1..1; 0.0 when either difference is zero.
+- **CLIP-RC** (R-SIE section 4.3): the target box is cropped from the output and classified
+  zero-shot by CLIP over the labels {target category, source category, COCO's 80 categories}
+  (prompt ``"a photo of a {label}."``): ``100 * softmax_k(s * cos(E_img(crop), E_txt(label_k)))``
+  at the target, with ``s`` the model's own logit scale (100 for OpenAI's CLIP). 0-100; R-SIE's
+  Figure 4 reads 60.27 for a success and 1.10 for a failure. With several boxes, the mean.
+  ``clip_rc_source`` is the same classifier's probability of the source category (R-SIE's
+  Delete "RC", lower is better); ``clip_crop_t`` the raw ``cos(E_img(crop), E_txt(target_caption))``.
+- **CLIP-GC** (R-SIE section 4.3): the target box(es) blanked (filled with black) in both the
+  original and the output, ``100 * cos`` of their embeddings, 0-100 (87-94 in R-SIE's Table 2).
+- **L1 / L2 outside** (R-SIE Table 3, ZONE): mean ``|o - e|`` / ``(o - e)^2`` over every channel
+  of the pixels outside the undilated object mask (the boxes when there is no mask), pixels in
+  [0, 1]; ``l1`` / ``l2`` over the whole image. Computed from the uint8 pixels in bands of rows,
+  so a 64-megapixel image needs a few megabytes, never a float copy of itself.
 
-Embeddings are L2-normalised float32 vectors on the CPU. Image embeddings are cached in a
-:class:`~tools.cache.ByteLRU` by content hash, so every distinct image goes through the CLIP
-vision tower once; text embeddings are cached by text. Cosines are computed in float32.
+The region is the sample's evaluation region (:mod:`tools.region`), the same for every attempt
+and editor. Embeddings are L2-normalised float32 vectors on the CPU; image embeddings are cached
+in a :class:`~tools.cache.ByteLRU` by content hash and text embeddings by text, so every distinct
+image and label goes through CLIP once. Images larger than ``CLIP_MAX_SIDE`` are downscaled before
+CLIP (its processor resizes to a few hundred pixels anyway).
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any, Optional, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from tools.cache import ByteLRU
-from tools.images import black_out, box_to_mask, content_hash, crop_box, mask_bbox, resize_mask
+from tools.images import box_to_mask, content_hash, crop_box, mask_bbox, resize_mask
 from tools.types import Box, Scores
 
-__all__ = ["Scorer", "cosine", "direction_similarity", "masked_l1_l2", "to_unit_array",
-           "features_tensor"]
+__all__ = ["Scorer", "cosine", "direction_similarity", "masked_l1_l2", "zero_shot_probabilities",
+           "label_set", "coco_categories", "features_tensor", "PROMPT", "CLIP_MAX_SIDE"]
 
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+PROMPT = "a photo of a {}."
+"""CLIP's zero-shot prompt (Radford et al., 2021) for one CLIP-RC label."""
+CLIP_MAX_SIDE = 1024
+"""Images with a longer side are downscaled to it before CLIP (which sees 224 px)."""
+CHUNK_PIXELS = 1 << 20
+"""Pixels per band of rows in the pixel metrics: bounds their memory whatever the image size."""
 _EPS = 1e-12
+
+ImageLike = Union[Image.Image, np.ndarray]
 
 
 # --------------------------------------------------------------------------- pure formulas
@@ -71,41 +88,107 @@ def direction_similarity(img0: Any, img1: Any, txt0: Any, txt1: Any) -> float:
     return cosine(_vec(img1) - _vec(img0), _vec(txt1) - _vec(txt0))
 
 
-def to_unit_array(image: Any) -> np.ndarray:
-    """An image (PIL or array) as float64 ``(H, W, C)`` or ``(H, W)`` in [0, 1].
+def zero_shot_probabilities(image: Any, labels: Sequence[Any], logit_scale: float) -> torch.Tensor:
+    """CLIP zero-shot classification: ``softmax_k(logit_scale * cos(image, labels[k]))``.
 
-    uint8 input is divided by 255; float input is taken to be in [0, 1] already.
+    ``image`` is one embedding, ``labels`` the embeddings of the label prompts; returns the
+    float32 probabilities, one per label, summing to 1 (CLIP's ``logits_per_image.softmax``).
     """
+    img = _vec(image)
+    img = img / torch.linalg.vector_norm(img).clamp_min(_EPS)
+    txt = torch.stack([_vec(t) for t in labels])
+    txt = txt / torch.linalg.vector_norm(txt, dim=-1, keepdim=True).clamp_min(_EPS)
+    return torch.softmax(float(logit_scale) * (txt @ img), dim=0)
+
+
+@lru_cache(maxsize=1)
+def coco_categories() -> tuple[str, ...]:
+    """COCO's 80 object categories (package data ``tools/coco_categories.txt``)."""
+    text = (Path(__file__).with_name("coco_categories.txt")).read_text(encoding="utf-8")
+    return tuple(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+def label_set(target: str, source: str = "", common: Sequence[str] = ()) -> list[str]:
+    """CLIP-RC's labels: ``target``, then ``source``, then ``common`` (COCO's 80 by default).
+
+    Empty names are left out and each name appears once (case-insensitive), so "cat" as the
+    source and COCO's "cat" are one label.
+    """
+    found: dict[str, str] = {}
+    for name in (target, source, *(common or coco_categories())):
+        name = " ".join(str(name or "").split())
+        if name and name.lower() not in found:
+            found[name.lower()] = name
+    return list(found.values())
+
+
+def _rgb(image: ImageLike) -> ImageLike:
+    return image.convert("RGB") if isinstance(image, Image.Image) and image.mode != "RGB" else image
+
+
+def _size_hw(image: ImageLike) -> tuple[int, ...]:
+    """``(H, W)`` or ``(H, W, C)`` of a PIL image or an array."""
     if isinstance(image, Image.Image):
-        image = np.asarray(image.convert("RGB"))
-    arr = np.asarray(image)
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float64) / 255.0
-    return arr.astype(np.float64)
+        return (image.height, image.width, len(image.getbands()))
+    return tuple(np.shape(image))
 
 
-def masked_l1_l2(a: Any, b: Any, mask: Optional[np.ndarray] = None
-                 ) -> tuple[Optional[float], Optional[float]]:
+def _band(image: ImageLike, r0: int, r1: int) -> np.ndarray:
+    """Rows ``r0:r1`` of ``image`` as an array (a copy of the band only, never of the image)."""
+    if isinstance(image, Image.Image):
+        return np.asarray(image.crop((0, r0, image.width, r1)))
+    return np.asarray(image)[r0:r1]
+
+
+def masked_l1_l2(a: ImageLike, b: ImageLike, mask: Optional[np.ndarray] = None, *,
+                 chunk_pixels: int = CHUNK_PIXELS) -> tuple[Optional[float], Optional[float]]:
     """Mean absolute and mean squared difference of ``a`` and ``b`` OUTSIDE ``mask``.
 
-    ``a`` and ``b`` are same-shape images (PIL, uint8 arrays scaled to [0, 1], or float
-    arrays already in [0, 1]), ``(H, W)`` or ``(H, W, C)``; ``mask`` is bool ``(H, W)``:
-    its True pixels are excluded. ``mask=None`` compares the whole image. The mean runs
-    over every channel of every counted pixel. ``(None, None)`` when no pixel is counted
-    (the mask covers the whole image).
+    ``a`` and ``b`` are same-shape images: PIL images or uint8 arrays (read as pixel / 255),
+    or float arrays already in [0, 1]; ``(H, W)`` or ``(H, W, C)``. ``mask`` is bool ``(H, W)``:
+    its True pixels are excluded; None compares the whole image. The mean runs over every
+    channel of every counted pixel. ``(None, None)`` when no pixel is counted.
+
+    The images are read ``chunk_pixels`` at a time: two uint8 images are differenced in int32
+    and summed exactly in int64, so memory stays a few bands whatever the image size.
     """
-    x, y = to_unit_array(a), to_unit_array(b)
-    if x.shape != y.shape:
-        raise ValueError(f"images have different shapes {x.shape} and {y.shape}.")
-    diff = x - y
+    a, b = _rgb(a), _rgb(b)
+    shape = _size_hw(a)
+    if shape != _size_hw(b):
+        raise ValueError(f"images have different shapes {shape} and {_size_hw(b)}.")
+    h, w = shape[0], shape[1]
+    m = None
     if mask is not None:
-        m = np.asarray(mask).astype(bool)
-        if m.shape != x.shape[:2]:
-            raise ValueError(f"mask has shape {m.shape}, the images are {x.shape[:2]} (height, width).")
-        diff = diff[~m]
-    if diff.size == 0:
+        m = np.asarray(mask).astype(bool, copy=False)
+        if m.shape != (h, w):
+            raise ValueError(f"mask has shape {m.shape}, the images are {(h, w)} (height, width).")
+    rows = max(1, int(chunk_pixels) // max(1, w))
+    total_abs = total_sq = 0
+    count = 0
+    integer = None
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)  # PIL's crop would pad past the last row with black
+        x, y = _band(a, r0, r1), _band(b, r0, r1)
+        if integer is None:
+            integer = x.dtype == np.uint8 and y.dtype == np.uint8
+        if integer:
+            d = x.astype(np.int32) - y.astype(np.int32)
+        else:
+            d = _unit(x) - _unit(y)
+        if m is not None:
+            d = d[~m[r0:r1]]
+        count += d.size
+        total_abs += np.abs(d).sum(dtype=np.int64 if integer else np.float64)
+        total_sq += (d * d).sum(dtype=np.int64 if integer else np.float64)
+    if count == 0:
         return None, None
-    return float(np.mean(np.abs(diff))), float(np.mean(diff * diff))
+    scale = 255.0 if integer else 1.0
+    return float(total_abs) / (scale * count), float(total_sq) / (scale * scale * count)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    """A band as float64 in [0, 1] (uint8 divided by 255)."""
+    return x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
 
 
 def features_tensor(output: Any) -> torch.Tensor:
@@ -132,6 +215,28 @@ def _normalise(features: torch.Tensor) -> torch.Tensor:
     return f / f.norm(dim=-1, keepdim=True).clamp_min(_EPS)
 
 
+def clip_view(image: Image.Image, max_side: int = CLIP_MAX_SIDE) -> tuple[Image.Image, float]:
+    """``image`` downscaled so its long side is at most ``max_side``, and the scale applied."""
+    long_side = max(image.size)
+    if long_side <= max_side:
+        return image, 1.0
+    scale = max_side / long_side
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0), scale
+
+
+def blank_boxes(image: Image.Image, boxes: Sequence[Box], scale: float = 1.0) -> Image.Image:
+    """A copy of ``image`` with every box (times ``scale``) filled with black (R-SIE's "removed")."""
+    out = image.copy()
+    draw = ImageDraw.Draw(out)
+    for box in boxes:
+        x0, y0, x1, y1 = (float(v) * scale for v in box)
+        if x1 > x0 and y1 > y0:  # PIL's rectangle includes its last pixel: end one before x1 / y1
+            draw.rectangle((int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)) - 1, int(np.ceil(y1)) - 1),
+                           fill=(0, 0, 0))
+    return out
+
+
 # --------------------------------------------------------------------------- scorer
 
 
@@ -155,6 +260,9 @@ class Scorer:
         self.text_hits = 0
         self.text_forwards = 0
         self._lock = threading.RLock()
+        # CLIP's learned temperature exp(logit_scale) (100 for OpenAI's CLIP): CLIP-RC's softmax scale
+        scale = getattr(model, "logit_scale", None)
+        self.logit_scale = float(scale.detach().float().exp()) if isinstance(scale, torch.Tensor) else 100.0
 
     # ---- embeddings -------------------------------------------------------------------
 
@@ -246,17 +354,24 @@ class Scorer:
     # ---- metrics ----------------------------------------------------------------------
 
     def score(self, original: Image.Image, edited: Image.Image, *,
-              mask: Optional[np.ndarray] = None, box: Optional[Box] = None,
+              mask: Optional[np.ndarray] = None, boxes: Sequence[Box] = (), box: Optional[Box] = None,
               source_caption: str = "", target_caption: str = "",
-              target_text: str = "") -> Scores:
+              target_text: str = "", source_text: str = "") -> Scores:
         """Every metric the inputs allow; the others are None.
 
-        ``mask`` is bool ``(H, W)`` at the original's size (resized to it if not). The edited
-        image is resized to the original's size when they differ, and that resized image is
-        the one every metric sees. Without a mask ``l1_outside`` / ``l2_outside`` are None
-        (``l1`` / ``l2`` always cover the whole image); without a mask and a box CLIP-RC and
-        CLIP-GC are None. ``cache_hits`` counts the distinct images of this call whose
-        embeddings came from the cache.
+        Args:
+            original, edited: the images; ``edited`` is resized to ``original``'s size when they
+                differ, and every metric sees that resized image.
+            mask: the undilated object mask, bool ``(H, W)`` at the original's size (resized if
+                not); L1 / L2 outside exclude it.
+            boxes, box: the target box(es) (``box`` is one more); CLIP-RC crops each, CLIP-GC
+                blanks them all. Without any, the mask's bounding box.
+            source_caption, target_caption: CLIP-T, CLIP direction and ``clip_crop_t``.
+            target_text, source_text: CLIP-RC's target and source categories ("fox", "cat").
+
+        Without a mask the boxes are the region of L1 / L2 outside; without a mask and a box
+        CLIP-RC, CLIP-GC and the outside metrics are None. ``cache_hits`` counts the distinct
+        images of this call whose embeddings came from the cache.
         """
         original = original if original.mode == "RGB" else original.convert("RGB")
         edited = edited if edited.mode == "RGB" else edited.convert("RGB")
@@ -265,40 +380,68 @@ class Scorer:
         w, h = original.size
         m: Optional[np.ndarray] = None
         if mask is not None:
-            m = np.asarray(mask).astype(bool)
+            m = np.asarray(mask).astype(bool, copy=False)
             if m.shape != (h, w):
                 m = resize_mask(m, (w, h))
+        regions = [tuple(float(v) for v in b) for b in [*boxes, *([box] if box is not None else [])]]
+        if not regions and m is not None and m.any():
+            regions = [mask_bbox(m)]
+        outside = m
+        if outside is None and regions:
+            outside = np.zeros((h, w), bool)
+            for b in regions:
+                outside |= box_to_mask(b, (w, h))
 
         scores = Scores()
         scores.l1, scores.l2 = masked_l1_l2(original, edited, None)
-        if m is not None:
-            scores.l1_outside, scores.l2_outside = masked_l1_l2(original, edited, m)
+        if outside is not None:
+            scores.l1_outside, scores.l2_outside = masked_l1_l2(original, edited, outside)
 
-        # The images to embed: original, edited, then the region crop and the removed pair.
-        images = [original, edited]
-        region_box: Optional[Box] = box if box is not None else (mask_bbox(m) if m is not None else None)
-        rc_text = target_text or target_caption
-        crop_at = gc_at = None
-        if region_box is not None and rc_text:
-            crop_at = len(images)
-            images.append(crop_box(edited, region_box))
-        removed = m if m is not None else (box_to_mask(box, (w, h)) if box is not None else None)
-        if removed is not None:
-            gc_at = len(images)
-            images += [black_out(original, ~removed), black_out(edited, ~removed)]
+        # The images to embed: original, edited, one crop per box, then the two blanked images.
+        view_o, scale = clip_view(original)
+        view_e, _ = clip_view(edited)
+        images = [view_o, view_e]
+        crops = [clip_view(crop_box(edited, b))[0] for b in regions]
+        images += crops
+        if regions:
+            images += [blank_boxes(view_o, regions, scale), blank_boxes(view_e, regions, scale)]
         embs, scores.cache_hits = self.image_embeddings(images)
         e_orig, e_edit = embs[0], embs[1]
+        e_crops = embs[2:2 + len(crops)]
 
         scores.clip_i = cosine(e_orig, e_edit)
-        texts = [t for t in (source_caption, target_caption, rc_text) if t]
+        texts = [t for t in (source_caption, target_caption) if t]
         text_emb = dict(zip(texts, self.text_embeddings(texts))) if texts else {}
         if target_caption:
             scores.clip_t = cosine(e_edit, text_emb[target_caption])
             if source_caption:
                 scores.clip_dir = direction_similarity(e_orig, e_edit, text_emb[source_caption],
                                                        text_emb[target_caption])
-        if crop_at is not None:
-            scores.clip_rc = cosine(embs[crop_at], text_emb[rc_text])
-        if gc_at is not None:
-            scores.clip_gc = cosine(embs[gc_at], embs[gc_at + 1])
+            if e_crops:
+                scores.clip_crop_t = float(np.mean([cosine(e, text_emb[target_caption]) for e in e_crops]))
+        if e_crops and (target_text or source_text):
+            scores.clip_rc, scores.clip_rc_source = self.region_class(e_crops, target_text, source_text)
+        if regions:
+            scores.clip_gc = 100.0 * cosine(embs[-2], embs[-1])
         return scores
+
+    def region_class(self, crops: Sequence[torch.Tensor], target: str, source: str = ""
+                     ) -> tuple[Optional[float], Optional[float]]:
+        """R-SIE's CLIP-RC of the crops' embeddings: ``(P(target) x100, P(source) x100)``, means over crops.
+
+        The labels are :func:`label_set` (target, source, COCO's 80) in :data:`PROMPT`; a name
+        left empty gives None.
+        """
+        labels = label_set(target, source)
+        label_embs = self.text_embeddings([PROMPT.format(name) for name in labels])
+        keys = [name.lower() for name in labels]
+        probs = [zero_shot_probabilities(e, label_embs, self.logit_scale) for e in crops]
+
+        def mean_of(name: str) -> Optional[float]:
+            name = " ".join(name.split()).lower()
+            if not name:
+                return None
+            k = keys.index(name)
+            return 100.0 * float(np.mean([float(p[k]) for p in probs]))
+
+        return mean_of(target), mean_of(source)

@@ -117,18 +117,45 @@ class EditResult:
 
 @dataclass
 class Scores:
-    """CLIP metrics of one edit (None where an input was missing, e.g. no mask)."""
+    """The metrics of one edit, on the papers' scales (None where an input was missing, e.g. no region).
 
-    clip_i: Optional[float] = None  # cosine(original image, edited image)
-    clip_t: Optional[float] = None  # cosine(edited image, target caption)
-    clip_dir: Optional[float] = None  # cosine(image change, caption change)
-    clip_rc: Optional[float] = None  # cosine(edited target-box crop, target text)
-    clip_gc: Optional[float] = None  # cosine(original, edited), target region removed from both
-    l1_outside: Optional[float] = None  # mean |orig - edit| outside the mask, pixels in [0, 1]
-    l2_outside: Optional[float] = None  # mean (orig - edit)^2 outside the mask
+    Every region metric is measured on the sample's evaluation region (its target box(es) and
+    undilated object mask, see :mod:`tools.region`), never on an editor's own dilated edit region.
+    ``SCORE_SCALES`` gives each field's label, scale and direction.
+    """
+
+    clip_i: Optional[float] = None  # cos(original, edited) image embeddings, 0-1 (InstructPix2Pix)
+    clip_t: Optional[float] = None  # cos(edited image, target caption), 0-1 (InstructEdit: x100)
+    clip_dir: Optional[float] = None  # cos(image change, caption change), -1..1 (InstructPix2Pix)
+    clip_rc: Optional[float] = None  # P(target category | target-box crop) x100, 0-100 (R-SIE 4.3)
+    clip_rc_source: Optional[float] = None  # P(source category | the same crop) x100 (R-SIE "Delete" RC)
+    clip_crop_t: Optional[float] = None  # cos(target-box crop, target caption), 0-1 (raw, not R-SIE's)
+    clip_gc: Optional[float] = None  # cos(original, edited), target boxes blanked in both, x100 (R-SIE 4.3)
+    l1_outside: Optional[float] = None  # mean |orig - edit| outside the object mask, pixels in [0, 1]
+    l2_outside: Optional[float] = None  # mean (orig - edit)^2 outside the object mask
     l1: Optional[float] = None  # whole image
     l2: Optional[float] = None
     cache_hits: int = 0  # CLIP image embeddings that came from the cache
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+SCORE_SCALES: dict[str, tuple[str, str, int, str]] = {
+    "clip_rc": ("CLIP-RC", "0-100", +1, "CLIP zero-shot probability x100 that the output's target-box crop is the "
+                "target category, among {target, source, COCO's 80} (R-SIE 4.3, Table 2 'RC')"),
+    "clip_rc_source": ("RC source", "0-100", -1, "the same classifier's probability x100 of the source category: "
+                       "the object is still there (R-SIE Table 2, Delete 'RC')"),
+    "clip_gc": ("CLIP-GC", "0-100", +1, "cosine x100 of the CLIP embeddings of input and output with the target "
+                "box(es) blanked in both (R-SIE 4.3, Table 2 'GC')"),
+    "clip_i": ("CLIP-I", "0-1", +1, "cosine of the CLIP image embeddings of input and output (InstructPix2Pix)"),
+    "clip_t": ("CLIP-T", "0-1", +1, "cosine of the output and the target caption (InstructEdit's CLIP score / 100)"),
+    "clip_dir": ("CLIP-dir", "-1..1", +1, "cosine of the image change and the caption change (InstructPix2Pix)"),
+    "clip_crop_t": ("crop-T", "0-1", +1, "cosine of the target-box crop and the target caption (raw, not R-SIE's)"),
+    "l1": ("L1", "0-1", -1, "mean absolute pixel difference, whole image, pixels in [0, 1] (R-SIE Table 3)"),
+    "l2": ("L2", "0-1", -1, "mean squared pixel difference, whole image (R-SIE Table 3)"),
+    "l1_outside": ("L1 out", "0-1", -1, "mean absolute pixel difference outside the undilated object mask"),
+    "l2_outside": ("L2 out", "0-1", -1, "mean squared pixel difference outside the undilated object mask"),
+}
+"""Score field -> (label, scale, direction: +1 higher is better / -1 lower is better, definition), in the
+order of R-SIE's Table 2 (RC, GC, CLIP-I), then the rest."""

@@ -27,7 +27,9 @@ def make_worker(settings=None) -> Worker:
     if settings.worker_url:
         from tools.worker.client import RemoteWorker
 
-        return RemoteWorker(settings.worker_url, token=settings.worker_token, timeout=settings.worker_timeout)
+        return RemoteWorker(settings.worker_url, token=settings.worker_token, timeout=settings.worker_timeout,
+                            timeouts={"caption": settings.caption_timeout, "ground": settings.ground_timeout,
+                                      "segment": settings.segment_timeout, "score": settings.score_timeout})
     return LocalWorker(settings)
 
 

@@ -12,7 +12,8 @@ Routes (JSON in, JSON out, UTF-8; values as :mod:`tools.worker.wire` encodes the
 * ``POST /edit`` ``{image, mask?, request: {EditRequest fields}, stream?}`` -> ``{image, editor, seconds,
   info, region?}``; with ``"stream": true`` the answer is NDJSON, one object a line:
   ``{"progress": [step, total]}`` ... then ``{"result": {...}}`` or ``{"error": {"status", "detail"}}``
-* ``POST /score`` ``{original, edited, mask?, box?, source_caption, target_caption, target_text}`` ->
+* ``POST /score`` ``{original, edited, mask?, box?, boxes?, source_caption, target_caption, target_text,
+  source_text}`` ->
   the :class:`~tools.types.Scores` fields (``cache_hits`` included)
 * ``GET /health`` (process up), ``GET /ready`` (models loaded and warmed; 503 until then),
   ``GET /status`` (the worker's status: device, loaded models, cache sizes and hits)
@@ -48,14 +49,18 @@ class RemoteWorker:
     Args:
         url: the service's base URL, e.g. ``http://127.0.0.1:8800``.
         token: the bearer token the service was started with (None: send none).
-        timeout: seconds to wait for one answer (connecting waits at most 10 s).
+        timeout: seconds to wait for one answer (connecting waits at most 10 s); an edit's limit.
+        timeouts: shorter limits per route, e.g. ``{"caption": 30, "ground": 30, "segment": 30,
+            "score": 60}`` (seconds); a route not named waits ``timeout``.
 
     The client is thread-safe (one pooled ``httpx.Client``); ``replicas`` counts which replica
     (``X-Localedit-Replica``) served each answer.
     """
 
-    def __init__(self, url: str, token: Optional[str] = None, timeout: float = 300.0):
+    def __init__(self, url: str, token: Optional[str] = None, timeout: float = 300.0,
+                 timeouts: Optional[dict[str, float]] = None):
         self.url = url.rstrip("/")
+        self.timeouts = {route: httpx.Timeout(t, connect=min(10.0, t)) for route, t in (timeouts or {}).items()}
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client = httpx.Client(base_url=self.url, headers=headers,
                                     timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)))
@@ -87,8 +92,10 @@ class RemoteWorker:
         return str(detail or f"HTTP {response.status_code} {response.reason_phrase}.")
 
     def _request(self, method: str, route: str, payload: Optional[dict] = None) -> dict:
+        limit = self.timeouts.get(route.strip("/"))
         try:
-            response = self._client.request(method, route, json=payload)
+            response = self._client.request(method, route, json=payload,
+                                            **({"timeout": limit} if limit is not None else {}))
         except httpx.TimeoutException as err:
             raise self._unavailable(" (it did not answer in time)") from err
         except httpx.TransportError as err:  # refused, reset, closed mid-answer
@@ -154,13 +161,14 @@ class RemoteWorker:
         return edit_result_from_wire(self._stream_edit(payload, progress, cancel))
 
     def score(self, original: Image.Image, edited: Image.Image, *, mask: Optional[np.ndarray] = None,
-              box: Optional[Box] = None, source_caption: str = "", target_caption: str = "",
-              target_text: str = "") -> Scores:
+              box: Optional[Box] = None, boxes: Sequence[Box] = (), source_caption: str = "",
+              target_caption: str = "", target_text: str = "", source_text: str = "") -> Scores:
         return scores_from_wire(self._request("POST", "/score", {
             "original": encode_image(original), "edited": encode_image(edited),
             "mask": None if mask is None else encode_mask(mask),
-            "box": None if box is None else [float(v) for v in box], "source_caption": source_caption,
-            "target_caption": target_caption, "target_text": target_text}))
+            "box": None if box is None else [float(v) for v in box],
+            "boxes": [[float(v) for v in b] for b in boxes], "source_caption": source_caption,
+            "target_caption": target_caption, "target_text": target_text, "source_text": source_text}))
 
     def status(self) -> dict:
         """The service's status (``/status``), with ``kind: "remote"`` and the URL added."""

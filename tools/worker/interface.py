@@ -48,9 +48,14 @@ class Worker(Protocol):
         """
 
     def score(self, original: Image.Image, edited: Image.Image, *, mask: Optional[np.ndarray] = None,
-              box: Optional[Box] = None, source_caption: str = "", target_caption: str = "",
-              target_text: str = "") -> Scores:
-        """CLIP-I, CLIP-T, CLIP direction, CLIP-RC, CLIP-GC and background L1/L2."""
+              box: Optional[Box] = None, boxes: Sequence[Box] = (), source_caption: str = "",
+              target_caption: str = "", target_text: str = "", source_text: str = "") -> Scores:
+        """CLIP-I, CLIP-T, CLIP direction, CLIP-RC, CLIP-GC and L1/L2 outside (``tools.score``).
+
+        ``mask`` is the undilated object mask, ``boxes`` (and ``box``) the target box(es) of the
+        evaluation region (:mod:`tools.region`); ``target_text`` / ``source_text`` are CLIP-RC's
+        target and source categories.
+        """
 
     def status(self) -> dict:
         """Which models are loaded, device, dtype, cache sizes and hits."""

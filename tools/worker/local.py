@@ -97,12 +97,12 @@ class LocalWorker:
             return self._tool("edit").edit(image, mask, request, progress=progress, cancel=cancel)
 
     def score(self, original: Image.Image, edited: Image.Image, *, mask: Optional[np.ndarray] = None,
-              box: Optional[Box] = None, source_caption: str = "", target_caption: str = "",
-              target_text: str = "") -> Scores:
+              box: Optional[Box] = None, boxes: Sequence[Box] = (), source_caption: str = "",
+              target_caption: str = "", target_text: str = "", source_text: str = "") -> Scores:
         with self._run_lock:
-            return self._tool("score").score(original, edited, mask=mask, box=box,
-                                             source_caption=source_caption,
-                                             target_caption=target_caption, target_text=target_text)
+            return self._tool("score").score(original, edited, mask=mask, box=box, boxes=boxes,
+                                             source_caption=source_caption, target_caption=target_caption,
+                                             target_text=target_text, source_text=source_text)
 
     def status(self) -> dict:
         reg = self._registry

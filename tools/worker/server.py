@@ -109,9 +109,11 @@ class ScoreBody(_Body):
     edited: str
     mask: Optional[str] = None
     box: Optional[FourFloats] = None
+    boxes: list[FourFloats] = Field(default_factory=list, max_length=64)
     source_caption: str = Field("", max_length=2000)
     target_caption: str = Field("", max_length=2000)
     target_text: str = Field("", max_length=2000)
+    source_text: str = Field("", max_length=2000)
 
 
 @dataclass
@@ -206,9 +208,9 @@ class WorkerService:
     def score(self, body: ScoreBody) -> dict:
         original, edited = self.image(body.original, "original"), self.image(body.edited, "edited")
         return scores_to_wire(self.worker.score(
-            original, edited, mask=self.mask(body.mask, original.size), box=body.box,
+            original, edited, mask=self.mask(body.mask, original.size), box=body.box, boxes=list(body.boxes),
             source_caption=body.source_caption, target_caption=body.target_caption,
-            target_text=body.target_text))
+            target_text=body.target_text, source_text=body.source_text))
 
     def prepare_edit(self, body: EditBody, progress: Optional[ProgressFn] = None,
                      cancel: Optional[threading.Event] = None) -> EditJob:

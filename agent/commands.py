@@ -1,0 +1,49 @@
+"""Commands recognised before the LLM, the captioner or the worker is asked anything (the fast path).
+
+``recognise(text)`` returns the understood command as a dict (``Command.model_dump()`` form, plus
+``{"kind": "command", "name": "goto", "version": k}`` for "go to version k"), a ``chat`` dict for an
+unknown slash command, or None when the message needs understanding. It knows the slash commands
+(``/undo [n]``, ``/redo [n]``, ``/mask``, ``/cancel``, ``/retry``, ``/stronger``, ``/weaker``,
+``/other``, ``/version N``) and every whole-message command of the offline parser ("undo", "go back
+two steps", "show me the mask", "try again", "the other one", "never mind", ...): regular
+expressions, microseconds, so "undo" never waits for a slow or hung LLM.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Optional
+
+from agent.parser import ParseContext, parse
+from agent.plan import Command
+
+SLASH = {"undo": "undo", "redo": "redo", "mask": "show_mask", "cancel": "cancel", "retry": "retry",
+         "again": "retry", "stronger": "stronger", "weaker": "weaker", "other": "other_candidate"}
+SLASH_HELP = "/undo [n], /redo [n], /mask, /retry, /stronger, /weaker, /other, /version N, /cancel"
+
+_SLASH_RE = re.compile(r"^/(?P<word>[a-z]+)(?:\s+(?P<arg>\S+))?\s*$", re.I)
+_GOTO_RE = re.compile(r"^(?:please\s+)?(?:(?:go|jump|switch|get|take me)\s+(?:back\s+)?to|back\s+to|show(?:\s+me)?|"
+                      r"open|use)?\s*(?:the\s+)?version\s+(?:number\s+|no\.?\s*|#)?(?P<n>\d{1,4})\W*$", re.I)
+
+
+def recognise(text: str) -> Optional[dict[str, Any]]:
+    """The command ``text`` is, as the graph's ``understood["result"]``; None: not a command."""
+    text = (text or "").strip()
+    if not text or len(text) > 200:
+        return None
+    m = _SLASH_RE.match(text)
+    if m:
+        word, arg = m.group("word").lower(), m.group("arg")
+        if word in ("version", "goto", "v") and arg and arg.isdigit():
+            return {"kind": "command", "name": "goto", "version": int(arg)}
+        if word in SLASH and (arg is None or (arg.isdigit() and word in ("undo", "redo"))):
+            steps = max(1, min(int(arg), 1000)) if arg else 1
+            return Command(name=SLASH[word], steps=steps).model_dump()  # type: ignore[arg-type]
+        return {"kind": "chat", "text": f"I don't know the command {text.split()[0]}. Commands: {SLASH_HELP}."}
+    if text.startswith("/"):
+        return {"kind": "chat", "text": f"I don't know that command. Commands: {SLASH_HELP}."}
+    m = _GOTO_RE.match(text)
+    if m:
+        return {"kind": "command", "name": "goto", "version": int(m.group("n"))}
+    result = parse(text, ParseContext())
+    return result.model_dump() if isinstance(result, Command) else None

@@ -1,0 +1,165 @@
+"""Scripted ``localedit chat-cli`` conversations (stdin in a subprocess, tiny models): issue 14's failures.
+
+The tiny GroundingDINO's boxes are noise; with both thresholds at 0 it finds a dozen "cats" on the
+test photo, which is what a "which one?" question needs.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.llm import Understander
+from agent.session import Conversations
+from tests.conftest import scene
+from tests.scenes import CATS, SIZE
+from tools.config import Settings
+
+EXE = Path(sys.executable).parent / "localedit"
+REPLY = r"^localedit: [^(]"  # a reply line (not the offline notice, which is in brackets)
+
+
+@pytest.fixture
+def env(tiny_models_dir, tmp_path):
+    scene(SIZE, boxes=CATS).save(tmp_path / "photo.png")
+    return {**os.environ, "LOCALEDIT_MODELS_DIR": str(tiny_models_dir), "LOCALEDIT_MAX_SIDE": "64",
+            "LOCALEDIT_STEPS": "2", "LOCALEDIT_DEVICE": "cpu", "LOCALEDIT_DATA_DIR": str(tmp_path / "data"),
+            "LOCALEDIT_MAX_ATTEMPTS": "1", "LOCALEDIT_BOX_THRESHOLD": "0", "LOCALEDIT_TEXT_THRESHOLD": "0",
+            "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""}
+
+
+class Chat:
+    """A ``chat-cli`` process driven line by line, its output read as it comes."""
+
+    def __init__(self, env: dict, cwd: Path, *args: str):
+        self.proc = subprocess.Popen([str(EXE), "chat-cli", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, cwd=cwd, env=env, bufsize=1)
+        self.out: queue.Queue = queue.Queue()
+        self.err: queue.Queue = queue.Queue()
+        threading.Thread(target=self._pump, args=(self.proc.stdout, self.out, "\n"), daemon=True).start()
+        threading.Thread(target=self._pump, args=(self.proc.stderr, self.err, "\r\n"), daemon=True).start()
+        self.expect(r"localedit chat \(thread")
+
+    @staticmethod
+    def _pump(stream, into: queue.Queue, ends: str) -> None:
+        line = ""
+        while True:
+            ch = stream.read(1)
+            if not ch:
+                into.put(line)
+                return
+            line += ch
+            if ch in ends:
+                into.put(line)
+                line = ""
+
+    def say(self, text: str) -> None:
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+
+    def expect(self, pattern: str, stream: str = "out", timeout: float = 300) -> str:
+        source = self.out if stream == "out" else self.err
+        deadline = time.monotonic() + timeout
+        seen = []
+        while time.monotonic() < deadline:
+            try:
+                line = source.get(timeout=1)
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    break
+                continue
+            seen.append(line)
+            if re.search(pattern, line):
+                return line
+        raise AssertionError(f"no {pattern!r} on {stream}; saw: {''.join(seen)[-2000:]}")
+
+    def reply(self, timeout: float = 300) -> str:
+        """The next reply: its ``localedit:`` line and the indented lines printed with it."""
+        lines = [self.expect(REPLY, timeout=timeout)]
+        while True:  # the rest of a reply is flushed with its first line
+            try:
+                line = self.out.get(timeout=0.3)
+            except queue.Empty:
+                return "".join(lines)
+            if line.startswith("localedit: "):
+                raise AssertionError(f"two replies at once: {''.join(lines)}{line}")
+            lines.append(line)
+
+    def ask(self, text: str, timeout: float = 300) -> str:
+        self.say(text)
+        return self.reply(timeout)
+
+    def close(self) -> int:
+        if self.proc.poll() is None:
+            self.say("/quit")
+        try:
+            return self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def test_two_scripted_chats_on_one_thread_hold_at_the_seams(env, tmp_path):
+    """Two ``chat-cli --thread T`` processes. 3: Ctrl-C stops the running edit (no version; the chat goes
+    on at once). 4: meanwhile the second process is told the thread is busy. 1, 2, 5, 6: the second
+    process's scripted chat ("2" then "now make it red", "cancel" answering a question, show mask
+    after undo / redo, stages). The first process then sees every version the second made."""
+    slow = Chat({**env, "LOCALEDIT_STEPS": "200"}, tmp_path, "--thread", "T")
+    other = Chat({**env, "LOCALEDIT_TURN_WAIT": "0"}, tmp_path, "--thread", "T")
+    try:
+        assert "Got your photo" in slow.ask("/image photo.png")
+        slow.say("make it look like winter")
+        slow.expect(r"step \d+/200", "err")  # the edit is running
+        assert "still working on your last message" in other.ask("make it look like autumn")
+        slow.proc.send_signal(signal.SIGINT)
+        assert slow.reply().startswith("localedit: Stopped: I left the image as it was")
+        assert "Nothing to undo" in slow.ask("undo", timeout=60)  # at once; the stopped edit made no version
+
+        asked = other.ask("make the cat blue")  # a dozen noisy candidates
+        assert re.search(r"I found \d+ cats", asked) and "'cancel'" in asked
+        chose = other.ask("2")
+        assert "cat 2 of" in chose and "as you chose" in chose, chose
+        follow = other.ask("now make it red")  # 1: no question, and no caption, grounding or SAM
+        assert follow.startswith("localedit: Done: make the cat red, on the same cat as the last edit"), follow
+        stages = re.search(r"stages: (.*)", follow).group(1)
+        assert stages.startswith("ran understand, edit, score;") and all(
+            f"{s} (" in stages for s in ("caption", "ground", "segment")), stages
+        other.ask("/undo")
+        blue = re.search(r"\[mask\] (\S+)", other.ask("/mask"))  # 5: the blue edit's own region
+        other.ask("/redo")
+        red = re.search(r"\[mask\] (\S+)", other.ask("/mask"))
+        assert blue and red and blue.group(1) != red.group(1)
+        other.ask("/undo")
+        other.ask("/undo")
+        assert "no mask to show" in other.ask("/mask")  # the photo
+        asked = other.ask("make it red")  # 2: nothing to refer to: a question that says how to cancel
+        assert asked.startswith("localedit: Which part of the image should be red?") and "'cancel'" in asked
+        assert "left the image as it is" in other.ask("cancel")
+        other.ask("make it red")
+        assert "Nothing to undo" in other.ask("undo")  # a command while a question is open is a command
+
+        shown = slow.ask("/version 3", timeout=60)  # the first process sees the second one's versions
+        assert "version 3 of 3" in shown and "make the cat red" in shown, shown
+        slow.proc.send_signal(signal.SIGINT)  # at the prompt: once says how to leave, twice leaves
+        slow.expect("Ctrl-C again")
+        slow.proc.send_signal(signal.SIGINT)
+        slow.expect("bye")
+        assert slow.proc.wait(timeout=30) == 0
+    finally:
+        slow.close()
+        other.close()
+    assert "Traceback" not in "".join(list(slow.err.queue) + list(other.err.queue))
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data")
+    conv = Conversations(settings, worker=object(), understander=Understander(None))
+    versions = conv.session("T").versions()
+    assert [v["parent"] for v in versions] == [None, 1, 2] and versions[2]["current"]
+    conv.close()
