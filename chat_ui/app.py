@@ -30,6 +30,7 @@ from typing import Any, Optional, Sequence
 
 import chainlit as cl
 from chainlit.auth import get_current_user
+from chainlit.chat_context import chat_context
 from chainlit.input_widget import NumberInput, Select, Slider, Switch
 from chainlit.server import app as _server
 from fastapi import Depends, HTTPException
@@ -37,6 +38,7 @@ from fastapi.responses import FileResponse
 from fastapi.routing import APIRoute
 from PIL import Image as PILImage
 
+from agent import replies
 from agent.pointing import Pointed, Pointer
 from agent.session import Reply, Session
 from agent.state import current_record
@@ -54,10 +56,14 @@ STARTERS = (("Turn the cat into a fox", "turn the cat into a fox"), ("Make the c
 TOOLBAR = (("undo", "Undo", "undo-2", "Go back to the previous version"),
            ("redo", "Redo", "redo-2", "Go forward again"),
            ("show_mask", "Show mask", "eye", "Show the region the last edit changed"))
+CHAINLIT_STOPPED = "Task manually stopped."  # what Chainlit itself posts on Stop (chainlit.socket.stop)
 NEW_PHOTO = "New photo"  # a thread's name until its first instruction
 UPLOAD_FIRST = "Please upload a photo first"  # what the agent says to an instruction without a photo
 RESUME_DELAY = 0.3  # seconds: the "welcome back" note follows Chainlit's redraw of a reopened thread
 DOWNLOAD_NAME = re.compile(r"^[\w.-]{1,80}\.png$")
+MAX_STEPS = 200  # the steps slider's end (PanelSettings.steps allows up to 200)
+THUMB_SIDE = 96  # px: the long side of a version strip's thumbnail
+_thumbs: dict[str, str] = {}  # image path (content-addressed, never rewritten) -> its thumbnail's URL
 _thread_locks: "weakref.WeakValueDictionary[str, asyncio.Lock]" = weakref.WeakValueDictionary()
 
 backend: Backend = get_backend()
@@ -118,6 +124,28 @@ def publish(picture: Any) -> str:
     return FileStore.url(files.put_file(Path(picture)))
 
 
+def thumbnail(path: str) -> str:
+    """The URL of a small copy of the image at ``path`` (long side ``THUMB_SIDE``), made once per image."""
+    url = _thumbs.get(path)
+    if url is None:
+        with PILImage.open(path) as im:
+            small = im.convert("RGB")
+            small.thumbnail((THUMB_SIDE, THUMB_SIDE))
+        url = _thumbs[path] = publish(small)
+    return url
+
+
+def strip(versions: list[dict], shown: int) -> list[dict]:
+    """The version strip's cards (``render.version_cards``) with thumbnails; ``shown``: the number of
+    the version this photo is (marked), which is the one on screen when the photo was sent."""
+    if len(versions) < 2:
+        return []
+    cards = render.version_cards(versions, shown)
+    for card in cards:
+        card["thumb"] = thumbnail(card.pop("path"))
+    return cards
+
+
 def image_element(picture: Any, alt: str, size: str = "medium") -> cl.Image:
     """An inline picture whose URL outlives the session (alt text = ``alt``)."""
     return cl.Image(name=alt, url=publish(picture), display="inline", size=size, mime="image/png")
@@ -138,57 +166,83 @@ class Chat:
         self.question: Optional[cl.Message] = None
         self.noticed = False  # the offline-parser notice is said once per chat
         self.waiting: Optional[str] = None  # an instruction sent before any photo: run it on the first one
-        self.stopped = False
         self.announced = False  # see _announce
 
     # --- a turn -----------------------------------------------------------------------------
 
     async def turn(self, text: str, image: Optional[str] = None, *, image_name: Optional[str] = None,
-                   echo: Optional[str] = None, note: Optional[str] = None, upload: Any = None) -> None:
+                   echo: Optional[str] = None, note: Optional[str] = None, upload: Any = None,
+                   goto: Optional[int] = None) -> None:
         """Send one message to the agent and show what came back; never raises.
 
         ``image``: a photo attached to the message (a file Chainlit stored); ``image_name`` is what
         the user called it; ``upload``: its element in the user's message (removed when it is not a
-        picture); ``echo`` shows a button click as the user's message.
+        picture); ``echo`` shows a button click as the user's message; ``goto``: a click on the
+        version strip (``Session.select_version``) instead of a message.
         """
-        async with self.lock:
-            await cl.context.emitter.task_start()
-            try:
-                if echo:
-                    await cl.Message(content=echo, type="user_message").send()
-                if image and not text.strip() and self.waiting:  # "make it winter", then the photo
-                    text, note = self.waiting, f"Running what you asked before the photo came: *{self.waiting}*"
-                    self.waiting = None
-                pointed = await asyncio.to_thread(Pointer(self.session).typed, text) if not image else None
-                if pointed is not None:
-                    await self._pointed(pointed)
-                    return
-                had_photo = bool(await asyncio.to_thread(self.session.versions))
-                reply, state, ran = await self._run(text, image)
-                if reply.error and image and image_name:  # name the file as the user knows it
-                    reply.text = reply.text.replace(image, image_name)
-                if upload is not None:
-                    await self._label_upload(upload, image_name or "", broken=reply.error)
-                if not had_photo and not image and reply.text.startswith(UPLOAD_FIRST) and text.strip():
-                    self.waiting = text.strip()
-                    reply.text = (f"Drop a photo here (or use the clip button) and I will do that on it: "
-                                  f"*{_md(self.waiting)}*.")
-                await self._show(reply, state, ran, note, uploaded=image is not None)
-                await self._name_thread(text, reply)
-                await self._announce()
-            except Exception as err:  # noqa: BLE001 - the chat must keep going
-                await _sorry(err)
-            finally:
-                await cl.context.emitter.task_end()
+        try:
+            await self.lock.acquire()
+        except asyncio.CancelledError:  # Stop while this message waited for the turn before it
+            await cl.Message(content=replies.stopped("this message was not started")).send()
+            return
+        try:  # Stop stops the agent's turn (Chat.stop); the reply that says so is still shown
+            await through_stop(self._turn(text, image, image_name=image_name, echo=echo, note=note,
+                                          upload=upload, goto=goto), self.stop)
+        finally:
+            self.lock.release()
 
-    async def _run(self, text: str, image: Optional[str]) -> tuple[Reply, dict[str, Any], set[str]]:
-        """``Session.send`` in a worker thread, shown as one parent step with a nested step per stage."""
+    async def _turn(self, text: str, image: Optional[str], *, image_name: Optional[str], echo: Optional[str],
+                    note: Optional[str], upload: Any, goto: Optional[int]) -> None:
+        """One turn under the chat's lock (see ``turn``)."""
+        await cl.context.emitter.task_start()
+        try:
+            if echo:
+                await cl.Message(content=echo, type="user_message").send()
+            if image and not text.strip() and self.waiting:  # "make it winter", then the photo
+                text, note = self.waiting, f"Running what you asked before the photo came: *{self.waiting}*"
+                self.waiting = None
+            pointed = await asyncio.to_thread(Pointer(self.session).typed, text) if not image and goto is None \
+                else None
+            if pointed is not None:
+                await self._pointed(pointed)
+                return
+            had_photo = bool(await asyncio.to_thread(self.session.versions))
+            reply, state, ran = await self._run(text, image, goto)
+            if reply.error and image and image_name:  # name the file as the user knows it
+                reply.text = reply.text.replace(image, image_name)
+            if upload is not None:
+                await self._label_upload(upload, image_name or "", broken=reply.error)
+            if not had_photo and not image and reply.text.startswith(UPLOAD_FIRST) and text.strip():
+                self.waiting = text.strip()
+                reply.text = (f"Drop a photo here (or use the clip button) and I will do that on it: "
+                              f"*{_md(self.waiting)}*.")
+            await self._show(reply, state, ran, note, uploaded=image is not None)
+            await self._name_thread(text, reply)
+            await self._announce()
+        except Exception as err:  # noqa: BLE001 - the chat must keep going
+            await _sorry(err)
+        finally:
+            await cl.context.emitter.task_end()
+
+    def stop(self) -> bool:
+        """The Stop button: the running turn stops at its next diffusion step (or at once while it
+        waits for the LLM or a vision call); it makes no version and its reply says it was stopped.
+        Whether a turn was running."""
+        return self.session.cancel()
+
+    async def _run(self, text: str, image: Optional[str],
+                   goto: Optional[int] = None) -> tuple[Reply, dict[str, Any], set[str]]:
+        """``Session.send`` (or ``select_version``) in a worker thread, shown as one parent step with a
+        nested step per stage."""
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
 
+        def progress(event: dict) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, dict(event))
+
         def work() -> tuple[Reply, dict[str, Any]]:
-            reply = self.session.send(text, image=image,
-                                      progress=lambda e: loop.call_soon_threadsafe(events.put_nowait, dict(e)))
+            reply = self.session.select_version(goto, progress=progress) if goto is not None else \
+                self.session.send(text, image=image, progress=progress)
             return reply, self.session.state()
 
         view = TurnView()
@@ -197,11 +251,7 @@ class Chat:
         started = time.perf_counter()
         job = asyncio.ensure_future(asyncio.to_thread(work))
         try:
-            try:
-                reply, state = await asyncio.shield(job)
-            except asyncio.CancelledError:  # Stop: see on_stop; the turn cannot be interrupted yet
-                self.stopped = True
-                reply, state = await job
+            reply, state = await job
         finally:
             await asyncio.sleep(0)  # let the last events in
             pumping.cancel()
@@ -219,10 +269,6 @@ class Chat:
             text += f"\n\n*{knobs}*"
         if note:
             text += f"\n\n*{note}*"
-        if self.stopped:
-            text += ("\n\n*Stop cannot interrupt an edit yet, so it ran to the end; Undo brings back the "
-                     "previous image.*")
-            self.stopped = False
         if reply.notice and not self.noticed:
             text, self.noticed = f"*{reply.notice}*\n\n{text}", True
         if reply.question:
@@ -258,7 +304,8 @@ class Chat:
         props = {"src": publish(shown) if shown else url, "alt": render.alt(kind), "width": width, "height": height,
                  "image": Path(path).name, "clickable": True, "points": (selection or {}).get("points") or [],
                  "status": status, "download": {"href": f"{url}?download={name}", "name": name},
-                 "version": f"version {index + 1} of {len(versions)}" if versions else "", "message": message.id}
+                 "version": f"version {index + 1} of {len(versions)}" if versions else "", "message": message.id,
+                 "versions": await asyncio.to_thread(strip, versions, index + 1)}
         element = cl.CustomElement(name="PhotoPicker", props=props, display="inline")
         element.props["element"] = element.id
         element.content = json.dumps(element.props)
@@ -278,7 +325,7 @@ class Chat:
         elements = []
         if picture:
             element = await self.picker(picture, self.question, "uploaded")
-            element.props.update(alt=render.alt("candidates", target), download=None, version="")
+            element.props.update(alt=render.alt("candidates", target), download=None, version="", versions=[])
             element.content = json.dumps(element.props)
             elements.append(element)
         await _send(self.question, elements)
@@ -480,12 +527,14 @@ class TurnView:
             parts = by_stage.pop(key, []) + (by_stage.pop(node, []) if node != "edit" else [])
             if node in ("ground", "segment") and target not in ("photo", "selected region"):
                 step.name = render.stage_title(node, {"plan": {"target": target}})
+            if node == "command":
+                step.name = render.command_title(state)
             attempts = state.get("attempts") or []
             if node == "edit" and int(key.split(":")[1]) <= len(attempts):
                 number = int(key.split(":")[1])
                 step.name = render.stage_title("edit", attempt=number, attempts=len(attempts),
                                                editor=attempts[number - 1].get("editor", ""))
-            await self._fill(step, parts, "Stopped here." if reply.error else "Done.")
+            await self._fill(step, parts, "Stopped here." if reply.error or reply.cancelled else "Done.")
         for stage, parts in by_stage.items():  # details of a stage that did not run here (an answer's boxes)
             step = cl.Step(name=parts[0].name, type="tool", parent_id=self.parent.id, show_input=False)
             await step.send()
@@ -511,6 +560,23 @@ def target_of_last(state: dict[str, Any]) -> str:
     return plan.get("target") or ""
 
 
+async def through_stop(work: Any, on_stop: Any) -> Any:
+    """Await ``work`` to its end even when Stop cancels this task meanwhile (Chainlit cancels the
+    message's task): each cancellation calls ``on_stop()`` instead, which tells the agent's turn to
+    stop; that turn then ends within a diffusion step with a "Stopped" reply, which is shown."""
+    job = asyncio.ensure_future(work)
+    while True:
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            if job.cancelled():
+                raise
+            on_stop()
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+
+
 async def _sorry(err: BaseException) -> None:
     """Tell the user something failed on our side (the details go to the log); the chat goes on."""
     log.error("chat: %s", err, exc_info=err)
@@ -519,6 +585,9 @@ async def _sorry(err: BaseException) -> None:
 
 
 def _index_of(versions: list[dict], path: str) -> int:
+    """The place of the version showing ``path``: the one on screen if it does, else the newest that does."""
+    if any(v["current"] and v["path"] == path for v in versions):
+        return next(i for i, v in enumerate(versions) if v["current"])
     return next((i for i in range(len(versions) - 1, -1, -1) if versions[i]["path"] == path), 0)
 
 
@@ -546,7 +615,7 @@ def _settings_widgets(panel: PanelSettings) -> list:
         Select(id="editor", label="Editor", values=list(EDITORS), initial_value=panel.editor,
                description="auto: the editor that suits the action (ip2p-composite, inpaint, ...)"),
         Slider(id="strength", label="Strength (encoding ratio)", initial=panel.strength, min=0.05, max=1.0, step=0.05),
-        Slider(id="steps", label="Diffusion steps", initial=panel.steps, min=1, max=max(100, panel.steps), step=1),
+        Slider(id="steps", label="Diffusion steps", initial=panel.steps, min=1, max=MAX_STEPS, step=1),
         NumberInput(id="seed", label="Seed", initial=panel.seed),
         Switch(id="auto_retry", label="Retry poor results automatically", initial=panel.auto_retry),
         Slider(id="max_side", label="Max long side (px)", initial=panel.max_side, min=64, max=2048, step=64),
@@ -621,12 +690,15 @@ async def on_message(message: cl.Message) -> None:
 
 @cl.on_stop
 async def on_stop() -> None:
-    """The Stop button. Round 2 (``Session.cancel``, issue 14) stops the diffusion loop from here;
-    until then the running turn finishes (``Chat._run`` keeps it under the thread's lock) and its
-    reply says so."""
+    """The Stop button: the running turn stops (``Chat.stop``) and says so in its own reply, so
+    Chainlit's generic "Task manually stopped." note is taken away again."""
     chat = cl.user_session.get("chat")
     if chat is not None:
-        chat.stopped = True
+        chat.stop()
+    for message in reversed(chat_context.get()):
+        if message.content == CHAINLIT_STOPPED and message.type == "assistant_message":
+            await message.remove()
+            break
 
 
 @cl.on_settings_update
@@ -660,6 +732,18 @@ async def on_point_clear(action: cl.Action) -> dict:
     except Exception as err:  # noqa: BLE001
         await _sorry(err)
         return {"error": True}
+
+
+@cl.action_callback("version")
+async def on_version(action: cl.Action) -> dict:
+    """A click on the version strip: that version goes on screen (like undo / redo; the next edit
+    branches from it)."""
+    try:
+        number = int(action.payload.get("number"))
+    except (TypeError, ValueError):
+        return {"error": True}
+    await _chat().turn("", goto=number, echo=f"Version {number}")
+    return {}
 
 
 @cl.action_callback("choose")

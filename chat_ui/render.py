@@ -67,8 +67,10 @@ def seconds(s: float) -> str:
 def turn_title(reply: Reply, state: dict[str, Any], ran: Iterable[str], elapsed: float) -> str:
     """The parent step's name once the turn is over."""
     ran = set(ran)
-    result = ((state.get("understood") or {}).get("result") or {}) if "understand" in ran else {}
+    result = ((state.get("understood") or {}).get("result") or {}) if ran & {"understand", "command"} else {}
     took = seconds(elapsed)
+    if reply.cancelled:
+        return f"Stopped after {took}"
     if reply.question:
         plan = state.get("plan") or {}
         return f"Asked which {plan['target']}" if plan.get("target") and ran & {"ground", "select", "clarify"} \
@@ -85,6 +87,8 @@ def turn_title(reply: Reply, state: dict[str, Any], ran: Iterable[str], elapsed:
         if m:
             return f"{m.group(1)} {m.group(2)}"
         name = result.get("name")
+        if name == "goto" and not reply.error and reply.images.get("current"):
+            return f"Went to version {result.get('version')}"
         return {"show_mask": "Showed the mask", "cancel": "Cancelled"}.get(name, "Nothing to change")
     if reply.text.startswith("Got your photo"):
         return "Received your photo"
@@ -97,8 +101,21 @@ def stage_title(node: str, state_hint: Optional[dict] = None, attempt: int = 1, 
     target = ((state_hint or {}).get("plan") or {}).get("target") or "object"
     return {"understand": "Reading your message", "ground": f"Finding the {target}",
             "clarify": "Asking which one", "segment": f"Segmenting the {target}",
-            "command": "Undo, redo or mask"}.get(
+            "command": "Undo, redo, version or mask"}.get(
         node, f"Attempt {attempt} of {attempts}" + (f": {editor}" if editor else ""))
+
+
+COMMAND_TITLES = {"undo": "Undo", "redo": "Redo", "show_mask": "Showing the mask", "cancel": "Cancel",
+                  "retry": "Setting up another try", "stronger": "Setting up a stronger edit",
+                  "weaker": "Setting up a weaker edit", "other_candidate": "Setting up the other candidate"}
+
+
+def command_title(state: dict[str, Any]) -> str:
+    """The finished command stage's name: "Undo", "Go to version 2", ..."""
+    result = (state.get("understood") or {}).get("result") or {}
+    if result.get("name") == "goto":
+        return f"Go to version {result.get('version')}"
+    return COMMAND_TITLES.get(result.get("name"), stage_title("command"))
 
 
 def progress_text(event: dict[str, Any]) -> str:
@@ -114,6 +131,44 @@ def alt(kind: str, target: str = "") -> str:
             "mask": f"mask of the {thing} over the photo", "selection": f"the {thing} you selected, over the photo",
             "candidates": f"the {target or 'object'} candidates, numbered", "earlier": "an earlier version of the photo",
             "detections": f"detections of the {target or 'object'}, drawn as boxes on the photo"}[kind]
+
+
+# --- the version strip ---------------------------------------------------------------------------
+
+STRIP_SCORES = (("clip_rc", "CLIP-RC", "{:.0f}"), ("clip_gc", "CLIP-GC", "{:.1f}"), ("clip_dir", "dir", "{:.2f}"),
+                ("clip_t", "CLIP-T", "{:.2f}"))
+"""The scores a version's card shows, in this order (R-SIE's RC and GC first, on their 0-100 scales)."""
+
+
+def score_brief(scores: Optional[dict[str, Any]]) -> str:
+    """A version's scores in one short line: "CLIP-RC 12 · CLIP-GC 99.9 · dir 0.05" ("" without scores)."""
+    scores = scores or {}
+    return " · ".join(f"{name} {fmt.format(scores[key])}" for key, name, fmt in STRIP_SCORES
+                      if isinstance(scores.get(key), (int, float)))
+
+
+def version_cards(versions: list[dict[str, Any]], shown: Optional[int] = None) -> list[dict[str, Any]]:
+    """``Session.versions()`` -> what the strip shows of each version (no pictures: the app adds them).
+
+    Each card: ``number``, ``path``, ``current`` (the version ``shown``, by number; default the one
+    on screen), ``parent`` (number or None),
+    ``branch`` (made from another version than the one before it: "from v2"), ``instruction``
+    (the edit's, or "the photo you uploaded"), ``scores`` (:func:`score_brief`) and ``label`` (the
+    button's accessible name).
+    """
+    cards = []
+    for v in versions:
+        record = v.get("record") or {}
+        instruction = record.get("instruction") or (v.get("note") or "").replace("the result of ", "").strip('"')
+        parent = v.get("parent")
+        branch = f"from v{parent}" if parent is not None and parent != v["number"] - 1 else ""
+        scores = score_brief(record.get("scores"))
+        current = v["number"] == shown if shown is not None else bool(v.get("current"))
+        label = f"Version {v['number']}: {instruction}" + (f", {branch}" if branch else "") + \
+            (f" ({scores})" if scores else "") + (", on screen" if current else "")
+        cards.append({"number": v["number"], "path": v["path"], "current": current, "parent": parent,
+                      "branch": branch, "instruction": instruction, "scores": scores, "label": label})
+    return cards
 
 
 # --- the details of each stage --------------------------------------------------------------------

@@ -15,7 +15,9 @@ import json
 import re
 import stat
 import subprocess
+import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -110,8 +112,34 @@ def test_turn_titles_and_alt_texts():
     assert render.turn_title(edited, two, {"edit"}, 5) == "Edited 2 cats in 5.0 s"
     assert render.turn_title(Reply(text="Got your photo. What should I change?"), {}, {"receive"}, 0) == \
         "Received your photo"
+    stopped = Reply(text="Stopped: I left the image as it was.", cancelled=True)
+    assert render.turn_title(stopped, two, {"understand", "edit"}, 2.5) == "Stopped after 2.5 s"
+    goto = {"understood": {"result": {"kind": "command", "name": "goto", "version": 2}}}
+    assert render.turn_title(Reply(text="Now showing version 2 of 3", images={"current": "x.png"}), goto,
+                             {"receive", "command"}, 0.1) == "Went to version 2"
+    assert render.command_title(goto) == "Go to version 2"
+    assert render.command_title({"understood": {"result": {"kind": "command", "name": "undo"}}}) == "Undo"
     assert render.alt("mask", "ball") == "mask of the ball over the photo"
     assert render.alt("edited") == "the edited photo" and ".png" not in render.alt("before_after")
+
+
+def test_version_cards_carry_instruction_scores_branch_and_the_one_shown():
+    versions = [
+        {"number": 1, "path": "a.png", "note": "the photo you uploaded", "parent": None, "current": False, "record": None},
+        {"number": 2, "path": "b.png", "note": 'the result of "make the cat red"', "parent": 1, "current": False,
+         "record": {"instruction": "make the cat red", "scores": {"clip_rc": 12.3, "clip_gc": 99.94, "clip_dir": 0.051,
+                                                                  "clip_i": 0.9, "clip_t": None}}},
+        {"number": 3, "path": "c.png", "note": 'the result of "make the cat blue"', "parent": 1, "current": True,
+         "record": {"instruction": "make the cat blue", "scores": None}},
+    ]
+    cards = render.version_cards(versions)
+    assert [c["instruction"] for c in cards] == ["the photo you uploaded", "make the cat red", "make the cat blue"]
+    assert cards[1]["scores"] == "CLIP-RC 12 · CLIP-GC 99.9 · dir 0.05" and cards[2]["scores"] == ""
+    assert [c["branch"] for c in cards] == ["", "", "from v1"]  # 3 was made from 1, not from 2: a branch
+    assert [c["current"] for c in cards] == [False, False, True]
+    assert cards[2]["label"] == "Version 3: make the cat blue, from v1, on screen"
+    assert [c["current"] for c in render.version_cards(versions, shown=2)] == [False, True, False]
+    assert "CLIP-GC 99.9" in render.version_cards(versions, shown=2)[1]["label"]
 
 
 def test_history_keeps_threads_steps_and_pictures(tmp_path, monkeypatch):
@@ -451,6 +479,24 @@ class UI:
         names.first.wait_for()
         return [n.inner_text().strip() for n in names.all()]
 
+    def set_steps(self, steps: Optional[int] = None) -> None:
+        """Settings: the diffusion steps slider to its end (``steps`` None: "Restore the defaults"), Confirm."""
+        self.page.locator("#chat-settings-open-modal").click()
+        dialog = self.page.get_by_role("dialog")
+        if steps is None:
+            dialog.get_by_role("switch").nth(1).click()
+        else:
+            slider = dialog.get_by_role("slider").nth(1)
+            slider.press("End")
+            assert slider.get_attribute("aria-valuenow") == str(steps)
+        before = self.replies.count()
+        dialog.get_by_role("button", name="Confirm").click()
+        self.wait_reply(before, "Settings for the next edits")
+
+    def strip(self):
+        """The version strip of the newest photo."""
+        return self.picker().get_by_test_id("version-strip")
+
     def shot(self, name: str) -> Path:
         path = ARTIFACTS / f"{name}.png"
         self.page.screenshot(path=str(path))
@@ -528,7 +574,7 @@ def test_one_parent_step_per_turn_with_its_own_stages(ui, tmp_path):
 
     assert "Undid 1 step" in ui.click("Undo", expect="Undid")
     undo = ui.turns.last
-    assert undo.inner_text().startswith("Undid 1 step") and ui.stages(undo) == ["Reading your message", "Undo, redo or mask"]
+    assert undo.inner_text().startswith("Undid 1 step") and ui.stages(undo) == ["Reading your message", "Undo"]
     fake = tmp_path / "holiday.png"  # an image by name, not by content
     fake.write_text("this is not really a picture\n")
     error = ui.send("make it brighter", image=fake, expect="Sorry")
@@ -554,6 +600,68 @@ def test_one_parent_step_per_turn_with_its_own_stages(ui, tmp_path):
     assert ui.page.get_by_text("Clicked candidate 3").count() == 1
     assert ui.turns.count() == 6, "upload, edit, undo, error, question, answer: one parent step each"
     ui.shot("09-answered-by-click")
+
+
+def test_the_version_strip_switches_versions_and_the_next_edit_branches(ui):
+    ui.send("", image=ui.photo, expect="What should I change")
+    assert ui.strip().count() == 0, "one version: no strip"
+    ui.send("make the leftmost cat red", expect="Done")
+    red = ui.image("the edited photo")
+    ui.send("make the rightmost cat blue", expect="Done")
+    strip = ui.strip()
+    cards = strip.get_by_role("button")
+    assert cards.count() == 3 and strip.locator('img[alt="version 2"]').count() == 1
+    assert strip.get_by_test_id("version-3").get_attribute("aria-current") == "true"
+    label = strip.get_by_test_id("version-2").get_attribute("aria-label")
+    assert label.startswith("Version 2: make the leftmost cat red (CLIP-RC") and "CLIP-GC" in label, label
+    ui.shot("15-version-strip")
+
+    before = ui.replies.count()
+    strip.get_by_test_id("version-2").click()  # back to the red cat in one click
+    said = ui.wait_reply(before, "Now showing version 2 of 3")
+    assert np.array_equal(ui.image("the current photo"), red), said
+    assert ui.turns.last.locator(HEADER).first.inner_text() == "Went to version 2"
+    assert ui.stages(ui.turns.last) == ["Go to version 2"]  # no message to read: no understanding step
+    assert ui.page.locator('.step[data-step-type="user_message"]').last.inner_text().strip() == "Version 2"
+    assert ui.strip().get_by_test_id("version-2").get_attribute("aria-current") == "true"
+    assert ui.strip().get_by_test_id("version-3").get_attribute("aria-current") is None  # kept, not shown
+    ui.shot("16-version-chosen")
+
+    ui.send("make the middle cat green", expect="Done")  # edits version 2: a new branch, version 3 kept
+    strip = ui.strip()
+    assert strip.get_by_role("button").count() == 4
+    newest = strip.get_by_test_id("version-4")
+    assert newest.get_attribute("aria-current") == "true" and "from v2" in newest.inner_text()
+    assert "make the rightmost cat blue" in strip.get_by_test_id("version-3").get_attribute("aria-label")
+    ui.shot("17-version-branch")
+
+
+def test_stop_stops_the_edit_and_the_next_message_is_answered_at_once(ui):
+    ui.send("", image=ui.photo, expect="What should I change")
+    ui.set_steps(200)  # long enough to press Stop in the middle (tiny models: ~30 ms a step here)
+    try:
+        before = ui.replies.count()
+        ui.page.locator("#chat-input").fill("make the leftmost cat red")
+        ui.page.locator("#chat-submit").click()
+        deadline = time.monotonic() + TURN_TIMEOUT_MS / 1000
+        while not re.search(r"Diffusion step \d+ of 200", "".join(ui.frames[-20:])):  # the edit is running
+            assert time.monotonic() < deadline, "the edit never started"
+            ui.page.wait_for_timeout(20)
+        ui.page.locator("#stop-button").click()
+        stopped = ui.wait_reply(before, "Stopped")
+        step = re.search(r"Stopped: I left the image as it was \(the edit was stopped at step (\d+) of 200\)", stopped)
+        assert step and int(step.group(1)) < 200 and "Done" not in stopped, stopped
+        assert not re.search(r"Diffusion step 200 of 200", "".join(ui.frames)), "the edit ran to its end"
+        assert ui.turns.last.locator(HEADER).first.inner_text().startswith("Stopped after")
+        assert ui.page.get_by_text("Task manually stopped.").count() == 0, "one message says it, not two"
+        assert ui.page.get_by_text("cannot interrupt").count() == 0
+        assert ui.strip().count() == 0, "no version was made"
+        ui.shot("18-stopped")
+        started = time.monotonic()
+        nothing = ui.send("undo", expect="Nothing to undo")  # answered at once, and still on the photo
+        assert time.monotonic() - started < 15 and "the original photo" in nothing
+    finally:
+        ui.set_steps(None)  # "Restore the defaults": the panel is kept per user, the other tests want 2 steps
 
 
 def test_a_past_chat_reopens_with_its_images_also_after_a_restart(ui, browser):
@@ -627,5 +735,10 @@ def test_download_settings_starters_names_and_phone(ui, browser, tmp_path):
 
     phone, small = open_page(browser, ui.server, ui.photo, viewport=(390, 844), is_mobile=True, has_touch=True)
     small.send("", image=ui.photo, expect="What should I change")
+    small.send("make the leftmost cat red", expect="Done")
+    strip = small.strip()
+    assert strip.get_by_role("button").count() == 2
+    assert strip.evaluate("s => s.scrollWidth <= s.clientWidth + 1 || getComputedStyle(s).overflowX === 'auto'")
+    strip.scroll_into_view_if_needed()
     small.shot("14-phone")
     phone.close()
