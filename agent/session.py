@@ -146,13 +146,14 @@ class Session:
             upload = conv.store.put(pil.convert("RGB"))
         return self._turn({"text": text, "upload": upload}, progress)
 
-    def select_version(self, number: int) -> Reply:
+    def select_version(self, number: int, progress: Optional[Callable[[dict], None]] = None) -> Reply:
         """Make version ``number`` (1-based, as ``versions()`` numbers them) the one on screen.
 
         Like undo / redo: nothing is deleted, and an edit made from there starts a new branch while
-        the others stay in ``versions()``. An open question is dropped.
+        the others stay in ``versions()``. An open question is dropped. ``progress`` gets the turn's
+        stage events, as in ``send``.
         """
-        return self._turn({"text": "", "goto": int(number)}, None)
+        return self._turn({"text": "", "goto": int(number)}, progress)
 
     def cancel(self) -> bool:
         """Stop this session's running turn (the edit stops at its next diffusion step); whether one was running.
