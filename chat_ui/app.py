@@ -11,6 +11,12 @@ it, and its Download button saves the image in one click. Typed equivalents ("se
 the left", "include the tail") work too. Questions come with the numbered picture, one button per
 candidate, and a click on a candidate answers as well.
 
+Under the photo is the version strip (``render.version_cards``): a thumbnail of each version with
+its instruction and scores, the one shown marked; a click runs ``Session.select_version`` as a
+turn of its own. Stop (``on_stop``) calls ``Session.cancel()``: the edit ends at its next
+diffusion step and its "Stopped" reply is shown (``through_stop`` keeps the message's task alive
+for it), and the next message starts at once.
+
 Past conversations: Chainlit's data layer (``chat_ui.history``, SQLite in the data folder) keeps
 every thread, its steps and its pictures; the sidebar lists them and a reopened chat is drawn as it
 was, and carries on (a Chainlit thread id is the agent's thread id). On loopback the browser is

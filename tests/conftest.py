@@ -119,3 +119,11 @@ def photo_path(tmp_path) -> Path:
     path = tmp_path / "cats.png"
     scene(SIZE, boxes=CATS).save(path)
     return path
+
+
+@pytest.fixture
+def chat(conversations, photo_path):
+    """A new session on the test module's ``conversations`` fixture, the photo of ``photo_path`` uploaded."""
+    session = conversations.session()
+    session.send("", image=photo_path)
+    return session

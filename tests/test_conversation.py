@@ -36,13 +36,6 @@ def conversations(settings, registry, tmp_path):
     conv.close()
 
 
-@pytest.fixture
-def chat(conversations, photo_path):
-    session = conversations.session()
-    session.send("", image=photo_path)
-    return session
-
-
 class HungServer:
     """A TCP server that accepts connections and never answers (a hung LLM or worker)."""
 

@@ -27,13 +27,6 @@ def conversations(settings, registry, tmp_path):
     conv.close()
 
 
-@pytest.fixture
-def chat(conversations, photo_path):
-    session = conversations.session()
-    session.send("", image=photo_path)
-    return session
-
-
 def mask_of(selection) -> np.ndarray:
     return ImageStore.open_mask(selection["mask"])
 
