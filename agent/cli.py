@@ -86,7 +86,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
     from tools.engine import run_edit
     from tools.files import image_bytes, write_all
-    from tools.images import load_image, load_mask, overlay, parse_box
+    from tools.images import load_image, load_mask, overlay, parse_box, parse_point
     from tools.region import rc_labels
     from tools.types import EditRequest
     from tools.worker import LocalWorker
@@ -97,13 +97,19 @@ def cmd_edit(args: argparse.Namespace) -> int:
     image = load_image(args.image, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels)
     box = parse_box(args.box, image.size) if args.box else None
     mask = load_mask(args.mask, image.size) if args.mask else None
+    prompts = [parse_point(p, image.size) for p in args.point or []]
+    points, point_labels = [xy for xy, _ in prompts], [label for _, label in prompts]
+    if points and box is None and 1 not in point_labels:
+        from tools.images import BoxParseError
+
+        raise BoxParseError("Give at least one --point on the object (X,Y); X,Y,0 points only mark what to leave out.")
     target = args.target
     plan = _plan_for(args.instruction) if not (target or box is not None or mask is not None) else None
     if plan is not None and plan.target and plan.action != "global":
         target = plan.grounding_phrase
     source_caption = args.source_caption or (plan.source_caption if plan else "") or (f"a photo of a {target}" if target else "")
     target_caption = args.target_caption or (plan.target_caption if plan else "") or ""
-    localized = bool(target or box is not None or mask is not None)
+    localized = bool(target or box is not None or mask is not None or points)
     request = EditRequest(
         editor=args.editor or (("inpaint" if plan and plan.action in ("remove", "add") else "ip2p-composite")
                                if localized else "ip2p"),
@@ -119,7 +125,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
         report = run_edit(worker, image, request, target=target, box=box, mask=mask,
                           score=not args.no_score, box_threshold=args.box_threshold,
                           text_threshold=args.text_threshold, progress=progress, labels=labels,
-                          choose=_chooser(plan) if plan is not None and target else None)
+                          choose=_chooser(plan) if plan is not None and target else None,
+                          points=points, point_labels=point_labels)
     finally:
         close()
     files = {outputs["output"]: image_bytes(report.image, outputs["output"])}
@@ -443,6 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--target", help="what to edit, a phrase to ground (default: from the instruction)")
     e.add_argument("--box", help="region x0,y0,x1,y1 in pixels (skips grounding)")
     e.add_argument("--mask", help="region as a mask image (skips grounding and SAM)")
+    e.add_argument("--point", action="append", metavar="X,Y[,0]",
+                   help="a point on the object (what a click sends; repeat to refine; X,Y,0 = not on it): "
+                        "SAM's point prompt, with --box or the target's detection that contains it")
     e.add_argument("--editor", choices=["ip2p", "ip2p-composite", "diffedit", "regionwise", "inpaint"])
     e.add_argument("-o", "--output", help="edited image path (default: <image>-edited.png)")
     e.add_argument("--mask-out", help="save the edit region (the mask, dilated) as a PNG")

@@ -3,7 +3,8 @@
     receive -> understand -> ground -> select -> segment -> edit -> score -> judge -> respond
        |           |            \\          \\-> clarify (interrupt) -> segment | understand | receive | respond
        |           |             \\-> (nothing found) respond
-       |           +-> segment (a follow-up on the last edit's region: no grounding, no SAM; global edits)
+       |           +-> segment (a follow-up on the last edit's region or on the region the user
+       |           |            selected: no grounding, no SAM; global edits)
        |           +-> command (undo, redo, go to version k, show mask; retry / stronger / other one -> segment)
        |           +-> clarify (no referent for "it") ; +-> respond (chat)
        +-> command (the UI's "go to version k")
@@ -94,23 +95,41 @@ def cancel_flag():
 def _safe(name: str, fn: Callable[[State], dict]) -> Callable[[State], dict]:
     """Turn a failure inside a node into a one-sentence reply; the state is left as it was.
 
-    A set cancel flag stops the turn before any node but ``receive`` and ``respond`` runs."""
+    A set cancel flag stops the turn before any node but ``receive`` and ``respond`` runs.
+    Each run of the node is announced on the custom stream (what ``Session.send(progress=)``
+    receives): ``{"node": name, "event": "start"}``, then ``{"node": name, "event": "end",
+    "outcome": "done" | "failed" | "asked" | "stopped", "seconds": s}`` ("asked": an interrupt, the
+    question is open; "stopped": Stop / Ctrl-C).
+    """
     @functools.wraps(fn)
     def node(state: State) -> dict:
+        writer = get_stream_writer()
+        started, outcome = time.perf_counter(), "done"
+        writer({"node": name, "event": "start"})
         try:
             flag = cancel_flag()
             if name not in ("receive", "respond") and flag is not None and flag.is_set():
                 raise Cancelled(f"It was stopped before the {name} step.")
-            return fn(state)
+            update = fn(state)
+            if ((update or {}).get("reply") or {}).get("error"):
+                outcome = "failed"
+            return update
         except GraphBubbleUp:  # interrupts and other control flow belong to LangGraph
+            outcome = "asked"
             raise
         except Cancelled as err:
+            outcome = "stopped"
             return {"reply": {"text": replies.stopped(str(err)), "error": False, "cancelled": True}}
         except LocaleditError as err:
+            outcome = "failed"
             return {"reply": {"text": str(err), "error": True}}
         except Exception as err:  # noqa: BLE001 - the last net: log it, tell the user one line
+            outcome = "failed"
             log.exception("node %s failed", name)
             return {"reply": {"text": replies.failed(name, type(err).__name__), "error": True}}
+        finally:
+            writer({"node": name, "event": "end", "outcome": outcome,
+                    "seconds": round(time.perf_counter() - started, 3)})
     return node
 
 
@@ -196,7 +215,7 @@ class _Nodes:
             parent = state.get("cursor") if versions else None
             versions.append({"path": upload, "note": "the photo you uploaded", "parent": parent, "child": None,
                              "caption": None, "record": None})
-            update.update(versions=show(versions, len(versions) - 1), cursor=len(versions) - 1)
+            update.update(versions=show(versions, len(versions) - 1), cursor=len(versions) - 1, selection=None)
             if not text:
                 update["reply"] = {"text": replies.GOT_PHOTO, "images": {"current": upload}}
         elif not text:
@@ -217,10 +236,11 @@ class _Nodes:
                 update["reply"] = {"text": replies.UPLOAD_FIRST}
             return update
         record = current_record(state)
+        about = referent.of_selection(state.get("selection"), current) or record  # what "it" is
         caption, versions, entry = self._caption(state)
-        last = EditPlan.model_validate(record["plan"]) if record and record.get("plan") else None
+        last = EditPlan.model_validate(about["plan"]) if about and about.get("plan") else None
         context = ParseContext(last_plan=last, has_image=current is not None, caption=caption,
-                               referent=referent.describe(record))
+                               referent=referent.describe(about))
         history = [(m["role"], m["text"]) for m in (state.get("messages") or [])[-HISTORY_TURNS * 2 - 1:-1]]
         started = time.perf_counter()
         understood = call("the language model", self.understander.understand, state["text"], context, history)
@@ -239,11 +259,12 @@ class _Nodes:
             update.update(plan=result.model_dump(), base=current, base_index=state.get("cursor", 0))
             if result.revise_last and record:  # "no, the left one": redo the edit on screen differently
                 update.update(base=record["base"], base_index=record["base_index"])
-            elif referent.follows_up(result, record, state["text"]):  # "now make it red": the same region
-                now = referent.names(record)[0]  # "it" may have come back as the old name ("cat" for the fox)
+            elif referent.follows_up(result, about, state["text"]):  # "now make it red": the same region
+                now = referent.names(about)[0]  # "it" may have come back as the old name ("cat" for the fox)
                 update["plan"] = result.model_copy(update={"target": now, "attribute": None}).model_dump()
-                update.update(referent.reuse(record))
-                update["report"] = self.report(update, _entry("ground", False, "the region of the last edit"))
+                update.update(referent.reuse(about))
+                why = "the region you selected" if about is not record else "the region of the last edit"
+                update["report"] = self.report(update, _entry("ground", False, why))
         elif isinstance(result, Clarify):
             update["question"] = {"text": replies.with_cancel_hint(result.question), "kind": "referent",
                                   "original": state["text"]}
@@ -528,10 +549,13 @@ class _Nodes:
                               source_caption=plan.source_caption, target_caption=plan.target_caption,
                               seed=attempt["seed"], strength=attempt["strength"], **knobs)
         mask = self.store.open_mask(state["mask"]) if masked and state.get("mask") else None
+        number = len(state.get("attempts") or []) + 1  # "attempt 2 of 3" (the queue may still shrink)
+        attempts = number + len(rest)
         started = time.perf_counter()
         result = self.worker.edit(self.store.open(state["base"]), mask, request,
                                   progress=lambda step, total: writer({"stage": "edit", "step": step,
-                                                                        "total": total, "editor": attempt["editor"]}),
+                                                                        "total": total, "editor": attempt["editor"],
+                                                                        "attempt": number, "attempts": attempts}),
                                   cancel=cancel_flag())
         done = {**attempt, "path": self.store.put(result.image), "masked": mask is not None,
                 "indices": (state.get("choice") or {}).get("indices"), "mask": state.get("mask"),
@@ -611,6 +635,7 @@ class _Nodes:
                                  kept_why=best.get("why", ""), problems=best.get("problems") or [], note=note or "",
                                  knob=f"{best['why']}: {best['knob']}" if best.get("knob") else "")
         return {"versions": show(versions, len(versions) - 1), "cursor": len(versions) - 1, "report": report,
+                "selection": None,
                 "reply": {"text": text, "images": images, "scores": best.get("scores"),
                           "attempts": [{k: a.get(k) for k in ("editor", "strength", "guidance_scale",
                                                               "image_guidance_scale", "seed", "why", "knob",

@@ -12,6 +12,13 @@ different object, another qualifier or attribute, a count that does not match, o
 A follow-up reuses the region as it is: the same detections, chosen boxes and object mask, on the
 image the edit produced, so it runs no GroundingDINO and no SAM; the new version's caption is the
 plan's target caption, so it runs no BLIP-2 either.
+
+A region the user pointed at (``State.selection``, made by ``agent.pointing`` from a click or
+"select the cat on the left") is the referent instead, while it is on the image on screen and
+until an edit uses it: :func:`of_selection` makes it a record of the same shape, so the same
+``describe`` / ``follows_up`` / ``reuse`` apply. Any localized plan is about the selection unless
+it names another object than the selection's (a selection without a name takes any name: the
+user pointed at the thing they mean).
 """
 
 from __future__ import annotations
@@ -38,6 +45,25 @@ def _said(name: str, text: str) -> bool:
     return bool(head[0]) and head[0] in words
 
 
+UNNAMED = "region"
+"""The name of a selection whose object has no name (nothing grounded under the click)."""
+
+
+def of_selection(selection: Optional[dict[str, Any]], current: Optional[str]) -> Optional[EditRecord]:
+    """The pending selection as the record of a region (None: none, or made on another image than ``current``).
+
+    ``selection`` is ``State.selection``: ``{"base", "points", "box", "label", "mask", "note"}``.
+    """
+    if not selection or not current or selection.get("base") != current or not selection.get("mask"):
+        return None
+    label = selection.get("label") or UNNAMED
+    box = [float(v) for v in selection["box"]]
+    return {"plan": {"action": "attribute", "target": label}, "base": current,
+            "detections": [{"label": label, "score": 1.0, "box": box}], "numbering": [0], "chosen": [0],
+            "alternatives": [], "boxes": [box], "mask": selection["mask"], "where": {"how": "selected", "total": 1},
+            "selected": True}
+
+
 def region_of(record: Optional[EditRecord]) -> bool:
     """Whether ``record`` edited a region that a follow-up can refer to (not a global edit or a removal)."""
     if not record or not record.get("chosen") or not record.get("mask"):
@@ -59,6 +85,9 @@ def follows_up(plan: EditPlan, record: Optional[EditRecord], text: str) -> bool:
     """Whether ``plan`` (made from the message ``text``) is about the region ``record`` edited."""
     if not region_of(record) or plan.action == "global" or plan.revise_last or not plan.target:
         return False
+    if record.get("selected"):  # pointed at: "it", its name, or any name when it has none
+        now = names(record)[0]
+        return now == UNNAMED or _norm(plan.target) in {now, UNNAMED} or not _said(plan.target, text)
     last = EditPlan.model_validate(record["plan"])
     now, old = names(record)
     target = _norm(plan.target)
@@ -81,6 +110,9 @@ def describe(record: Optional[EditRecord]) -> Optional[str]:
     if not region_of(record):
         return None
     now, _ = names(record)
+    if record.get("selected"):
+        return "the region the user selected on the photo" if now == UNNAMED else \
+            f"the {now} the user selected on the photo"
     n = len(record.get("chosen") or [])
     plan = record.get("plan") or {}
     thing = now if n == 1 else f"{n} {pluralize(now)}"
@@ -92,6 +124,10 @@ def reuse(record: EditRecord) -> dict[str, Any]:
     """The state update that edits ``record``'s region again: its detections, boxes and mask."""
     where = dict(record.get("where") or {})
     chosen = list(record.get("chosen") or [])
+    if record.get("selected"):
+        return {"detections": list(record["detections"]), "numbering": [0], "mask": record["mask"], "mask_for": [0],
+                "choice": {"indices": [0], "certain": True, "alternatives": [], "how": "selected", "total": 1,
+                           "numbers": [], "reason": "the region you selected", "selected": True}}
     return {"detections": list(record.get("detections") or []), "numbering": list(record.get("numbering") or []),
             "mask": record.get("mask"), "mask_for": chosen,
             "choice": {"indices": chosen, "certain": True, "alternatives": list(record.get("alternatives") or []),

@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 from agent.parser import pluralize
 
 HOW = ("only", "one_clear", "position", "all", "half", "guess", "group", "count", "user", "other", "referent",
-       "global", "fallback")
+       "selected", "global", "fallback")
 """How the edited objects were picked (``Where.how``)."""
 
 PREFIX_DESCS = ("leftmost", "rightmost", "topmost", "bottommost", "largest", "smallest")
@@ -81,6 +81,8 @@ def where(w: Where) -> str:
     if w.how == "fallback":
         return (f"the whole image: the edits of the {w.name if w.chosen == 1 else names} alone scored worse, "
                 f"so I kept plain InstructPix2Pix")
+    if w.how == "selected":  # pointed at (agent.pointing): a click or "select the cat on the left"
+        return "the region you selected" if w.name in ("region", "object") else f"the {w.name} you selected"
     if w.how == "referent":
         return f"the same {w.name if w.chosen == 1 else f'{w.chosen} {names}'} as the last edit"
     if w.how == "only" or (w.total == 1 and w.how in ("all", "half", "group", "position")):

@@ -36,7 +36,6 @@ from typing import Callable, Optional, Sequence
 
 from pydantic import BaseModel, Field
 
-from agent.parser import pluralize
 from agent.plan import (
     EXTREMES, ORDINAL_WORDS, Clarify, EditPlan, normalize_qualifier, parse_ordinal_qualifier,
 )

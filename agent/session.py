@@ -146,13 +146,14 @@ class Session:
             upload = conv.store.put(pil.convert("RGB"))
         return self._turn({"text": text, "upload": upload}, progress)
 
-    def select_version(self, number: int) -> Reply:
+    def select_version(self, number: int, progress: Optional[Callable[[dict], None]] = None) -> Reply:
         """Make version ``number`` (1-based, as ``versions()`` numbers them) the one on screen.
 
         Like undo / redo: nothing is deleted, and an edit made from there starts a new branch while
-        the others stay in ``versions()``. An open question is dropped.
+        the others stay in ``versions()``. An open question is dropped. ``progress`` gets the turn's
+        stage events, as in ``send``.
         """
-        return self._turn({"text": "", "goto": int(number)}, None)
+        return self._turn({"text": "", "goto": int(number)}, progress)
 
     def cancel(self) -> bool:
         """Stop this session's running turn (the edit stops at its next diffusion step); whether one was running.
@@ -274,3 +275,26 @@ class Session:
         """The edit record of the version on screen (None for an uploaded photo)."""
         record = current_record(self.state())
         return dict(record) if record else None
+
+    def selection(self) -> Optional[dict[str, Any]]:
+        """The region pointed at for the next edit (``agent.state.State.selection``), if any."""
+        return self.state().get("selection")
+
+    def set_selection(self, selection: Optional[dict[str, Any]]) -> None:
+        """Point at a region of the current image for the next localized edit (None: forget it).
+
+        ``agent.pointing`` makes the value (from a click or "select the cat on the left"); the next
+        localized edit takes it as the referent (``agent.referent.of_selection``). Refused
+        (LocaleditError, one sentence) while a question is open (the click answers it instead) or
+        while a turn of this thread is running (under the thread's lock, so no turn overwrites it).
+        """
+        conv = self.conversations
+        lock = ThreadLock(conv.locks, self.thread_id)
+        if not lock.acquire(conv.settings.turn_wait):
+            raise LocaleditError(replies.busy(conv.settings.turn_wait))
+        try:
+            if self.pending() is not None:
+                raise LocaleditError("Answer the open question first (or say \"cancel\").")
+            conv.graph.update_state(self._config, {"selection": selection})
+        finally:
+            lock.release()

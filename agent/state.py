@@ -37,6 +37,7 @@ class EditRecord(TypedDict, total=False):
     strength: float
     scores: Optional[dict[str, Any]]
     certain: bool
+    selected: bool  # True only in a pending selection seen as a record (agent.referent.of_selection)
 
 
 class Version(TypedDict, total=False):
@@ -105,6 +106,10 @@ class State(TypedDict, total=False):
     versions: list[Version]  # the image history (a tree, see above); versions[cursor] is on screen
     cursor: int
     caption: Optional[dict[str, Any]]  # {"path", "text", "source"}: how the current image was described this turn
+    # a region the user pointed at (a click, or "select the cat on the left"; agent.pointing), the
+    # referent of the next localized edit instead of grounding while ``base`` is the image on screen:
+    # {"base", "points": [[x, y, label]], "box", "label", "mask", "note"}
+    selection: Optional[dict[str, Any]]
 
     # --- this turn -----------------------------------------------------------------------
     text: str  # the user's message

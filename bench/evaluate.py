@@ -340,13 +340,21 @@ def prepare(sample: Sample, config: EvalConfig) -> Prepared:
 
 
 def _region(prep: Prepared, use_gt: bool) -> tuple[dict[str, Any], str]:
-    """``run_edit`` region arguments and where the region comes from."""
+    """``run_edit`` region arguments and where the region comes from.
+
+    A sample's ``points`` are the user's clicks: they refine the ground-truth box (``use_gt``)
+    or pick the grounded detection they fall in, and alone they are the region prompt.
+    """
+    clicks = {"points": [p[:2] for p in prep.sample.points],
+              "point_labels": [p[2] for p in prep.sample.points]} if prep.sample.points else {}
     if use_gt and prep.gt_mask is not None:
         return {"mask": prep.gt_mask}, "gt-mask"
     if use_gt and prep.sample.box is not None:
-        return {"box": prep.sample.box}, "gt-box"
+        return {"box": prep.sample.box, **clicks}, "gt-box+points" if clicks else "gt-box"
     if prep.target:
-        return {"target": prep.target}, "grounded"
+        return {"target": prep.target, **clicks}, "grounded+points" if clicks else "grounded"
+    if clicks:
+        return clicks, "points"
     return {}, "none"
 
 
@@ -415,7 +423,7 @@ def result_row(prep: Prepared, editor: str, result: EditReport, region_source: s
         ref = prep.reference.resize(result.image.size, Image.Resampling.LANCZOS)
         row["ref_l1"], row["ref_l2"] = (_round(v) for v in masked_l1_l2(ref, result.image))
     if "ground" in result.timings and prep.gt_box is not None:  # grounding ran: did it find the object?
-        found = region_source == "grounded" and result.box is not None
+        found = region_source.startswith("grounded") and result.box is not None
         overlap = iou(result.box, prep.gt_box) if found else 0.0
         row["gt_iou"], row["gt_hit"] = round(overlap, 4), overlap >= 0.5
     timings = {f"t_{k}": round(v, 4) for k, v in result.timings.items() if k in report.STAGES}

@@ -13,8 +13,9 @@ Layouts (``fmt`` names):
     1-based number among samples, zero-padded to 6 digits), ``source_caption``,
     ``target_caption``, ``target`` (the grounding phrase), ``box`` (ground truth,
     ``[x0, y0, x1, y1]`` or ``"x0,y0,x1,y1"`` in pixels), ``mask`` (ground-truth mask image:
-    white = the object), ``reference`` (a ground-truth edited image), ``seed``. Any other
-    field is kept in ``Sample.meta``.
+    white = the object), ``reference`` (a ground-truth edited image), ``seed``, ``points``
+    (clicks on the object, SAM point prompts: ``[[x, y], [x, y, 0], ...]`` or ``"x,y;x,y,0"``,
+    a third value 0 = not on the object). Any other field is kept in ``Sample.meta``.
 
 ``magicbrush``
     The MagicBrush split folder (``dev/`` or ``test/``; give the folder or its
@@ -77,7 +78,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 import numpy as np
 from PIL import Image
 
-from tools.images import load_mask, parse_box, resize_mask
+from tools.images import load_mask, parse_box, parse_point, resize_mask
 from tools.types import Box, ImageError, LocaleditError
 
 FORMATS = ("jsonl", "magicbrush", "piebench", "ip2p")
@@ -107,6 +108,7 @@ class Sample:
     mask_rle: Optional[list[int]] = None  # PIE-Bench run-length mask
     reference: Optional[Path] = None  # a ground-truth edited image
     seed: Optional[int] = None
+    points: list[tuple[float, float, int]] = field(default_factory=list)  # (x, y, label) clicks on the object
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -136,7 +138,7 @@ class Sample:
                 "target": self.target, "box": list(self.box) if self.box else None,
                 "mask": str(self.mask) if self.mask else ("rle" if self.mask_rle else None),
                 "reference": str(self.reference) if self.reference else None,
-                "seed": self.seed, "meta": self.meta}
+                "seed": self.seed, "points": [list(p) for p in self.points], "meta": self.meta}
 
 
 # --------------------------------------------------------------------------- masks
@@ -203,8 +205,24 @@ def _box(value: Any, where: str) -> Optional[Box]:
         raise ManifestError(f"{where}: {err}") from err
 
 
+def _points(value: Any, where: str) -> list[tuple[float, float, int]]:
+    """``[[x, y], [x, y, 0]]`` or ``"x,y;x,y,0"`` as ``(x, y, label)`` triples."""
+    if value in (None, "", []):
+        return []
+    items = value.split(";") if isinstance(value, str) else value
+    out = []
+    for item in items:
+        text = item if isinstance(item, str) else ",".join(str(v) for v in item) if isinstance(item, list) else str(item)
+        try:
+            (x, y), label = parse_point(text)
+        except ValueError as err:
+            raise ManifestError(f"{where}: {err}") from err
+        out.append((x, y, label))
+    return out
+
+
 JSONL_FIELDS = {"id", "image", "instruction", "source_caption", "target_caption", "target", "box",
-                "mask", "reference", "seed"}
+                "mask", "reference", "seed", "points"}
 
 
 def read_jsonl(path: Path) -> Iterator[Sample]:
@@ -240,6 +258,7 @@ def read_jsonl(path: Path) -> Iterator[Sample]:
             mask=root / str(row["mask"]) if row.get("mask") else None,
             reference=root / str(row["reference"]) if row.get("reference") else None,
             seed=int(seed) if seed not in (None, "") else None,
+            points=_points(row.get("points"), where),
             meta={k: v for k, v in row.items() if k not in JSONL_FIELDS},
         )
 

@@ -3,33 +3,22 @@
 * ``PanelSettings``: the settings panel's values (editor, strength, steps, seed, auto-retry,
   max long side), validated, and applied on top of the environment's ``Settings``.
 * ``Backend``: one ``Conversations`` per panel combination, all sharing the loaded models and the
-  SQLite checkpointer file, so changing a setting keeps the thread and reloads nothing.
-* ``ThreadMap``: which conversation thread a browser is in (and its panel values), kept in
-  ``$LOCALEDIT_DATA_DIR/chat_ui.sqlite``; with the agent's own checkpointer this is what makes a
-  reload of the page or a restart of the server resume the conversation.
-* ``BrowserCookie``: ASGI middleware giving each browser a long-lived random id cookie.
+  SQLite checkpointer file, so changing a setting keeps the thread and reloads nothing. A
+  Chainlit thread id is the agent's thread id, so a chat reopened from the sidebar carries on.
 """
 
 from __future__ import annotations
 
-import json
-import secrets
-import sqlite3
 import threading
-import time
-from http.cookies import SimpleCookie
-from pathlib import Path
 from typing import Any, Callable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.session import Conversations, Session
 from tools.config import Settings
-from tools.files import private_dir, private_file
+from tools.files import private_dir
 
 EDITORS = ("auto", "ip2p", "ip2p-composite", "diffedit", "regionwise", "inpaint")
-COOKIE = "localedit_browser"
-COOKIE_MAX_AGE = 400 * 24 * 3600  # browsers cap cookie lifetimes at 400 days
 
 WorkerFactory = Callable[[Settings, Optional[Any]], Any]
 """``factory(settings, base_worker)``: the worker for one panel combination. ``base_worker`` is the
@@ -116,8 +105,7 @@ class Backend:
         self._base_worker = None
         self._conversations: dict[PanelSettings, Conversations] = {}
         self._lock = threading.Lock()
-        data = private_dir(self.settings.data_dir)  # owner-only, as the conversations make it
-        self.threads = ThreadMap(private_file(data / "chat_ui.sqlite"))
+        private_dir(self.settings.data_dir)  # owner-only, as the conversations make it
 
     @property
     def defaults(self) -> PanelSettings:
@@ -147,96 +135,6 @@ class Backend:
             for conv in self._conversations.values():
                 conv.close()
             self._conversations.clear()
-
-
-class ThreadMap:
-    """Browser id -> its current conversation thread and panel values (a small SQLite table)."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        with self._connect() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS browsers (browser TEXT PRIMARY KEY, thread TEXT NOT NULL, "
-                       "panel TEXT, updated REAL NOT NULL)")
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(str(self.path), timeout=10)
-
-    def thread_for(self, browser: str) -> str:
-        """The browser's thread; a new one the first time."""
-        with self._connect() as db:
-            row = db.execute("SELECT thread FROM browsers WHERE browser = ?", (browser,)).fetchone()
-        return row[0] if row else self.new_thread(browser)
-
-    def new_thread(self, browser: str) -> str:
-        """Start the browser on a fresh thread (the old one stays in the checkpointer)."""
-        thread = new_id(12)
-        with self._connect() as db:
-            db.execute("INSERT INTO browsers (browser, thread, updated) VALUES (?, ?, ?) "
-                       "ON CONFLICT(browser) DO UPDATE SET thread = excluded.thread, updated = excluded.updated",
-                       (browser, thread, time.time()))
-        return thread
-
-    def panel_for(self, browser: str) -> Optional[dict[str, Any]]:
-        with self._connect() as db:
-            row = db.execute("SELECT panel FROM browsers WHERE browser = ?", (browser,)).fetchone()
-        return json.loads(row[0]) if row and row[0] else None
-
-    def save_panel(self, browser: str, panel: PanelSettings) -> None:
-        self.thread_for(browser)  # make sure the row exists
-        with self._connect() as db:
-            db.execute("UPDATE browsers SET panel = ?, updated = ? WHERE browser = ?",
-                       (panel.model_dump_json(), time.time(), browser))
-
-
-def new_id(length: int = 32) -> str:
-    """A random hex id of ``length`` characters."""
-    return secrets.token_hex(length // 2)
-
-
-def browser_from_cookie_header(header: Optional[str]) -> Optional[str]:
-    """The browser id in a ``Cookie:`` header, if it has a well-formed one."""
-    if not header:
-        return None
-    jar = SimpleCookie()
-    try:
-        jar.load(header)
-    except Exception:  # noqa: BLE001 - a malformed header is just "no cookie"
-        return None
-    morsel = jar.get(COOKIE)
-    value = morsel.value if morsel else ""
-    return value if 8 <= len(value) <= 64 and value.isalnum() else None
-
-
-class BrowserCookie:
-    """ASGI middleware: a page load without the browser-id cookie gets one (``Set-Cookie``)."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or not _wants_page(scope) or browser_from_cookie_header(_header(scope, b"cookie")):
-            await self.app(scope, receive, send)
-            return
-        cookie = (f"{COOKIE}={new_id(32)}; Path=/; Max-Age={COOKIE_MAX_AGE}; SameSite=Lax; HttpOnly").encode()
-
-        async def send_with_cookie(message):
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie)]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_cookie)
-
-
-def _header(scope, name: bytes) -> Optional[str]:
-    for key, value in scope.get("headers") or []:
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return None
-
-
-def _wants_page(scope) -> bool:
-    """A browser navigating to a page (not an asset, API or socket request)."""
-    return scope.get("method") == "GET" and "text/html" in (_header(scope, b"accept") or "")
 
 
 _backend: Optional[Backend] = None

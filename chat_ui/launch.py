@@ -1,19 +1,27 @@
 """``localedit chat``: start the Chainlit chat UI and print its address.
 
-    localedit chat                                  # http://127.0.0.1:8000
+    localedit chat                                  # http://127.0.0.1:8000, no login (this machine only)
     localedit chat --models ./tiny-models --port 8765 --data-dir /tmp/le
+    LOCALEDIT_CHAT_PASSWORD=... localedit chat --host 0.0.0.0   # other machines: a password is required
 
 Chainlit runs as a child process (``python -m chainlit run chat_ui/app.py --headless``) with its
-app root in ``<data dir>/chainlit``: this package's ``chainlit.toml`` is copied there as
-``.chainlit/config.toml`` and ``chainlit.md`` as the readme, so the files Chainlit writes (uploads,
-translations) stay out of the source tree and an installed package carries its config. ``--models``, ``--data-dir`` and ``--device`` reach the app as ``LOCALEDIT_*`` variables.
+app root in ``<data dir>/chainlit`` (:func:`prepare_app_root`): this package's ``chainlit.toml`` is
+written there as ``.chainlit/config.toml`` (with the allowed origins), ``chainlit.md`` as the
+readme, ``public/`` (the PhotoPicker element, fonts, CSS and script: nothing is loaded from the
+internet) and the English texts (``translations/en-US.json``, Chainlit's with our footer), so the
+files Chainlit writes (uploads) stay out of the source tree and an installed package carries its
+config. The signing secret of the login cookie is made once and kept, owner-only, in
+``<data dir>/chainlit/auth_secret``. ``--models``, ``--data-dir`` and ``--device`` reach the app as
+``LOCALEDIT_*`` variables.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -52,6 +60,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
     if args.models and not Path(args.models).is_dir():
         raise LocaleditError(f"No models folder at {args.models}; make tiny ones with "
                              f"`localedit models make-tiny {args.models}` or download with `localedit models download`.")
+    from chat_ui.access import check_listen
+
+    refusal = check_listen(args.host, settings)
+    if refusal:
+        raise LocaleditError(refusal)
     if not port_free(args.host, args.port):
         raise LocaleditError(f"Port {args.port} on {args.host} is already in use; pick another with --port.")
     env = {"LOCALEDIT_DATA_DIR": str(Path(settings.data_dir).resolve())}
@@ -59,7 +72,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         env["LOCALEDIT_MODELS_DIR"] = str(Path(args.models).resolve())
     if args.device:
         env["LOCALEDIT_DEVICE"] = args.device
-    proc = start(args.host, args.port, Path(settings.data_dir), env=env)
+    proc = start(args.host, args.port, Path(settings.data_dir), env=env, settings=settings)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops the child
     try:
         url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::', '') else args.host}:{args.port}"
@@ -73,13 +86,68 @@ def cmd_chat(args: argparse.Namespace) -> int:
         stop(proc)
 
 
-def prepare_app_root(data_dir: Path) -> Path:
-    """``<data_dir>/chainlit`` with this package's Chainlit config and readme in it."""
+FOOTER_OFFLINE = "Edits run on this machine; instructions are read by the built-in parser (no LLM)."
+FOOTER_LLM = "Edits run on this machine; an LLM reads your instructions and can misread them: check the result."
+
+
+def prepare_app_root(data_dir: Path, settings=None) -> Path:
+    """``<data_dir>/chainlit``: config (origins from ``settings``), readme, public files, English texts."""
+    from tools.config import Settings
+
+    settings = settings or Settings()
     root = Path(data_dir).resolve() / "chainlit"
-    (root / ".chainlit").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(HERE / "chainlit.toml", root / ".chainlit" / "config.toml")
+    (root / ".chainlit" / "translations").mkdir(parents=True, exist_ok=True)
+    origins = json.dumps(list(settings.chat_origins))
+    config = (HERE / "chainlit.toml").read_text(encoding="utf-8").replace('allow_origins = ["*"]',
+                                                                           f"allow_origins = {origins}")
+    _write(root / ".chainlit" / "config.toml", config)
     shutil.copyfile(HERE / "chainlit.md", root / "chainlit.md")
+    shutil.copytree(HERE / "public", root / "public", dirs_exist_ok=True)
+    _write(root / ".chainlit" / "translations" / "en-US.json", json.dumps(texts(settings), indent=1))
     return root
+
+
+def texts(settings) -> dict:
+    """Chainlit's English texts with localedit's footer (no "LLMs can make mistakes" without an LLM)
+    and step headers that are just the step's name (Chainlit prefixes "Used")."""
+    import chainlit
+
+    base = json.loads((Path(chainlit.__file__).parent / "translations" / "en-US.json").read_text(encoding="utf-8"))
+    llm = bool(settings.llm_model and (os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL")))
+    base["chat"]["watermark"] = FOOTER_LLM if llm else FOOTER_OFFLINE
+    base["chat"]["messages"]["status"].update(using="", used="")
+    base["common"]["actions"]["reset"] = "Undo changes"
+    return base
+
+
+def auth_secret(root: Path) -> str:
+    """The secret that signs login cookies: made once, kept owner-only beside the app root."""
+    path = Path(root) / "auth_secret"
+    if not path.is_file() or len(path.read_text().strip()) < 32:
+        _write(path, secrets.token_urlsafe(48))
+    os.chmod(path, 0o600)
+    return path.read_text().strip()
+
+
+def settings_in(env: dict) -> "Settings":  # noqa: F821 - tools.config is imported late (startup time)
+    """The ``Settings`` a process with environment ``env`` reads."""
+    from tools.config import Settings
+
+    saved = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        return Settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _write(path: Path, text: str) -> None:
+    """Write ``text`` all or nothing (a temporary file, then a rename)."""
+    part = path.with_name(path.name + ".part")
+    part.write_text(text, encoding="utf-8")
+    os.replace(part, path)
 
 
 def chainlit_command(host: str, port: int, app_file: Path = APP_FILE) -> list[str]:
@@ -87,17 +155,20 @@ def chainlit_command(host: str, port: int, app_file: Path = APP_FILE) -> list[st
 
 
 def start(host: str, port: int, data_dir: Path, *, app_file: Path = APP_FILE, env: Optional[dict] = None,
-          **popen) -> subprocess.Popen:
+          settings=None, **popen) -> subprocess.Popen:
     """Start Chainlit on ``host:port`` as a child process (not waiting for it to answer).
 
     ``env`` is added to this process's environment; a None value removes that variable.
+    ``settings`` (default: from that environment) decide the allowed origins and the footer.
     """
     if importlib.util.find_spec("chainlit") is None:  # not imported: importing it writes files in the cwd
         from tools.types import LocaleditError
 
         raise LocaleditError("The chat UI needs Chainlit: pip install chainlit")
     child = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
-    child["CHAINLIT_APP_ROOT"] = str(prepare_app_root(data_dir))
+    root = prepare_app_root(data_dir, settings or settings_in(child))
+    child["CHAINLIT_APP_ROOT"] = str(root)
+    child["CHAINLIT_AUTH_SECRET"] = auth_secret(root)
     child["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), child.get("PYTHONPATH")) if p)
     child.setdefault("TOKENIZERS_PARALLELISM", "false")
     return subprocess.Popen(chainlit_command(host, port, app_file), env=child, **popen)

@@ -53,6 +53,44 @@ def registry(settings):
     return ModelRegistry(settings)
 
 
+@pytest.fixture
+def sam(registry):
+    """The tiny SAM model."""
+    return registry.get("sam").model
+
+
+@pytest.fixture
+def segmenter(sam):
+    """A ``Segmenter`` around the tiny SAM, with its own embedding cache."""
+    from tools.cache import ByteLRU
+    from tools.segment import Segmenter
+
+    return Segmenter(sam, cache=ByteLRU(64 << 20, "sam"))
+
+
+@pytest.fixture
+def encoder_runs(sam):
+    """How many times SAM's image encoder has run since the test started."""
+    runs = []
+    handle = sam.image_encoder.register_forward_hook(lambda *_: runs.append(1))
+    yield runs
+    handle.remove()
+
+
+@pytest.fixture
+def empty_decoder(sam):
+    """SAM's mask decoder answering with all-background logits (an empty mask for any prompt)."""
+    import torch
+
+    def hook(module, args, output):
+        low_res, iou_pred = output
+        return torch.full_like(low_res, -100.0), iou_pred
+
+    handle = sam.mask_decoder.register_forward_hook(hook)
+    yield
+    handle.remove()
+
+
 def scene(size=(160, 120), boxes=((20, 40, 60, 90), (100, 30, 140, 100))) -> Image.Image:
     """A test photo: a grey gradient background with coloured blobs (the 'objects') at ``boxes``."""
     w, h = size
@@ -81,3 +119,11 @@ def photo_path(tmp_path) -> Path:
     path = tmp_path / "cats.png"
     scene(SIZE, boxes=CATS).save(path)
     return path
+
+
+@pytest.fixture
+def chat(conversations, photo_path):
+    """A new session on the test module's ``conversations`` fixture, the photo of ``photo_path`` uploaded."""
+    session = conversations.session()
+    session.send("", image=photo_path)
+    return session

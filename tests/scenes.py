@@ -38,10 +38,10 @@ class SceneWorker(LocalWorker):
             raise WorkerUnavailableError("The captioner is not reachable right now.")
         return super().caption(image)
 
-    def segment(self, image, boxes):
+    def segment(self, image, boxes=(), points=(), point_labels=None):
         self.segment_calls += 1
         self._check()
-        return super().segment(image, boxes)
+        return super().segment(image, boxes, points=points, point_labels=point_labels)
 
     def calls(self) -> tuple[int, int, int]:
         """``(captions, groundings, segmentations)`` asked so far."""

@@ -189,8 +189,13 @@ def test_progress_is_streamed(conversations, photo_path):
     chat.send("", image=photo_path)
     events = []
     chat.send("make the leftmost cat red", progress=events.append)
-    steps = [e["step"] for e in events if e.get("stage") == "edit"]
-    assert steps and steps == sorted(steps) and steps[-1] == events[-1]["total"]
+    progress = [e for e in events if e.get("stage") == "edit"]
+    steps = [e["step"] for e in progress]
+    assert steps and steps == sorted(steps) and steps[-1] == progress[-1]["total"]
+    assert progress[-1]["attempt"] == 1 and progress[-1]["attempts"] >= 1
+    nodes = [(e["node"], e["event"]) for e in events if "node" in e]  # each node run is announced
+    assert nodes[:2] == [("receive", "start"), ("receive", "end")] and ("edit", "end") in nodes
+    assert nodes[-1] == ("respond", "end") and all(e["seconds"] >= 0 for e in events if e.get("event") == "end")
 
 
 def test_offline_notice_is_said_once(conversations, photo_path):

@@ -1,8 +1,9 @@
 """The chat UI: its pieces without a browser, then the real app end to end in headless Chromium.
 
-The browser tests start Chainlit (``tests/ui_helpers.py``: the real app, grounding fixed to the test
-scene) with the tiny models on a free loopback port, and drive it with Playwright and Debian's
-Chromium. Screenshots of every stage go to ``artifacts/ui/`` in the repository root.
+The browser tests start Chainlit once for the module (``tests/ui_helpers.py``: the real app, grounding
+fixed to the test scene) with the tiny models on a free loopback port, and drive it with Playwright and
+Debian's Chromium. Screenshots of every stage go to ``artifacts/ui/`` in the repository root. The tiny
+models' pixels are noise: the tests check where the edit happened and what the page says and does.
 """
 
 from __future__ import annotations
@@ -10,20 +11,26 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import io
+import json
 import re
+import stat
 import subprocess
+import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from agent.llm import Understander
+from agent.session import Reply
 from chat_ui import render
-from chat_ui.backend import (COOKIE, Backend, BrowserCookie, PanelSettings, ThreadMap,
-                             browser_from_cookie_header)
+from chat_ui.access import Guard, check_listen, check_password, origin_allowed
+from chat_ui.backend import Backend, PanelSettings
+from chat_ui.page import LocalPage, strip_external_links
 from tests.conftest import free_port, scene
-from tests.scenes import CATS, SIZE, SceneWorker, agent_settings
+from tests.scenes import CATS, SIZE, SceneWorker, agent_settings, inside
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "artifacts" / "ui"
@@ -31,6 +38,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 TURN_TIMEOUT_MS = 120_000  # the first turn loads every tiny model
+HEADER = "button[id^='step-'], p[id^='step-']"  # a step's header (its name)
 
 
 # --- the pieces, without a browser -------------------------------------------------------------
@@ -49,44 +57,8 @@ def test_panel_settings_validate_coerce_and_apply(settings):
     assert applied.models_dir == settings.models_dir and "diffedit" in panel.describe()
 
 
-def test_thread_map_keeps_a_browser_on_its_thread(tmp_path):
-    threads = ThreadMap(tmp_path / "chat_ui.sqlite")
-    first = threads.thread_for("browser1")
-    assert threads.thread_for("browser1") == first != threads.thread_for("browser2")
-    threads.save_panel("browser1", PanelSettings(seed=5))
-    again = ThreadMap(tmp_path / "chat_ui.sqlite")  # a restarted server
-    assert again.thread_for("browser1") == first and again.panel_for("browser1")["seed"] == 5
-    fresh = again.new_thread("browser1")  # "New chat"
-    assert fresh != first and threads.thread_for("browser1") == fresh
-
-
-def test_browser_cookie_is_set_once_and_read_back():
-    assert browser_from_cookie_header(f"a=1; {COOKIE}=abcdef0123456789; b=2") == "abcdef0123456789"
-    assert browser_from_cookie_header(f"{COOKIE}=x") is None and browser_from_cookie_header("junk;;=") is None
-
-    async def page(scope, receive, send):
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-    def headers_of(request_headers):
-        sent = []
-
-        async def send(message):
-            sent.append(message)
-
-        scope = {"type": "http", "method": "GET", "path": "/", "headers": request_headers}
-        asyncio.run(BrowserCookie(page)(scope, None, send))
-        return dict(sent[0]["headers"])
-
-    set_cookie = headers_of([(b"accept", b"text/html")]).get(b"set-cookie", b"").decode()
-    assert set_cookie.startswith(f"{COOKIE}=") and "HttpOnly" in set_cookie
-    value = set_cookie.split(";")[0]
-    assert b"set-cookie" not in headers_of([(b"accept", b"text/html"), (b"cookie", value.encode())])
-    assert b"set-cookie" not in headers_of([(b"accept", b"application/json")])  # not a page load
-
-
-def test_turn_steps_show_the_work(settings, registry, tmp_path):
-    """The steps of an edit turn and of a question, from a real agent turn."""
+def test_turn_details_only_for_the_stages_that_ran(settings, registry, tmp_path):
+    """From real agent turns: the details a turn shows, and that nothing of an earlier turn leaks in."""
     s = agent_settings(settings, tmp_path)
     backend = Backend(s, worker_factory=lambda st, base: SceneWorker(st, registry=registry),
                       understander=Understander(None))
@@ -94,35 +66,237 @@ def test_turn_steps_show_the_work(settings, registry, tmp_path):
     photo = tmp_path / "cats.png"
     scene(SIZE, boxes=CATS).save(photo)
     chat.send("", image=photo)
-    reply = chat.send("turn the leftmost cat into a fox")
-    steps = {v.name: v for v in render.turn_steps(reply, chat.state())}
-    assert list(steps) == ["Caption", "Plan", "Detections", "Mask", "Editor", "Scores"], list(steps)
-    assert "offline parser" in steps["Plan"].text and "`leftmost`" in steps["Plan"].text
-    assert "found 3" in steps["Detections"].text and steps["Detections"].text.count("**chosen**") == 1
-    picture = Image.open(io.BytesIO(steps["Detections"].pictures[0][1]))
-    assert picture.size == SIZE
-    assert steps["Mask"].pictures == [("mask.png", reply.images["mask"])]
-    assert "ip2p-composite" in steps["Editor"].text and "CLIP-GC" in steps["Scores"].text
+    events = []
+    reply = chat.send("turn the leftmost cat into a fox", progress=events.append)
+    ran = {e["node"] for e in events if "node" in e}
+    assert {"understand", "ground", "select", "segment", "edit", "score", "judge", "respond"} <= ran
+    steps = render.turn_steps(reply, chat.state(), ran)
+    assert [v.name for v in steps] == ["Caption", "Plan", "Detections", "Mask", "Attempt 1 of 1"]
+    assert [v.stage for v in steps] == ["understand", "understand", "ground", "segment", "edit:1"]
+    by = {v.name: v for v in steps}
+    assert "offline parser" in by["Plan"].text and "`leftmost`" in by["Plan"].text
+    assert "found 3" in by["Detections"].text and by["Detections"].text.count("**chosen**") == 1
+    alt, picture = by["Detections"].pictures[0]
+    assert alt == "detections of the cat, drawn as boxes on the photo" and Image.open(io.BytesIO(picture)).size == SIZE
+    assert by["Mask"].pictures == [("mask of the cat over the photo", reply.images["mask"])]
+    assert "ip2p-composite" in by["Attempt 1 of 1"].text and "CLIP-GC" in by["Attempt 1 of 1"].text
+    assert render.turn_title(reply, chat.state(), ran, 12.3) == "Edited the cat in 12 s"
+    assert "2 diffusion steps" in render.settings_line(backend.defaults, reply, chat.state())
 
-    asked = chat.send("make the cat blue")
-    names = [v.name for v in render.turn_steps(asked, chat.state())]
-    assert asked.question and names == ["Caption", "Plan", "Detections"]
-    # another panel combination: same thread, same loaded models, new settings
-    other = backend.session("t1", PanelSettings.from_panel({"editor": "diffedit"}, backend.defaults))
-    assert other.pending() is not None and other.conversations.settings.editor == "diffedit"
-    assert other.conversations.worker.registry is backend.conversations(backend.defaults).worker.registry
+    # an undo: the state still holds the edit's detections, but only the command ran
+    events.clear()
+    undone = chat.send("undo", progress=events.append)
+    ran = {e["node"] for e in events if "node" in e}
+    (plan,) = render.turn_steps(undone, chat.state(), ran)  # this turn's reading only: no boxes, mask or attempts
+    assert plan.name == "Plan" and "`undo`" in plan.text and "ground" not in ran
+    assert render.turn_title(undone, chat.state(), ran, 0.2) == "Undid 1 step"
+    # a bad file never reaches the graph: no stage ran, so nothing of the edit above is shown
+    bad = tmp_path / "bad.png"
+    bad.write_text("not a picture")
+    failed = chat.send("make it red", image=bad)
+    assert failed.error and render.turn_steps(failed, chat.state(), set()) == []
+    assert render.turn_title(failed, chat.state(), set(), 0.1) == "Could not do that"
+    asked = chat.send("make the cat blue", progress=events.append)
+    assert asked.question and render.turn_title(asked, chat.state(), {"understand", "ground", "select", "clarify"},
+                                                1.0) == "Asked which cat"
     backend.close()
 
 
-def test_chat_subcommand_arguments():
-    import argparse
+def test_turn_titles_and_alt_texts():
+    state = {"plan": {"action": "global", "target": None}, "choice": None}
+    edited = Reply(text="Done", images={"edited": "x.png"})
+    assert render.turn_title(edited, state, {"edit"}, 3.21) == "Edited the whole photo in 3.2 s"
+    picked = {"plan": {"action": "attribute", "target": "region"}, "choice": {"selected": True, "indices": [0]}}
+    assert render.turn_title(edited, picked, {"segment", "edit"}, 40) == "Edited the selected region in 40 s"
+    two = {"plan": {"action": "attribute", "target": "cat"}, "choice": {"indices": [0, 2]}}
+    assert render.turn_title(edited, two, {"edit"}, 5) == "Edited 2 cats in 5.0 s"
+    assert render.turn_title(Reply(text="Got your photo. What should I change?"), {}, {"receive"}, 0) == \
+        "Received your photo"
+    stopped = Reply(text="Stopped: I left the image as it was.", cancelled=True)
+    assert render.turn_title(stopped, two, {"understand", "edit"}, 2.5) == "Stopped after 2.5 s"
+    goto = {"understood": {"result": {"kind": "command", "name": "goto", "version": 2}}}
+    assert render.turn_title(Reply(text="Now showing version 2 of 3", images={"current": "x.png"}), goto,
+                             {"receive", "command"}, 0.1) == "Went to version 2"
+    assert render.command_title(goto) == "Go to version 2"
+    assert render.command_title({"understood": {"result": {"kind": "command", "name": "undo"}}}) == "Undo"
+    assert render.alt("mask", "ball") == "mask of the ball over the photo"
+    assert render.alt("edited") == "the edited photo" and ".png" not in render.alt("before_after")
 
-    from chat_ui.launch import add_cli, chainlit_command
 
-    parser = argparse.ArgumentParser()
-    add_cli(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["chat", "--port", "8123", "--models", "m", "--data-dir", "d", "--host", "0.0.0.0"])
-    assert (args.port, args.models, args.data_dir, args.host) == (8123, "m", "d", "0.0.0.0") and callable(args.func)
+def test_version_cards_carry_instruction_scores_branch_and_the_one_shown():
+    versions = [
+        {"number": 1, "path": "a.png", "note": "the photo you uploaded", "parent": None, "current": False, "record": None},
+        {"number": 2, "path": "b.png", "note": 'the result of "make the cat red"', "parent": 1, "current": False,
+         "record": {"instruction": "make the cat red", "scores": {"clip_rc": 12.3, "clip_gc": 99.94, "clip_dir": 0.051,
+                                                                  "clip_i": 0.9, "clip_t": None}}},
+        {"number": 3, "path": "c.png", "note": 'the result of "make the cat blue"', "parent": 1, "current": True,
+         "record": {"instruction": "make the cat blue", "scores": None}},
+    ]
+    cards = render.version_cards(versions)
+    assert [c["instruction"] for c in cards] == ["the photo you uploaded", "make the cat red", "make the cat blue"]
+    assert cards[1]["scores"] == "CLIP-RC 12 · CLIP-GC 99.9 · dir 0.05" and cards[2]["scores"] == ""
+    assert [c["branch"] for c in cards] == ["", "", "from v1"]  # 3 was made from 1, not from 2: a branch
+    assert [c["current"] for c in cards] == [False, False, True]
+    assert cards[2]["label"] == "Version 3: make the cat blue, from v1, on screen"
+    assert [c["current"] for c in render.version_cards(versions, shown=2)] == [False, True, False]
+    assert "CLIP-GC 99.9" in render.version_cards(versions, shown=2)[1]["label"]
+
+
+def test_history_keeps_threads_steps_and_pictures(tmp_path, monkeypatch):
+    """The data layer on its own: what Chainlit hands it comes back as it was, after a restart too."""
+    (tmp_path / "app").mkdir()
+    monkeypatch.setenv("CHAINLIT_APP_ROOT", str(tmp_path / "app"))  # importing Chainlit writes its config there
+    from chainlit.element import Image as ClImage
+    from chainlit.types import Pagination, ThreadFilter
+    from chainlit.user import User
+
+    from chat_ui.history import FileStore, SQLiteDataLayer
+
+    photo = tmp_path / "upload.png"
+    scene(SIZE, boxes=CATS).save(photo)
+    path = tmp_path / "threads.sqlite"
+
+    async def story():
+        layer = SQLiteDataLayer(path, FileStore(tmp_path / "files"))
+        user = await layer.create_user(User(identifier="local"))
+        assert (await layer.get_user("local")).id == user.id
+        await layer.update_thread("t1", name="make the cat red", user_id=user.id, metadata={"a": 1})
+        await layer.update_thread("t2", name="winter", user_id=user.id)
+        await layer.update_thread("t1", metadata={"b": 2, "a": None})  # a partial update keeps the rest
+        # undecorated calls: the queue-until-first-message wrapper needs a live session
+        step = {"id": "s1", "threadId": "t1", "type": "assistant_message", "name": "localedit", "output": "Done",
+                "createdAt": "2026-12-01T10:00:00.000000Z", "metadata": {}}
+        await SQLiteDataLayer.create_step.__wrapped__(layer, step)
+        await SQLiteDataLayer.create_step.__wrapped__(layer, {"id": "s1", "threadId": "t1", "type": "run",
+                                                             "output": "", "name": "localedit"})
+        await SQLiteDataLayer.create_step.__wrapped__(layer, {"id": "s2", "threadId": "t1", "type": "run",
+                                                             "metadata": {"transient": True}})
+        element = ClImage(name="the photo you uploaded", path=str(photo), for_id="s1", thread_id="t1",
+                          display="inline", mime="image/png")
+        await SQLiteDataLayer.create_element.__wrapped__(layer, element)
+        await SQLiteDataLayer.create_element.__wrapped__(layer, ClImage(
+            name="x", path=str(photo), for_id="s2", thread_id="t1"))  # belongs to a transient step
+        await layer.close()
+
+        again = SQLiteDataLayer(path, FileStore(tmp_path / "files"))  # a restarted server
+        thread = await again.get_thread("t1")
+        assert thread["name"] == "make the cat red" and thread["metadata"] == {"b": 2}
+        assert [s["id"] for s in thread["steps"]] == ["s1"], "a transient step is not kept"
+        assert thread["steps"][0]["output"] == "Done" and thread["steps"][0]["type"] == "assistant_message"
+        (kept,) = thread["elements"]
+        assert kept["name"] == "the photo you uploaded" and "path" not in kept
+        name = kept["url"].rsplit("/", 1)[1]
+        assert again.files.path(name).read_bytes() == photo.read_bytes()
+        assert again.files.path("../threads.sqlite") is None and again.files.path("0" * 64 + ".png") is None
+        page = await again.list_threads(Pagination(first=1), ThreadFilter(userId=user.id))
+        assert [t["id"] for t in page.data] == ["t1"] and page.pageInfo.hasNextPage
+        rest = await again.list_threads(Pagination(first=5, cursor="t1"), ThreadFilter(userId=user.id))
+        assert [t["id"] for t in rest.data] == ["t2"] and not rest.pageInfo.hasNextPage
+        found = await again.list_threads(Pagination(first=5), ThreadFilter(userId=user.id, search="wint"))
+        assert [t["id"] for t in found.data] == ["t2"]
+        assert await again.get_thread_author("t1") == "local"
+        await again.delete_thread("t1")
+        assert await again.get_thread("t1") is None
+        again.save_panel("local", {"steps": 9})
+        assert again.panel_for("local") == {"steps": 9} and again.panel_for("other") is None
+        await again.close()
+
+    asyncio.run(story())
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "files").stat().st_mode) == 0o700
+
+
+def test_guard_keeps_other_machines_and_other_pages_out():
+    async def ok(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    def status(guard, client="127.0.0.1", host="127.0.0.1:8000", origin=None, kind="http"):
+        headers = [(b"host", host.encode())] + ([(b"origin", origin.encode())] if origin else [])
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        asyncio.run(guard({"type": kind, "client": (client, 5555), "headers": headers, "method": "GET"}, None, send))
+        return sent[0].get("status") or sent[0]["type"]
+
+    local = Guard(ok, loopback_only=True)
+    assert status(local) == 200 and status(local, origin="http://127.0.0.1:8000") == 200
+    assert status(local, client="10.1.2.3") == 403  # another machine
+    assert status(local, host="evil.example:8000") == 403  # DNS rebinding: a loopback peer, a foreign name
+    assert status(local, origin="http://evil.example") == 403
+    assert status(local, origin="http://evil.example", kind="websocket") == "websocket.close"
+    assert status(local, origin="null") == 403
+    shared = Guard(ok, loopback_only=False, origins=("https://edit.example.org",))
+    assert status(shared, client="10.1.2.3", host="gpu-box:8000", origin="http://gpu-box:8000") == 200
+    assert status(shared, client="10.1.2.3", host="gpu-box:8000", origin="https://edit.example.org") == 200
+    assert status(shared, client="10.1.2.3", host="gpu-box:8000", origin="http://other:8000") == 403
+    assert origin_allowed("HTTP://127.0.0.1:8000/", "127.0.0.1:8000")
+
+
+def test_listening_beyond_loopback_needs_a_password(settings, monkeypatch, tmp_path, capsys):
+    from chat_ui.launch import main
+
+    assert check_listen("127.0.0.1", settings) is None and check_listen("::1", settings) is None
+    assert "LOCALEDIT_CHAT_PASSWORD" in check_listen("0.0.0.0", settings)
+    from pydantic import SecretStr
+
+    protected = settings.model_copy(update={"chat_password": SecretStr("s3cret")})
+    assert check_listen("0.0.0.0", protected) is None
+    assert check_password(protected, "localedit", "s3cret") and not check_password(protected, "localedit", "s3cre")
+    assert not check_password(protected, "someone", "s3cret") and not check_password(settings, "localedit", "")
+    monkeypatch.delenv("LOCALEDIT_CHAT_PASSWORD", raising=False)
+    code = main(["--host", "0.0.0.0", "--port", str(free_port()), "--data-dir", str(tmp_path / "d")])
+    assert code == 2 and "without a password" in capsys.readouterr().err
+
+
+def test_the_page_loses_its_links_to_other_hosts():
+    html = (b'<head><link rel="preconnect" href="https://fonts.googleapis.com" />\n'
+            b'<link href="https://fonts.googleapis.com/css2?family=Inter" rel="stylesheet"/>'
+            b'<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/katex@0.16.22/dist/katex.min.css" />'
+            b'<link rel="stylesheet" href="/public/fonts/inter.css"><link rel="icon" href="/favicon" /></head>')
+    assert strip_external_links(html) == b'<head><link rel="stylesheet" href="/public/fonts/inter.css">' \
+                                         b'<link rel="icon" href="/favicon" /></head>'
+
+    async def page(scope, receive, send):
+        import gzip
+
+        body = gzip.compress(html)
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"text/html; charset=utf-8"), (b"content-encoding", b"gzip"),
+            (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(LocalPage(page)({"type": "http", "method": "GET", "headers": []}, None, send))
+    headers = dict(sent[0]["headers"])
+    assert b"content-encoding" not in headers and b"googleapis" not in sent[1]["body"]
+    assert int(headers[b"content-length"]) == len(sent[1]["body"])
+
+
+def test_app_root_has_local_assets_origins_texts_and_a_private_secret(settings, tmp_path):
+    from chat_ui.launch import FOOTER_OFFLINE, auth_secret, chainlit_command, prepare_app_root
+
+    s = settings.model_copy(update={"chat_origins": ["https://edit.example.org"]})
+    root = prepare_app_root(tmp_path, s)
+    config = (root / ".chainlit" / "config.toml").read_text()
+    assert 'allow_origins = ["https://edit.example.org"]' in config and '"*"' not in config
+    assert 'custom_css = "/public/localedit.css"' in config and 'custom_js = "/public/localedit.js"' in config
+    texts = json.loads((root / ".chainlit" / "translations" / "en-US.json").read_text())
+    assert texts["chat"]["watermark"] == FOOTER_OFFLINE and "LLMs" not in json.dumps(texts["chat"]["watermark"])
+    assert texts["chat"]["messages"]["status"]["used"] == ""
+    for asset in ("elements/PhotoPicker.jsx", "fonts/inter.css", "fonts/inter-latin-400-normal.woff2", "theme.json",
+                  "localedit.css", "localedit.js", "logo_light.svg", "logo_dark.svg", "favicon.svg"):
+        assert (root / "public" / asset).is_file(), asset
+    assert json.loads((root / "public" / "theme.json").read_text())["custom_fonts"] == ["/public/fonts/inter.css"]
+    secret = auth_secret(root)
+    assert len(secret) >= 32 and auth_secret(root) == secret  # made once, kept
+    assert stat.S_IMODE((root / "auth_secret").stat().st_mode) == 0o600
     command = chainlit_command("127.0.0.1", 8123)
     assert command[1:4] == ["-m", "chainlit", "run"] and "--headless" in command and command[-1] == "8123"
 
@@ -132,13 +306,14 @@ def test_chat_subcommand_arguments():
 class Server:
     """The chat app under test, as a child process on a loopback port (restartable)."""
 
-    def __init__(self, models: Path, data: Path, log: Path):
+    def __init__(self, models: Path, data: Path, log: Path, **env):
         self.port, self.data, self.log = free_port(), data, log
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {"LOCALEDIT_MODELS_DIR": str(models), "LOCALEDIT_DATA_DIR": str(data),
                     "LOCALEDIT_MAX_SIDE": "64", "LOCALEDIT_STEPS": "2", "LOCALEDIT_DEVICE": "cpu",
-                    "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OPENAI_API_KEY": None,
-                    "OPENAI_BASE_URL": None, "LOCALEDIT_LLM_MODEL": None}
+                    "LOCALEDIT_MAX_ATTEMPTS": "2", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                    "OPENAI_API_KEY": None, "OPENAI_BASE_URL": None, "LOCALEDIT_LLM_MODEL": None,
+                    "LOCALEDIT_CHAT_PASSWORD": None, "OMP_NUM_THREADS": "1", **env}
         self.proc = None
 
     def start(self) -> None:
@@ -146,7 +321,7 @@ class Server:
 
         out = open(self.log, "ab")
         self.proc = start("127.0.0.1", self.port, self.data, app_file=REPO / "tests" / "ui_helpers.py",
-                          env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=str(self.data))
+                          env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=str(self.data.parent))
         out.close()
         if not wait_until_up("127.0.0.1", self.port, self.proc, 120):
             self.stop()
@@ -167,10 +342,14 @@ class Server:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:]) if self.log.exists() else ""
 
 
-@pytest.fixture(scope="module")
-def server(tiny_models_dir, tmp_path_factory):
+def needs_chainlit() -> None:
     if importlib.util.find_spec("chainlit") is None:  # not imported here: it writes files where it is imported
         pytest.skip("chainlit is not installed (pip install chainlit)")
+
+
+@pytest.fixture(scope="module")
+def server(tiny_models_dir, tmp_path_factory):
+    needs_chainlit()
     root = tmp_path_factory.mktemp("chat-ui")
     srv = Server(tiny_models_dir, root / "data", root / "server.log")
     srv.start()
@@ -192,32 +371,40 @@ def browser():
         b.close()
 
 
+def open_page(browser, server, photo: Path, viewport=(1100, 1400), **context):
+    ctx = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, accept_downloads=True,
+                              **context)
+    ctx.set_default_timeout(30_000)
+    page = ctx.new_page()
+    ui = UI(page, server, photo)
+    page.on("request", lambda r: ui.requests.append(r.url))
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda f: ui.frames.append(f if isinstance(f, str) else "")))
+    ui.open()
+    return ctx, ui
+
+
 @pytest.fixture
 def ui(browser, server, tmp_path):
-    """A fresh browser profile (so a new conversation) on the app, and a photo to upload."""
-    context = browser.new_context(viewport={"width": 1100, "height": 1400})
-    context.set_default_timeout(30_000)
-    page = context.new_page()
-    frames: list[str] = []
-    page.on("websocket", lambda ws: ws.on("framereceived", lambda f: frames.append(f if isinstance(f, str) else "")))
+    """A fresh browser profile on the app (a new chat), and a photo to upload."""
     photo = tmp_path / "cats.png"
     scene(SIZE, boxes=CATS).save(photo)
-    chat = Chat(page, server, photo, frames)
-    chat.open()
-    yield chat
-    context.close()
+    ctx, page = open_page(browser, server, photo)
+    yield page
+    ctx.close()
 
 
-class Chat:
+class UI:
     """What a user does in the chat page, and what the tests look at."""
 
-    def __init__(self, page, server: Server, photo: Path, frames: list[str]):
-        self.page, self.server, self.photo, self.frames = page, server, photo, frames
+    def __init__(self, page, server: Server, photo: Path):
+        self.page, self.server, self.photo = page, server, photo
+        self.frames: list[str] = []
+        self.requests: list[str] = []
 
-    def open(self) -> None:
-        self.page.goto(self.server.url)
+    def open(self, path: str = "/") -> None:
+        self.page.goto(self.server.url + path)
         self.page.locator("#chat-input").wait_for()
-        self.page.locator(".step").first.wait_for()
+        self.page.locator("#chat-settings-open-modal").wait_for()  # the chat's session is up
 
     def attach(self, path: Path) -> None:
         self.page.locator("#upload-button-input").set_input_files(str(path))
@@ -242,32 +429,73 @@ class Chat:
     def replies(self):
         return self.page.locator('.step[data-step-type="assistant_message"]')
 
+    @property
+    def turns(self):
+        """The parent step of each turn."""
+        return self.page.locator('.step[data-step-type="run"]')
+
     def wait_reply(self, before: int, expect: str = "") -> str:
         """Wait until a reply after the ``before`` first ones has ``expect`` in it (and the task ended)."""
         self.page.wait_for_function(
             "([n, text]) => { const r = document.querySelectorAll('.step[data-step-type=\"assistant_message\"]');"
             " return r.length > n && r[r.length - 1].innerText.includes(text); }",
             arg=[before, expect], timeout=TURN_TIMEOUT_MS)
-        self.page.wait_for_timeout(300)  # the reply's images and buttons arrive just after its text
+        self.page.wait_for_timeout(400)  # the reply's images and buttons arrive just after its text
         return self.replies.last.inner_text()
 
-    def image(self, name: str) -> np.ndarray:
-        """The picture called ``name`` ("edited", "before / after", "current", ...) in the newest reply."""
-        img = self.replies.last.locator(f'img[alt="{name}"]')
+    def fetch(self, src: str) -> bytes:
+        return self.page.request.get(src if src.startswith("http") else self.server.url + src).body()
+
+    def image(self, alt: str, where=None) -> np.ndarray:
+        """The picture with alt text ``alt`` in the newest reply (or in ``where``)."""
+        img = (where or self.replies.last).locator(f'img[alt="{alt}"]').last
         img.wait_for()
-        src = img.get_attribute("src")
-        body = self.page.request.get(src if src.startswith("http") else self.server.url + src).body()
-        return np.asarray(Image.open(io.BytesIO(body)).convert("RGB"))
+        return np.asarray(Image.open(io.BytesIO(self.fetch(img.get_attribute("src")))).convert("RGB"))
 
-    def step(self, name: str):
-        """The newest step called ``name`` (its header button)."""
-        return self.page.locator(f'[id="step-{name}"]').last
+    def picker(self):
+        """The newest clickable photo."""
+        return self.page.get_by_test_id("photo-picker").last
 
-    def unfold(self, name: str):
-        """Open the newest step called ``name``; returns its content."""
-        header = self.step(name)
-        header.click()
-        return self.page.locator(f'[id="{header.get_attribute("aria-controls")}"]')
+    def click_photo(self, x: float, y: float, modifiers=None, expect: str = "") -> str:
+        """Click at image pixel ``(x, y)`` of the newest photo; returns what its status line says."""
+        picture = self.picker().locator("img").first
+        box = picture.bounding_box()
+        status = self.page.get_by_test_id("picker-status")
+        before = status.last.inner_text() if status.count() else ""
+        picture.click(position={"x": x * box["width"] / SIZE[0], "y": y * box["height"] / SIZE[1]},
+                      modifiers=modifiers or [])
+        self.page.wait_for_function(
+            "([before, text]) => { const s = document.querySelectorAll('[data-testid=picker-status]');"
+            " const t = s.length ? s[s.length - 1].innerText : ''; return t !== before && t.includes(text); }",
+            arg=[before, expect], timeout=TURN_TIMEOUT_MS)
+        return status.last.inner_text()
+
+    def stages(self, turn) -> list[str]:
+        """The names of the stage steps nested in a turn's parent step (opening it)."""
+        header = turn.locator(HEADER).first
+        if header.get_attribute("aria-expanded") != "true":
+            header.click()
+        names = turn.locator(f'.step[data-step-type="tool"] :is({HEADER})')
+        names.first.wait_for()
+        return [n.inner_text().strip() for n in names.all()]
+
+    def set_steps(self, steps: Optional[int] = None) -> None:
+        """Settings: the diffusion steps slider to its end (``steps`` None: "Restore the defaults"), Confirm."""
+        self.page.locator("#chat-settings-open-modal").click()
+        dialog = self.page.get_by_role("dialog")
+        if steps is None:
+            dialog.get_by_role("switch").nth(1).click()
+        else:
+            slider = dialog.get_by_role("slider").nth(1)
+            slider.press("End")
+            assert slider.get_attribute("aria-valuenow") == str(steps)
+        before = self.replies.count()
+        dialog.get_by_role("button", name="Confirm").click()
+        self.wait_reply(before, "Settings for the next edits")
+
+    def strip(self):
+        """The version strip of the newest photo."""
+        return self.picker().get_by_test_id("version-strip")
 
     def shot(self, name: str) -> Path:
         path = ARTIFACTS / f"{name}.png"
@@ -275,137 +503,242 @@ class Chat:
         return path
 
 
-def _chosen(box) -> str:
-    """How the Detections step lists a chosen box."""
-    return f"({', '.join(str(v) for v in box)}) chosen"
+def _changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.abs(a.astype(int) - b.astype(int)).sum(axis=-1) > 0
 
 
-def test_upload_edit_steps_buttons_and_undo(ui):
+def test_page_load_makes_no_request_off_the_machine(ui):
+    ui.page.wait_for_load_state("networkidle")
+    ui.page.wait_for_timeout(500)
+    local = (ui.server.url, "data:", "blob:")
+    assert ui.requests and all(u.startswith(local) for u in ui.requests), \
+        [u for u in ui.requests if not u.startswith(local)]
+    html = ui.fetch("/")
+    assert b"googleapis" not in html and b"katex" not in html and b"/public/fonts/inter.css" in html
+    fonts = ui.page.evaluate("() => [...document.fonts].filter(f => f.status === 'loaded').map(f => f.family)")
+    assert any("Inter" in f for f in fonts), fonts  # the local font is used
+    assert [ui.page.locator(f"#starter-{s}").count() for s in ("turn-the-cat-into-a-fox", "make-it-look-like-winter")] \
+        == [1, 1]
+    ui.shot("00-start")
+
+
+def test_click_select_refine_then_make_it_red_edits_the_clicked_object(ui):
     original = np.asarray(Image.open(ui.photo).convert("RGB"))
     got = ui.send("", image=ui.photo, expect="What should I change")
+    assert "Got your photo" in got and ui.picker().locator("img").first.get_attribute("alt") == "the photo you uploaded"
     ui.shot("01-uploaded")
-    assert "Got your photo" in got
 
-    ui.send("turn the leftmost cat into a fox", expect="Done")
-    edited, before_after = ui.image("edited"), ui.image("before / after")
-    assert edited.shape == original.shape and before_after.shape[1] > 2 * original.shape[1] - 1
-    for name in ("Agent", "Caption", "Plan", "Detections", "Mask", "Editor", "Scores", "Retries"):
-        assert ui.step(name).count() == 1, f"no {name} step"
-    ui.shot("02-edited")
-    detections = ui.unfold("Detections")  # the boxes picture
-    detections.locator("img").first.wait_for()
-    assert "found 3" in detections.inner_text() and _chosen(CATS[0]) in detections.inner_text()
-    ui.unfold("Mask").locator("img").first.wait_for()
-    assert "step 2/2" in "".join(ui.frames) and "Done in" in ui.unfold("Agent").inner_text()
-    ui.shot("03-steps-open")
+    status = ui.click_photo(85, 60, expect="Selected")  # on the middle cat
+    assert "Selected the region at (85, 60)" in status
+    selected = ui.image("the region you selected, over the photo")
+    assert not np.array_equal(selected, original)  # the selection is drawn on the photo
+    assert ui.picker().locator("span.rounded-full").count() == 1  # the click's marker
+    ui.shot("02-click-selected")
+    status = ui.click_photo(70, 88, modifiers=["Shift"], expect="Added")  # refine: this part too
+    assert ui.picker().locator("span.rounded-full").count() == 2
+    ui.shot("03-refined")
 
-    assert "region I edited" in ui.click("Show mask", expect="region")
-    ui.page.get_by_role("button", name="Download").last.click()
-    ui.page.get_by_text(re.compile(r"localedit-\w+-v2\.png")).first.wait_for()
-    ui.shot("04-mask-and-download")
+    done = ui.send("make it red", expect="Done")
+    assert "on the region you selected" in done and "2 diffusion steps" in done
+    edited = ui.image("the edited photo")
+    changed = _changed(edited, original)
+    assert changed.any(), "nothing was edited"
+    assert inside(changed, CATS[1], work=(64, 48)), "the edit reached outside the clicked cat"
+    turn = ui.turns.last
+    assert turn.locator(HEADER).first.inner_text().startswith("Edited the selected region in")
+    stages = ui.stages(turn)
+    assert stages[0] == "Reading your message" and not any(s.startswith("Finding") for s in stages), stages
+    assert any(s.startswith("Attempt 1 of") for s in stages)
+    ui.shot("04-edited-the-selection")
 
-    captions = ui.page.locator('[id="step-Caption"]').count()
-    assert "Undid 1 step" in ui.click("Undo", expect="Undid")
-    assert ui.page.locator('[id="step-Caption"]').count() == captions  # a command needs no caption
-    assert np.array_equal(ui.image("current"), original), "undo did not bring back the uploaded photo"
-    ui.shot("05-undone")
-    assert "Redid" in ui.click("Redo", expect="Redid")
-    assert np.array_equal(ui.image("current"), edited)
-    assert ui.page.get_by_role("button", name="Undo").count() == 1  # the buttons moved to the newest reply
+    # typed equivalents on the new image
+    picked = ui.send("select the cat on the right", expect="Selected")
+    assert "Selected the cat" in picked
+    assert "tail" in ui.send("include the tail", expect="tail")
+    ui.shot("05-typed-selection")
 
 
-def test_ambiguous_instruction_asks_with_buttons_and_a_click_resumes(ui):
+def test_one_parent_step_per_turn_with_its_own_stages(ui, tmp_path):
     ui.send("", image=ui.photo, expect="What should I change")
-    asked = ui.send("make the cat blue", expect="Which one")
-    assert "3 cats" in asked
-    candidates = ui.image("candidates")
-    assert candidates.shape[:2] == (SIZE[1], SIZE[0])
-    for label in ("1", "2", "3", "All of them", "Cancel"):
-        assert ui.page.get_by_role("button", name=label, exact=True).count() == 1, label
-    ui.shot("06-question")
+    ui.send("turn the leftmost cat into a fox", expect="Done")
+    assert ui.turns.count() == 2 and ui.turns.last.inner_text().startswith("Edited the cat in")
+    stages = ui.stages(ui.turns.last)
+    assert stages[:3] == ["Reading your message", "Finding the cat", "Segmenting the cat"], stages
+    assert re.fullmatch(r"Attempt 1 of [12]: ip2p-composite", stages[3]), stages
+    assert "Diffusion step 2 of 2" in "".join(ui.frames)  # live progress of the attempt
+    finding = ui.turns.last.locator('.step[data-step-type="tool"]').nth(1)
+    finding.locator(HEADER).first.click()
+    finding.locator('img[alt="detections of the cat, drawn as boxes on the photo"]').wait_for()
+    assert "found 3" in finding.inner_text() and "(10, 40, 50, 90) chosen" in finding.inner_text()
+    ui.shot("06-one-step-per-turn")
 
-    ui.click("3", expect="Done")
-    assert ui.page.get_by_role("button", name="All of them").count() == 0  # the question is closed
-    assert _chosen(CATS[2]) in ui.unfold("Detections").inner_text()  # candidates are numbered left to right
-    ui.shot("07-answered-by-click")
-
-    ui.send("make the cat green", expect="Which one")
-    ui.send("the left one", expect="Done")  # typing the answer works too
-    assert _chosen(CATS[0]) in ui.unfold("Detections").inner_text()
-    ui.send("make the cat red", expect="Which one")
-    assert "left the image" in ui.click("Cancel", expect="left the image")
-    ui.shot("08-answered-by-typing-and-cancel")
-
-
-def test_non_image_uploads_get_a_friendly_error_and_the_chat_goes_on(ui, tmp_path):
-    text = tmp_path / "notes.txt"
-    text.write_text("just some notes\n")
-    ui.attach(text)  # refused by the upload box itself (photos only)
-    ui.page.get_by_text("File type must be image").first.wait_for()
-    ui.shot("09-text-file-refused")
-
+    assert "Undid 1 step" in ui.click("Undo", expect="Undid")
+    undo = ui.turns.last
+    assert undo.inner_text().startswith("Undid 1 step") and ui.stages(undo) == ["Reading your message", "Undo"]
     fake = tmp_path / "holiday.png"  # an image by name, not by content
     fake.write_text("this is not really a picture\n")
     error = ui.send("make it brighter", image=fake, expect="Sorry")
-    assert "'holiday.png' is not an image" in error and ".files" not in error  # named as the user knows it
-    ui.shot("10-not-an-image")
+    assert "'holiday.png' is not an image" in error
+    failed = ui.turns.last
+    assert failed.inner_text().startswith("Could not do that")
+    assert failed.locator('.step[data-step-type="tool"]').count() == 0, "no stage of an earlier turn"
+    user = ui.page.locator('.step[data-step-type="user_message"]').last
+    assert user.locator("img").count() == 0, "no broken-image bubble for a bad file"
+    ui.shot("07-error-turn")
 
-    assert "Please upload a photo first" in ui.send("make the cat blue", expect="upload a photo")
-    assert "What should I change" in ui.send("", image=ui.photo, expect="What should I change")
+    asked = ui.send("make the cat blue", expect="Which one")
+    assert ui.turns.last.inner_text().startswith("Asked which cat")
+    for label in ("1", "2", "3", "All of them", "Cancel"):
+        assert ui.page.get_by_role("button", name=label, exact=True).count() == 1, label
+    ui.shot("08-question")
+    before = ui.replies.count()
+    box = ui.picker().locator("img").first.bounding_box()  # a click on the right cat answers "3"
+    ui.picker().locator("img").first.click(position={"x": 135 * box["width"] / SIZE[0],
+                                                     "y": 65 * box["height"] / SIZE[1]})
+    ui.wait_reply(before, "Done")
+    assert ui.page.get_by_role("button", name="All of them").count() == 0  # the question is closed
+    assert ui.page.get_by_text("Clicked candidate 3").count() == 1
+    assert ui.turns.count() == 6, "upload, edit, undo, error, question, answer: one parent step each"
+    ui.shot("09-answered-by-click")
 
 
-def test_settings_panel_changes_the_next_edit_and_progress_shows(ui):
+def test_the_version_strip_switches_versions_and_the_next_edit_branches(ui):
     ui.send("", image=ui.photo, expect="What should I change")
-    ui.page.locator("#chat-settings-open-modal").click()
-    dialog = ui.page.get_by_role("dialog")
-    dialog.get_by_role("combobox").click()
-    ui.page.get_by_role("option", name="diffedit", exact=True).click()
-    dialog.get_by_role("slider").nth(1).press("End")  # diffusion steps: the most (100)
-    dialog.locator("input[type=number]").fill("7")
-    dialog.get_by_role("switch").click()  # auto-retry off
-    ui.shot("11-settings")
-    before = ui.replies.count()
-    dialog.get_by_role("button", name="Confirm").click()
-    saved = ui.wait_reply(before, "Settings for the next edits")
-    assert all(s in saved for s in ("editor diffedit", "100 steps", "seed 7", "auto-retry off")), saved
+    assert ui.strip().count() == 0, "one version: no strip"
+    ui.send("make the leftmost cat red", expect="Done")
+    red = ui.image("the edited photo")
+    ui.send("make the rightmost cat blue", expect="Done")
+    strip = ui.strip()
+    cards = strip.get_by_role("button")
+    assert cards.count() == 3 and strip.locator('img[alt="version 2"]').count() == 1
+    assert strip.get_by_test_id("version-3").get_attribute("aria-current") == "true"
+    label = strip.get_by_test_id("version-2").get_attribute("aria-label")
+    assert label.startswith("Version 2: make the leftmost cat red (CLIP-RC") and "CLIP-GC" in label, label
+    ui.shot("15-version-strip")
 
     before = ui.replies.count()
-    ui.page.locator("#chat-input").fill("turn the leftmost cat into a fox")
-    ui.page.locator("#chat-submit").click()
-    ui.page.get_by_text(re.compile(r"Editing with diffedit: step \d+/\d+")).wait_for(timeout=TURN_TIMEOUT_MS)
-    ui.shot("12-progress")
-    done = ui.wait_reply(before, "Done")
-    assert "with diffedit" in done and "tried" not in done  # auto-retry off: one attempt
-    assert ui.page.locator('[id="step-Retries"]').count() == 0
-    assert "seed 7" in ui.unfold("Editor").inner_text()
+    strip.get_by_test_id("version-2").click()  # back to the red cat in one click
+    said = ui.wait_reply(before, "Now showing version 2 of 3")
+    assert np.array_equal(ui.image("the current photo"), red), said
+    assert ui.turns.last.locator(HEADER).first.inner_text() == "Went to version 2"
+    assert ui.stages(ui.turns.last) == ["Go to version 2"]  # no message to read: no understanding step
+    assert ui.page.locator('.step[data-step-type="user_message"]').last.inner_text().strip() == "Version 2"
+    assert ui.strip().get_by_test_id("version-2").get_attribute("aria-current") == "true"
+    assert ui.strip().get_by_test_id("version-3").get_attribute("aria-current") is None  # kept, not shown
+    ui.shot("16-version-chosen")
+
+    ui.send("make the middle cat green", expect="Done")  # edits version 2: a new branch, version 3 kept
+    strip = ui.strip()
+    assert strip.get_by_role("button").count() == 4
+    newest = strip.get_by_test_id("version-4")
+    assert newest.get_attribute("aria-current") == "true" and "from v2" in newest.inner_text()
+    assert "make the rightmost cat blue" in strip.get_by_test_id("version-3").get_attribute("aria-label")
+    ui.shot("17-version-branch")
 
 
-def test_reload_and_restart_resume_the_conversation(ui):
+def test_stop_stops_the_edit_and_the_next_message_is_answered_at_once(ui):
+    ui.send("", image=ui.photo, expect="What should I change")
+    ui.set_steps(200)  # long enough to press Stop in the middle (tiny models: ~30 ms a step here)
+    try:
+        before = ui.replies.count()
+        ui.page.locator("#chat-input").fill("make the leftmost cat red")
+        ui.page.locator("#chat-submit").click()
+        deadline = time.monotonic() + TURN_TIMEOUT_MS / 1000
+        while not re.search(r"Diffusion step \d+ of 200", "".join(ui.frames[-20:])):  # the edit is running
+            assert time.monotonic() < deadline, "the edit never started"
+            ui.page.wait_for_timeout(20)
+        ui.page.locator("#stop-button").click()
+        stopped = ui.wait_reply(before, "Stopped")
+        step = re.search(r"Stopped: I left the image as it was \(the edit was stopped at step (\d+) of 200\)", stopped)
+        assert step and int(step.group(1)) < 200 and "Done" not in stopped, stopped
+        assert not re.search(r"Diffusion step 200 of 200", "".join(ui.frames)), "the edit ran to its end"
+        assert ui.turns.last.locator(HEADER).first.inner_text().startswith("Stopped after")
+        assert ui.page.get_by_text("Task manually stopped.").count() == 0, "one message says it, not two"
+        assert ui.page.get_by_text("cannot interrupt").count() == 0
+        assert ui.strip().count() == 0, "no version was made"
+        ui.shot("18-stopped")
+        started = time.monotonic()
+        nothing = ui.send("undo", expect="Nothing to undo")  # answered at once, and still on the photo
+        assert time.monotonic() - started < 15 and "the original photo" in nothing
+    finally:
+        ui.set_steps(None)  # "Restore the defaults": the panel is kept per user, the other tests want 2 steps
+
+
+def test_a_past_chat_reopens_with_its_images_also_after_a_restart(ui, browser):
     ui.send("", image=ui.photo, expect="What should I change")
     ui.send("turn the leftmost cat into a fox", expect="Done")
-    edited = ui.image("edited")
+    edited = ui.image("the edited photo")
+    thread_url = ui.page.url
+    assert "/thread/" in thread_url
 
-    ui.page.reload()
+    ui.page.locator("#new-chat-button").click()  # a new chat; the old one is in the sidebar
+    ui.page.get_by_role("button", name="Confirm").click()
+    ui.page.locator("#starter-make-the-car-red").wait_for()
+    past = ui.page.get_by_text("turn the leftmost cat into a fox").first
+    past.wait_for()
+    ui.shot("10-sidebar")
+    past.click()
     ui.page.get_by_text("Welcome back").wait_for(timeout=60_000)
-    assert ui.page.get_by_text("turn the leftmost cat into a fox").count() >= 1
-    assert np.array_equal(ui.image("current"), edited)
-    ui.shot("13-reloaded")
+    assert ui.page.url == thread_url
+    assert ui.page.get_by_text("Got your photo").count() == 1  # the whole history, not the last 40 items
+    assert ui.turns.count() >= 2 and ui.page.get_by_text("Edited the cat in").count() == 1
+    reopened = ui.image("the edited photo", where=ui.replies.nth(-2))
+    assert np.array_equal(reopened, edited)
+    ui.shot("11-reopened")
 
     ui.server.restart()
-    ui.page.reload()
+    ui.page.goto(thread_url)  # a reload after a restart: the same chat, pictures and all
     ui.page.get_by_text("Welcome back").wait_for(timeout=60_000)
-    assert ui.page.get_by_text("turn the leftmost cat into a fox").count() >= 1
-    ui.shot("14-restarted")
-    assert "Done" in ui.send("now make it red", expect="Done")  # a follow-up without re-uploading
-    assert ui.page.get_by_text("What should I change").count() >= 1  # the history is still above
-    ui.shot("15-follow-up-after-restart")
+    assert np.array_equal(ui.image("the current photo"), edited)
+    assert "Done" in ui.send("now make it red", expect="Done")  # and it carries on
+    ui.shot("12-after-restart")
 
-    ui.page.locator("#new-chat-button").click()  # "New chat" starts a new conversation...
-    ui.page.get_by_role("button", name="Confirm").click()
-    ui.page.get_by_text("Drop a photo here").wait_for()
-    user_messages = ui.page.locator('.step[data-step-type="user_message"]')
-    assert user_messages.count() == 0
-    ui.page.reload()  # ...which is the one a reload shows from then on
-    ui.page.get_by_text("Drop a photo here").wait_for()
-    assert user_messages.count() == 0 and ui.page.get_by_text("Welcome back").count() == 0
-    ui.shot("16-new-chat")
+
+def test_download_settings_starters_names_and_phone(ui, browser, tmp_path):
+    # a starter before any photo waits for the photo
+    before = ui.replies.count()
+    ui.page.locator("#starter-make-it-look-like-winter").click()
+    assert "I will do that on it" in ui.wait_reply(before, "Drop a photo")
+    ran = ui.send("", image=ui.photo, expect="Done")
+    assert "make it look like winter" in ran and "2 diffusion steps" in ran
+    footer = ui.page.get_by_text("Edits run on this machine")
+    assert footer.count() == 1 and ui.page.get_by_text("LLMs can make mistakes").count() == 0
+    user = ui.page.locator('.step[data-step-type="user_message"]').last
+    bubble = user.locator(".message-content").first
+    assert not bubble.is_visible(), "a photo-only message shows no empty text bubble"
+    assert user.locator("img").first.get_attribute("alt").startswith("the photo you uploaded")
+
+    with ui.page.expect_download() as download:  # one click, a real download
+        ui.picker().get_by_role("link", name="Download").click()
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert re.fullmatch(r"localedit-\w{8}-v2\.png", saved.name)
+    assert np.array_equal(np.asarray(Image.open(saved).convert("RGB")), ui.image("the edited photo"))
+
+    ui.page.locator("#chat-settings-open-modal").click()  # settings: change, then restore the defaults
+    dialog = ui.page.get_by_role("dialog")
+    dialog.get_by_role("slider").nth(1).press("End")
+    dialog.get_by_role("switch").nth(1).click()  # "Restore the defaults"
+    ui.page.wait_for_timeout(800)
+    assert dialog.get_by_role("slider").nth(1).get_attribute("aria-valuenow") == "2"
+    ui.shot("13-settings")
+    before = ui.replies.count()
+    dialog.get_by_role("button", name="Confirm").click()
+    assert "2 steps" in ui.wait_reply(before, "Settings for the next edits")
+
+    names = ui.page.evaluate("""() => [...document.querySelectorAll('button, a[href]')]
+        .filter(b => b.offsetParent !== null)
+        .map(b => [b.id, (b.getAttribute('aria-label') || b.innerText || b.title || '').trim()])""")
+    assert all(label for _, label in names), [i for i, label in names if not label]
+    alts = ui.page.evaluate("() => [...document.querySelectorAll('img')].map(i => i.alt)")
+    assert all(alts) and not any(re.search(r"\.(png|jpg)$", a) for a in alts if not a.startswith("Avatar")), alts
+
+    phone, small = open_page(browser, ui.server, ui.photo, viewport=(390, 844), is_mobile=True, has_touch=True)
+    small.send("", image=ui.photo, expect="What should I change")
+    small.send("make the leftmost cat red", expect="Done")
+    strip = small.strip()
+    assert strip.get_by_role("button").count() == 2
+    assert strip.evaluate("s => s.scrollWidth <= s.clientWidth + 1 || getComputedStyle(s).overflowX === 'auto'")
+    strip.scroll_into_view_if_needed()
+    small.shot("14-phone")
+    phone.close()

@@ -36,13 +36,6 @@ def conversations(settings, registry, tmp_path):
     conv.close()
 
 
-@pytest.fixture
-def chat(conversations, photo_path):
-    session = conversations.session()
-    session.send("", image=photo_path)
-    return session
-
-
 class HungServer:
     """A TCP server that accepts connections and never answers (a hung LLM or worker)."""
 
@@ -184,6 +177,8 @@ def test_cancel_from_another_thread_stops_the_edit_and_the_next_turn_starts_at_o
     steps, stopped = [], []
 
     def progress(event: dict) -> None:  # runs in the turn; Stop comes from another thread (the UI's)
+        if "step" not in event:  # a stage event (node start / end), not a diffusion step
+            return
         steps.append(event["step"])
         if event["step"] == 1:
             t = threading.Thread(target=lambda: stopped.append(chat.cancel()))

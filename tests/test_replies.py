@@ -7,7 +7,7 @@ import re
 import pytest
 
 from agent.plan import EditPlan
-from agent.replies import Where, edit_done, reason, where, which_one
+from agent.replies import Where, edit_done, reason, which_one
 from agent.select import Choice, candidate_order, choose
 from tools.types import Detection
 

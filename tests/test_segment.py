@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from tests.conftest import scene
 from tools.cache import ByteLRU
@@ -13,37 +12,6 @@ from tools.segment import MIN_MASK_FRACTION, Segmenter
 
 BOX_A = (20, 40, 60, 90)
 BOX_B = (100, 30, 140, 100)
-
-
-@pytest.fixture
-def sam(registry):
-    return registry.get("sam").model
-
-
-@pytest.fixture
-def segmenter(sam) -> Segmenter:
-    return Segmenter(sam, cache=ByteLRU(64 << 20, "sam"))
-
-
-@pytest.fixture
-def encoder_runs(sam):
-    """How many times SAM's image encoder has run since the test started."""
-    runs = []
-    handle = sam.image_encoder.register_forward_hook(lambda *_: runs.append(1))
-    yield runs
-    handle.remove()
-
-
-@pytest.fixture
-def empty_decoder(sam):
-    """SAM's mask decoder answering with all-background logits (an empty mask for any box)."""
-    def hook(module, args, output):
-        low_res, iou_pred = output
-        return torch.full_like(low_res, -100.0), iou_pred
-
-    handle = sam.mask_decoder.register_forward_hook(hook)
-    yield
-    handle.remove()
 
 
 def outside(mask: np.ndarray, box, grow: float = 0.1) -> int:

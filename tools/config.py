@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -137,6 +137,17 @@ class Settings(BaseSettings):
     attention: Literal["default", "sdpa", "eager"] = Field(
         "default", description="Attention kernels: 'default' keeps each library's own (PyTorch SDPA where "
         "supported), 'sdpa' asks for SDPA explicitly, 'eager' the plain implementation.")
+
+
+    # --- chat UI (localedit chat) ------------------------------------------------------
+    chat_password: Optional[SecretStr] = Field(
+        None, description="Password of the chat UI. Required to listen on any address but loopback "
+        "(`localedit chat --host 0.0.0.0`); set, it is asked for on loopback too.")
+    chat_user: str = Field("localedit", min_length=1, max_length=64,
+                           description="User name that goes with LOCALEDIT_CHAT_PASSWORD.")
+    chat_origins: list[str] = Field(
+        default_factory=list, description="Extra browser origins allowed to use the chat, e.g. "
+        "'[\"https://edit.example.org\"]' behind a proxy; the chat's own address is always allowed.")
 
 
 @lru_cache(maxsize=1)

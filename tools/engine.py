@@ -15,9 +15,9 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from tools.images import mask_bbox, union_box
+from tools.images import box_containing, mask_bbox, union_box
 from tools.region import EvalRegion, evaluation_region, score_edit
-from tools.types import Box, Detection, EditRequest, LocaleditError, Scores, Segmentation
+from tools.types import Box, Detection, EditRequest, LocaleditError, Point, Scores, Segmentation
 from tools.worker.interface import ProgressFn, Worker
 
 
@@ -41,6 +41,7 @@ class EditReport:
     detections: list[Detection] = field(default_factory=list)
     chosen: list[int] = field(default_factory=list)
     box: Optional[Box] = None
+    points: list[tuple[float, float, int]] = field(default_factory=list)  # (x, y, label) point prompts given
     segmentation: Optional[Segmentation] = None
     region: Optional[np.ndarray] = None  # what the editor was allowed to change (the mask, dilated)
     boxes: list[Box] = field(default_factory=list)  # the target box(es) the edit was given or chose
@@ -65,6 +66,7 @@ class EditReport:
             "detections": [d.to_dict() for d in self.detections],
             "chosen": self.chosen,
             "box": [round(v, 1) for v in self.box] if self.box else None,
+            "points": [[round(x, 1), round(y, 1), label] for x, y, label in self.points],
             "mask": None if seg is None else {
                 "area": seg.area, "fraction": round(seg.area / seg.mask.size, 4),
                 "edit_area": int(self.region.sum()) if self.region is not None else None,
@@ -99,6 +101,7 @@ def run_edit(worker: Worker, image: Image.Image, request: EditRequest, *,
              mask: Optional[np.ndarray] = None, score: bool = True,
              box_threshold: Optional[float] = None, text_threshold: Optional[float] = None,
              choose: Optional[Chooser] = None, progress: Optional[ProgressFn] = None,
+             points: Sequence[Point] = (), point_labels: Optional[Sequence[int]] = None,
              region: Optional[EvalRegion] = None, labels: tuple[str, str] = ("", "")) -> EditReport:
     """Edit ``image`` as ``request`` says, only inside the region the other arguments name.
 
@@ -114,6 +117,10 @@ def run_edit(worker: Worker, image: Image.Image, request: EditRequest, *,
         box_threshold, text_threshold: GroundingDINO thresholds (None: configured defaults).
         choose: which detections to edit, from the detections and the image size.
         progress: called as ``progress(step, total)`` during diffusion.
+        points: ``(x, y)`` points on the object (what a click sends), with ``point_labels`` (1 on
+            the object, 0 not on it; default all 1). They make one SAM prompt together with
+            ``box``, or with the smallest detection of ``target`` that contains the first point
+            on the object (none contains it: the points alone); ``choose`` is not used then.
         region: the evaluation region to score on (``localedit eval`` gives every editor of a
             sample the same one); default: this edit's target box(es) and undilated mask.
         labels: CLIP-RC's ``(target category, source category)`` (:func:`tools.region.rc_labels`);
@@ -125,26 +132,34 @@ def run_edit(worker: Worker, image: Image.Image, request: EditRequest, *,
     """
     clock = _Stopwatch()
     report = EditReport(image=image, editor=request.editor, path="localized", request=request, target=target)
+    signs = [1] * len(points) if point_labels is None else [int(v) for v in point_labels]
+    report.points = [(float(p[0]), float(p[1]), v) for p, v in zip(points, signs)]
     if mask is not None:
         report.segmentation = Segmentation(mask=mask.astype(bool), score=1.0, source="user")
         report.box = mask_bbox(report.segmentation.mask)
         report.boxes = [report.box] if report.box is not None else []
-    elif box is not None or target:
-        if box is None:
+    elif box is not None or target or points:
+        boxes = [box] if box is not None else []
+        if box is None and target:
             with clock.stage("ground"):
                 report.detections = worker.ground(image, target, box_threshold=box_threshold,
                                                   text_threshold=text_threshold)
-            if not report.detections:
+            if not report.detections and not points:
                 raise NothingFoundError(
                     f"No '{target}' was found in the image; try another wording, a lower "
                     f"--box-threshold, or give the region with --box.")
-            report.chosen = choose(report.detections, image.size) if choose else [0]
+            if points:  # the detection the click fell in is the object (none: the points alone)
+                clicked = next((p for p, v in zip(points, signs) if v == 1), None)
+                hit = box_containing(clicked, [d.box for d in report.detections]) if clicked else None
+                report.chosen = [hit] if hit is not None else []
+            else:
+                report.chosen = choose(report.detections, image.size) if choose else [0]
             boxes = [report.detections[i].box for i in report.chosen]
-        else:
-            boxes = [box]
-        report.box, report.boxes = union_box(boxes), list(boxes)
         with clock.stage("segment"):
-            report.segmentation = worker.segment(image, boxes)
+            report.segmentation = worker.segment(image, boxes, points=points, point_labels=signs) if points \
+                else worker.segment(image, boxes)
+        report.boxes = list(boxes) if boxes else [b for b in [mask_bbox(report.segmentation.mask)] if b is not None]
+        report.box = union_box(report.boxes) if report.boxes else None
     if report.segmentation is None:
         report.path = "global"
         if request.editor != "ip2p":
@@ -157,7 +172,8 @@ def run_edit(worker: Worker, image: Image.Image, request: EditRequest, *,
     report.info.update(result.info)
     if region is None and report.segmentation is not None:
         region = evaluation_region(report.boxes, report.segmentation.mask,
-                                   source="user-mask" if mask is not None else "box" if box is not None else "grounded")
+                                   source="user-mask" if mask is not None else "box" if box is not None
+                                   else "grounded" if report.chosen else "points")
     report.eval_region = region
     if score:
         with clock.stage("score"):

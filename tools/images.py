@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from tools.files import human_bytes, read_file
-from tools.types import Box, Detection, ImageError, LocaleditError
+from tools.types import Box, Detection, ImageError, LocaleditError, Point
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ __all__ = [
     "mask_to_work", "mask_from_work", "dilate", "erode", "feather", "composite", "region_at_full",
     "probe_image", "check_dimensions", "human_bytes",
     "black_out", "box_to_mask", "mask_bbox", "clip_mask_to_box", "crop_box", "iou",
-    "parse_box", "load_mask", "overlay", "side_by_side", "to_png_bytes", "from_png_bytes",
+    "parse_box", "parse_point", "box_containing", "load_mask", "overlay", "side_by_side", "to_png_bytes", "from_png_bytes",
 ]
 
 Source = Union[str, Path, bytes, bytearray]
@@ -591,6 +591,31 @@ def parse_box(text: str, size: Optional[tuple[int, int]] = None) -> Box:
         if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
             raise BoxParseError(f"The box {raw!r} lies outside the {w}x{h} image.")
     return (x0, y0, x1, y1)
+
+
+def parse_point(text: str, size: Optional[tuple[int, int]] = None) -> tuple[Point, int]:
+    """Parse ``"x,y"`` (a point on the object) or ``"x,y,0"`` (a point *not* on it) into
+    ``((x, y), label)``, label 1 = include, 0 = exclude (SAM's point labels).
+
+    Raises :class:`BoxParseError` (a ValueError) when malformed or outside ``size``.
+    """
+    raw = str(text).strip()
+    parts = [p for p in re.split(r"[\s,;]+", raw.strip("()[]{} ")) if p]
+    if len(parts) not in (2, 3) or not all(re.fullmatch(_NUMBER, p) for p in parts[:2]) \
+            or (len(parts) == 3 and parts[2] not in ("0", "1")):
+        raise BoxParseError(f"The point {raw!r} is not written as x,y (on the object) or x,y,0 (not on it).")
+    x, y = float(parts[0]), float(parts[1])
+    if size is not None and not (0 <= x < size[0] and 0 <= y < size[1]):
+        raise BoxParseError(f"The point {raw!r} lies outside the {size[0]}x{size[1]} image.")
+    return (x, y), int(parts[2]) if len(parts) == 3 else 1
+
+
+def box_containing(point: Point, boxes: Sequence[Box]) -> Optional[int]:
+    """Index of the smallest of ``boxes`` that contains ``point`` (the object clicked), or None."""
+    x, y = point
+    inside = [(max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1]), i) for i, b in enumerate(boxes)
+              if b[0] <= x <= b[2] and b[1] <= y <= b[3]]
+    return min(inside)[1] if inside else None
 
 
 def load_mask(path: Source, size: tuple[int, int]) -> np.ndarray:

@@ -11,6 +11,9 @@ from PIL import Image
 Box = tuple[float, float, float, float]
 """A box ``(x0, y0, x1, y1)`` in original-image pixels."""
 
+Point = tuple[float, float]
+"""A point ``(x, y)`` in original-image pixels (a click on the object, a SAM point prompt)."""
+
 EDITORS = ("ip2p", "ip2p-composite", "diffedit", "regionwise", "inpaint")
 """Every editor the engine knows, by name."""
 

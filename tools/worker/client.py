@@ -7,7 +7,8 @@ Routes (JSON in, JSON out, UTF-8; values as :mod:`tools.worker.wire` encodes the
 
 * ``POST /caption`` ``{image}`` -> ``{text, kind, cache_hit}``
 * ``POST /ground`` ``{image, phrase, box_threshold?, text_threshold?}`` -> ``{detections: [{label, score, box}]}``
-* ``POST /segment`` ``{image, boxes}`` -> ``{mask, score, source, note, cache_hit}``
+* ``POST /segment`` ``{image, boxes, points?, point_labels?}`` -> ``{mask, score, source, note, cache_hit}``
+  (boxes alone: a mask per box, united; points: one prompt with at most one box)
 * ``POST /edit`` ``{image, mask?, request: {EditRequest fields}, stream?}`` -> ``{image, editor, seconds,
   info, region?}``; with ``"stream": true`` the answer is NDJSON, one object a line:
   ``{"progress": [step, total]}`` ... then ``{"result": {...}}`` or ``{"error": {"status", "detail"}}``
@@ -35,11 +36,11 @@ import numpy as np
 from PIL import Image
 
 from tools.types import Box, CancelFlag, Cancelled, Caption, Detection, EditRequest, EditResult, LocaleditError, \
-    Scores, Segmentation, WorkerUnavailableError
+    Point, Scores, Segmentation, WorkerUnavailableError
 from tools.worker.interface import ProgressFn
 from tools.worker.wire import (AFFINITY_HEADER, REPLICA_HEADER, caption_from_wire, detections_from_wire, edit_result_from_wire,
                                encode_image, encode_mask, request_to_wire, scores_from_wire,
-                               segmentation_from_wire)
+                               segment_request_to_wire, segmentation_from_wire)
 
 
 
@@ -159,10 +160,10 @@ class RemoteWorker:
             "image": encode_image(image), "phrase": phrase, "box_threshold": box_threshold,
             "text_threshold": text_threshold}))
 
-    def segment(self, image: Image.Image, boxes: Sequence[Box]) -> Segmentation:
-        return segmentation_from_wire(self._request("POST", "/segment", {
-            "image": encode_image(image), "boxes": [[float(v) for v in b] for b in boxes]},
-            headers=self._about(image)))
+    def segment(self, image: Image.Image, boxes: Sequence[Box] = (), points: Sequence[Point] = (),
+                point_labels: Optional[Sequence[int]] = None) -> Segmentation:
+        return segmentation_from_wire(self._request("POST", "/segment", segment_request_to_wire(
+            image, boxes, points, point_labels), headers=self._about(image)))
 
     def edit(self, image: Image.Image, mask: Optional[np.ndarray], request: EditRequest,
              progress: Optional[ProgressFn] = None, cancel: Optional[CancelFlag] = None) -> EditResult:

@@ -13,7 +13,7 @@ from typing import Callable, Optional, Protocol, Sequence, runtime_checkable
 import numpy as np
 from PIL import Image
 
-from tools.types import Box, CancelFlag, Caption, Detection, EditRequest, EditResult, Scores, Segmentation
+from tools.types import Box, CancelFlag, Caption, Detection, EditRequest, EditResult, Point, Scores, Segmentation
 
 ProgressFn = Callable[[int, int], None]
 """Called as ``progress(step, total)`` during long work (diffusion steps)."""
@@ -30,8 +30,14 @@ class Worker(Protocol):
                text_threshold: Optional[float] = None) -> list[Detection]:
         """Boxes for ``phrase`` (GroundingDINO), best first, in original pixels."""
 
-    def segment(self, image: Image.Image, boxes: Sequence[Box]) -> Segmentation:
-        """One mask covering the objects in ``boxes`` (SAM); embedding cached per image."""
+    def segment(self, image: Image.Image, boxes: Sequence[Box] = (), points: Sequence[Point] = (),
+                point_labels: Optional[Sequence[int]] = None) -> Segmentation:
+        """One mask covering the objects in ``boxes`` (SAM); embedding cached per image.
+
+        ``points`` (with ``point_labels``: 1 on the object, 0 not on it; default all 1) make one
+        prompt together with at most one box: a click on an object, and clicks that refine it.
+        See :meth:`tools.segment.Segmenter.segment`.
+        """
 
     def edit(self, image: Image.Image, mask: Optional[np.ndarray], request: EditRequest,
              progress: Optional[ProgressFn] = None, cancel: Optional[CancelFlag] = None) -> EditResult:

@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from tools.types import Box, CancelFlag, Caption, Detection, EditRequest, EditResult, Scores, Segmentation
+from tools.types import Box, CancelFlag, Caption, Detection, EditRequest, EditResult, Point, Scores, Segmentation
 from tools.worker.interface import ProgressFn
 
 
@@ -92,9 +92,10 @@ class LocalWorker:
             return self._tool("ground").detect(image, phrase, box_threshold=box_threshold,
                                                text_threshold=text_threshold)
 
-    def segment(self, image: Image.Image, boxes: Sequence[Box]) -> Segmentation:
+    def segment(self, image: Image.Image, boxes: Sequence[Box] = (), points: Sequence[Point] = (),
+                point_labels: Optional[Sequence[int]] = None) -> Segmentation:
         with self._run_lock, self.registry.stage("sam"):
-            return self._tool("segment").segment(image, boxes)
+            return self._tool("segment").segment(image, boxes, points=points, point_labels=point_labels)
 
     def edit(self, image: Image.Image, mask: Optional[np.ndarray], request: EditRequest,
              progress: Optional[ProgressFn] = None, cancel: Optional[CancelFlag] = None) -> EditResult:

@@ -43,12 +43,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any, Awaitable, Callable, Iterator, Optional
+from typing import Annotated, Any, Awaitable, Callable, Iterator, Literal, Optional
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.requests import ClientDisconnect
 
 from tools.config import Settings
@@ -67,6 +67,7 @@ OPEN_PATHS = frozenset({"/health", "/ready"})  # probes answer without a token
 BATCHABLE = ("ip2p", "ip2p-composite")  # editors whose pipeline call takes a batch (one InstructPix2Pix call)
 
 FourFloats = tuple[float, float, float, float]
+TwoFloats = tuple[Annotated[float, Field(allow_inf_nan=False)], Annotated[float, Field(allow_inf_nan=False)]]
 
 
 # --------------------------------------------------------------------------- request bodies
@@ -88,8 +89,22 @@ class GroundBody(_Body):
 
 
 class SegmentBody(_Body):
+    """``boxes`` alone, or ``points`` (with at most one box): see ``Worker.segment``."""
+
     image: str
-    boxes: list[FourFloats] = Field(min_length=1, max_length=64)
+    boxes: list[FourFloats] = Field(default_factory=list, max_length=64)
+    points: list[TwoFloats] = Field(default_factory=list, max_length=64)
+    point_labels: Optional[list[Literal[0, 1]]] = None
+
+    @model_validator(mode="after")
+    def _prompt(self) -> "SegmentBody":
+        if not self.boxes and not self.points:
+            raise ValueError("give at least one box or point")
+        if self.points and len(self.boxes) > 1:
+            raise ValueError("points refine one object: give at most one box with them")
+        if self.point_labels is not None and len(self.point_labels) != len(self.points):
+            raise ValueError(f"{len(self.points)} points but {len(self.point_labels)} point labels")
+        return self
 
 
 class EditBody(_Body):
@@ -240,7 +255,12 @@ class WorkerService:
 
     def _segment(self, body: SegmentBody, raw: dict[str, bytes], cancel) -> dict:
         image = self.image(raw["image"])
-        return segmentation_to_wire(self._run(cancel, self.worker.segment, image, self.boxes(body.boxes, image.size)))
+        try:
+            seg = self._run(cancel, self.worker.segment, image, self.boxes(body.boxes, image.size),
+                            points=list(body.points), point_labels=body.point_labels)
+        except ValueError as err:  # prompts that miss the image: the client's mistake, one sentence
+            raise Refusal(422, str(err)) from err
+        return segmentation_to_wire(seg)
 
     def _score(self, body: ScoreBody, raw: dict[str, bytes], cancel) -> dict:
         original, edited = self.image(raw["original"], "original"), self.image(raw["edited"], "edited")

@@ -4,7 +4,8 @@ Shared by the HTTP server (:mod:`tools.worker.server`) and its client (:mod:`too
 
 * an image is a base64 string of its lossless PNG bytes (:func:`encode_image`);
 * a mask is a base64 1-bit PNG of the image's size, white = True (:func:`encode_mask`);
-* a box is ``[x0, y0, x1, y1]`` in original pixels; the results are their dataclasses' fields.
+* a box is ``[x0, y0, x1, y1]`` and a point ``[x, y]`` in original pixels, a point label 1 (on the
+  object) or 0 (not on it); the results are their dataclasses' fields.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from tools.images import load_image, to_png_bytes
-from tools.types import Caption, Detection, EditRequest, EditResult, ImageError, Scores, Segmentation
+from tools.types import Box, Caption, Detection, EditRequest, EditResult, ImageError, Point, Scores, Segmentation
 
 REPLICA_HEADER = "X-Localedit-Replica"
 """The response header naming the replica (process) that served a request."""
@@ -106,6 +107,17 @@ def request_to_wire(r: EditRequest) -> dict[str, Any]:
     return asdict(r)
 
 
+def segment_request_to_wire(image: Image.Image, boxes: Sequence[Box], points: Sequence[Point] = (),
+                            point_labels: Optional[Sequence[int]] = None) -> dict[str, Any]:
+    """The ``/segment`` body: ``{image, boxes, points?, point_labels?}`` (points only when given,
+    so a boxes-only request is what older workers accept)."""
+    body: dict[str, Any] = {"image": encode_image(image), "boxes": [[float(v) for v in b] for b in boxes]}
+    if points:
+        body["points"] = [[float(v) for v in p] for p in points]
+        body["point_labels"] = [1] * len(points) if point_labels is None else [int(v) for v in point_labels]
+    return body
+
+
 def caption_from_wire(d: dict) -> Caption:
     return Caption(text=d["text"], kind=d.get("kind", ""), cache_hit=bool(d.get("cache_hit")))
 
@@ -133,5 +145,5 @@ def scores_from_wire(d: dict) -> Scores:
 __all__ = ["REPLICA_HEADER", "encode_image", "decode_image", "encode_mask", "decode_mask", "field_bytes",
            "image_from_bytes", "mask_from_bytes",
            "caption_to_wire", "detections_to_wire", "segmentation_to_wire", "edit_result_to_wire",
-           "scores_to_wire", "request_to_wire", "caption_from_wire", "detections_from_wire",
+           "scores_to_wire", "request_to_wire", "segment_request_to_wire", "caption_from_wire", "detections_from_wire",
            "segmentation_from_wire", "edit_result_from_wire", "scores_from_wire"]

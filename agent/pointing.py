@@ -1,0 +1,240 @@
+"""Pointing at the object: a click, or its typed equivalent, becomes the region the next edit changes.
+
+    pointer = Pointer(session)
+    pointer.click(85, 60)                      # select the object under the click
+    pointer.click(70, 92, mode="add")          # shift-click: this belongs to it too
+    pointer.click(80, 40, mode="remove")       # alt-click / refine mode: this does not
+    pointer.typed("select the cat on the left") or pointer.typed("include the tail")
+    session.send("make it red")                # edits the selected region, no grounding
+
+A click *selects*: the detections known for the image on screen (the last grounding on it, or a
+fresh GroundingDINO call for the last target and "object") give the context, and the smallest box
+containing the click joins SAM's point prompt and names the object (the CMU study's "user-guided
+segmentation to correct or refine automatic segmentations"; SAM's interactive prompts: points
+with labels plus a box). Clicks in ``add`` / ``remove`` mode put positive / negative points on the
+pending selection (or on the region of the last edit) and SAM runs again with all of them.
+
+The result is kept in the conversation state as ``selection`` (``Session.set_selection``): the
+next localized edit uses its mask instead of grounding, then it is used up. While a question
+about candidates is open, a click answers it instead (the candidate whose box holds the click).
+Typed equivalents: "select the cat on the left", "pick the biggest one", "the one at the top
+left" (a detection chosen by position, as an answer to "which one?" would be), "include the tail"
+/ "exclude the collar" (the part is grounded; its box centre becomes a point).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from agent import referent
+from agent.select import candidate_order, resolve_answer
+from agent.session import Session
+from agent.state import current_path, current_record
+from tools.images import box_containing, mask_bbox, overlay, union_box
+from tools.types import Box, Detection, LocaleditError
+
+Mode = Literal["select", "add", "remove"]
+
+CONTEXT_PHRASE = "object"
+"""What is grounded for context when nothing is known about the image on screen."""
+
+_SELECT_RE = re.compile(
+    r"^\s*(?:please\s+)?(?:select|pick|choose|click(?:\s+on)?|point\s+at|mark)\s+(?P<np>.+?)\s*[.!]?\s*$", re.I)
+_ONE_RE = re.compile(r"^\s*(?P<np>(?:the|that|this)\s+one\b.*?)\s*[.!]?\s*$", re.I)
+_REFINE_RE = re.compile(
+    r"^\s*(?:please\s+)?(?:and\s+|also\s+)?(?P<verb>include|also\s+select|add\s+back|exclude|leave\s+out|deselect)"
+    r"\s+(?:the\s+|its\s+|his\s+|her\s+|their\s+)?(?P<part>[\w' -]+?)"
+    r"(?:\s+too|\s+as\s+well)?\s*[.!]?\s*$", re.I)
+_NEGATIVE = ("exclude", "leave out", "deselect")
+_ANY_ONE = {"", "one", "it", "that", "this", "that one", "this one", "the one", "object", "thing"}
+
+
+@dataclass
+class Pointed:
+    """What pointing did: a sentence for the user and the selection now pending.
+
+    ``picture``: the selection drawn over the photo (a path in the image store); ``answer``: the
+    candidate number a click on a question's picture means (send it as the answer); ``error``:
+    nothing changed and ``text`` says why.
+    """
+
+    text: str
+    selection: Optional[dict] = None
+    picture: Optional[str] = None
+    answer: Optional[str] = None
+    error: bool = False
+
+
+class Pointer:
+    """Selections on the image a ``Session`` is on: clicks and their typed equivalents."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.worker = session.conversations.worker
+        self.store = session.conversations.store
+
+    # --- clicks --------------------------------------------------------------------------------
+
+    def click(self, x: float, y: float, mode: Mode = "select") -> Pointed:
+        """A click at ``(x, y)`` (pixels of the image on screen): select, or refine the selection."""
+        state = self.session.state()
+        current = current_path(state)
+        if current is None:
+            return Pointed("There is no photo yet: drop one in first.", error=True)
+        image = self.store.open(current)
+        if not (0 <= x < image.width and 0 <= y < image.height):
+            return Pointed(f"That click ({x:.0f}, {y:.0f}) is outside the {image.width}x{image.height} photo.",
+                           error=True)
+        asked = self.session.pending()
+        if asked is not None:
+            return self._answer(state, (x, y))
+        if mode == "select":
+            return self._select(state, current, (x, y))
+        base = self._refinable(state, current)
+        if base is None:
+            if mode == "remove":
+                return Pointed("Nothing is selected to take that out of: click the object first.", error=True)
+            return self._select(state, current, (x, y))
+        points = [*base["points"], [float(x), float(y), 1 if mode == "add" else 0]]
+        return self._segment(current, points, base.get("box"), base.get("label"),
+                             f"{'Added' if mode == 'add' else 'Took out'} the part at ({x:.0f}, {y:.0f})")
+
+    def clear(self) -> Pointed:
+        """Forget the pending selection: the next edit grounds its target again."""
+        try:
+            self.session.set_selection(None)
+        except LocaleditError as err:
+            return Pointed(str(err), error=True)
+        return Pointed("Selection cleared: I will find the object from your words again.")
+
+    def _answer(self, state: dict, point: tuple[float, float]) -> Pointed:
+        """A click on the numbered candidates: the one whose box holds it."""
+        detections = [tuple(d["box"]) for d in state.get("detections") or []]
+        order = (state.get("question") or {}).get("order") or candidate_order(
+            [Detection(d["label"], d["score"], tuple(d["box"])) for d in state.get("detections") or []])
+        hit = box_containing(point, [detections[i] for i in order]) if detections else None
+        if hit is None:
+            return Pointed("Click inside one of the numbered boxes (or type its number).", error=True)
+        return Pointed(f"You clicked candidate {hit + 1}.", answer=str(hit + 1))
+
+    def _select(self, state: dict, current: str, point: tuple[float, float]) -> Pointed:
+        detections = self._context(state, current)
+        hit = box_containing(point, [d.box for d in detections])
+        box, label = (detections[hit].box, detections[hit].label) if hit is not None else (None, None)
+        label = None if label in (None, CONTEXT_PHRASE) else label
+        return self._segment(current, [[float(point[0]), float(point[1]), 1]], box, label,
+                             f"Selected {'the ' + label if label else 'the region'} at ({point[0]:.0f}, {point[1]:.0f})")
+
+    def _context(self, state: dict, current: str) -> list[Detection]:
+        """Detections on the image on screen: the last grounding on it, those of the edit that made
+        it (an edit keeps the geometry), else a fresh one for the object the edit made and "object"."""
+        record = current_record(state) or {}
+        if state.get("base") == current and state.get("detections"):
+            known = state["detections"]
+        elif record.get("detections"):
+            known = record["detections"]
+        else:
+            target = referent.names(record)[0] if record.get("plan") else None
+            phrase = f"{target} . {CONTEXT_PHRASE}" if target else CONTEXT_PHRASE
+            return self.worker.ground(self.store.open(current), phrase)
+        return [Detection(d["label"], d["score"], tuple(d["box"])) for d in known]
+
+    def _refinable(self, state: dict, current: str) -> Optional[dict]:
+        """The selection to refine: the pending one on this image, else the region the edit on screen changed."""
+        selected = state.get("selection")
+        if selected and selected.get("base") == current:
+            return selected
+        record = current_record(state)
+        if referent.region_of(record) and record.get("boxes"):
+            label = referent.names(record)[0]
+            return {"points": [], "box": list(union_box([tuple(b) for b in record["boxes"]])),
+                    "label": None if label == referent.UNNAMED else label}
+        return None
+
+    def _segment(self, current: str, points: list[list[float]], box: Optional[Box], label: Optional[str],
+                 done: str) -> Pointed:
+        """SAM on the points (and box); the result becomes the pending selection."""
+        image = self.store.open(current)
+        try:
+            seg = self.worker.segment(image, [tuple(box)] if box is not None else [],
+                                      points=[(p[0], p[1]) for p in points], point_labels=[int(p[2]) for p in points])
+        except ValueError as err:
+            return Pointed(f"I could not select that: {err}", error=True)
+        except LocaleditError as err:  # the worker is down or hung: one sentence, nothing changed
+            return Pointed(str(err), error=True)
+        bbox = mask_bbox(seg.mask)
+        if bbox is None:
+            return Pointed("SAM found nothing there; click closer to the middle of the object.", error=True)
+        selection = {"base": current, "points": points, "box": list(box) if box is not None else list(bbox),
+                     "label": label, "mask": self.store.put_mask(seg.mask), "note": seg.note}
+        try:
+            self.session.set_selection(selection)
+        except LocaleditError as err:  # a turn is running, or a question opened meanwhile
+            return Pointed(str(err), error=True)
+        picture = self.store.put(overlay(image, mask=seg.mask, boxes=[tuple(selection["box"])]))
+        area = seg.mask.mean()
+        what = f"the {label}" if label else "this region"
+        return Pointed(f"{done} ({area:.0%} of the photo). Now say what to do with {what}, e.g. \"make it red\"; "
+                       f"Shift-click adds a part, Alt-click takes one out.", selection=selection, picture=picture)
+
+    # --- typed equivalents --------------------------------------------------------------------
+
+    def typed(self, text: str) -> Optional[Pointed]:
+        """Handle a message that only points ("select the cat on the left", "include the tail");
+        None when ``text`` is something else (an instruction, an answer, a command)."""
+        state = self.session.state()
+        current = current_path(state)
+        if current is None or self.session.pending() is not None:
+            return None
+        refine = _REFINE_RE.match(text or "")
+        if refine and self._refinable(state, current) is not None:
+            verb = re.sub(r"\s+", " ", refine.group("verb").lower())
+            return self._part(state, current, refine.group("part").strip(), positive=verb not in _NEGATIVE)
+        select = _SELECT_RE.match(text or "")
+        bare = _ONE_RE.match(text or "") if not current_record(state) else None  # else "the left one" corrects
+        if select or bare:
+            return self._pick(state, current, (select or bare).group("np"))
+        return None
+
+    def _pick(self, state: dict, current: str, phrase: str) -> Optional[Pointed]:
+        """"the cat on the left", "the biggest one": a detection by name and position."""
+        from agent.plan import extract_qualifier
+
+        _, noun = extract_qualifier(phrase.lower())
+        noun = re.sub(r"^(?:the|that|this|a|an)\s+", "", noun.strip()).strip()
+        image = self.store.open(current)
+        detections = self._context(state, current) if noun in _ANY_ONE else self.worker.ground(image, noun)
+        if not detections:
+            return Pointed(f"I could not find {'it' if noun in _ANY_ONE else 'the ' + noun} in the photo; "
+                           f"click on it instead.", error=True)
+        picked = resolve_answer(phrase, detections, image.size)
+        if picked is None and len(detections) == 1:
+            picked = [0]
+        if not picked or len(picked) != 1:
+            return Pointed(f"I found {len(detections)} and could not tell which you mean; click on it.", error=True)
+        d = detections[picked[0]]
+        label = None if noun in _ANY_ONE and d.label == CONTEXT_PHRASE else (d.label if noun in _ANY_ONE else noun)
+        cx, cy = (d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2
+        return self._segment(current, [[cx, cy, 1]], d.box, label, f"Selected {'the ' + label if label else 'it'}")
+
+    def _part(self, state: dict, current: str, part: str, positive: bool) -> Pointed:
+        """"include the tail": the part's detection nearest the selection gives a point."""
+        base = self._refinable(state, current)
+        image = self.store.open(current)
+        found = self.worker.ground(image, part)
+        if not found:
+            return Pointed(f"I could not find the {part} in the photo; "
+                           f"{'Shift' if positive else 'Alt'}-click on it instead.", error=True)
+        x0, y0, x1, y1 = base["box"]
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        nearest = min(found, key=lambda d: ((d.box[0] + d.box[2]) / 2 - cx) ** 2 + ((d.box[1] + d.box[3]) / 2 - cy) ** 2)
+        px, py = (nearest.box[0] + nearest.box[2]) / 2, (nearest.box[1] + nearest.box[3]) / 2
+        box = base.get("box") if not positive else list(union_box([tuple(base["box"]), nearest.box]))
+        points = [*base["points"], [px, py, 1 if positive else 0]]
+        return self._segment(current, points, box, base.get("label"),
+                             f"{'Added' if positive else 'Took out'} the {part}")
+
+
+__all__ = ["Pointer", "Pointed", "Mode"]

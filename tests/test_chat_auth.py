@@ -1,0 +1,65 @@
+"""The chat with a password (``LOCALEDIT_CHAT_PASSWORD``, what any address but loopback requires), and the
+doors that stay shut without one: the login page, the pictures, other origins.
+
+One Chainlit server for the module (the real app, as ``tests/test_chat_ui.py`` starts it) in password
+mode on loopback; no model is loaded (no edit runs here).
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.test_chat_ui import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Server, needs_chainlit
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def server(tiny_models_dir, tmp_path_factory):
+    needs_chainlit()
+    root = tmp_path_factory.mktemp("chat-auth")
+    srv = Server(tiny_models_dir, root / "data", root / "server.log", LOCALEDIT_CHAT_PASSWORD=PASSWORD,
+                 LOCALEDIT_CHAT_USER="ada")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def test_the_chat_asks_for_the_password(server):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1000, "height": 800})
+        page.set_default_timeout(30_000)
+        page.goto(server.url)
+        page.wait_for_url("**/login")
+        page.locator("#email").fill("ada")
+        page.locator("#password").fill("wrong")
+        page.get_by_role("button", name="Sign In").click()
+        page.get_by_text("credentials").first.wait_for()  # "Sign in failed. Check the details you provided..."
+        assert page.locator("#chat-input").count() == 0
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "20-login.png"))
+        page.locator("#password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign In").click()
+        page.locator("#chat-settings-open-modal").wait_for()  # signed in: the chat's session is up
+        assert page.locator("#user-nav-button").inner_text().strip() == "A"  # signed in as ada
+        browser.close()
+
+
+def test_pictures_and_other_origins_stay_out(server):
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        assert client.get("/localedit/files/" + "0" * 64 + ".png").status_code == 401  # not signed in
+        refused = client.get("/project/settings?language=en-US", headers={"Origin": "http://evil.example"})
+        assert refused.status_code == 403 and "evil.example" in refused.text
+        socket = client.get("/ws/socket.io/?EIO=4&transport=polling", headers={"Origin": "http://evil.example"})
+        assert socket.status_code == 403
+        assert client.get("/", headers={"Origin": server.url}).status_code == 200
+        login = client.post("/login", data={"username": "ada", "password": "nope"})
+        assert login.status_code == 401
+        login = client.post("/login", data={"username": "ada", "password": PASSWORD})
+        assert login.status_code == 200
+        assert client.get("/localedit/files/" + "0" * 64 + ".png").status_code == 404  # signed in: just unknown
+        sneaky = client.get("/localedit/files/..%2Fchat_threads.sqlite")  # not a file name: Chainlit's page
+        assert b"SQLite format" not in sneaky.content and sneaky.headers["content-type"].startswith("text/html")
