@@ -51,8 +51,9 @@ from agent.state import current_record
 from chat_ui import render
 from chat_ui.access import LOCAL_USER, Guard, check_password, password_mode
 from chat_ui.backend import EDITORS, Backend, PanelSettings, get_backend
-from chat_ui.history import FILES_ROUTE, FileStore, SQLiteDataLayer, owner_only
+from chat_ui.history import FILES_ROUTE, FileStore, SQLiteDataLayer
 from chat_ui.page import LocalPage
+from tools.files import private_dir
 from tools.images import to_png_bytes
 
 log = logging.getLogger("localedit.chat")
@@ -73,8 +74,7 @@ _thumbs: dict[str, str] = {}  # image path (content-addressed, never rewritten) 
 _thread_locks: "weakref.WeakValueDictionary[str, asyncio.Lock]" = weakref.WeakValueDictionary()
 
 backend: Backend = get_backend()
-_data = Path(backend.settings.data_dir)
-owner_only(_data)
+_data = private_dir(backend.settings.data_dir)
 files = FileStore(_data / "chat_files")
 history = SQLiteDataLayer(_data / "chat_threads.sqlite", files)
 

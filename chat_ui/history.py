@@ -25,6 +25,7 @@ import mimetypes
 import os
 import re
 import sqlite3
+import tempfile
 import threading
 import uuid
 from datetime import datetime, timezone
@@ -35,6 +36,8 @@ from chainlit.data.base import BaseDataLayer
 from chainlit.data.utils import queue_until_user_message
 from chainlit.types import Feedback, PageInfo, PaginatedResponse, Pagination, ThreadDict, ThreadFilter
 from chainlit.user import PersistedUser, User
+
+from tools.files import private_dir, private_file
 
 if TYPE_CHECKING:
     from chainlit.element import Element, ElementDict
@@ -66,21 +69,11 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def owner_only(path: Path) -> None:
-    """Make ``path`` readable and writable by its owner only (conversations are private)."""
-    try:
-        os.chmod(path, 0o600 if Path(path).is_file() else 0o700)
-    except OSError:  # a file system without modes (or not ours): nothing more to do
-        return
-
-
 class FileStore:
     """Picture bytes by content hash, in one folder; :meth:`url` is where the app serves them."""
 
     def __init__(self, root: Path):
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        owner_only(self.root)
+        self.root = private_dir(root)
 
     def put(self, data: bytes, mime: Optional[str] = None, name: str = "") -> str:
         """Keep ``data``; returns its file name (``<sha256>.<ext>``)."""
@@ -91,9 +84,9 @@ class FileStore:
         file_name = f"{hashlib.sha256(data).hexdigest()}.{ext}"
         path = self.root / file_name
         if not path.exists():
-            part = path.with_suffix(f".{uuid.uuid4().hex}.part")
-            part.write_bytes(data)
-            owner_only(part)
+            fd, part = tempfile.mkstemp(dir=self.root, suffix=".part")  # created owner-only (0600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
             os.replace(part, path)  # all or nothing
         return file_name
 
@@ -121,13 +114,12 @@ class SQLiteDataLayer(BaseDataLayer):
     """
 
     def __init__(self, path: Path, files: FileStore):
-        self.path, self.files = Path(path), files
+        self.path, self.files = private_file(path), files  # created owner-only before SQLite opens it
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
         self._db.row_factory = sqlite3.Row
         with self._lock, self._db:
             self._db.executescript(_SCHEMA)
-        owner_only(self.path)
         self._transient: set[str] = set()  # steps shown but not kept
 
     # --- plumbing --------------------------------------------------------------------------------

@@ -125,7 +125,13 @@ def test_the_data_directory_and_conversation_database_are_owner_only(settings, r
         assert mode(tmp_path / "fresh") == 0o700  # folders it had to create above it too
         ui = tmp_path / "ui-data"
         Backend(settings.model_copy(update={"data_dir": ui}), understander=Understander(None))
-        assert mode(ui) == 0o700 and mode(ui / "chat_ui.sqlite") == 0o600
+        assert mode(ui) == 0o700
+        from chat_ui.history import FileStore, SQLiteDataLayer  # the chat's past conversations and pictures
+
+        files = FileStore(ui / "chat_files")
+        SQLiteDataLayer(ui / "chat_threads.sqlite", files)
+        picture = files.root / files.put(b"\x89PNG not really", "image/png")
+        assert [oct(mode(p)) for p in (files.root, ui / "chat_threads.sqlite", picture)] == ["0o700", "0o600", "0o600"]
     finally:
         conv.close()
         os.umask(old_umask)
