@@ -374,7 +374,7 @@ def browser():
 def open_page(browser, server, photo: Path, viewport=(1100, 1400), **context):
     ctx = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, accept_downloads=True,
                               **context)
-    ctx.set_default_timeout(30_000)
+    ctx.set_default_timeout(60_000)  # generous: a busy 2-core machine renders slowly
     page = ctx.new_page()
     ui = UI(page, server, photo)
     page.on("request", lambda r: ui.requests.append(r.url))
