@@ -10,7 +10,9 @@ never named. ``arbitrate`` decides, given the LLM's (already validated) answer a
   reads as an edit is replaced by the parser's plan (a question only when the parser's target is
   grounded in the conversation);
 * two edit plans that agree (action, target, qualifier, plural, new value) keep the LLM's plan,
-  with the fields it left empty taken from the parser's;
+  with the fields it left empty, and any instruction or caption that says what nobody said (a
+  small model's copy of its prompt's example: "turn the horse into a zebra" for "remove the
+  horse"), taken from the parser's;
 * two plans that disagree: the one whose target is better grounded (``target_grounding``: named in
   the message > named in the caption or the last edit > other words > function words or a scene
   word such as "day"), then whose new value the user said; a tie goes to the parser, whose reading
@@ -108,13 +110,39 @@ def value_grounding(plan: EditPlan, text: str) -> int:
 
 
 def well_grounded(result: Understanding, text: str, context: Any = None) -> bool:
-    """Whether a reading is a clear edit: a plan with its target and value in the user's words (or a
-    global edit / an add with no target)."""
+    """Whether a reading is a clear edit: a plan with its target in the user's words or the
+    conversation's (the last edit, the referent) and its value in the user's words (or a global
+    edit / an add with no target)."""
     if not isinstance(result, EditPlan):
         return False
     if not result.target:
         return True
-    return target_grounding(result, text, context) >= 3 and value_grounding(result, text) == 1
+    return target_grounding(result, text, context) >= 2 and value_grounding(result, text) == 1
+
+
+PLAN_WORDS = {"turn", "make", "change", "replace", "remove", "add", "put", "into", "with", "photo", "picture",
+              "image", "background", "without", "s", "look", "like", "style", "more", "less", "very", "at", "in",
+              "on", "of", "for", "from", "by", "new", "edit", "edited", "other", "same", "colour", "color"}
+"""Words any plan's instruction or caption may use, whatever the user said."""
+
+
+def unsaid_words(phrase: Optional[str], plan: EditPlan, text: str, context: Any = None) -> set[str]:
+    """The words of a free-text field (instruction, caption) that neither the user, the conversation
+    nor the plan's own fields said: "turn the horse into a zebra" for "remove the horse" -> {"zebra"}
+    (a small model copying its prompt's example)."""
+    known = words(" ".join(filter(None, (text, _context_text(context), plan.target, plan.new_value,
+                                         plan.attribute, plan.region_hint, plan.qualifier))))
+    return {w for w in words(phrase) - STOPWORDS - FUNCTION_WORDS - PLAN_WORDS
+            if len(w) > 2 and not any(same_word(w, k) for k in known)}
+
+
+def vetted(plan: EditPlan, text: str, context: Any = None, fallback: Optional[EditPlan] = None) -> EditPlan:
+    """``plan`` with each free-text field that says something unsaid (``unsaid_words``) replaced by
+    ``fallback``'s (or emptied, for ``agent.parser.complete_plan`` to write)."""
+    update = {k: (getattr(fallback, k) if fallback is not None else "") for k in
+              ("instruction", "source_caption", "target_caption")
+              if getattr(plan, k) and unsaid_words(getattr(plan, k), plan, text, context)}
+    return plan.model_copy(update=update) if update else plan
 
 
 def agree(a: EditPlan, b: EditPlan) -> bool:
@@ -159,7 +187,7 @@ def arbitrate(proposed: Understanding, reading: Reading, text: str, context: Any
     """Decide between the LLM's answer ``proposed`` and the parser's ``reading`` (module docstring)."""
     parsed = reading.result
     if reading.source == "foreign" or reading.source not in ("edit", "fallback"):
-        return Verdict(proposed, "llm")
+        return Verdict(proposed, "llm")  # the user's words are not English: nothing to vet them against
     if isinstance(parsed, EditPlan) and not isinstance(proposed, EditPlan):
         grounded = target_grounding(parsed, text, context) >= 2
         if isinstance(proposed, (Chat, Command)) or grounded:
@@ -169,8 +197,9 @@ def arbitrate(proposed: Understanding, reading: Reading, text: str, context: Any
     if isinstance(parsed, Clarify) and isinstance(proposed, Chat) and reading.source == "edit":
         return Verdict(parsed, "parser", "the model answered with chat; the built-in parser asks which object")
     if not (isinstance(parsed, EditPlan) and isinstance(proposed, EditPlan)):
-        return Verdict(proposed, "llm")
+        return Verdict(vetted(proposed, text, context) if isinstance(proposed, EditPlan) else proposed, "llm")
     if agree(proposed, parsed):
+        proposed = vetted(proposed, text, context, parsed)
         filled = {k: getattr(parsed, k) for k in ("attribute", "count", "region_hint", "source_caption",
                                                   "target_caption", "instruction")
                   if getattr(proposed, k) in (None, "") and getattr(parsed, k) not in (None, "")}
@@ -178,7 +207,7 @@ def arbitrate(proposed: Understanding, reading: Reading, text: str, context: Any
     mine = (target_grounding(proposed, text, context), value_grounding(proposed, text))
     theirs = (target_grounding(parsed, text, context), value_grounding(parsed, text))
     if mine > theirs:
-        return Verdict(proposed, "llm", f"the model's plan ({_describe(proposed)}) is better grounded than the "
+        return Verdict(vetted(proposed, text, context), "llm", f"the model's plan ({_describe(proposed)}) is better grounded than the "
                                         f"built-in parser's ({_describe(parsed)})")
     return Verdict(parsed, "parser", f"the model's plan ({_describe(proposed)}) disagrees with the built-in "
                                      f"parser's ({_describe(parsed)}) and is not better grounded")

@@ -592,6 +592,8 @@ class Understander:
         if result.action == "remove" and result.new_value and (words(result.new_value) - STOPWORDS) & words(text):
             raise InvalidAnswer(f"remove takes the object out; to turn it into {result.new_value!r} "
                                 "use action replace (or attribute for a colour or material)")
+        if result.action == "remove" and result.new_value:  # nothing replaces a removed object
+            result = result.model_copy(update={"new_value": None})
         offline = reading.result
         if result.action == "remove" and isinstance(offline, EditPlan) and offline.action != "remove":
             raise InvalidAnswer(f"the user did not ask to remove anything; use action {offline.action!r}")
@@ -638,7 +640,7 @@ class Understander:
 
         def fallback(why: str) -> Understood:
             return _finish(Understood(reading.result, "offline-fallback", "; ".join(
-                notes + [why + "; used the built-in parser"])))
+                [n for n in notes if n] + [why + "; used the built-in parser"])))
 
         messages = self.messages(text, context, history)
         try:
