@@ -4,6 +4,7 @@
     python -m bench.llm                                        # the configured LLM (LOCALEDIT_LLM_* / OPENAI_*)
     python -m bench.llm --base-url http://127.0.0.1:11434/v1 --model llama3.2    # any OpenAI-compatible server
     python -m bench.llm --limit 20 --group remove --json runs/llm.json --verbose
+    python -m bench.llm --report runs/llm.json                 # the tables again, from the rows
 
 Every case is read twice: by the built-in parser alone (``agent.parser.read``) and by the
 ``Understander`` with the LLM, in one process and one conversation-free context each (the case's
@@ -87,9 +88,12 @@ def report(rows: Sequence[dict], title: str) -> str:
     n = len(rows)
     asked = [r for r in rows if r["asked"]]
     counts = Counter(r["path"] for r in rows)
+    failed = sum(r["path"] == "offline-fallback" and _failed(r["note"]) for r in rows)
     out = [f"## {title}", "", f"{n} phrasings, {len(asked)} sent to the LLM.", "",
            "| path | turns | share |", "|---|---|---|"]
     out += [f"| {p} | {counts.get(p, 0)} | {100 * counts.get(p, 0) / n:.1f} % |" for p in PATHS]
+    out += ["", f"Of the fallbacks, {counts.get('offline-fallback', 0) - failed} had an answer that was no valid plan "
+                f"and {failed} had no answer (an error or the turn's time ran out)."]
     out += ["", "| | action right | target right |", "|---|---|---|",
             f"| final plan (LLM path, checked by the parser) | {_pct(rows, 'final_action')} | {_pct(rows, 'final_target')} |",
             f"| parser alone | {_pct(rows, 'parser_action')} | {_pct(rows, 'parser_target')} |",
@@ -111,6 +115,11 @@ def report(rows: Sequence[dict], title: str) -> str:
             f"{_quantile([r['parser_seconds'] for r in rows], .95):.4f} | "
             f"{max([r['parser_seconds'] for r in rows] or [0]):.4f} |"]
     return "\n".join(out)
+
+
+def _failed(note: str) -> bool:
+    """Whether a fallback's note says the request failed (rather than its answer being unusable)."""
+    return "request failed" in note or "did not answer" in note
 
 
 def run(understander: Understander, cases: Sequence[Phrasing],
@@ -146,7 +155,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--group", action="append", help="only these groups (repeatable)")
     parser.add_argument("--json", type=Path, help="write every row here")
     parser.add_argument("--verbose", action="store_true", help="print every case as it is done")
+    parser.add_argument("--report", type=Path, help="print the tables of rows written by --json, run nothing")
     args = parser.parse_args(argv)
+    if args.report:
+        print(report(json.loads(args.report.read_text()), f"rows from {args.report}"))
+        return 0
 
     cases = [c for c in PHRASINGS if not args.group or c.group in args.group][: args.limit or None]
 

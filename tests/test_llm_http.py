@@ -45,6 +45,10 @@ PLANS: dict[str, list[dict[str, Any]]] = {
     "remove the horse": [{"name": "reply", "arguments": {"text": "Remove the horse from the photo."}}],
     "transforme le chat en renard": [{"name": "edit_region", "arguments": {
         "action": "replace", "target": "cat", "new_value": "fox"}}],
+    "turn the leftmost cat into a fox": [{"name": "edit_region", "arguments": {
+        "action": "replace", "target": "cat", "qualifier": "leftmost", "new_value": "fox"}}],
+    "rends le chat de gauche rouge": [{"name": "edit_region", "arguments": {
+        "action": "attribute", "target": "cat", "qualifier": "leftmost", "new_value": "red"}}],
     "make the car red, then show me the mask": [
         {"name": "edit_region", "arguments": {"action": "attribute", "target": "car", "new_value": "red"}},
         {"name": "show_mask", "arguments": {}}],
@@ -261,3 +265,55 @@ def test_a_dotenv_with_openai_variables_turns_the_llm_on(serve, tmp_path, monkey
     out = Understander(make_llm(settings), settings=settings).understand("turn the cat into a fox", CONTEXT)
     assert out.path == "llm-tool" and len(server.requests) == 1
     assert os.environ.get("OPENAI_API_KEY") is None
+
+
+# --- a conversation, the way a user meets it -----------------------------------------------------
+
+
+def test_a_conversation_through_a_server_without_tool_parsing(serve, settings, registry, photo_path, tmp_path):
+    """Python ``Session`` over the real graph (tiny models): the edit goes through the LLM path and the reply
+    says once that the server takes no tools; undo never reaches the server; French edits too."""
+    from agent.session import Conversations
+    from tests.scenes import SceneWorker, agent_settings
+
+    server = serve("vllm")
+    s = agent_settings(settings, tmp_path).model_copy(update={
+        "llm_model": "scripted-model", "llm_base_url": server.base_url, "llm_turn_budget": 20.0})
+    conversations = Conversations(s, worker=SceneWorker(s, registry=registry),
+                                  understander=Understander(make_llm(s), settings=s))
+    try:
+        chat = conversations.session()
+        chat.send("", image=photo_path)
+        reply = chat.send("turn the leftmost cat into a fox")
+        assert not reply.error and not reply.question, reply.text
+        assert reply.understood["path"] == "llm-json" and len(chat.versions()) == 2
+        assert "does not accept tool definitions" in reply.text  # said once, in this turn's reply
+        asked = len(server.requests)
+        assert "Undid 1 step" in chat.send("undo").text and len(server.requests) == asked
+        reply = chat.send("rends le chat de gauche rouge")
+        assert not reply.error and reply.understood["path"] == "llm-json", reply.text
+        plan = chat.state()["last_plan"]
+        assert (plan["instruction"], plan["qualifier"]) == ("make the cat red", "leftmost")  # English for ip2p
+        assert "tool definitions" not in reply.text and len(chat.versions()) == 2
+    finally:
+        conversations.close()
+
+
+def test_the_benchmark_scores_the_llm_path_against_the_parser(serve, tmp_path):
+    from bench.llm import main, report, run
+    from bench.phrasings import PHRASINGS, P
+
+    server = serve("tools")
+    cases = [P("turn the cat into a fox", "replace", "cat", scene="room"), P("Remove the horse", "remove", "horse"),
+             P("undo", "command"), P("transforme le chat en renard", "replace", "cat", scene="room")]
+    rows = run(understander_for(server), cases)
+    assert [r["path"] for r in rows] == ["llm-tool", "parser-check", "parser-fast", "llm-tool"]
+    assert all(r["final_target"] and r["final_action"] for r in rows)
+    assert [r["parser_target"] for r in rows] == [True, True, True, False]  # the parser reads no French
+    assert rows[1]["llm"] == "chat" and not rows[1]["llm_action"] and not rows[1]["chat_for_edit"]
+    text = report(rows, "scripted")
+    assert "| parser-check | 1 | 25.0 % |" in text and "| parser alone | 75.0 % | 75.0 % |" in text
+    assert "Clear edits answered with chat: 0." in text
+    assert len(PHRASINGS) >= 100
+    (tmp_path / "rows.json").write_text(__import__("json").dumps(rows))
+    assert main(["--report", str(tmp_path / "rows.json")]) == 0
