@@ -53,7 +53,7 @@ from agent.arbiter import STOPWORDS, arbitrate, same_word, well_grounded, words
 from agent.llm_client import (
     PLACEHOLDER_KEY, REDACT, BudgetSpent, ModelCaller, describe_error, make_llm, redact,
 )
-from agent.parser import Reading, complete_plan
+from agent.parser import Reading, complete_plan, foreign_share
 from agent.plan import (
     ORDINAL_RE, QUALIFIERS, Chat, Clarify, Command, EditPlan, Understanding, UnderstandingAdapter, clean_text,
     strip_controls,
@@ -679,8 +679,9 @@ class Understander:
         result = verdict.result
         if verdict.winner == "parser":
             path = "parser-check"
-        elif isinstance(result, EditPlan):
-            result = complete_plan(result, context, english_instruction=reading.source == "foreign")
+        elif isinstance(result, EditPlan):  # a message in another language: an instruction ip2p can read
+            result = complete_plan(result, context, english_instruction=reading.source == "foreign" and (
+                result.instruction == clean_text(text) or foreign_share(result.instruction) > 0.2))
         notes.append(verdict.reason)
         if rest:
             notes.append("the model also asked for " + ", ".join(_say(r) for r in rest)

@@ -480,6 +480,15 @@ def test_a_french_instruction_becomes_an_english_plan():
     assert "always write target" in llm.received[0][0].content and "in English" in llm.received[0][0].content
 
 
+def test_an_english_instruction_the_model_wrote_for_a_french_message_is_kept():
+    out, _ = understand([call("edit_region", action="replace", target="cat", new_value="fox",
+                              instruction="replace the cat with a red fox")], "transforme le chat en renard rouge")
+    assert out.path == "llm-tool" and out.result.instruction == "replace the cat with a red fox"
+    out, _ = understand([call("edit_region", action="replace", target="cat", new_value="fox",
+                              instruction="transforme le chat en renard")], "transforme le chat en renard")
+    assert out.result.instruction == "turn the cat into a fox"
+
+
 def test_a_spanish_instruction_without_an_llm_gets_a_reply_that_says_how():
     out = Understander(None).understand("quita el coche rojo", ParseContext())
     assert out.path == "offline" and isinstance(out.result, Chat)
