@@ -48,6 +48,11 @@ SCENE_HEADS = WHOLE_IMAGE | {"day", "daytime", "night", "nighttime", "morning", 
                              "dusk", "sunset", "sunrise", "summer", "winter", "autumn", "fall", "spring",
                              "springtime", "weather", "season", "landscape", "view", "scenery"}
 """Words that name the whole scene: a target made of them cannot be grounded to a region."""
+STYLE_HEADS = {"painting", "drawing", "sketch", "watercolor", "watercolour", "cartoon", "illustration", "render",
+               "style", "filter", "look", "effect", "snow", "rain", "fog", "mist", "storm", "sunset", "sunrise",
+               "sunlight", "sunshine", "darkness", "brightness", "contrast", "lighting"}
+"""What a style or weather change brings (a painting, snow): no region to recolour or replace, though
+"remove the snow" has one."""
 
 Winner = Literal["llm", "parser"]
 
@@ -89,12 +94,17 @@ def _context_text(context: Any) -> str:
 def target_grounding(plan: EditPlan, text: str, context: Any = None) -> int:
     """How well a plan's target is grounded: 3 named in the message, 2 named in the caption, the
     referent or the last edit, 1 other words (or no target: a global edit), 0 a misread (function
-    words such as "so it is", or a scene word such as "day" that no detector can box)."""
+    words such as "so it is", a scene word such as "day" that no detector can box, or the very
+    thing an add or replace brings in)."""
     if not plan.target:
         return 1
     found = words(plan.target)
     if not found or found & FUNCTION_WORDS or _head(plan.target) in SCENE_HEADS:
         return 0
+    if plan.action in ("add", "replace") and plan.new_value and same_word(_head(plan.target), _head(plan.new_value)):
+        return 0  # "add a rainbow" read as adding a rainbow onto a rainbow: the new thing is not there yet
+    if plan.action in ("replace", "attribute") and _head(plan.target) in STYLE_HEADS:
+        return 0  # "make it look like a Van Gogh painting" is no edit of a painting in the photo
     if said_in(plan.target, text):
         return 3
     if said_in(plan.target, _context_text(context)):

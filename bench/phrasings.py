@@ -37,7 +37,8 @@ class Phrasing:
 
     ``accept``: the right kinds, each an edit action (``replace``, ``attribute``, ``add``, ``remove``,
     ``global``) or ``command`` / ``chat`` / ``clarify``. ``target``: the grounding phrase's head word
-    (None: the plan has no target). ``scene``: a key of ``SCENES``; ``last``: a key of ``LAST``.
+    (None: the plan has no target; ``"*"``: any object the caption names). ``scene``: a key of
+    ``SCENES``; ``last``: a key of ``LAST``.
     """
 
     text: str
@@ -150,7 +151,7 @@ PHRASINGS: list[Phrasing] = [
     P("make it foggy", "global", scene="landscape", group="global"),
     P("change the weather to rainy", "global", scene="landscape", group="global"),
     P("make it look old", "global", group="global"),
-    P("turn the lights off", "global", scene="room", group="global"),
+    P("turn the lights off", "global|attribute", "light", scene="room", group="global"),
     # --- follow-ups ---------------------------------------------------------------------------------
     P("now make it blue", "attribute", "car", last="car-red", group="follow-up"),
     P("make it a truck", "replace", "car", last="car-red", group="follow-up"),
@@ -158,7 +159,7 @@ PHRASINGS: list[Phrasing] = [
     P("give it a hat", "add", "fox", scene="room", last="cat-fox", group="follow-up"),
     P("do the same to the dog", "replace", "dog", scene="room", last="cat-fox", group="follow-up"),
     P("the cat looks sad, make it happy", "attribute", "cat", scene="room", group="follow-up"),
-    P("make it blue", "clarify|attribute", None, scene="room", group="follow-up"),
+    P("make it blue", "clarify|attribute", "*", scene="room", group="follow-up"),
     # --- commands and chat: answered without the LLM --------------------------------------------------
     P("undo", "command", group="command"),
     P("go back two steps", "command", group="command"),
@@ -200,13 +201,16 @@ def action_right(case: Phrasing, result: object) -> bool:
 
 
 def target_right(case: Phrasing, result: object) -> bool:
-    """Whether an edit's target has the case's head word (or both have none). Non-edits: right when
-    the case is not an edit."""
+    """Whether an edit's target has the case's head word (or both have none; a global edit, where the
+    case accepts one, has none). Non-edits: right when the case is not an edit."""
+    if case.target == "*":  # a question, or an edit of any object of the photo
+        return not isinstance(result, EditPlan) or any(
+            _same(w, (result.target or "?").split()[-1]) for w in SCENES[case.scene].replace(",", " ").split())
     if not case.is_edit:
         return not isinstance(result, EditPlan)
     if not isinstance(result, EditPlan):
         return case.target is None and kind_of(result) in case.accept
-    if case.target is None:
+    if case.target is None or (result.action == "global" and "global" in case.accept):
         return result.target is None
     words = (result.target or "").lower().split()
     return bool(words) and _same(words[-1], case.target)

@@ -382,6 +382,9 @@ def test_a_better_grounded_plan_wins():
     out, _ = understand([call("edit_region", action="attribute", target="sign", new_value="blank")],
                         "change the sign so it is blank", parser=lambda t, c: misread)
     assert out.path == "llm-tool" and out.result.target == "sign" and "better grounded" in out.note
+    # seen from SmolLM2-135M: "add a rainbow" read as adding a rainbow onto "rainbow" loses to the parser's add
+    out, _ = understand([call("edit_region", action="add", target="rainbow", new_value="rainbow")], "add a rainbow")
+    assert out.path == "parser-check" and out.result.target is None and out.result.new_value == "a rainbow"
     # a scene word is no target: "turn the day into night" read as replacing "day" loses to a global edit
     out, _ = understand([call("edit_region", action="replace", target="day", new_value="night")],
                         "turn the day into night")
@@ -419,10 +422,19 @@ def test_agree(a, b, same):
     ("sign so it is", "change the sign so it is blank", None, 0),
     ("day", "turn the day into night", None, 0),
     ("photo", "remove the horse from the photo", None, 0),
+    ("snow", "remove the snow", None, 3),
 ])
 def test_target_grounding(target, text, caption, score):
     plan = EditPlan(action="remove", target=target)
     assert target_grounding(plan, text, ParseContext(caption=caption)) == score
+
+
+def test_a_style_or_weather_word_is_no_target_to_recolour_or_replace():
+    plan = EditPlan(action="attribute", target="painting", new_value="van gogh")
+    assert target_grounding(plan, "make it look like a Van Gogh painting") == 0
+    out, _ = understand([call("edit_region", action="attribute", target="painting", new_value="Van Gogh")],
+                        "make it look like a Van Gogh painting")
+    assert out.path == "parser-check" and out.result.action == "global"
 
 
 def test_arbitrate_keeps_the_llm_for_another_language():
