@@ -1,6 +1,6 @@
 """The agent's graph for LangGraph's own tooling: ``langgraph dev`` serves it to LangGraph Studio,
 which draws it and runs it turn by turn (``langgraph.json`` at the top of the repository points at
-``graph`` here).
+``agent.studio:graph``, importable from any working directory).
 
 ``graph`` is the same ``StateGraph`` as ``agent.session``'s, built from the settings (``LOCALEDIT_*``,
 ``.env``) when the module is imported (only the LangGraph server imports it): the worker (in-process, or ``LOCALEDIT_WORKER_URL``), the LLM

@@ -25,11 +25,11 @@ from tests.conftest import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _spec() -> tuple[Path, str]:
+def _spec() -> tuple[str, str]:
     config = json.loads((ROOT / "langgraph.json").read_text())
     assert config["dependencies"] == ["."]
-    (path, _, name), = [spec.partition(":") for spec in config["graphs"].values()]
-    return ROOT / path, name
+    (module, _, name), = [spec.partition(":") for spec in config["graphs"].values()]
+    return module, name
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -39,9 +39,9 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_langgraph_json_names_a_graph_that_builds_and_runs(tmp_path):
-    path, name = _spec()
-    assert path.exists() and name == "graph"
-    script = (f"import runpy; g = runpy.run_path({str(path)!r})[{name!r}]; "
+    module, name = _spec()
+    assert (ROOT / (module.replace(".", "/") + ".py")).exists() and name == "graph"
+    script = (f"import importlib; g = getattr(importlib.import_module({module!r}), {name!r}); "
               "import json; out = g.invoke({'text': 'hello'}); "
               "print(json.dumps({'nodes': sorted(g.get_graph().nodes), 'reply': out['reply']['text']}))")
     done = subprocess.run([sys.executable, "-c", script], env=_env(tmp_path), cwd=tmp_path, capture_output=True,
@@ -68,8 +68,9 @@ def test_langgraph_dev_serves_and_draws_the_agent(tmp_path):
     if not Path(cli).exists():
         pytest.skip("the langgraph command is not installed")
     port = free_port()
-    proc = subprocess.Popen([cli, "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=ROOT, env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    proc = subprocess.Popen([cli, "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1", "--port", str(port),
+                             "--config", str(ROOT / "langgraph.json")],  # its .langgraph_api/ state goes to tmp_path
+                            cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}"
