@@ -53,7 +53,7 @@ from agent.arbiter import STOPWORDS, arbitrate, same_word, well_grounded, words
 from agent.llm_client import (
     PLACEHOLDER_KEY, REDACT, BudgetSpent, ModelCaller, describe_error, make_llm, redact,
 )
-from agent.parser import Reading, complete_plan, foreign_share
+from agent.parser import EXAMPLES, Reading, asks_removal, complete_plan, foreign_share, named_objects
 from agent.plan import (
     ORDINAL_RE, QUALIFIERS, Chat, Clarify, Command, EditPlan, Understanding, UnderstandingAdapter, clean_text,
     strip_controls,
@@ -589,6 +589,14 @@ class Understander:
                 wanted = words(value or "") - STOPWORDS
                 if wanted and not any(same_word(w, k) for w in wanted for k in known):
                     raise InvalidAnswer(f"{name} {value!r} is not in the user's message; use the user's words")
+        else:  # another language: the target must be an object the message names, a removal asked for
+            named = named_objects(text)
+            head = (words(result.target) - STOPWORDS) if result.target else set()
+            if named and head and not any(same_word(w, n) for w in head for n in named):
+                raise InvalidAnswer(f"target {result.target!r} is not what the user named; the message names "
+                                    f"{', '.join(sorted(named))} (write the target in English)")
+            if result.action == "remove" and not asks_removal(text):
+                raise InvalidAnswer("the user did not ask to remove anything; read the verb of the message")
         if result.action == "remove" and result.new_value and (words(result.new_value) - STOPWORDS) & words(text):
             raise InvalidAnswer(f"remove takes the object out; to turn it into {result.new_value!r} "
                                 "use action replace (or attribute for a colour or material)")
@@ -639,7 +647,11 @@ class Understander:
         notes: list[str] = []
 
         def fallback(why: str) -> Understood:
-            return _finish(Understood(reading.result, "offline-fallback", "; ".join(
+            result = reading.result
+            if reading.source == "foreign":  # an LLM is configured: telling the user to configure one would not help
+                result = Chat(text=f"I couldn't read that: the built-in parser reads English only, and the language "
+                                   f"model's answer was not usable. Please write it in English, e.g. {EXAMPLES}.")
+            return _finish(Understood(result, "offline-fallback", "; ".join(
                 [n for n in notes if n] + [why + "; used the built-in parser"])))
 
         messages = self.messages(text, context, history)

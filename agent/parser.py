@@ -263,6 +263,51 @@ favor
 }
 """Common words of the languages people most often type instead of English (verbs, objects, colours)."""
 
+FOREIGN_OBJECTS: dict[str, str] = {
+    # French
+    "chat": "cat", "chats": "cat", "chien": "dog", "chiens": "dog", "voiture": "car", "voitures": "car",
+    "cheval": "horse", "oiseau": "bird", "arbre": "tree", "maison": "house", "ciel": "sky", "lampe": "lamp",
+    "chapeau": "hat", "fleur": "flower", "fleurs": "flower", "homme": "man", "femme": "woman", "chaise": "chair",
+    "fenêtre": "window", "porte": "door", "mur": "wall", "renard": "fox", "table": "table", "canapé": "sofa",
+    # Spanish
+    "gato": "cat", "gatos": "cat", "perro": "dog", "perros": "dog", "coche": "car", "carro": "car",
+    "caballo": "horse", "pájaro": "bird", "árbol": "tree", "casa": "house", "cielo": "sky", "lámpara": "lamp",
+    "sombrero": "hat", "flor": "flower", "flores": "flower", "hombre": "man", "mujer": "woman", "silla": "chair",
+    "ventana": "window", "puerta": "door", "pared": "wall", "zorro": "fox", "mesa": "table", "sofá": "sofa",
+    # German
+    "katze": "cat", "hund": "dog", "hunde": "dog", "auto": "car", "pferd": "horse", "vogel": "bird", "baum": "tree",
+    "haus": "house", "himmel": "sky", "hut": "hat", "blume": "flower", "mann": "man", "frau": "woman",
+    "stuhl": "chair", "fenster": "window", "tür": "door", "wand": "wall", "fuchs": "fox", "tisch": "table",
+    # Italian
+    "gatto": "cat", "cane": "dog", "macchina": "car", "cavallo": "horse", "uccello": "bird", "albero": "tree",
+    "lampada": "lamp", "cappello": "hat", "fiore": "flower", "uomo": "man", "donna": "woman", "sedia": "chair",
+    "finestra": "window", "volpe": "fox", "tavolo": "table", "divano": "sofa",
+    # Portuguese
+    "cachorro": "dog", "cão": "dog", "cavalo": "horse", "pássaro": "bird", "árvore": "tree", "céu": "sky",
+    "chapéu": "hat", "homem": "man", "mulher": "woman", "cadeira": "chair", "janela": "window", "raposa": "fox",
+}
+"""Object words of those languages and their English: what an LLM's plan for such a message may name."""
+FOREIGN_REMOVE = set("""
+enlève enlever enleve enlevez retire retirer retirez supprime supprimer supprimez efface effacer effacez sans
+quita quitar quítale quite elimina eliminar borra borrar saca sacar sin entferne entfernen lösche löschen ohne weg
+rimuovi rimuovere togli togliere cancella cancellare elimina senza remova remover tire tirar apague apagar sem
+""".split())
+"""Words of those languages that ask for a removal."""
+
+
+def named_objects(text: str) -> set[str]:
+    """The English names of the objects a message in another language names ("quita el caballo" -> {"horse"})."""
+    return {FOREIGN_OBJECTS[w] for w in _WORD_RE.findall(str(text).lower()) if w in FOREIGN_OBJECTS}
+
+
+def asks_removal(text: str) -> bool:
+    """Whether a message (in any of those languages or English) asks for something to be removed."""
+    found = set(_WORD_RE.findall(str(text).lower()))
+    return bool(found & FOREIGN_REMOVE) or bool(re.search(rf"\b(?:{_REMOVE_VERBS_EN})\b", str(text).lower()))
+
+
+_REMOVE_VERBS_EN = r"remove|delete|erase|eliminate|get rid|without|take (?:out|away|off)|disappear|vanish|lose|ditch"
+
 ENGLISH_WORDS = set("""
 a i an the to of in on at it is be do no me so we he she my by or as up us am go if and are can for not
 make turn change put add remove give paint color colour get take let have more less very please thanks one

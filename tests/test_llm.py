@@ -492,6 +492,22 @@ def test_a_french_instruction_becomes_an_english_plan():
     assert "always write target" in llm.received[0][0].content and "in English" in llm.received[0][0].content
 
 
+def test_a_plan_for_another_language_must_name_what_the_message_names():
+    """Seen from SmolLM2-135M: "quita el caballo" -> remove the car; "pon el coche rojo" -> remove the car."""
+    out, llm = understand([call("edit_region", action="remove", target="car"),
+                           call("edit_region", action="remove", target="horse")], "quita el caballo")
+    assert out.path == "llm-repair" and out.result.target == "horse"
+    assert "not what the user named; the message names horse" in llm.received[1][-1].content
+    out, llm = understand([call("edit_region", action="remove", target="car"),
+                           call("edit_region", action="attribute", target="car", new_value="red")], "pon el coche rojo")
+    assert out.path == "llm-repair" and out.result.action == "attribute"
+    assert "did not ask to remove anything" in llm.received[1][-1].content
+    out, _ = understand([call("edit_region", action="remove", target="chat"), "no idea"],
+                        "transforme le chat en renard")
+    assert out.path == "offline-fallback" and isinstance(out.result, Chat)
+    assert "write it in English" in out.result.text and "LOCALEDIT_LLM" not in out.result.text
+
+
 def test_an_english_instruction_the_model_wrote_for_a_french_message_is_kept():
     out, _ = understand([call("edit_region", action="replace", target="cat", new_value="fox",
                               instruction="replace the cat with a red fox")], "transforme le chat en renard rouge")

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import pytest
 
-from agent.parser import ParseContext, complete_plan, parse, pluralize, read, singularize, split_instructions
+from agent.parser import ParseContext, asks_removal, complete_plan, named_objects, parse, pluralize, read, singularize, split_instructions
 from agent.plan import ORIGINAL_STEPS, Chat, Clarify, Command, EditPlan, UnderstandingAdapter
 
 CONTEXTS: dict[str, ParseContext] = {
@@ -510,6 +510,14 @@ def test_another_language_gets_a_reply_that_says_how_to_write_in_it(text: str, l
     assert reading.source == "foreign" and isinstance(reading.result, Chat)
     assert f"can't read {language}" in reading.result.text and "English" in reading.result.text
     assert "LOCALEDIT_LLM_MODEL" in reading.result.text and "LOCALEDIT_LLM_BASE_URL" in reading.result.text
+
+
+@pytest.mark.parametrize("text, objects, removal", [
+    ("quita el caballo", {"horse"}, True), ("transforme le chat en renard", {"cat", "fox"}, False),
+    ("mach den Hund größer", {"dog"}, False), ("enlève la voiture", {"car"}, True), ("remove the car", set(), True),
+])
+def test_what_a_message_in_another_language_names(text: str, objects: set, removal: bool) -> None:
+    assert named_objects(text) == objects and asks_removal(text) is removal
 
 
 @pytest.mark.parametrize("text", ["make the café sign red", "turn the cat into a fox, s'il vous plaît",
