@@ -155,12 +155,24 @@ def vetted(plan: EditPlan, text: str, context: Any = None, fallback: Optional[Ed
     return plan.model_copy(update=update) if update else plan
 
 
-def agree(a: EditPlan, b: EditPlan) -> bool:
-    """Whether two plans are the same edit: action, target (its head word), qualifier, plural and
-    the new value (its head word) agree."""
+def _same_object(a: str, b: str, context: Any = None) -> bool:
+    """Whether two targets name the same object: the same head word, or both names of the last edit's
+    object ("cat" and "fox" after "turn the cat into a fox": the region that edit changed)."""
+    if same_word(_head(a), _head(b)):
+        return True
+    last = getattr(context, "last_plan", None)
+    if not isinstance(last, EditPlan) or last.action == "remove":
+        return False
+    names = [n for n in (last.target, last.new_value) if n]
+    return all(any(same_word(_head(t), _head(n)) for n in names) for t in (a, b))
+
+
+def agree(a: EditPlan, b: EditPlan, context: Any = None) -> bool:
+    """Whether two plans are the same edit: action, target (its head word, or the last edit's object
+    by either name), qualifier, plural and the new value (its head word) agree."""
     if a.action != b.action or bool(a.target) != bool(b.target) or a.plural != b.plural:
         return False
-    if a.target and not same_word(_head(a.target), _head(b.target)):
+    if a.target and not _same_object(a.target, b.target, context):
         return False
     if (a.qualifier or None) != (b.qualifier or None):
         return False
@@ -208,7 +220,7 @@ def arbitrate(proposed: Understanding, reading: Reading, text: str, context: Any
         return Verdict(parsed, "parser", "the model answered with chat; the built-in parser asks which object")
     if not (isinstance(parsed, EditPlan) and isinstance(proposed, EditPlan)):
         return Verdict(vetted(proposed, text, context) if isinstance(proposed, EditPlan) else proposed, "llm")
-    if agree(proposed, parsed):
+    if agree(proposed, parsed, context):
         proposed = vetted(proposed, text, context, parsed)
         filled = {k: getattr(parsed, k) for k in ("attribute", "count", "region_hint", "source_caption",
                                                   "target_caption", "instruction")

@@ -576,9 +576,8 @@ class Understander:
         if result.target and result.target.lower() in _PRONOUNS:
             if not (isinstance(last, EditPlan) and last.target) or last.action == "remove":
                 raise InvalidAnswer(f"target {result.target!r} is a pronoun; name the object")
-            # what the last edit left there: the fox the cat became, still where the cat was
-            named = last.new_value if last.action == "replace" and last.new_value else last.target
-            result = result.model_copy(update={"target": re.sub(r"^(?:an?|the|some)\s+", "", named),
+            # the last edit's object, by the name it had (the graph knows it is now the fox, in the same region)
+            result = result.model_copy(update={"target": last.target,
                                                "qualifier": result.qualifier or last.qualifier,
                                                "plural": result.plural or last.plural})
         caption = str(getattr(context, "caption", None) or "")

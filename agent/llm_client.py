@@ -311,15 +311,17 @@ def make_llm(settings: Any, timeout: Optional[float] = None) -> Optional[Any]:
     """A ``ChatOpenAI`` for ``settings.llm_model``, or None when no LLM is configured.
 
     An LLM needs ``llm_model`` and ``llm_base_url`` or ``llm_api_key`` (each falling back to the
-    OpenAI variable). A base URL with no key (a local server) gets a placeholder key. Answers are
+    OpenAI variable, also when it was set after the settings were made). A base URL with no key (a local server) gets a placeholder key. Answers are
     capped at ``llm_max_tokens``, sent as ``max_completion_tokens`` and, to servers other than
     OpenAI's (Ollama ignores the former), as ``max_tokens`` too. Requests time out after
     ``timeout`` (default ``llm_timeout``); retries are ``ModelCaller``'s, not the SDK's.
     """
     model = getattr(settings, "llm_model", None)
     secret = getattr(settings, "llm_api_key", None)
-    key = secret.get_secret_value() if hasattr(secret, "get_secret_value") else secret
-    base_url = getattr(settings, "llm_base_url", None) or None
+    # the settings read the OpenAI variables when they were made; a variable set since still counts
+    key = (secret.get_secret_value() if hasattr(secret, "get_secret_value") else secret) \
+        or os.environ.get("OPENAI_API_KEY") or None
+    base_url = getattr(settings, "llm_base_url", None) or os.environ.get("OPENAI_BASE_URL") or None
     if not model or not (key or base_url):
         return None
     register_secret(key)

@@ -326,7 +326,9 @@ def test_pronoun_target_resolves_to_the_last_plan():
     last = EditPlan(action="replace", target="cat", new_value="fox", instruction="turn the cat into a fox")
     out, _ = understand([call("edit_region", action="attribute", target="it", new_value="red")],
                         "now make it red", ParseContext(last_plan=last, caption="a cat"))
-    assert out.path == "llm-tool" and (out.result.target, out.result.new_value) == ("fox", "red")
+    # "it" by its old name: the same object as the parser's "fox" (the region the last edit changed)
+    assert out.path == "llm-tool" and (out.result.target, out.result.new_value) == ("cat", "red")
+    assert out.result.qualifier is None and out.note == ""
 
 
 # --- the parser as a check -------------------------------------------------------------------
@@ -412,6 +414,13 @@ def test_an_llm_plan_that_adds_what_the_parser_lacks_is_kept():
 ])
 def test_agree(a, b, same):
     assert agree(EditPlan(**a), EditPlan(**b)) is same
+
+
+def test_the_last_edits_object_by_either_name_is_the_same_target():
+    last = ParseContext(last_plan=EditPlan(action="replace", target="cat", new_value="fox"))
+    cat, fox = (EditPlan(action="attribute", target=t, new_value="red") for t in ("cat", "fox"))
+    assert agree(cat, fox, last) and not agree(cat, fox)
+    assert not agree(cat, EditPlan(action="attribute", target="dog", new_value="red"), last)
 
 
 @pytest.mark.parametrize("target, text, caption, score", [
