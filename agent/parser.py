@@ -28,6 +28,7 @@ import logging
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, Literal, Optional
 
 from agent.plan import (
@@ -325,32 +326,42 @@ def _latin(ch: str) -> bool:
     return ch < "\u0250" or "\u1e00" <= ch <= "\u1eff"
 
 
+def _non_latin_share(text: str) -> float:
+    letters = [c for c in str(text) if c.isalpha()]
+    return sum(not _latin(c) for c in letters) / len(letters) if letters else 0.0
+
+
+@lru_cache(maxsize=1)
+def _english() -> frozenset[str]:
+    """Every word the parser knows as English (``ENGLISH_WORDS`` and its lexicons)."""
+    return frozenset(ENGLISH_WORDS | ADJECTIVES | WHOLE_IMAGE | PERSON_WORDS)
+
+
+def _foreign_words(text: str) -> tuple[list[str], list[str]]:
+    """The message's words, and those of them that ``FOREIGN_WORDS`` has and English has not."""
+    found = _WORD_RE.findall(str(text).lower())
+    return found, [w for w in found if w not in _english() and any(w in ws for ws in FOREIGN_WORDS.values())]
+
+
 def foreign_share(text: str) -> float:
     """The share of a message that is not English: letters outside the Latin script, or else the
     words found only in ``FOREIGN_WORDS``. 0 for plain English."""
-    letters = [c for c in str(text) if c.isalpha()]
-    if not letters:
-        return 0.0
-    non_latin = sum(not _latin(c) for c in letters) / len(letters)
+    non_latin = _non_latin_share(text)
     if non_latin >= 0.3:
         return non_latin
-    words = _WORD_RE.findall(str(text).lower())
-    english = ENGLISH_WORDS | ADJECTIVES | WHOLE_IMAGE | PERSON_WORDS
-    foreign = [w for w in words if w not in english and any(w in ws for ws in FOREIGN_WORDS.values())]
-    return len(foreign) / max(1, len(words))
+    found, foreign = _foreign_words(text)
+    return len(foreign) / max(1, len(found))
 
 
 def foreign_language(text: str) -> Optional[str]:
     """The language a message seems to be in when it is not English ("French", "Spanish", ...,
     "this language" for another script), or None."""
-    letters = [c for c in str(text) if c.isalpha()]
-    if letters and sum(not _latin(c) for c in letters) / len(letters) >= 0.3:
+    if _non_latin_share(text) >= 0.3:
         return "this language"
-    words = _WORD_RE.findall(str(text).lower())
-    english = ENGLISH_WORDS | ADJECTIVES | WHOLE_IMAGE | PERSON_WORDS
-    counts = {lang: sum(w in ws and w not in english for w in words) for lang, ws in FOREIGN_WORDS.items()}
-    lang, best = max(counts.items(), key=lambda kv: kv[1])
-    if best >= 2 or (best >= 1 and len(words) <= 2):
+    found, foreign = _foreign_words(text)
+    lang, best = max(((lang, sum(w in ws for w in foreign)) for lang, ws in FOREIGN_WORDS.items()),
+                     key=lambda kv: kv[1])
+    if best >= 2 or (best >= 1 and len(found) <= 2):
         return lang
     return None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from agent.arbiter import same_word
 from agent.plan import EditPlan
 
 SCENES = {
@@ -188,13 +189,6 @@ def kind_of(result: object) -> str:
     return str(getattr(result, "kind", type(result).__name__.lower()))
 
 
-def _same(a: str, b: str) -> bool:
-    if a == b:
-        return True
-    short, long_ = sorted((a, b), key=len)
-    return len(short) >= 3 and long_.startswith(short) and len(long_) - len(short) <= 3
-
-
 def action_right(case: Phrasing, result: object) -> bool:
     """Whether a reading's kind (or action) is one the case accepts."""
     return kind_of(result) in case.accept
@@ -205,7 +199,7 @@ def target_right(case: Phrasing, result: object) -> bool:
     case accepts one, has none). Non-edits: right when the case is not an edit."""
     if case.target == "*":  # a question, or an edit of any object of the photo
         return not isinstance(result, EditPlan) or any(
-            _same(w, (result.target or "?").split()[-1]) for w in SCENES[case.scene].replace(",", " ").split())
+            same_word(w, (result.target or "?").split()[-1]) for w in SCENES[case.scene].replace(",", " ").split())
     if not case.is_edit:
         return not isinstance(result, EditPlan)
     if not isinstance(result, EditPlan):
@@ -213,4 +207,4 @@ def target_right(case: Phrasing, result: object) -> bool:
     if case.target is None or (result.action == "global" and "global" in case.accept):
         return result.target is None
     words = (result.target or "").lower().split()
-    return bool(words) and _same(words[-1], case.target)
+    return bool(words) and same_word(words[-1], case.target)
