@@ -28,7 +28,8 @@ import logging
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Callable, Optional
+from functools import lru_cache
+from typing import Callable, Literal, Optional
 
 from agent.plan import (
     ORIGINAL_STEPS, Chat, Clarify, Command, EditPlan, Understanding, extract_qualifier, normalize_qualifier,
@@ -75,11 +76,48 @@ burning flying swimming singing yawning shining dancing jumping running sitting 
 happy sad smiling angry surprised asleep sleeping awake old older young younger elderly scary cute open
 closed lit empty full fancy modern futuristic ancient antique evil robotic mechanical ghostly muscular
 fit hungry tired laughing crying shocked scared calm serious sick healthy wounded injured dead alive
+blank plain spotless pristine haunted abandoned ruined overgrown deserted decorated festive off unlit lit
+blurry blurred faded worn weathered damaged dented scratched polished painted faceless bloody shaved tanned
+fixed repaired restored mended cleaned
 """.split())
+MULTIWORD_STATES = {"upside down", "inside out", "on fire", "in flames", "brand new", "brand-new", "switched off",
+                    "turned off", "switched on", "turned on", "clean shaven", "clean-shaven", "out of focus",
+                    "in focus", "falling apart", "half eaten", "half-eaten"}
+"""States of more than one word: "turn the car upside down"."""
+SCENE_ADJECTIVES = set("""
+cloudy stormy snowy foggy misty rainy sunny overcast hazy gloomy moody wintry wintery summery autumnal
+dark darker darkest bright brighter brightest dim dimmer dusky sunlit moonlit starry starlit smoky
+dramatic vibrant saturated desaturated cheerful spooky eerie cinematic hdr
+""".split())
+"""Weather and light adjectives: an attribute of the object they are said of ("make the sky cloudy"),
+the whole scene's change when said of "it"."""
+SCENE_NOUNS = set("""
+day daytime night nighttime morning evening afternoon dawn dusk summer winter autumn fall spring springtime
+season weather scene scenery landscape view time atmosphere mood setting ambience ambiance
+""".split())
+"""Nouns that name the whole scene: "turn the day into night" is a global edit, not a region's."""
+VERB_VALUES = {
+    "blur": "blurred", "brighten": "brighter", "darken": "darker", "whiten": "whiter", "lighten": "lighter",
+    "redden": "redder", "blacken": "black", "clean": "clean", "fix": "fixed", "repair": "repaired",
+    "mend": "repaired", "restore": "restored", "open": "open", "close": "closed", "shut": "closed",
+    "sharpen": "sharper", "soften": "softer", "enlarge": "bigger", "shrink": "smaller", "widen": "wider",
+    "lengthen": "longer", "shorten": "shorter", "thicken": "thicker", "freeze": "frozen", "melt": "melted",
+    "burn": "burnt", "crack": "cracked", "break": "broken", "rust": "rusty", "wet": "wet", "dry": "dry",
+    "tidy": "tidy", "age": "older", "illuminate": "lit", "light up": "lit", "polish": "polished", "dent": "dented",
+    "scratch": "scratched", "wrinkle": "wrinkled", "flood": "flooded", "frost": "frosted", "tan": "tanned",
+    "dim": "dimmer", "warm up": "warmer", "cool down": "cooler",
+}
+"""Verbs that name a state ("blur the background" -> attribute "blurred")."""
+HAIR_WORDS = {"beard", "mustache", "moustache", "hair", "stubble", "goatee", "sideburns", "eyebrows", "head"}
+PART_WORDS = {"top", "bottom", "side", "edge", "front", "back", "middle", "center", "centre", "corner", "rest",
+              "part", "piece", "half", "slice", "colour", "color", "surface", "inside", "outside", "end", "rim",
+              "roof", "pair", "bunch", "group", "stack", "pile", "row", "kind", "type", "lot", "couple"}
+"""Words that keep their "of ..." ("the top of the table", "a bunch of flowers"): a part or a group."""
 VALUE_MODIFIERS = set("""
 more less very really much slightly bit little extra super even too darker lighter brighter deeper
 paler light dark bright pale deep pastel vivid dull hot baby sky royal forest blood jet pitch off
-navy shade shades of a and or color colour colored coloured toned tinted somewhat quite
+navy shade shades of a and or color colour colored coloured toned tinted somewhat quite colors colours
+different various random all
 """.split())
 VALUE_PREFIX_RE = re.compile(r"^(?:made (?:out )?of|covered (?:in|with)|full of|filled with|wrapped in|"
                              r"dressed in|painted|coated (?:in|with)|decorated with|dusted with)\b")
@@ -183,6 +221,157 @@ NOT_PLURAL_RE = re.compile(r"(?:ss|us|is|ous|ics|[^s]'s)$|^(?:gas|lens|canvas|at
 _DETERMINERS = {"the", "a", "an", "this", "that", "these", "those", "my", "your", "his", "her", "its",
                 "their", "our", "some", "any", "every", "each", "all", "both", "of", "single", "other"}
 _PLURAL_DETS = {"these", "those", "all", "both", "every", "each", "some"}
+
+# ------------------------------------------------------------------------------------------
+# other languages: the parser reads English; it says so instead of guessing
+# ------------------------------------------------------------------------------------------
+
+FOREIGN_WORDS: dict[str, set[str]] = {
+    "French": set("""
+le la les un une des du au aux et est avec pour dans sur sous mets mettre ajoute ajouter enlève enlever enleve
+retire retirer supprime supprimer efface effacer transforme transformer rends rendre fais faire peins peindre
+colore voiture voitures chien chiens oiseau arbre maison ciel rouge bleu bleue vert verte jaune noir noire blanc
+blanche gauche droite en de lampe s'il vous plaît plait moi ce cette ces mon ma mes ton ta qui que pas très
+renard chapeau neige nuit hiver été fleur fleurs homme femme tête gâteau chaise fenêtre porte mur herbe
+soleil lune nuage nuages change-le rends-le mets-lui ajoute-lui enlève-le
+""".split()),
+    "Spanish": set("""
+el los las un una unos unas del al y con para por que quita quitar elimina eliminar borra borrar convierte
+convertir cambia cambiar pon poner añade añadir agrega agregar haz hacer pinta pintar coche carro gato gatos
+perro perros pájaro árbol casa cielo rojo roja azul verde amarillo negro negra blanco blanca izquierda derecha
+zorro sombrero nieve noche invierno verano lámpara flor flores hombre mujer cabeza pastel silla ventana puerta
+pared suelo hierba sol luna nube nubes favor este esta estos estas mi tu su muy en de lo hazlo ponle quítale
+""".split()),
+    "German": set("""
+der die das den dem des ein eine einen und ist mit auf im zu von mach mache entferne entfernen lösche füge
+hinzu färbe ändere verwandle bitte nicht katze hund vogel baum haus himmel rot rote roten blau blaue grün
+grüne gelb schwarz weiß links rechts fuchs hut schnee nacht lampe blume mann frau kopf kuchen stuhl fenster
+tür wand boden sonne mond wolke wolken
+""".split()),
+    "Italian": set("""
+il lo gli una del della dei e con per che rimuovi togli elimina cancella trasforma cambia aggiungi metti fai
+rendi colora gatto cane macchina uccello albero casa cielo rosso rossa blu verde giallo nero nera bianco bianca
+sinistra destra volpe cappello neve notte inverno estate lampada fiore uomo donna testa torta sedia finestra
+porta muro pavimento erba sole luna nuvola favore
+""".split()),
+    "Portuguese": set("""
+o os um uma do da dos das e com para que remova remover tire tirar apague apagar transforme transformar mude
+mudar adicione adicionar coloque colocar faça fazer pinte pintar gato cachorro cão carro pássaro árvore casa
+céu vermelho vermelha azul verde amarelo preto preta branco branca esquerda direita raposa chapéu neve noite
+inverno verão lâmpada flor homem mulher cabeça bolo cadeira janela porta parede chão grama sol lua nuvem
+favor
+""".split()),
+}
+"""Common words of the languages people most often type instead of English (verbs, objects, colours)."""
+
+FOREIGN_OBJECTS: dict[str, str] = {
+    # French
+    "chat": "cat", "chats": "cat", "chien": "dog", "chiens": "dog", "voiture": "car", "voitures": "car",
+    "cheval": "horse", "oiseau": "bird", "arbre": "tree", "maison": "house", "ciel": "sky", "lampe": "lamp",
+    "chapeau": "hat", "fleur": "flower", "fleurs": "flower", "homme": "man", "femme": "woman", "chaise": "chair",
+    "fenêtre": "window", "porte": "door", "mur": "wall", "renard": "fox", "table": "table", "canapé": "sofa",
+    # Spanish
+    "gato": "cat", "gatos": "cat", "perro": "dog", "perros": "dog", "coche": "car", "carro": "car",
+    "caballo": "horse", "pájaro": "bird", "árbol": "tree", "casa": "house", "cielo": "sky", "lámpara": "lamp",
+    "sombrero": "hat", "flor": "flower", "flores": "flower", "hombre": "man", "mujer": "woman", "silla": "chair",
+    "ventana": "window", "puerta": "door", "pared": "wall", "zorro": "fox", "mesa": "table", "sofá": "sofa",
+    # German
+    "katze": "cat", "hund": "dog", "hunde": "dog", "auto": "car", "pferd": "horse", "vogel": "bird", "baum": "tree",
+    "haus": "house", "himmel": "sky", "hut": "hat", "blume": "flower", "mann": "man", "frau": "woman",
+    "stuhl": "chair", "fenster": "window", "tür": "door", "wand": "wall", "fuchs": "fox", "tisch": "table",
+    # Italian
+    "gatto": "cat", "cane": "dog", "macchina": "car", "cavallo": "horse", "uccello": "bird", "albero": "tree",
+    "lampada": "lamp", "cappello": "hat", "fiore": "flower", "uomo": "man", "donna": "woman", "sedia": "chair",
+    "finestra": "window", "volpe": "fox", "tavolo": "table", "divano": "sofa",
+    # Portuguese
+    "cachorro": "dog", "cão": "dog", "cavalo": "horse", "pássaro": "bird", "árvore": "tree", "céu": "sky",
+    "chapéu": "hat", "homem": "man", "mulher": "woman", "cadeira": "chair", "janela": "window", "raposa": "fox",
+}
+"""Object words of those languages and their English: what an LLM's plan for such a message may name."""
+FOREIGN_REMOVE = set("""
+enlève enlever enleve enlevez retire retirer retirez supprime supprimer supprimez efface effacer effacez sans
+quita quitar quítale quite elimina eliminar borra borrar saca sacar sin entferne entfernen lösche löschen ohne weg
+rimuovi rimuovere togli togliere cancella cancellare elimina senza remova remover tire tirar apague apagar sem
+""".split())
+"""Words of those languages that ask for a removal."""
+
+
+def named_objects(text: str) -> set[str]:
+    """The English names of the objects a message in another language names ("quita el caballo" -> {"horse"})."""
+    return {FOREIGN_OBJECTS[w] for w in _WORD_RE.findall(str(text).lower()) if w in FOREIGN_OBJECTS}
+
+
+def asks_removal(text: str) -> bool:
+    """Whether a message (in any of those languages or English) asks for something to be removed."""
+    found = set(_WORD_RE.findall(str(text).lower()))
+    return bool(found & FOREIGN_REMOVE) or bool(re.search(rf"\b(?:{_REMOVE_VERBS_EN})\b", str(text).lower()))
+
+
+_REMOVE_VERBS_EN = r"remove|delete|erase|eliminate|get rid|without|take (?:out|away|off)|disappear|vanish|lose|ditch"
+
+ENGLISH_WORDS = set("""
+a i an the to of in on at it is be do no me so we he she my by or as up us am go if and are can for not
+make turn change put add remove give paint color colour get take let have more less very please thanks one
+two all both some any this that these those there here with from into onto over under near next left right
+top bottom front back middle side corner come con pour son pan sale fin main pain lit plus place table rose
+orange art mist chat coin sol mall bus car cat dog hat sun moon man tree house sky flower lamp chair
+window door wall floor grass snow night winter summer spring autumn fall day pastel favor
+""".split())
+"""English words that some of ``FOREIGN_WORDS`` spell the same (never counted as foreign)."""
+
+_WORD_RE = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
+
+
+def _latin(ch: str) -> bool:
+    return ch < "\u0250" or "\u1e00" <= ch <= "\u1eff"
+
+
+def _non_latin_share(text: str) -> float:
+    letters = [c for c in str(text) if c.isalpha()]
+    return sum(not _latin(c) for c in letters) / len(letters) if letters else 0.0
+
+
+@lru_cache(maxsize=1)
+def _english() -> frozenset[str]:
+    """Every word the parser knows as English (``ENGLISH_WORDS`` and its lexicons)."""
+    return frozenset(ENGLISH_WORDS | ADJECTIVES | WHOLE_IMAGE | PERSON_WORDS)
+
+
+def _foreign_words(text: str) -> tuple[list[str], list[str]]:
+    """The message's words, and those of them that ``FOREIGN_WORDS`` has and English has not."""
+    found = _WORD_RE.findall(str(text).lower())
+    return found, [w for w in found if w not in _english() and any(w in ws for ws in FOREIGN_WORDS.values())]
+
+
+def foreign_share(text: str) -> float:
+    """The share of a message that is not English: letters outside the Latin script, or else the
+    words found only in ``FOREIGN_WORDS``. 0 for plain English."""
+    non_latin = _non_latin_share(text)
+    if non_latin >= 0.3:
+        return non_latin
+    found, foreign = _foreign_words(text)
+    return len(foreign) / max(1, len(found))
+
+
+def foreign_language(text: str) -> Optional[str]:
+    """The language a message seems to be in when it is not English ("French", "Spanish", ...,
+    "this language" for another script), or None."""
+    if _non_latin_share(text) >= 0.3:
+        return "this language"
+    found, foreign = _foreign_words(text)
+    lang, best = max(((lang, sum(w in ws for w in foreign)) for lang, ws in FOREIGN_WORDS.items()),
+                     key=lambda kv: kv[1])
+    if best >= 2 or (best >= 1 and len(found) <= 2):
+        return lang
+    return None
+
+
+def not_english_reply(language: str) -> str:
+    """What the built-in parser answers to a message in another language."""
+    return (f"I can't read {language}: the built-in parser understands English only. Please write the "
+            f"instruction in English (e.g. {EXAMPLES}), or configure an LLM to write in any language: set "
+            "LOCALEDIT_LLM_MODEL plus LOCALEDIT_LLM_BASE_URL (a local server such as Ollama) or LOCALEDIT_LLM_API_KEY.")
+
 
 # ------------------------------------------------------------------------------------------
 # regex tables: refusals, chat, commands, rewrites
@@ -296,11 +485,28 @@ _GERUNDS = {"making": "make", "turning": "turn", "changing": "change", "removing
             "dyeing": "dye", "getting": "get", "taking": "take", "switching": "switch", "drawing": "draw"}
 
 REWRITES: list[tuple[re.Pattern, Callable[[re.Match], str]]] = [
-    (re.compile(r"^(?:let's|lets|let us|we should|you should|i'?d like to|i would like to|i want to|i wanna|i need to|"
+    (re.compile(r"^(?:let's|lets|let us|we should|you should|u should|u can|u could|i'?d rather|i would rather|"
+                r"i'?d prefer to|i'?d prefer|i would prefer|i'?d like to|i would like to|i want to|i wanna|i need to|"
                 r"try to|try and|we need to|you need to|you could|you can|i'?d love to|could we|can we|maybe|perhaps)"
                 r"\s+(?P<rest>.+)$"), lambda m: m.group("rest")),
     (re.compile(r"^(?:how about|what about|try|maybe try|why not try|why not|consider)\s+(?P<g>" + "|".join(_GERUNDS)
                 + r")\b(?P<rest>.*)$"), lambda m: _GERUNDS[m.group("g")] + m.group("rest")),
+    (re.compile(r"^(?:let|make|have|i want|i'?d like|i would like|can|could|may) there (?:to )?be (?P<x>.+)$"),
+     lambda m: f"add {m.group('x')}"),
+    (re.compile(r"^(?:increase|enlarge|grow|boost|double) (?:the )?size of (?P<np>.+)$"),
+     lambda m: f"make {m.group('np')} bigger"),
+    (re.compile(r"^(?:decrease|reduce|shrink|halve) (?:the )?size of (?P<np>.+)$"),
+     lambda m: f"make {m.group('np')} smaller"),
+    (re.compile(r"^(?:can|could|would|will|should|shall|might) (?P<np>(?!you\b|i\b|we\b).+?) (?P<verb>be|become|look|"
+                r"turn|appear) (?P<v>.+)$"),
+     lambda m: f"make {m.group('np')} {'look ' if m.group('verb') in ('look', 'appear') else ''}{m.group('v')}"),
+    (re.compile(r"^(?:i (?:want|would like|need)|i'?d like|i'?d love) (?P<np>.+?) to (?:wear|hold|have|carry|get|"
+                r"put on|be wearing|be holding) (?P<x>.+)$"), lambda m: f"add {m.group('x')} to {m.group('np')}"),
+    (re.compile(r"^(?P<np>(?:the|this|that|my|his|her|their|our|both|all the) .+?) (?:needs|need|wants|want|deserves|"
+                r"could use|would look good with|would look better with) (?P<x>(?:a|an|some|\d+|two|three|new|more|"
+                r"his|her|their) .+)$"), lambda m: f"add {m.group('x')} to {m.group('np')}"),
+    (re.compile(r"^(?:have|let|get|make) (?P<np>.+?) (?P<v>" + "|".join(sorted(VERB_STATES, key=len, reverse=True))
+                + r")$"), lambda m: f"make {m.group('np')} {VERB_STATES[m.group('v')]}"),
     (re.compile(r"^what if (?:it|the (?:image|photo|picture|scene)) (?:was |were |is )?(?P<w>snow|rain)(?:ed|ing|s)?$"),
      lambda m: f"make it {m.group('w')}ing"),
     (re.compile(r"^what if there (?:was|were|is|are|had been) (?P<x>.+)$"), lambda m: f"add {m.group('x')}"),
@@ -316,8 +522,8 @@ REWRITES: list[tuple[re.Pattern, Callable[[re.Match], str]]] = [
                 r"(?: (?:if (?:it|they|he|she|the \w+) (?:were|was|is|are|had) |(?P<prep>with|in|as|at|during|under|on) ))"
                 r"(?P<v>.+)$"),
      lambda m: _look(m)),
-    (re.compile(r"^(?:show(?: me)?|imagine|picture|visuali[sz]e|render|let me see|can i see|i want to see|"
-                r"i'?d like to see|i wanna see|draw|reimagine|re-imagine|depict) (?P<np>.+?) (?P<prep>as|in|at|during|with)"
+    (re.compile(r"^(?:show(?: me)?|see|imagine|picture|visuali[sz]e|render|let me see|can i see|i want to see|"
+                r"i'?d like to see|i'?d love to see|i would love to see|i wanna see|draw|reimagine|re-imagine|depict) (?P<np>.+?) (?P<prep>as|in|at|during|with)"
                 r" (?P<v>.+)$"),
      lambda m: _look(m)),
     (re.compile(r"^let it (?P<w>snow|rain)$"), lambda m: f"make it {m.group('w')}ing"),
@@ -351,6 +557,8 @@ REWRITES: list[tuple[re.Pattern, Callable[[re.Match], str]]] = [
                 r"hue|fabric) (?:to|into|in|as) (?P<v>.+)$"), lambda m: f"make {m.group('np')} {m.group('v')}"),
     (re.compile(r"^(?:change|make|turn|set|switch) (?P<np>.+?) (?:colou?r|colored|coloured) (?:to |into |in )?(?P<v>.+)$"),
      lambda m: f"make {m.group('np')} {m.group('v')}"),
+    (re.compile(r"^(?:i (?:want|would like|need|prefer)|i'?d (?:like|love|prefer)) (?P<rest>(?:the|this|that|my|his|"
+                r"her|their|all the|both|these|those) .+)$"), lambda m: f"make {m.group('rest')}"),
 ]
 """Questions and wishes -> imperatives; each applies at most once, in order."""
 
@@ -469,12 +677,15 @@ ADJECTIVES = _comparatives(COLOURS | MATERIALS | TEXTURES | SIZE_WORDS | STATES)
 
 
 def is_attribute_value(value: str) -> bool:
-    """Whether a value is a colour / material / texture / size / state ("red", "made of gold", "much bigger")."""
+    """Whether a value is a colour / material / texture / size / state ("red", "made of gold", "much bigger",
+    "upside down")."""
     v = value.strip().lower()
     v = re.sub(r"^(?:in|into|to|a shade of|the colou?r|colou?red)\s+", "", v)
     if not v:
         return False
-    if VALUE_PREFIX_RE.match(v):
+    if VALUE_PREFIX_RE.match(v) or v in MULTIWORD_STATES or re.match(r"^(?:saying|reading|facing|showing)\s", v):
+        return True
+    if re.fullmatch(r"(?:all |in )?(?:different|various|random|many|multiple|lots of) colou?rs", v):
         return True
     words = [w for w in re.split(r"[\s,]+", v) if w]
     if len(words) == 1 and ADJ_SUFFIX_RE.match(words[0]):
@@ -482,6 +693,24 @@ def is_attribute_value(value: str) -> bool:
     if any(w in ADJECTIVES or ADJ_SUFFIX_RE.match(w) for w in words):
         return all(w in ADJECTIVES or w in VALUE_MODIFIERS or ADJ_SUFFIX_RE.match(w) for w in words)
     return False
+
+
+def is_scene_adjective(value: str) -> bool:
+    """Whether a value is a weather / light adjective ("cloudy", "much darker"), an attribute of an object."""
+    found = [w for w in re.split(r"[\s,]+", value.strip().lower()) if w]
+    return any(w in SCENE_ADJECTIVES for w in found) and all(w in SCENE_ADJECTIVES or w in VALUE_MODIFIERS
+                                                             for w in found)
+
+
+def is_scene_np(np: "NounPhrase") -> bool:
+    """Whether a noun phrase names the whole scene rather than an object ("the day", "the summer landscape")."""
+    if np.whole:
+        return True
+    if not np.target:
+        return False
+    found = np.target.split()
+    return found[-1] in SCENE_NOUNS and all(w in SCENE_NOUNS or w in SCENE_ADJECTIVES or is_scene_value(w)
+                                            for w in found + (np.attribute or "").split())
 
 
 def is_scene_value(value: str) -> bool:
@@ -557,6 +786,11 @@ def parse_np(text: str) -> NounPhrase:
     qualifier, rest = extract_qualifier(raw)
     np.qualifier = qualifier
     rest = _PP_CUT_RE.sub("", rest)
+    of = re.match(r"^(?P<head>.+?)\s+of\s+(?:the|a|an|his|her|their|its|my|this|that|these|those)\s+\S.*$", rest)
+    last = of.group("head").split()[-1] if of else ""
+    if of and not (last in PART_WORDS or last in NUMBER_WORDS or last in _DETERMINERS or last.isdigit()
+                   or last in ("most", "many", "none", "each", "either", "neither")):  # "the shirt of the man"
+        rest = of.group("head")
     rest = _POSSESSOR_RE.sub("", rest)
     words = rest.split()
     plural_det = False
@@ -718,15 +952,21 @@ def _change(np_text: str, value: str, st: _State, how: str = "make") -> Understa
         return _remove(np_text, st)
     value = VERB_STATES.get(value, value)
     value = re.sub(r"^(?:it'?s|it is|it was|they'?re|they are)\s+", "", value)
+    value = re.sub(r"^(?:painted|colou?red|dyed)\s+(?=\S)", "", value) if how != "like" else value
     np = parse_np(np_text)
     # a bare comparative after "make X" ("make the water clearer") is an attribute even if unknown to us
     attribute = is_attribute_value(value) or (how == "make" and bool(re.fullmatch(r"[a-z]{3,}i?er", value))
                                               and value not in NOT_COMPARATIVES and not is_scene_value(value))
     if np.whole or (np.pronoun and is_scene_value(value) and (not attribute or STRONG_SCENE_RE.search(value))):
         return _global(value, st)
+    # a scene named as an object ("turn the day into night", "change the summer to winter")
+    scene_value = re.sub(r"^(?:an?\s+)?(.+?)(?:\s+(?:one|version|scene))?$", r"\1", value)
+    if not np.pronoun and is_scene_np(np) and (is_scene_value(scene_value) or scene_value in SCENE_NOUNS):
+        return _global(scene_value, st)
+    attribute = attribute or is_scene_adjective(value)  # "make the sky cloudy": the sky's look, not a new object
     obj = _object(np_text, st, value, "attribute" if attribute else "replace")
-    if isinstance(obj, Clarify):
-        return obj
+    if isinstance(obj, Clarify):  # nothing for "it" to be: a scene value is the whole picture's ("make it look old")
+        return _global(value, st) if np.pronoun and is_scene_value(value) else obj
     if attribute and not like:
         return _attribute(obj, value, st, np.pronoun)
     return _replace(obj, value, st, np.pronoun)
@@ -791,6 +1031,16 @@ _NO_WITH_PREPS = {"in front of", "next to", "close to", "beside", "near", "behin
                   "to the right of"}
 
 
+_FILTER_RE = re.compile(r"\b(?:filter|effect|colou?r grading|grading|aesthetic|vignette|grain|lens flare|bokeh|"
+                        r"look|feel|vibe|tone|glow|atmosphere|mood|contrast|saturation|exposure)s?$")
+_SCENE_ADDS = {"sunset", "sunrise", "fog", "mist", "haze", "snow", "rain", "storm", "thunderstorm", "snowstorm",
+               "night", "dusk", "dawn", "golden hour", "blizzard", "drizzle", "sunshine", "sunlight"}
+"""What "add ..." means for the whole scene, with or without an article ("add a sunset")."""
+_BODY_PART_RE = re.compile(r"^(?P<owner>his|her|its|their|(?:the |a |an |my |that |this )?[\w -]+?'s?)\s+"
+                           r"(?P<part>head|neck|face|nose|ears?|eyes?|mouth|hands?|arms?|legs?|feet|foot|back|"
+                           r"shoulders?|tail|paws?|wrists?|fingers?|lap|chest|hair|horns?|collar)$")
+
+
 def _add(new: str, st: _State, prep: Optional[str] = None, loc: Optional[str] = None) -> Understanding:
     """Add an object, on/next to a grounded one, at a position, or anywhere."""
     new = new.strip(" ,")
@@ -802,9 +1052,11 @@ def _add(new: str, st: _State, prep: Optional[str] = None, loc: Optional[str] = 
             new, prep, loc = m.group("new"), m.group("prep"), m.group("loc")
     new_np = parse_np(new)
     instruction = st.clause
+    scene_like = (is_scene_value(new) and not re.match(r"^(?:a|an)\s", new)) or bool(_FILTER_RE.search(new)) \
+        or strip_article(new) in _SCENE_ADDS
     if not loc:
-        if is_scene_value(new) and not re.match(r"^(?:a|an)\s", new):
-            return _global(new, st, instruction=f"add {new}")
+        if scene_like:
+            return _global(strip_article(new), st, instruction=f"add {new}")
         return EditPlan(action="add", new_value=new, plural=False, source_caption=st.ctx.caption or st.kind,
                         target_caption=f"{st.ctx.caption or st.kind}, with {with_article(new, new_np.plural)}",
                         instruction=instruction)
@@ -820,9 +1072,10 @@ def _add(new: str, st: _State, prep: Optional[str] = None, loc: Optional[str] = 
     np = parse_np(loc)
     if prep == "on" and np.target in PLACE_NOUNS:
         prep = "in"
-    if np.whole or re.fullmatch(r"(?:the )?(?:image|photo|picture|scene|frame)", np.text):
-        if is_scene_value(new) and not re.match(r"^(?:a|an)\s", new):
-            return _global(new, st, instruction=f"add {new}")
+    if np.whole or re.fullmatch(r"(?:the )?(?:image|photo|picture|scene|frame)", np.text) or (
+            np.pronoun and scene_like and _referent(np, st) is None):
+        if scene_like:
+            return _global(strip_article(new), st, instruction=f"add {new}")
         return EditPlan(action="add", new_value=new, source_caption=st.ctx.caption or st.kind,
                         target_caption=f"{st.ctx.caption or st.kind}, with {with_article(new, new_np.plural)}",
                         instruction=f"add {new}")
@@ -832,11 +1085,20 @@ def _add(new: str, st: _State, prep: Optional[str] = None, loc: Optional[str] = 
                         source_caption=st.ctx.caption or st.kind,
                         target_caption=f"{st.ctx.caption or st.kind}, with {with_article(new, new_np.plural)} {hint}",
                         instruction=instruction)
-    obj = _object(loc, st, new, "add")
+    part = _BODY_PART_RE.match(loc)
+    obj = _object(re.sub(r"'s?$", "", part.group("owner")) if part else loc, st, new, "add")
     if isinstance(obj, Clarify):
         return obj
     if np.pronoun:
         instruction = f"add {new} {prep} {obj.the}"
+    if part:  # "a scarf around the dog's neck": ground the dog, say where on it
+        region = f"{prep} {obj.the}'s {part.group('part')}" if not parse_np(part.group("owner")).pronoun else \
+            f"{prep} {loc}"
+        return EditPlan(action="add", target=obj.target, qualifier=obj.qualifier, attribute=obj.attribute,
+                        plural=obj.plural, count=obj.count, new_value=new, region_hint=region,
+                        source_caption=f"{st.kind} of {with_article(obj.surface, obj.plural)}",
+                        target_caption=f"{st.kind} of {with_article(obj.surface, obj.plural)} with "
+                                       f"{with_article(new, new_np.plural)}", instruction=instruction)
     region = f"{prep} {obj.the}"
     if prep in _NO_WITH_PREPS:
         target_caption = f"{st.kind} of {with_article(new, new_np.plural)} {prep} {with_article(obj.surface, obj.plural)}"
@@ -881,7 +1143,7 @@ def split_object_value(rest: str) -> Optional[tuple[str, str]]:
         tail = " ".join(words[i:])
         if words[i - 1] in _DETERMINERS or (words[i] in ("light", "dark") and words[i - 1] in LIGHT_COMPOUNDS):
             continue
-        if is_attribute_value(tail) or is_removal_value(tail):
+        if is_attribute_value(tail) or is_removal_value(tail) or is_scene_adjective(tail):
             return " ".join(words[:i]), tail
     m = _INDEFINITE_RE.search(f" {rest} ", 2)
     if m and m.start() > 1:
@@ -892,6 +1154,47 @@ def split_object_value(rest: str) -> Optional[tuple[str, str]]:
                 return " ".join(words[:i]), " ".join(words[i:])
         return " ".join(words[:-1]), words[-1]
     return None
+
+
+_SO_RE = re.compile(r"^(?P<np>.+?)\s+so(?:\s+(?P<adj>(?!that\b|it\b|they\b)[a-z-]+))?(?:\s+that)?\s+"
+                    r"(?:it|they|he|she)(?P<link>'s|'re|\s+(?:is|are|looks?|becomes?|appears?|seems?|gets?|"
+                    r"will be|would be|turns?)\b)?(?:\s+(?P<after>.+))?$")
+
+
+def _so_clause(rest: str) -> Optional[tuple[str, str]]:
+    """``"the sign so it is blank" -> ("the sign", "blank")``, ``"the car so shiny it glows" -> ("the car",
+    "shiny")``, ``"the cat so it faces left" -> ("the cat", "facing left")``, ``"the sign so it reads closed"
+    -> ("the sign", "saying closed")``; None when ``rest`` has no such clause."""
+    m = _SO_RE.match(rest)
+    if not m:
+        return None
+    if m.group("adj"):
+        return m.group("np"), m.group("adj")
+    after = (m.group("after") or "").strip()
+    if not after:
+        return None
+    if m.group("link"):
+        return m.group("np"), after
+    verb, _, x = after.partition(" ")
+    if verb in ("says", "reads", "say", "read", "shows", "show"):
+        return m.group("np"), f"saying {x}".strip()
+    return m.group("np"), _gerund(verb, x)
+
+
+def _gerund(verb: Optional[str], rest: Optional[str]) -> str:
+    """``("faces", "left") -> "facing left"``, ``("glows", "") -> "glowing"``."""
+    base = (verb or "").removesuffix("es") if (verb or "").endswith(("shes", "ches", "xes", "sses")) else \
+        (verb or "").removesuffix("s")
+    word = VERB_STATES.get(base) or (base[:-1] + "ing" if base.endswith("e") and not base.endswith("ee")
+                                     else base + "ing")
+    return f"{word} {rest}".strip() if rest else word
+
+
+def _says(np_text: str, value: str, st: _State) -> Understanding:
+    """Text on an object ("make the sign say open"): an attribute edit, ``new_value`` "saying open"."""
+    value = re.sub(r"^(?:says|reads|read|say)\s+", "saying ", value)
+    obj = _object(np_text, st, value, "attribute")
+    return obj if isinstance(obj, Clarify) else _attribute(obj, value, st, parse_np(np_text).pronoun)
 
 
 def _h_change(m: re.Match, st: _State) -> Understanding:
@@ -907,6 +1210,12 @@ def _h_change(m: re.Match, st: _State) -> Understanding:
         if sep in rest:
             np_text, value = rest.split(sep, 1)
             return _change(np_text, value, st, "into")
+    so = _so_clause(rest)
+    if so:  # "change the sign so it is blank", "make the car so shiny it glows", "turn the cat so it faces left"
+        return _says(*so, st) if so[1].startswith("saying ") else _change(so[0], so[1], st, "make")
+    sm = re.match(r"^(?P<np>.+?)\s+(?:to\s+)?(?:say|says|read|reads|saying|reading)\s+(?P<x>.+)$", rest)
+    if sm and not parse_np(sm.group("np")).whole:  # "make the sign say open", "change the sign to read closed"
+        return _says(sm.group("np"), "saying " + sm.group("x"), st)
     lm = re.match(r"^(?P<np>.+?)\s+(?:to\s+|so (?:that )?it (?:looks?|is)\s+|so (?:that )?they (?:look|are)\s+)?"
                   r"(?:look|looks|appear|resemble|seem)\s+(?P<v>.+)$", rest)
     if lm:
@@ -1004,6 +1313,24 @@ def _h_same(m: re.Match, st: _State) -> Understanding:
     return obj if isinstance(obj, Clarify) else _replace(obj, lp.new_value or "", st, True)
 
 
+def _h_state(verb: str, np_text: str, st: _State) -> Understanding:
+    """blur / brighten / fix / open X: a state of X ("blur the background" -> attribute "blurred"); of the
+    whole picture a global edit ("brighten the photo")."""
+    value = VERB_VALUES[verb]
+    np = parse_np(np_text)
+    if np.whole or (np.pronoun and is_scene_value(value)):
+        return _global(value, st, instruction=st.clause)
+    return _change(np_text, value, st, "make")
+
+
+def _h_shave(np_text: str, st: _State) -> Understanding:
+    """shave (off) the beard -> remove it; shave the man -> the man clean-shaven."""
+    np = parse_np(np_text)
+    if (np.target or "").split()[-1:] and np.target.split()[-1] in HAIR_WORDS:
+        return _remove(np_text, st)
+    return _change(np_text, "clean-shaven", st, "make")
+
+
 def _h_style(m: re.Match, st: _State) -> Understanding:
     """as a watercolor painting / in the style of Van Gogh / cartoon style."""
     value = re.sub(r"^(?:as|like|into)\s+", "", st.clause)
@@ -1018,8 +1345,18 @@ EDIT_PATTERNS: list[tuple[re.Pattern, Callable[[re.Match, _State], Understanding
     (re.compile(r"^(?:crop|rotate|flip|resize|zoom|scale|mirror|upscale|downscale|straighten)(?!\s+(?:out|away))\b.*$"),
      lambda m, st: Chat(text="I can't crop, rotate, flip or resize; I change what is in the picture, e.g. "
                              + EXAMPLES + ".")),
-    (re.compile(r"^(?:turn|switch) (?P<w>on|off) (?P<x>.+)$"),
-     lambda m, st: _global(f"with {m.group('x')} {m.group('w')}", st, instruction=st.clause)),
+    (re.compile(r"^(?:turn|switch) (?P<w>on|off) (?P<x>.+)$|^(?:turn|switch) (?P<x2>.+?) (?P<w2>on|off)$"),
+     lambda m, st: _global(f"with {m.group('x') or m.group('x2')} {m.group('w') or m.group('w2')}", st,
+                           instruction=st.clause)),
+    (re.compile(r"^fill (?P<loc>.+?) (?:up )?with (?P<x>.+)$"), lambda m, st: _add(m.group("x"), st, "in", m.group("loc"))),
+    (re.compile(r"^(?:cover|coat) (?P<np>.+?) (?:with|in) (?P<x>.+)$"),
+     lambda m, st: _change(m.group("np"), f"covered with {m.group('x')}", st)),
+    (re.compile(r"^(?:apply|use|give it|put on|add) (?P<x>(?:an? |some )?[\w\s-]*?(?:filter|effect|look|style|tone|"
+                r"tint|grading|vibe|aesthetic))$"), lambda m, st: _global(strip_article(m.group("x")), st,
+                                                                          instruction=st.clause)),
+    (re.compile(r"^shave(?: off)? (?P<np>.+)$"), lambda m, st: _h_shave(m.group("np"), st)),
+    (re.compile(r"^(?P<verb>" + "|".join(sorted(VERB_VALUES, key=len, reverse=True)) + r")(?: up| out)? (?P<np>.+)$"),
+     lambda m, st: _h_state(m.group("verb"), m.group("np"), st)),
     (re.compile(r"^(?:take|get|pull|knock|move) (?P<np>.+?) (?:off|out|away)(?: (?:of|from) (?P<loc>.+))?$|"
                 r"^(?:take|get|pull|knock) (?:off|out|away) (?P<np2>.+?)(?: from (?P<loc2>.+))?$"),
      lambda m, st: _remove(m.group("np") or m.group("np2") or "", st, m.group("loc") or m.group("loc2"))),
@@ -1064,6 +1401,9 @@ def _clean(text: str) -> str:
     t = re.sub(r"\s*(?:→|⇒|=>|->|-+>)\s*", " -> ", t)
     t = re.sub(r"<[^>]{0,200}>", " ", t) if "<script" not in t.lower() else t
     t = t.lower()
+    t = re.sub(r"\bw/o\b", " without ", t)
+    t = re.sub(r"\bw/", " with ", t)
+    t = re.sub(r"\b(?:teh|hte|th)\b", "the", t)
     t = re.sub(r"#\s*(\d)", r"\1", t)
     t = re.sub(r"[^\w\s'.,!?;:>-]", " ", t)
     t = re.sub(r"(?<![\w-])-(?!>)|(?<!-)>", " ", t)
@@ -1086,8 +1426,23 @@ def split_instructions(text: str) -> list[str]:
         for clause in CLAUSE_SPLIT_RE.split(sentence):
             clause = clause.strip(" .,!?;:'-")
             if clause:
-                out.append(clause)
+                out.extend(_parallel(clause))
     return out
+
+
+_PARALLEL_RE = re.compile(r"^(?P<verb>make|paint|colou?r|turn|dye)\s+(?P<a>.+?)\s+and\s+"
+                          r"(?P<b>(?:the|his|her|its|their|my|all the)\s+.+)$")
+
+
+def _parallel(clause: str) -> list[str]:
+    """"make the sky purple and the grass blue" -> ["make the sky purple", "make the grass blue"]."""
+    m = _PARALLEL_RE.match(clause)
+    if not m:
+        return [clause]
+    a, b = split_object_value(m.group("a")), split_object_value(m.group("b"))
+    if a and b and _is_value(a[1]) and _is_value(b[1]) and parse_np(a[0]).target and parse_np(b[0]).target:
+        return [f"{m.group('verb')} {m.group('a')}", f"{m.group('verb')} {m.group('b')}"]
+    return [clause]
 
 
 def _strip_fillers(text: str) -> str:
@@ -1146,6 +1501,46 @@ def canonical_instruction(plan: EditPlan) -> str:
     return plan.instruction
 
 
+def plan_captions(plan: EditPlan, context: Optional[ParseContext] = None) -> tuple[str, str]:
+    """``(source_caption, target_caption)`` for a plan, as the parser writes them ("a photo of a cat",
+    "a photo of a fox"); the picture's kind and a global edit's scene come from the caption."""
+    ctx = context or ParseContext()
+    kind = caption_kind(ctx.caption)
+    scene = ctx.caption.strip().rstrip(".") if ctx.caption else kind
+    if plan.action == "global" or not plan.target:
+        change = plan.new_value or plan.instruction or "edited"
+        if plan.action == "add" and plan.new_value:
+            return scene, f"{scene}, with {with_article(plan.new_value)}"
+        return scene, f"{scene}, {change}"
+    surface = pluralize(plan.grounding_phrase or plan.target) if plan.plural else plan.grounding_phrase or plan.target
+    source = f"{kind} of {with_article(surface, plan.plural)}"
+    new = strip_article(plan.new_value or "")
+    if plan.action == "replace":
+        return source, f"{kind} of {with_article(new or 'something else', plan.plural)}"
+    if plan.action == "attribute":
+        plain = pluralize(plan.target) if plan.plural else plan.target
+        return source, f"{kind} of {with_article(f'{new} {plain}'.strip(), plan.plural)}"
+    if plan.action == "remove":
+        return source, f"{kind} of the background"
+    return source, f"{source} with {with_article(new or 'something new')}"
+
+
+def complete_plan(plan: EditPlan, context: Optional[ParseContext] = None, english_instruction: bool = False
+                  ) -> EditPlan:
+    """Fill in what a plan from elsewhere (an LLM) left out, the way the parser writes it: the
+    caption pair (DiffEdit and CLIP direction need both) and a missing instruction. With
+    ``english_instruction`` (the message was in another language) the instruction is rewritten from
+    the plan's fields so InstructPix2Pix gets English."""
+    update: dict[str, str] = {}
+    if not plan.source_caption or not plan.target_caption:
+        source, target = plan_captions(plan, context)
+        update["source_caption"] = plan.source_caption or source
+        update["target_caption"] = plan.target_caption or target
+    if (english_instruction or not plan.instruction) and plan.action != "global":
+        update["instruction"] = canonical_instruction(plan)
+    return plan.model_copy(update=update) if update else plan
+
+
 def _fallback(text: str, st: _State) -> Understanding:
     """No edit verb matched: a bare qualifier, value or scene phrase, else a polite Chat."""
     lp = st.ctx.last_plan
@@ -1169,65 +1564,142 @@ def _fallback(text: str, st: _State) -> Understanding:
         return Clarify(question="Which edit should I apply to that one? For example: 'turn the left cat into a fox'.")
     if re.match(rf"^(?:{EDIT_VERBS})\b", text) and len(text.split()) >= 2:
         return _global(re.sub(rf"^(?:{EDIT_VERBS})\s+", "", text), st, instruction=text)
+    bare = _bare_edit(text, st)
+    if bare is not None:
+        return bare
     return Chat(text=f"I'm not sure what to change. Try an instruction like {EXAMPLES}.")
 
 
-def _parse_clause(clause: str, st: _State) -> Understanding:
-    """One clause (already cleaned) -> an understanding."""
+_LOOKS = COLOURS | MATERIALS | TEXTURES
+
+
+def _bare_edit(text: str, st: _State) -> Optional[Understanding]:
+    """An edit with no verb: "the car in blue", "car red", "blue car" (a colour, material or texture and an object)."""
+    m = re.match(r"^(?P<np>[\w' -]+?)\s+(?:in|to|into)\s+(?P<v>[\w -]+)$", text)
+    if m and is_attribute_value(m.group("v")) and parse_np(m.group("np")).target:
+        return _change(m.group("np"), m.group("v"), st, "make")
+    found = text.split()
+    if not 2 <= len(found) <= 4 or set(found) & (_DETERMINERS - {"the", "a", "an", "my"}) - {"all", "both"}:
+        return None
+    if found[0] in _LOOKS and parse_np(" ".join(found[1:])).target:
+        return _change(" ".join(found[1:]), found[0], st, "make")
+    if found[-1] in _LOOKS and parse_np(" ".join(found[:-1])).target:
+        return _change(" ".join(found[:-1]), found[-1], st, "make")
+    return None
+
+
+def _parse_clause(clause: str, st: _State) -> tuple[Understanding, str]:
+    """One clause (already cleaned) -> ``(understanding, source)``; the source is ``Reading.source``."""
     chat = _chat(clause, st)
     if chat is not None:
-        return chat
+        return chat, "chat"
     st.also = bool(re.search(r"\b(?:too|as well|also)$", clause)
                    or re.match(r"^(?:and|also|now|and now|what about|how about|same for|same with)\s", clause))
     text = _strip_fillers(clause)
     if not text:
-        return Chat(text="Tell me what to change in the picture, e.g. " + EXAMPLES + ".")
+        return Chat(text="Tell me what to change in the picture, e.g. " + EXAMPLES + "."), "chat"
     command = _command(text)
     if command is not None:
-        return command
+        return command, "command"
     chat = _chat(text, st)
     if chat is not None:
-        return chat
+        return chat, "chat"
     text = _rewrite(text)
     st.clause = text
     for pattern, handler in EDIT_PATTERNS:
         m = pattern.match(text)
         if m:
-            return handler(m, st)
-    return _fallback(text, st)
+            result = handler(m, st)
+            return result, "chat" if isinstance(result, Chat) else "edit"
+    result = _fallback(text, st)
+    return result, "fallback" if isinstance(result, Chat) else "edit"
 
 
-def _parse(text: str, ctx: ParseContext) -> Understanding:
+_INTRO_RE = re.compile(
+    r"^(?:there(?:'s| is| are)|i see|you see|see|look at|notice)\s+(?P<np>(?:an?|the|some|this|that|two|three|\d+)\s+"
+    r".+?)(?:\s+(?:on|in|at|near|next to|by|under|behind|over|beside|above|below)\s+.+)?$|"
+    r"^(?P<np2>(?:the|that|this|those|these|my|his|her|their)\s+[\w' -]+?)\s+(?:is|are|looks?|seems?|was|were)\s+.+$")
+"""A clause that only introduces an object ("there's a bottle on the table", "the cat looks sad")."""
+_PRONOUN_RE = re.compile(r"\b(?:it|them|this one|that one)\b")
+
+ReadingSource = Literal["edit", "command", "chat", "refusal", "empty", "fallback", "foreign", "too-long"]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the parser made of a message and how sure that is.
+
+    ``source``: ``edit`` (an edit verb or value phrase: a plan, or a question about it), ``command``
+    (undo, show mask, ...), ``chat`` (a greeting, thanks, help: a whole-utterance pattern),
+    ``refusal`` (prompt-injection text), ``empty``, ``fallback`` (nothing recognised: a polite
+    reply), ``foreign`` (not English: a reply saying so), ``too-long``. ``rest``: the clauses after
+    the one that was read ("remove the lamp and make the sofa red" -> ``("make the sofa red",)``).
+    """
+
+    result: Understanding
+    source: ReadingSource
+    rest: tuple[str, ...] = ()
+
+    @property
+    def settled(self) -> bool:
+        """Whether the reading needs no LLM: a command, a greeting / thanks / help, a refusal, nothing typed."""
+        return self.source in ("command", "chat", "refusal", "empty")
+
+
+def _read(text: str, ctx: ParseContext) -> Reading:
     if not isinstance(text, str):
         text = "" if text is None else str(text)
     if not text.strip():
-        return Chat(text="Please type an instruction, e.g. " + EXAMPLES + ".")
+        return Reading(Chat(text="Please type an instruction, e.g. " + EXAMPLES + "."), "empty")
     if INJECTION_RE.search(text[:TOO_LONG * 5].lower()):
-        return Chat(text="I can only edit the picture. Tell me what to change, e.g. " + EXAMPLES + ".")
+        return Reading(Chat(text="I can only edit the picture. Tell me what to change, e.g. " + EXAMPLES + "."),
+                       "refusal")
     too_long = len(text) > TOO_LONG
     if len(text) > MAX_CHARS:
         cut = text[:MAX_CHARS]
         text = cut.rsplit(" ", 1)[0] if " " in cut[MAX_CHARS // 2:] else cut
+    language = foreign_language(text)
+    if language and foreign_share(text) >= 0.5:
+        return Reading(Chat(text=not_english_reply(language)), "foreign")
     st = _State(ctx=ctx, kind=caption_kind(ctx.caption))
     clauses = split_instructions(text)
     if not clauses:
-        return Chat(text="I couldn't read that. Please type an instruction, e.g. " + EXAMPLES + ".")
-    first_chat: Optional[Understanding] = None
-    for clause in clauses[:6]:
-        result = _parse_clause(clause, st)
+        if language:
+            return Reading(Chat(text=not_english_reply(language)), "foreign")
+        return Reading(Chat(text="I couldn't read that. Please type an instruction, e.g. " + EXAMPLES + "."),
+                       "fallback")
+    first_chat: Optional[Reading] = None
+    introduced: Optional[str] = None  # "there's a bottle on the table, remove it": "it" is the bottle
+    for i, clause in enumerate(clauses[:6]):
+        result, source = _parse_clause(clause, st)
+        if isinstance(result, Clarify) and introduced and _PRONOUN_RE.search(clause):
+            st = _State(ctx=ctx, kind=st.kind)
+            result, source = _parse_clause(_PRONOUN_RE.sub(introduced, clause, count=1), st)
         if not isinstance(result, Chat):
-            return result
-        first_chat = first_chat or result
+            return Reading(result, source, tuple(clauses[i + 1:6]))
+        first_chat = first_chat or Reading(result, source)
+        intro = _INTRO_RE.match(clause)
+        if intro:
+            introduced = "the " + strip_article(intro.group("np") or intro.group("np2"))
         st = _State(ctx=ctx, kind=st.kind)
     if too_long:
-        return Chat(text="That message is too long for me. Please send one short instruction, e.g. " + EXAMPLES + ".")
-    return first_chat or Chat(text=f"I'm not sure what to change. Try {EXAMPLES}.")
+        return Reading(Chat(text="That message is too long for me. Please send one short instruction, e.g. "
+                                 + EXAMPLES + "."), "too-long")
+    if language and (first_chat is None or first_chat.source == "fallback"):
+        return Reading(Chat(text=not_english_reply(language)), "foreign")
+    return first_chat or Reading(Chat(text=f"I'm not sure what to change. Try {EXAMPLES}."), "fallback")
+
+
+def read(text: str, context: Optional[ParseContext] = None) -> Reading:
+    """Read one user message: the understanding and where it came from. Never raises."""
+    try:
+        return _read(text, context or ParseContext())
+    except Exception:  # noqa: BLE001 - the parser must never take the conversation down
+        log.exception("offline parser failed on %r", str(text)[:200])
+        return Reading(Chat(text=f"Sorry, I couldn't understand that. Try an instruction like {EXAMPLES}."),
+                       "fallback")
 
 
 def parse(text: str, context: Optional[ParseContext] = None) -> Understanding:
     """Understand one user message. Never raises: anything unexpected becomes a polite ``Chat``."""
-    try:
-        return _parse(text, context or ParseContext())
-    except Exception:  # noqa: BLE001 - the parser must never take the conversation down
-        log.exception("offline parser failed on %r", str(text)[:200])
-        return Chat(text=f"Sorry, I couldn't understand that. Try an instruction like {EXAMPLES}.")
+    return read(text, context).result

@@ -178,11 +178,24 @@ def normalize_qualifier(value: Optional[str]) -> Optional[str]:
 # ------------------------------------------------------------------------------------------
 
 
+_ESCAPE_RE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]|\x9b[0-?]*[ -/]*[@-~]")
+"""Terminal escape sequences: CSI (colours, cursor moves), OSC (titles, hyperlinks), two-byte escapes."""
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+"""Control characters (C0 but tab and newlines, DEL, C1), zero-width and bidirectional overrides."""
+
+
+def strip_controls(text: str) -> str:
+    """``text`` without terminal escape sequences and control characters (each becomes a space), so
+    what a model or a user wrote can be printed to a terminal and stored as it reads."""
+    return _CONTROL_RE.sub(" ", _ESCAPE_RE.sub(" ", text))
+
+
 def clean_text(value: Any, limit: int = MAX_TEXT) -> Optional[str]:
-    """Strip, collapse whitespace and cut at ``limit`` characters (at a word boundary); '' -> None."""
+    """Strip escape and control characters, collapse whitespace and cut at ``limit`` characters (at a
+    word boundary); '' -> None."""
     if value is None:
         return None
-    text = re.sub(r"\s+", " ", str(value)).strip()
+    text = re.sub(r"\s+", " ", strip_controls(str(value)[: limit * 4 + 64])).strip()
     if not text:
         return None
     if len(text) > limit:

@@ -39,8 +39,8 @@ from tools.types import LocaleditError
 
 log = logging.getLogger(__name__)
 
-OFFLINE_NOTICE = ("No LLM is configured, so I read instructions with the built-in parser; set OPENAI_API_KEY or "
-                  "OPENAI_BASE_URL and LOCALEDIT_LLM_MODEL to use one.")
+OFFLINE_NOTICE = ("No LLM is configured (set LOCALEDIT_LLM_MODEL plus LOCALEDIT_LLM_BASE_URL or LOCALEDIT_LLM_API_KEY), "
+                  "so I read instructions with the built-in parser.")
 
 
 @dataclass

@@ -23,7 +23,9 @@ from tools.images import overlay, to_png_bytes
 
 PATHS = {"offline": "the built-in offline parser", "offline-fallback": "the offline parser (the LLM failed)",
          "llm-tool": "the LLM (tool call)", "llm-json": "the LLM (JSON answer)",
-         "llm-repair": "the LLM (after a repair round)"}
+         "llm-repair": "the LLM (after a repair round)",
+         "parser-check": "the offline parser (it overruled the LLM's answer)",
+         "parser-fast": "the offline parser (a command: the LLM was not asked)"}
 SCORE_NAMES = {"clip_i": "CLIP-I (image similarity)", "clip_t": "CLIP-T (edited image vs target text)",
                "clip_dir": "CLIP direction", "clip_rc": "CLIP-RC (target box is the target, 0-100)",
                "clip_gc": "CLIP-GC (background vs original, 0-100)", "l1_outside": "L1 outside the region",

@@ -2,8 +2,9 @@
 
 Every field can be set by an environment variable prefixed ``LOCALEDIT_`` (for example
 ``LOCALEDIT_MAX_SIDE=768``) or by a ``.env`` file in the working directory. The LLM is
-configured by the standard ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` variables plus
-``LOCALEDIT_LLM_MODEL``.
+``LOCALEDIT_LLM_MODEL`` plus ``LOCALEDIT_LLM_BASE_URL`` and/or ``LOCALEDIT_LLM_API_KEY``; the
+standard ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` variables are read as their fallbacks (from the
+environment or ``.env`` alike).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -25,7 +26,8 @@ def _default_data_dir() -> Path:
 class Settings(BaseSettings):
     """localedit configuration. Env vars: ``LOCALEDIT_<FIELD>`` (case-insensitive)."""
 
-    model_config = SettingsConfigDict(env_prefix="LOCALEDIT_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="LOCALEDIT_", env_file=".env", extra="ignore",
+                                      populate_by_name=True)
 
     # --- models -----------------------------------------------------------------------
     models_dir: Optional[Path] = Field(
@@ -67,7 +69,22 @@ class Settings(BaseSettings):
 
     # --- agent ------------------------------------------------------------------------
     data_dir: Path = Field(default_factory=_default_data_dir)
-    llm_model: Optional[str] = Field(None, description="Chat model name; with OPENAI_API_KEY or OPENAI_BASE_URL set, enables the LLM.")
+    llm_model: Optional[str] = Field(None, description="Chat model name; with llm_base_url or llm_api_key set, "
+                                     "enables the LLM.")
+    llm_base_url: Optional[str] = Field(
+        None, validation_alias=AliasChoices("LOCALEDIT_LLM_BASE_URL", "OPENAI_BASE_URL"),
+        description="OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1 (Ollama); unset: OpenAI's API. "
+        "Falls back to OPENAI_BASE_URL.")
+    llm_api_key: Optional[SecretStr] = Field(
+        None, validation_alias=AliasChoices("LOCALEDIT_LLM_API_KEY", "OPENAI_API_KEY"),
+        description="API key; a local server needs none. Falls back to OPENAI_API_KEY.")
+    llm_timeout: float = Field(30.0, gt=0, le=600, description="Seconds one request to the LLM may take.")
+    llm_retries: int = Field(1, ge=0, le=5, description="Retries of a failed LLM request (connection error, 429, "
+                             "5xx); a timed-out request to a local server is never retried.")
+    llm_turn_budget: float = Field(60.0, gt=0, le=1800, description="Seconds of LLM time per turn, all requests "
+                                   "together; after that the built-in parser answers.")
+    llm_max_tokens: int = Field(200, ge=16, le=4096, description="Longest LLM answer, in tokens (a plan needs "
+                                "about 150); sent as max_completion_tokens and max_tokens.")
     editor: str = Field("auto", description="Preferred editor for localized edits, or 'auto' (by action).")
     max_attempts: int = Field(3, ge=1, le=10, description="Edits tried per turn before keeping the best.")
     auto_retry: bool = True
@@ -105,7 +122,6 @@ class Settings(BaseSettings):
                              "thread (another tab or process) before the answer is 'still working on your last message'.")
     keep_checkpoints: int = Field(20, ge=2, description="LangGraph checkpoints kept per thread (older ones are "
                                   "pruned; the newest holds every version, image and message).")
-    llm_timeout: float = Field(60.0, gt=0, description="Seconds one request to the LLM may take.")
 
     # --- worker -----------------------------------------------------------------------
     worker_url: Optional[str] = Field(None, description="Remote worker base URL; unset = in-process worker.")
