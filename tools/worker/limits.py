@@ -24,12 +24,13 @@ from tools.files import human_bytes
 MAX_DEPTH = 16
 """Deepest JSON nesting a request may have (the worker's own bodies are at most 3 deep)."""
 
-BYTES_PER_PIXEL = {"caption": 12, "ground": 12, "segment": 20, "edit": 24, "score": 160}
+BYTES_PER_PIXEL = {"caption": 12, "ground": 12, "segment": 20, "edit": 24, "score": 48}
 """Peak memory per input pixel of each route, set from ``python -m bench.soak --memory`` (tiny
 models on the CPU, noise photos of 0.75-6.75 MP, 2026-12-01; the models' own memory is resident
 and not counted) with the estimate 1.2-2.5x the measured peak: decoding (PIL keeps RGB as
 4 B/px), content hashes, masks, the full-size composite (a mask of the whole photo) and the PNG +
-base64 answer for ``/edit``; ``/score`` holds both images as float64 arrays (tools.score)."""
+base64 answer for ``/edit``; ``/score`` holds both decoded images and reads them in bands of
+rows for the pixel metrics (tools.score), so its peak is about 24 B/px (remeasured 2026-12-01)."""
 
 BASE_BYTES = 16 << 20
 """Fixed cost of any request (model inputs at the work size, Python objects)."""
