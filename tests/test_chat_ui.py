@@ -280,7 +280,8 @@ def test_the_page_loses_its_links_to_other_hosts():
 
 
 def test_app_root_has_local_assets_origins_texts_and_a_private_secret(settings, tmp_path):
-    from chat_ui.launch import FOOTER_OFFLINE, auth_secret, chainlit_command, prepare_app_root
+    from chat_ui.launch import FOOTER_LLM, FOOTER_OFFLINE, auth_secret, chainlit_command, prepare_app_root
+    from chat_ui.launch import texts as launch_texts
 
     s = settings.model_copy(update={"chat_origins": ["https://edit.example.org"]})
     root = prepare_app_root(tmp_path, s)
@@ -290,6 +291,10 @@ def test_app_root_has_local_assets_origins_texts_and_a_private_secret(settings, 
     texts = json.loads((root / ".chainlit" / "translations" / "en-US.json").read_text())
     assert texts["chat"]["watermark"] == FOOTER_OFFLINE and "LLMs" not in json.dumps(texts["chat"]["watermark"])
     assert texts["chat"]["messages"]["status"]["used"] == ""
+    # an LLM named by LOCALEDIT_LLM_* (no OpenAI variable) gets the LLM footer
+    with_llm = settings.model_copy(update={"llm_model": "llama3.2", "llm_base_url": "http://127.0.0.1:11434/v1"})
+    assert launch_texts(with_llm)["chat"]["watermark"] == FOOTER_LLM
+    assert launch_texts(settings.model_copy(update={"llm_model": "llama3.2"}))["chat"]["watermark"] == FOOTER_OFFLINE
     for asset in ("elements/PhotoPicker.jsx", "fonts/inter.css", "fonts/inter-latin-400-normal.woff2", "theme.json",
                   "localedit.css", "localedit.js", "logo_light.svg", "logo_dark.svg", "favicon.svg"):
         assert (root / "public" / asset).is_file(), asset
