@@ -15,8 +15,22 @@ module                    what it holds
 
 from __future__ import annotations
 
+from typing import Optional
+
 from tools.worker.interface import ProgressFn, Worker
 from tools.worker.local import LocalWorker
+
+
+def configured_token(settings) -> Optional[str]:
+    """The worker token the settings name: ``worker_token``, else the first line of ``worker_token_file``
+    (``LOCALEDIT_WORKER_TOKEN`` / ``LOCALEDIT_WORKER_TOKEN_FILE``, from the environment or ``.env``)."""
+    if settings.worker_token:
+        return settings.worker_token
+    if settings.worker_token_file:
+        from tools.files import read_secret
+
+        return read_secret(settings.worker_token_file)
+    return None
 
 
 def make_worker(settings=None) -> Worker:
@@ -25,15 +39,12 @@ def make_worker(settings=None) -> Worker:
 
     settings = settings or get_settings()
     if settings.worker_url:
-        from tools.files import read_secret
         from tools.worker.client import RemoteWorker
 
-        token = settings.worker_token or (read_secret(settings.worker_token_file) if settings.worker_token_file
-                                          else None)
-        return RemoteWorker(settings.worker_url, token=token, timeout=settings.worker_timeout,
+        return RemoteWorker(settings.worker_url, token=configured_token(settings), timeout=settings.worker_timeout,
                             timeouts={"caption": settings.caption_timeout, "ground": settings.ground_timeout,
                                       "segment": settings.segment_timeout, "score": settings.score_timeout})
     return LocalWorker(settings)
 
 
-__all__ = ["Worker", "ProgressFn", "LocalWorker", "make_worker"]
+__all__ = ["Worker", "ProgressFn", "LocalWorker", "make_worker", "configured_token"]

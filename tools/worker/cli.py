@@ -38,16 +38,13 @@ def worker_settings(args: argparse.Namespace) -> Settings:
 def worker_token(settings: Settings, token: Optional[str] = None, token_file: Optional[str] = None) -> Optional[str]:
     """The token to require: ``token``, else ``token_file``, else the settings' token or token file."""
     from tools.files import read_secret
+    from tools.worker import configured_token
 
     if token:
         return token
     if token_file:
         return read_secret(token_file)
-    if settings.worker_token:
-        return settings.worker_token
-    if settings.worker_token_file:
-        return read_secret(settings.worker_token_file)
-    return None
+    return configured_token(settings)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

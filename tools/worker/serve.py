@@ -45,6 +45,7 @@ from ray import serve  # noqa: E402
 
 from tools.config import Settings  # noqa: E402
 from tools.types import LocaleditError  # noqa: E402
+from tools.worker import configured_token  # noqa: E402
 from tools.worker.server import EditJob, WorkerService, check_bind, create_app, is_loopback  # noqa: E402
 from tools.worker.wire import AFFINITY_HEADER  # noqa: E402
 
@@ -64,7 +65,7 @@ class VisionWorker:
 
     Args:
         settings: :class:`~tools.config.Settings` fields (None: the replica's environment).
-        token: the bearer token clients must send (None: ``settings.worker_token``).
+        token: the bearer token clients must send (None: the settings' ``worker_token`` or ``worker_token_file``).
     """
 
     def __init__(self, settings: Optional[dict] = None, token: Optional[str] = None):
@@ -76,7 +77,7 @@ class VisionWorker:
         replica = serve.get_replica_context().replica_id.unique_id
         self.service = WorkerService(s, replica=replica, kind="ray")
         self.service.warm_up()  # the replica counts as started once its models are warm
-        self.token = token or s.worker_token
+        self.token = token or configured_token(s)  # LOCALEDIT_WORKER_TOKEN or _TOKEN_FILE (`serve run`)
 
     def __serve_build_asgi_app__(self):
         app = create_app(self.service, token=self.token, edit_runner=self.run_edit, warm_in_background=False)
