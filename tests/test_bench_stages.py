@@ -1,0 +1,32 @@
+"""``python -m bench.stages`` prints every stage with its time and memory (issue 13's done-when), here on
+the tiny models at a small size so it stays a wiring check: the figures themselves are not asserted."""
+
+from __future__ import annotations
+
+import json
+
+from bench.stages import EDITORS, main
+
+
+def test_bench_stages_reports_every_stage_the_turn_an_option_and_the_memory_modes(tiny_models_dir, tmp_path,
+                                                                                   capsys):
+    out = tmp_path / "stages.json"
+    main(["--models", str(tiny_models_dir), "--device", "cpu", "--max-side", "64", "--steps", "2", "--runs", "1",
+          "--size", "96x72", "--options", "dpm++", "--option-steps", "2", "--few-steps", "2", "--json", str(out)])
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    header = result["header"]
+    for part in ("device CPU", "dtype bfloat16", "photo 96x72", "work sizes [64]", "2 steps"):
+        assert part in header, part  # what the figures were measured on
+    stages = {row["stage"]: row for row in result["stages"]}
+    assert set(stages) == {"caption", "ground", "segment", "score", *(f"edit {e}" for e in EDITORS)}
+    for name, row in stages.items():
+        assert row["side"] == 64 and row["cold"] > 0 and len(row["warm"]) == 1, name
+        assert row["peak"] > 0 and row["rise"] >= 0, name  # peak RSS on the CPU
+        assert f"| {name} | 64 |" in printed, name
+    turn = result["turn"]
+    assert turn["seconds"] > 0 and turn["peak"] > 0 and turn["attempts"]
+    assert [o["option"] for o in result["options"]] == ["default", "dpm++"]
+    assert {m["role"] for m in result["memory"]} >= {"caption", "detector", "sam", "ip2p", "clip"}
+    assert set(result["modes"]) == {"all resident", "offload"}
+    assert "fits a 24 GB GPU" in printed and "fits a 12 GB GPU" in printed
