@@ -157,7 +157,7 @@ def run_ray(args: argparse.Namespace, size: tuple[int, int]) -> None:
 
     from tools.config import Settings
     from tools.worker.client import RemoteWorker
-    from tools.worker.serve import build_app
+    from tools.worker.serve import build_app, start_ray
 
     models = args.models or str(_tiny())
     settings = Settings(models_dir=models, device=args.device, max_side=args.max_side, steps=args.steps,
@@ -165,7 +165,8 @@ def run_ray(args: argparse.Namespace, size: tuple[int, int]) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    ray.init(num_cpus=max(2, args.replicas), include_dashboard=False, log_to_driver=False)
+    # as `localedit worker --ray` starts it: token auth on, every Ray process on loopback, no dashboard
+    start_ray(num_cpus=max(2, args.replicas), log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app({"settings": settings.model_dump(mode="json"), "num_cpus": 1,
