@@ -207,6 +207,27 @@ def test_each_check_fires_on_its_metric_alone(settings):
     assert judge.problems({}, settings, "replace") == []  # missing metrics are not held against it
 
 
+def test_a_removal_that_left_the_object_fails_and_one_that_removed_it_passes(settings):
+    """max_clip_rc_source on real scores (the real Scorer, hand-made embeddings): the source category's
+    probability in the target box crosses 20 while the red object is there, and not once it is gone."""
+    from tools.region import EvalRegion, rc_labels
+
+    image = Image.new("RGB", SIZE, (128, 128, 128))
+    box = (20.0, 30.0, 60.0, 80.0)
+    ImageDraw.Draw(image).rectangle((20, 30, 59, 79), fill=(255, 1, 1))
+    gone = Image.new("RGB", SIZE, (128, 128, 128))  # the object painted over with the background
+    target, source = rc_labels("remove", "red ball", None)
+    assert (target, source) == ("", "red ball")
+    scorer = colour_scorer()
+    region = EvalRegion(boxes=(box,))
+    for edited, fails in ((image, True), (gone, False)):
+        s = scorer.score(image, edited, boxes=list(region.boxes), target_text=target, source_text=source)
+        found = judge.problems(s.to_dict(), settings, "remove")
+        assert s.clip_rc is None
+        assert (s.clip_rc_source > settings.max_clip_rc_source) == fails, s.clip_rc_source
+        assert ("region" in [p.kind for p in found]) == fails, found
+
+
 def test_combined_puts_every_term_on_one_scale():
     good = {"clip_dir": 0.3, "clip_rc": 60.0, "clip_gc": 94.0, "l1_outside": 0.0}
     assert judge.combined(good) == pytest.approx(0.3 + 0.6 + 0.47)
