@@ -396,7 +396,8 @@ class _Nodes:
         """The first attempt of a re-run of the last edit: its editor and knobs, moved as ``name`` says.
 
         "stronger" / "weaker" move the knob that editor reads (:func:`agent.judge.move_knobs`) with
-        the same seed, so only the knob changes; "try again" keeps the knobs and takes the next seed.
+        the same seed, so only the knob changes; "try again" keeps the knobs and takes the next seed
+        (for an editor that reads no seed, :data:`agent.judge.SEEDLESS_EDITORS`, it says so instead).
         """
         editor = last_edit.get("editor") or judge.primary_editor(last_plan["action"], self.settings)
         seed = int(last_edit.get("seed", self.settings.seed))
@@ -404,9 +405,14 @@ class _Nodes:
         if name in ("stronger", "weaker"):
             move = judge.move_knobs(editor, knobs, +1 if name == "stronger" else -1)
             if not move.moved:
+                hint = (f"say \"{'weaker' if name == 'stronger' else 'stronger'}\" to change it"
+                        if editor in judge.SEEDLESS_EDITORS else "say \"try again\" for another seed")
                 return {"reply": {"text": f"The {editor} edit is already as {name} as it goes ({move.text}); "
-                                          f"say \"try again\" for another seed."}}
+                                          f"{hint}."}}
             return {"editor": editor, "seed": seed, "knobs": move.knobs, "why": name, "knob": move.text}
+        if name == "retry" and editor in judge.SEEDLESS_EDITORS:  # another seed would give the same pixels
+            return {"reply": {"text": f"The {editor} edit draws no random noise, so trying it again would give "
+                                      f"the same picture; say \"stronger\" or \"weaker\" to change it."}}
         if name == "retry":
             return {"editor": editor, "seed": seed + 1, "knobs": knobs, "why": "try again",
                     "knob": f"seed {seed} -> {seed + 1}"}

@@ -33,6 +33,12 @@ ALTERNATIVE_EDITOR = {"ip2p-composite": "regionwise", "regionwise": "diffedit", 
 
 IP2P_EDITORS = ("ip2p", "ip2p-composite")
 RATIO_EDITORS = ("diffedit", "regionwise")  # their knob is the encoding ratio (InstructEdit section 4.5)
+SEEDLESS_EDITORS = ("diffedit",)
+"""Editors that draw no noise: DiffEdit's DDIM inversion and mask-guided DDIM decoding (InstructEdit
+eq. 2-4) are deterministic, so another seed gives the same pixels and is no retry."""
+GUIDANCE_AT_THE_TOP = ("inpaint", "diffedit")
+"""Editors whose "stronger" moves the text guidance once their strength / encoding ratio is at 1:
+both run classifier-free guidance on a caption (DiffEdit on the edited caption, InstructEdit eq. 4)."""
 
 # How far one "stronger" / "weaker" moves a knob, and the range it stays in. InstructPix2Pix's
 # guidance study varies text guidance over about 3-10 and image guidance over 1.0-2.2: one step
@@ -105,7 +111,7 @@ def move_knobs(editor: str, knobs: dict[str, Any], direction: int) -> KnobMove:
     else:
         new["strength"] = _step(knobs["strength"], direction * STRENGTH_STEP, STRENGTH_RANGE)
         names = ("strength",)
-        if editor == "inpaint" and new["strength"] == knobs["strength"] and direction > 0:
+        if editor in GUIDANCE_AT_THE_TOP and new["strength"] == knobs["strength"] and direction > 0:
             new["guidance_scale"] = _step(knobs["guidance_scale"], GUIDANCE_STEP, GUIDANCE_RANGE)
             names = ("strength", "guidance_scale")
     label = {**KNOB_NAMES, "strength": "encoding ratio" if editor in RATIO_EDITORS else "strength"}
@@ -122,7 +128,7 @@ def knob_summary(attempt: dict[str, Any]) -> str:
                 f"image guidance {attempt.get('image_guidance_scale') or 0:g}")
     name = "encoding ratio" if editor in RATIO_EDITORS else "strength"
     text = f"{name} {attempt.get('strength') or 0:g}"
-    return text + (f", text guidance {attempt['guidance_scale']:g}" if editor == "inpaint" and
+    return text + (f", text guidance {attempt['guidance_scale']:g}" if editor in GUIDANCE_AT_THE_TOP and
                    attempt.get("guidance_scale") is not None else "")
 
 
@@ -150,7 +156,7 @@ def attempt_queue(action: str, settings: Settings, *, first: Optional[dict[str, 
     stronger = move_knobs(editor, knobs, +1)
     if stronger.moved:
         queue.append(_attempt(editor, stronger.knobs, seed, "stronger edit", knob=stronger.text))
-    else:
+    elif editor not in SEEDLESS_EDITORS:  # a seed DiffEdit never reads would repeat the same pixels
         queue.append(_attempt(editor, knobs, seed + 1, "another seed", knob=f"seed {seed} -> {seed + 1}"))
     if action != "global":
         other = ALTERNATIVE_FOR_ACTION.get(action, ALTERNATIVE_EDITOR[editor])

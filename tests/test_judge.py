@@ -207,6 +207,27 @@ def test_each_check_fires_on_its_metric_alone(settings):
     assert judge.problems({}, settings, "replace") == []  # missing metrics are not held against it
 
 
+def test_a_removal_that_left_the_object_fails_and_one_that_removed_it_passes(settings):
+    """max_clip_rc_source on real scores (the real Scorer, hand-made embeddings): the source category's
+    probability in the target box crosses 20 while the red object is there, and not once it is gone."""
+    from tools.region import EvalRegion, rc_labels
+
+    image = Image.new("RGB", SIZE, (128, 128, 128))
+    box = (20.0, 30.0, 60.0, 80.0)
+    ImageDraw.Draw(image).rectangle((20, 30, 59, 79), fill=(255, 1, 1))
+    gone = Image.new("RGB", SIZE, (128, 128, 128))  # the object painted over with the background
+    target, source = rc_labels("remove", "red ball", None)
+    assert (target, source) == ("", "red ball")
+    scorer = colour_scorer()
+    region = EvalRegion(boxes=(box,))
+    for edited, fails in ((image, True), (gone, False)):
+        s = scorer.score(image, edited, boxes=list(region.boxes), target_text=target, source_text=source)
+        found = judge.problems(s.to_dict(), settings, "remove")
+        assert s.clip_rc is None
+        assert (s.clip_rc_source > settings.max_clip_rc_source) == fails, s.clip_rc_source
+        assert ("region" in [p.kind for p in found]) == fails, found
+
+
 def test_combined_puts_every_term_on_one_scale():
     good = {"clip_dir": 0.3, "clip_rc": 60.0, "clip_gc": 94.0, "l1_outside": 0.0}
     assert judge.combined(good) == pytest.approx(0.3 + 0.6 + 0.47)
@@ -238,6 +259,8 @@ def test_inpaint_strength_then_guidance_and_the_ends_of_the_ranges(settings):
     up = judge.move_knobs("inpaint", base, +1)  # strength is at its most: the text guidance moves
     assert up.moved and up.knobs["strength"] == 1.0 and up.knobs["guidance_scale"] == base["guidance_scale"] + 2.5
     assert "strength already 1" in up.text
+    top = judge.move_knobs("diffedit", {**judge.base_knobs("diffedit", settings), "strength": 1.0}, +1)
+    assert top.moved and top.knobs["guidance_scale"] == 10.0 and "encoding ratio already 1" in top.text
     down = judge.move_knobs("inpaint", base, -1)
     assert down.knobs["strength"] == 0.85 and down.knobs["guidance_scale"] == base["guidance_scale"]
     floor = judge.move_knobs("ip2p-composite", {"guidance_scale": 20.0, "image_guidance_scale": 1.0,
@@ -251,6 +274,8 @@ def test_knob_summary_names_what_each_editor_reads(settings):
     assert judge.knob_summary({"editor": "ip2p-composite", **judge.base_knobs("ip2p-composite", settings)}) == \
         "text guidance 7.5, image guidance 1.5"
     assert judge.knob_summary({"editor": "diffedit", "strength": 0.85}) == "encoding ratio 0.85"
+    assert judge.knob_summary({"editor": "diffedit", **judge.base_knobs("diffedit", settings)}) == \
+        "encoding ratio 0.7, text guidance 7.5"  # DiffEdit's classifier-free guidance on the edited caption
     assert judge.knob_summary({"editor": "inpaint", **judge.base_knobs("inpaint", settings)}) == \
         "strength 1, text guidance 7.5"
 
@@ -314,8 +339,13 @@ def test_stronger_then_weaker_change_the_pixels_and_say_what_moved(settings, reg
     assert getattr(b, knob) > getattr(a, knob) and getattr(c, weaker_knob) < getattr(b, weaker_knob)
     if editor == "ip2p-composite":  # stronger: image guidance down; weaker: back up
         assert b.image_guidance_scale < a.image_guidance_scale == c.image_guidance_scale
+    shown = pixels(chat.current_image_path())
     again = chat.send("try again")
-    assert "seed 0 -> 1" in again.text and worker.requests[-1].seed == 1
+    if editor == "diffedit":  # it draws no noise: another seed would repeat the picture, so none is made
+        assert "no random noise" in again.text and len(worker.requests) == 3 and len(chat.versions()) == 4
+    else:
+        assert "seed 0 -> 1" in again.text and worker.requests[-1].seed == 1
+        assert not np.array_equal(pixels(chat.current_image_path()), shown)  # another seed, other pixels
     conv.close()
 
 
@@ -341,3 +371,35 @@ def test_chat_cli_stronger_after_an_ip2p_composite_edit(tmp_path, tiny_models_di
     assert "with ip2p-composite (stronger: text guidance 7.5 -> 10, image guidance 1.5 -> 1.25)." in said, said
     first, stronger = (np.asarray(Image.open(tmp_path / n)) for n in ("first.png", "stronger.png"))
     assert first.shape == stronger.shape and not np.array_equal(first, stronger)
+
+
+# ----------------------------------------------------------------------------- every retry changes the edit
+
+
+@pytest.mark.parametrize("editor,knobs", [
+    ("ip2p-composite", None), ("diffedit", None), ("regionwise", None), ("inpaint", None),
+    # at the top of the range the knob cannot move: the retry must still change what the editor reads
+    ("diffedit", {"strength": 1.0}), ("regionwise", {"strength": 1.0}),
+    ("diffedit", {"strength": 1.0, "guidance_scale": 20.0}),
+    ("ip2p-composite", {"guidance_scale": 20.0, "image_guidance_scale": 1.0}),
+])
+def test_the_automatic_retry_changes_the_pixels(settings, registry, editor, knobs):
+    """DESIGN: a retry must change something the editor reads. The first two attempts of the queue,
+    run on the real tiny editor, give different pixels (DiffEdit draws no noise: a new seed is no retry)."""
+    from tests.conftest import scene
+    from tools.edit import Editor
+
+    s = settings.model_copy(update={"steps": 4})
+    queue = judge.attempt_queue("replace", s, first={"editor": editor, "knobs": knobs})
+    first, retry = queue[0], queue[1]
+    image = scene(SIZE, boxes=CATS)
+    mask = ellipse(CATS[0])
+    out = []
+    for attempt in (first, retry):
+        request = EditRequest(editor=attempt["editor"], instruction="turn it into a fox",
+                              source_caption="a photo of a cat", target_caption="a photo of a fox",
+                              seed=attempt["seed"], strength=attempt["strength"],
+                              guidance_scale=attempt["guidance_scale"],
+                              image_guidance_scale=attempt["image_guidance_scale"])
+        out.append(np.asarray(Editor(registry, s).edit(image, mask, request).image))
+    assert not np.array_equal(out[0], out[1]), (first, retry)

@@ -97,8 +97,9 @@ class Settings(BaseSettings):
     #   the editors that follow instructions is 10.4-40.2; chance among ~82 labels is 1.2. 10 is 8x chance.
     min_clip_rc: float = Field(10.0, description="Judge: CLIP-RC (0-100, probability the target box shows the "
                                "target category) below this: the region does not look like the target.")
-    # - remove: R-SIE Table 2 Delete RC (lower is better) is 5.9-17.4 for R-SIE and IP2P, 24.4-31.0 for
-    #   InstructEdit, whose deletions fail; above 20 the object is still there.
+    # - remove: R-SIE Table 2 Delete RC (lower is better) is 5.9-17.4 for R-SIE (both inferences, both
+    #   settings), 17.4-20.1 for plain IP2P, 19.5-31.0 for InstructEdit and 26.9-30.1 for IP2P +RwDP, whose
+    #   deletions often fail; above 20 the object is still there.
     max_clip_rc_source: float = Field(20.0, description="Judge, remove: the source category's probability (0-100) "
                                       "in the target box above this: the object is still there.")
     # - CLIP-GC: R-SIE Table 2: plain IP2P, which moves the background, scores 87.2-89.4; every +RwDP and

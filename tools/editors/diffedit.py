@@ -8,7 +8,11 @@ the mask comes from SAM (InstructEdit) or the user, so only DiffEdit's editing h
    (guidance 1), up to ``r = encoding_ratio`` of the schedule, keeping every ``x_t`` on the way;
 3. **decode**: DDIM from ``x_r`` with classifier-free guidance on the target caption; after each
    step the latents outside the (latent-resolution) mask are replaced by the inverted latents of
-   the same timestep, so the background is reconstructed and only the masked region changes.
+   the same timestep, so the background is reconstructed and only the masked region changes:
+   InstructEdit eq. 4, ``y~_t = M y_t + (1 - M) x_t`` with ``y_r = x_r`` (inversion: its eq. 3).
+
+No step draws noise (DDIM, eta = 0), so the seed changes nothing: a retry must move the encoding
+ratio or the guidance (``agent.judge.SEEDLESS_EDITORS``).
 
 The loop is owned here because diffusers' ``StableDiffusionDiffEditPipeline`` is deprecated.
 """
