@@ -647,6 +647,9 @@ def test_stop_stops_the_edit_and_the_next_message_is_answered_at_once(ui):
         while not re.search(r"Diffusion step \d+ of 200", "".join(ui.frames[-20:])):  # the edit is running
             assert time.monotonic() < deadline, "the edit never started"
             ui.page.wait_for_timeout(20)
+        running = ui.turns.last  # its progress shows without a click: the turn and its running stage are open
+        running.get_by_text(re.compile(r"Diffusion step \d+ of 200")).wait_for(state="visible", timeout=10_000)
+        assert running.locator(HEADER).first.get_attribute("aria-expanded") == "true"
         ui.page.locator("#stop-button").click()
         stopped = ui.wait_reply(before, "Stopped")
         step = re.search(r"Stopped: I left the image as it was \(the edit was stopped at step (\d+) of 200\)", stopped)
