@@ -379,6 +379,7 @@ def open_page(browser, server, photo: Path, viewport=(1100, 1400), **context):
     ui = UI(page, server, photo)
     page.on("request", lambda r: ui.requests.append(r.url))
     page.on("websocket", lambda ws: ws.on("framereceived", lambda f: ui.frames.append(f if isinstance(f, str) else "")))
+    page.on("response", lambda r: ui.failed.append(r.url) if r.status >= 400 else None)
     ui.open()
     return ctx, ui
 
@@ -400,6 +401,7 @@ class UI:
         self.page, self.server, self.photo = page, server, photo
         self.frames: list[str] = []
         self.requests: list[str] = []
+        self.failed: list[str] = []  # the URLs that answered 4xx / 5xx
 
     def open(self, path: str = "/") -> None:
         self.page.goto(self.server.url + path)
@@ -659,6 +661,7 @@ def test_stop_stops_the_edit_and_the_next_message_is_answered_at_once(ui):
         assert ui.page.get_by_text("Task manually stopped.").count() == 0, "one message says it, not two"
         assert ui.page.get_by_text("cannot interrupt").count() == 0
         assert ui.strip().count() == 0, "no version was made"
+        assert not [u for u in ui.failed if "/avatars/" in u], "every step has its avatar, running ones too"
         ui.shot("18-stopped")
         started = time.monotonic()
         nothing = ui.send("undo", expect="Nothing to undo")  # answered at once, and still on the photo
