@@ -371,7 +371,7 @@ def browser():
         b.close()
 
 
-def open_page(browser, server, photo: Path, viewport=(1100, 1400), **context):
+def open_page(browser, server, photo: Path, viewport=(1100, 1400), path: str = "/", **context):
     ctx = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, accept_downloads=True,
                               **context)
     ctx.set_default_timeout(60_000)  # generous: a busy 2-core machine renders slowly
@@ -380,7 +380,7 @@ def open_page(browser, server, photo: Path, viewport=(1100, 1400), **context):
     page.on("request", lambda r: ui.requests.append(r.url))
     page.on("websocket", lambda ws: ws.on("framereceived", lambda f: ui.frames.append(f if isinstance(f, str) else "")))
     page.on("response", lambda r: ui.failed.append(r.url) if r.status >= 400 else None)
-    ui.open()
+    ui.open(path)
     return ctx, ui
 
 
@@ -691,6 +691,11 @@ def test_a_past_chat_reopens_with_its_images_also_after_a_restart(ui, browser):
     reopened = ui.image("the edited photo", where=ui.replies.nth(-2))
     assert np.array_equal(reopened, edited)
     ui.shot("11-reopened")
+
+    other, there = open_page(browser, ui.server, ui.photo, path=thread_url[len(ui.server.url):])
+    there.page.get_by_text("Welcome back").wait_for()  # another browser, not signed in yet: still this chat
+    assert there.page.url == thread_url and there.page.get_by_text("Got your photo").count() == 1
+    other.close()
 
     ui.server.restart()
     ui.page.goto(thread_url)  # a reload after a restart: the same chat, pictures and all
