@@ -199,6 +199,22 @@ def test_history_keeps_threads_steps_and_pictures(tmp_path, monkeypatch):
         assert await again.get_thread("t1") is None
         again.save_panel("local", {"steps": 9})
         assert again.panel_for("local") == {"steps": 9} and again.panel_for("other") is None
+        # Chainlit persists each step in a task of its own: a parent whose write is slower must still come first
+        real_q = again._q
+
+        async def slow_for_parent(sql, params=()):
+            if params and params[0] == "run1":
+                await asyncio.sleep(0.2)
+            return await real_q(sql, params)
+
+        again._q = slow_for_parent
+        await again.update_thread("t3", name="two windows", user_id=user.id)
+        create = SQLiteDataLayer.create_step.__wrapped__
+        await asyncio.gather(create(again, {"id": "run1", "threadId": "t3", "type": "run", "name": "on_message"}),
+                             create(again, {"id": "turn1", "threadId": "t3", "type": "run", "parentId": "run1",
+                                            "name": "Edited the cat in 1 s"}))
+        again._q = real_q
+        assert [s["id"] for s in (await again.get_thread("t3"))["steps"]] == ["run1", "turn1"]
         await again.close()
 
     asyncio.run(story())
