@@ -626,6 +626,7 @@ def test_the_version_strip_switches_versions_and_the_next_edit_branches(ui):
     ui.send("make the leftmost cat red", expect="Done")
     red = ui.image("the edited photo")
     ui.send("make the rightmost cat blue", expect="Done")
+    ui.strip().get_by_test_id("version-3").wait_for()  # the reply's photo can land after its text
     strip = ui.strip()
     cards = strip.get_by_role("button")
     assert cards.count() == 3 and strip.locator('img[alt="version 2"]').count() == 1
@@ -646,6 +647,7 @@ def test_the_version_strip_switches_versions_and_the_next_edit_branches(ui):
     ui.shot("16-version-chosen")
 
     ui.send("make the middle cat green", expect="Done")  # edits version 2: a new branch, version 3 kept
+    ui.strip().get_by_test_id("version-4").wait_for()
     strip = ui.strip()
     assert strip.get_by_role("button").count() == 4
     newest = strip.get_by_test_id("version-4")
