@@ -39,6 +39,7 @@ from chainlit.auth import get_current_user
 from chainlit.chat_context import chat_context
 from chainlit.input_widget import NumberInput, Select, Slider, Switch
 from chainlit.server import app as _server
+from chainlit.utils import utc_now
 from fastapi import Depends, HTTPException
 from fastapi.responses import FileResponse
 from fastapi.routing import APIRoute
@@ -480,7 +481,15 @@ class TurnView:
         self.attempt = 0
 
     async def open(self) -> None:
+        self.parent.start = utc_now()  # running: Chainlit keeps it open (auto_collapse closes it at its end)
         await self.parent.send()
+
+    async def _end_stages(self) -> None:
+        """Mark the stages still running as ended (they collapse; the next one is open)."""
+        for step in self.stages.values():
+            if step.end is None:
+                step.end = utc_now()
+                await step.update()
 
     async def pump(self, events: asyncio.Queue) -> None:
         while True:
@@ -502,9 +511,11 @@ class TurnView:
                 self.attempt += 1
                 key = f"edit:{self.attempt}"
             if key not in self.stages:
+                await self._end_stages()
                 step = cl.Step(name=render.stage_title(node, attempt=self.attempt, attempts=self.attempt),
-                               type="tool", parent_id=self.parent.id, show_input=False, default_open=False)
-                step.output = "…"
+                               type="tool", parent_id=self.parent.id, show_input=False, default_open=True,
+                               auto_collapse=True)
+                step.output, step.start = "…", utc_now()  # open while it runs: its progress shows
                 self.stages[key] = step
                 await step.send()
         elif "step" in event and "total" in event:
@@ -523,6 +534,8 @@ class TurnView:
 
     async def close(self, reply: Reply, state: dict[str, Any], elapsed: float) -> None:
         """Details into each stage, the parent renamed for what happened."""
+        for step in (*self.stages.values(), self.parent):
+            step.end = step.end or utc_now()
         views = render.turn_steps(reply, state, self.ran)
         by_stage: dict[str, list[render.StepView]] = {}
         for view in views:

@@ -121,6 +121,8 @@ class SQLiteDataLayer(BaseDataLayer):
         with self._lock, self._db:
             self._db.executescript(_SCHEMA)
         self._transient: set[str] = set()  # steps shown but not kept
+        self._order: dict[str, int] = {}  # step id -> its place, taken when Chainlit first hands it over
+        self._last = 0  # the last place given
 
     # --- plumbing --------------------------------------------------------------------------------
 
@@ -133,6 +135,13 @@ class SQLiteDataLayer(BaseDataLayer):
 
     def _seq(self) -> int:
         return int(datetime.now(timezone.utc).timestamp() * 1e6)
+
+    def _place(self, step_id: str) -> int:
+        """The place of a step in its thread, taken before any await: Chainlit writes each step in a task of
+        its own, and a slower write must not put a parent after its child (a reopened chat would drop it)."""
+        if step_id not in self._order:
+            self._last = self._order[step_id] = max(self._seq(), self._last + 1)
+        return self._order[step_id]
 
     # --- users -------------------------------------------------------------------------------------
 
@@ -205,6 +214,7 @@ class SQLiteDataLayer(BaseDataLayer):
             return
         if step_dict["id"] in self._transient:
             return
+        place = self._place(step_dict["id"])
         rows = await self._q("SELECT data, seq FROM steps WHERE id = ?", (step_dict["id"],))
         old = json.loads(rows[0]["data"]) if rows else {}
         merged = dict(old)
@@ -217,7 +227,7 @@ class SQLiteDataLayer(BaseDataLayer):
         merged.pop("streaming", None)
         created = merged.get("createdAt") or merged.get("start") or _now()
         merged["createdAt"] = created
-        seq = rows[0]["seq"] if rows else self._seq()
+        seq = rows[0]["seq"] if rows else place
         await self._q("INSERT INTO steps (id, thread_id, created, seq, data) VALUES (?, ?, ?, ?, ?) "
                       "ON CONFLICT(id) DO UPDATE SET data = excluded.data, thread_id = excluded.thread_id",
                       (step_dict["id"], merged.get("threadId"), created, seq, json.dumps(merged, default=str)))

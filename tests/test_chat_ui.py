@@ -199,6 +199,22 @@ def test_history_keeps_threads_steps_and_pictures(tmp_path, monkeypatch):
         assert await again.get_thread("t1") is None
         again.save_panel("local", {"steps": 9})
         assert again.panel_for("local") == {"steps": 9} and again.panel_for("other") is None
+        # Chainlit persists each step in a task of its own: a parent whose write is slower must still come first
+        real_q = again._q
+
+        async def slow_for_parent(sql, params=()):
+            if params and params[0] == "run1":
+                await asyncio.sleep(0.2)
+            return await real_q(sql, params)
+
+        again._q = slow_for_parent
+        await again.update_thread("t3", name="two windows", user_id=user.id)
+        create = SQLiteDataLayer.create_step.__wrapped__
+        await asyncio.gather(create(again, {"id": "run1", "threadId": "t3", "type": "run", "name": "on_message"}),
+                             create(again, {"id": "turn1", "threadId": "t3", "type": "run", "parentId": "run1",
+                                            "name": "Edited the cat in 1 s"}))
+        again._q = real_q
+        assert [s["id"] for s in (await again.get_thread("t3"))["steps"]] == ["run1", "turn1"]
         await again.close()
 
     asyncio.run(story())
@@ -376,7 +392,7 @@ def browser():
         b.close()
 
 
-def open_page(browser, server, photo: Path, viewport=(1100, 1400), **context):
+def open_page(browser, server, photo: Path, viewport=(1100, 1400), path: str = "/", **context):
     ctx = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, accept_downloads=True,
                               **context)
     ctx.set_default_timeout(60_000)  # generous: a busy 2-core machine renders slowly
@@ -384,7 +400,8 @@ def open_page(browser, server, photo: Path, viewport=(1100, 1400), **context):
     ui = UI(page, server, photo)
     page.on("request", lambda r: ui.requests.append(r.url))
     page.on("websocket", lambda ws: ws.on("framereceived", lambda f: ui.frames.append(f if isinstance(f, str) else "")))
-    ui.open()
+    page.on("response", lambda r: ui.failed.append(r.url) if r.status >= 400 else None)
+    ui.open(path)
     return ctx, ui
 
 
@@ -405,6 +422,7 @@ class UI:
         self.page, self.server, self.photo = page, server, photo
         self.frames: list[str] = []
         self.requests: list[str] = []
+        self.failed: list[str] = []  # the URLs that answered 4xx / 5xx
 
     def open(self, path: str = "/") -> None:
         self.page.goto(self.server.url + path)
@@ -613,6 +631,7 @@ def test_the_version_strip_switches_versions_and_the_next_edit_branches(ui):
     ui.send("make the leftmost cat red", expect="Done")
     red = ui.image("the edited photo")
     ui.send("make the rightmost cat blue", expect="Done")
+    ui.strip().get_by_test_id("version-3").wait_for()  # the reply's photo can land after its text
     strip = ui.strip()
     cards = strip.get_by_role("button")
     assert cards.count() == 3 and strip.locator('img[alt="version 2"]').count() == 1
@@ -633,6 +652,7 @@ def test_the_version_strip_switches_versions_and_the_next_edit_branches(ui):
     ui.shot("16-version-chosen")
 
     ui.send("make the middle cat green", expect="Done")  # edits version 2: a new branch, version 3 kept
+    ui.strip().get_by_test_id("version-4").wait_for()
     strip = ui.strip()
     assert strip.get_by_role("button").count() == 4
     newest = strip.get_by_test_id("version-4")
@@ -652,6 +672,9 @@ def test_stop_stops_the_edit_and_the_next_message_is_answered_at_once(ui):
         while not re.search(r"Diffusion step \d+ of 200", "".join(ui.frames[-20:])):  # the edit is running
             assert time.monotonic() < deadline, "the edit never started"
             ui.page.wait_for_timeout(20)
+        running = ui.turns.last  # its progress shows without a click: the turn and its running stage are open
+        running.get_by_text(re.compile(r"Diffusion step \d+ of 200")).wait_for(state="visible", timeout=10_000)
+        assert running.locator(HEADER).first.get_attribute("aria-expanded") == "true"
         ui.page.locator("#stop-button").click()
         stopped = ui.wait_reply(before, "Stopped")
         step = re.search(r"Stopped: I left the image as it was \(the edit was stopped at step (\d+) of 200\)", stopped)
@@ -661,6 +684,7 @@ def test_stop_stops_the_edit_and_the_next_message_is_answered_at_once(ui):
         assert ui.page.get_by_text("Task manually stopped.").count() == 0, "one message says it, not two"
         assert ui.page.get_by_text("cannot interrupt").count() == 0
         assert ui.strip().count() == 0, "no version was made"
+        assert not [u for u in ui.failed if "/avatars/" in u], "every step has its avatar, running ones too"
         ui.shot("18-stopped")
         started = time.monotonic()
         nothing = ui.send("undo", expect="Nothing to undo")  # answered at once, and still on the photo
@@ -690,6 +714,11 @@ def test_a_past_chat_reopens_with_its_images_also_after_a_restart(ui, browser):
     reopened = ui.image("the edited photo", where=ui.replies.nth(-2))
     assert np.array_equal(reopened, edited)
     ui.shot("11-reopened")
+
+    other, there = open_page(browser, ui.server, ui.photo, path=thread_url[len(ui.server.url):])
+    there.page.get_by_text("Welcome back").wait_for()  # another browser, not signed in yet: still this chat
+    assert there.page.url == thread_url and there.page.get_by_text("Got your photo").count() == 1
+    other.close()
 
     ui.server.restart()
     ui.page.goto(thread_url)  # a reload after a restart: the same chat, pictures and all

@@ -52,3 +52,24 @@
                                          attributeFilter: ["id", "aria-label"] });
   document.addEventListener("DOMContentLoaded", sweep);
 })();
+
+// A chat's /thread/ address opened in a browser without a session (another browser, a new
+// profile): Chainlit sends it to /login, signs it in and then shows "/", a new chat. Go on to the
+// chat that was asked for instead.
+(function () {
+  if (!location.pathname.endsWith("/login") || !document.referrer) return;
+  const asked = new URL(document.referrer);
+  if (asked.origin !== location.origin || !/\/thread\/[\w-]+$/.test(asked.pathname)) return;
+  const home = location.pathname.slice(0, -"login".length);  // "/" (or the root path + "/")
+  for (const name of ["pushState", "replaceState"]) {
+    const original = history[name].bind(history);
+    history[name] = (state, title, url) => {
+      const to = url === undefined || url === null ? null : new URL(url, location.href).pathname;
+      if (to === home || to === home.replace(/\/$/, "")) {
+        location.replace(asked.pathname);
+        return;
+      }
+      return original(state, title, url);
+    };
+  }
+})();
