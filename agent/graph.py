@@ -97,7 +97,8 @@ def _safe(name: str, fn: Callable[[State], dict]) -> Callable[[State], dict]:
 
     A set cancel flag stops the turn before any node but ``receive`` and ``respond`` runs.
     Each run of the node is announced on the custom stream (what ``Session.send(progress=)``
-    receives): ``{"node": name, "event": "start"}``, then ``{"node": name, "event": "end",
+    receives): ``{"node": name, "event": "start", "target": str}`` (``target``: the plan's object,
+    once there is a plan), then ``{"node": name, "event": "end",
     "outcome": "done" | "failed" | "asked" | "stopped", "seconds": s}`` ("asked": an interrupt, the
     question is open; "stopped": Stop / Ctrl-C).
     """
@@ -105,7 +106,8 @@ def _safe(name: str, fn: Callable[[State], dict]) -> Callable[[State], dict]:
     def node(state: State) -> dict:
         writer = get_stream_writer()
         started, outcome = time.perf_counter(), "done"
-        writer({"node": name, "event": "start"})
+        target = (state.get("plan") or {}).get("target")
+        writer({"node": name, "event": "start", **({"target": target} if target else {})})
         try:
             flag = cancel_flag()
             if name not in ("receive", "respond") and flag is not None and flag.is_set():

@@ -512,7 +512,8 @@ class TurnView:
                 key = f"edit:{self.attempt}"
             if key not in self.stages:
                 await self._end_stages()
-                step = cl.Step(name=render.stage_title(node, attempt=self.attempt, attempts=self.attempt),
+                hint = {"plan": {"target": event["target"]}} if event.get("target") else None
+                step = cl.Step(name=render.stage_title(node, hint, attempt=self.attempt, attempts=self.attempt),
                                type="tool", parent_id=self.parent.id, show_input=False, default_open=True,
                                auto_collapse=True)
                 step.output, step.start = "…", utc_now()  # open while it runs: its progress shows

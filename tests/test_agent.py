@@ -196,6 +196,8 @@ def test_progress_is_streamed(conversations, photo_path):
     nodes = [(e["node"], e["event"]) for e in events if "node" in e]  # each node run is announced
     assert nodes[:2] == [("receive", "start"), ("receive", "end")] and ("edit", "end") in nodes
     assert nodes[-1] == ("respond", "end") and all(e["seconds"] >= 0 for e in events if e.get("event") == "end")
+    starts = {e["node"]: e.get("target") for e in events if e.get("event") == "start"}
+    assert starts["understand"] is None and starts["ground"] == "cat"  # a running stage can say what it looks for
 
 
 def test_offline_notice_is_said_once(conversations, photo_path):

@@ -675,6 +675,7 @@ def test_stop_stops_the_edit_and_the_next_message_is_answered_at_once(ui):
         running = ui.turns.last  # its progress shows without a click: the turn and its running stage are open
         running.get_by_text(re.compile(r"Diffusion step \d+ of 200")).wait_for(state="visible", timeout=10_000)
         assert running.locator(HEADER).first.get_attribute("aria-expanded") == "true"
+        assert "Finding the cat" in "".join(ui.frames) and "Finding the object" not in "".join(ui.frames)
         ui.page.locator("#stop-button").click()
         stopped = ui.wait_reply(before, "Stopped")
         step = re.search(r"Stopped: I left the image as it was \(the edit was stopped at step (\d+) of 200\)", stopped)
