@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional
 from PIL import Image
 
 from agent import history, replies
+from agent.commands import goto
 from agent.graph import build_graph
 from agent.locks import CancelToken, ThreadLock
 from agent.state import current_path, current_record, parent_of
@@ -153,7 +154,10 @@ class Session:
         the others stay in ``versions()``. An open question is dropped. ``progress`` gets the turn's
         stage events, as in ``send``.
         """
-        return self._turn({"text": "", "goto": int(number)}, progress)
+        asked = goto(int(number))
+        if asked["kind"] == "chat":  # past any conversation's versions: answered without a turn
+            return Reply(text=asked["text"], images=self._current_images())
+        return self._turn({"text": "", "goto": asked["version"]}, progress)
 
     def cancel(self) -> bool:
         """Stop this session's running turn (the edit stops at its next diffusion step); whether one was running.
