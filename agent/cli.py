@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -321,6 +322,7 @@ def cmd_chat_cli(args: argparse.Namespace) -> int:
     """A terminal chat; reads stdin line by line, so scripts can drive it."""
     from agent.session import Conversations
 
+    _log_one_line(args.debug)
     session = Conversations(_settings(args)).session(args.thread)
     print(f"localedit chat (thread {session.thread_id}). {CHAT_HELP}", flush=True)
     if args.image:
@@ -338,6 +340,21 @@ def cmd_chat_cli(args: argparse.Namespace) -> int:
                 return 0
             interrupted = True
             print("\nlocaledit: (Ctrl-C again, or /quit, to leave)", flush=True)
+
+
+class _OneLineFormatter(logging.Formatter):
+    """A log record as ``level: message``, without its traceback (the reply already says what failed)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def _log_one_line(debug: bool) -> None:
+    """Warnings and errors on stderr, one line each; their tracebacks only with ``--debug``."""
+    handler = logging.StreamHandler(sys.stderr)
+    if not debug:
+        handler.setFormatter(_OneLineFormatter())
+    logging.getLogger().addHandler(handler)
 
 
 def _chat_line(session, interactive: bool) -> bool:

@@ -163,3 +163,19 @@ def test_two_scripted_chats_on_one_thread_hold_at_the_seams(env, tmp_path):
     versions = conv.session("T").versions()
     assert [v["parent"] for v in versions] == [None, 1, 2] and versions[2]["current"]
     conv.close()
+
+
+def test_an_unexpected_failure_is_one_line_on_stderr_not_a_traceback(env, tmp_path):
+    """The photos deleted from the data folder under a running chat: the turn fails unexpectedly.
+    The reply said so in one sentence, but stderr also got the logged traceback of every failed node."""
+    chat = Chat(env, tmp_path)
+    try:
+        assert "Got your photo" in chat.ask("/image photo.png")
+        for stored in (tmp_path / "data" / "images").glob("*.png"):
+            stored.unlink()
+        assert "Something went wrong" in chat.ask("make the cat red")
+        assert "Nothing to undo" in chat.ask("/undo", timeout=60)  # the chat goes on
+    finally:
+        assert chat.close() == 0
+    err = "".join(chat.err.queue)
+    assert "Traceback" not in err and re.search(r"^error: .*failed", err, re.M), err
