@@ -31,7 +31,7 @@ EXIT_UNEXPECTED, EXIT_INPUT, EXIT_MODEL, EXIT_NOTHING = 1, 2, 3, 4
 
 
 OPTIONS = {"models_dir": ("models", "--models"), "device": ("device", "--device"),
-           "max_side": ("max_side", "--max-side")}
+           "max_side": ("max_side", "--max-side"), "worker_url": ("worker_url", "--worker-url")}
 """The settings the command line can override: setting -> (argument, option)."""
 
 
@@ -90,7 +90,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
     from tools.images import load_image, load_mask, overlay, parse_box, parse_point
     from tools.region import rc_labels
     from tools.types import EditRequest
-    from tools.worker import LocalWorker
+    from tools.worker import make_worker
 
     settings = _settings(args)
     t0 = time.perf_counter()
@@ -120,7 +120,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
         black_mask=True if args.black_mask else None, max_side=settings.max_side)
     named = plan or _plan_for(args.instruction)  # CLIP-RC's categories: what the target becomes, and was
     labels = rc_labels(named.action, named.target or target, named.new_value) if named else ("", target or "")
-    worker = LocalWorker(settings)
+    worker = make_worker(settings)  # in-process, or LOCALEDIT_WORKER_URL / --worker-url
     progress, close = _progress_bar(f"{request.editor}")
     try:
         report = run_edit(worker, image, request, target=target, box=box, mask=mask,
@@ -140,12 +140,12 @@ def cmd_edit(args: argparse.Namespace) -> int:
         drawn = overlay(image, mask=report.mask, boxes=boxes, labels=labels,
                         chosen=report.chosen or ([0] if report.box else []))
         files[outputs["overlay"]] = image_bytes(drawn, outputs["overlay"])
-    write_all(files)  # every file or none
     written = {kind: str(path) for kind, path in outputs.items() if path in files}
     data = report.to_dict()
     data.update(input={"path": str(args.image), "size": list(image.size)}, files=written,
                 plan=plan.model_dump() if plan is not None else None,
-                worker=worker.status())
+                worker=worker.status())  # asked before writing: a worker gone now fails with nothing written
+    write_all(files)  # every file or none
     data["timings"]["wall"] = round(time.perf_counter() - t0, 3)
     print(json.dumps(data, indent=2))
     return 0
@@ -487,6 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-side", type=int, help="long side the models work at (default 512)")
     e.add_argument("--models", help="folder of local models (as LOCALEDIT_MODELS_DIR)")
     e.add_argument("--device", help="cpu, cuda, cuda:1 (default: auto)")
+    e.add_argument("--worker-url", help="a running `localedit worker` to use (as LOCALEDIT_WORKER_URL; "
+                   "default: the models in this process)")
     e.add_argument("--no-score", action="store_true", help="skip the CLIP metrics")
     e.set_defaults(func=cmd_edit)
 

@@ -325,3 +325,30 @@ def test_chat_cli_survives_bad_paths_and_saves_whole_files(env, tmp_path):
     saved = np.asarray(Image.open(home / "in-home.png").convert("RGB"))
     assert np.array_equal(saved, np.asarray(Image.open(env / "photo.png").convert("RGB")))
     assert not (env / "missing").exists() and not list(env.glob(".*.part"))
+
+
+@pytest.mark.parametrize("how", ["env", "option"])
+def test_edit_through_a_worker_that_is_down_or_hung_is_one_sentence(env, capsys, monkeypatch, how):
+    """``localedit edit`` ignored ``LOCALEDIT_WORKER_URL`` (and had no ``--worker-url``): it loaded
+    every model in this process instead. A dead port is refused at once; a socket that accepts and
+    never answers is cut off at the segment timeout. One line, no traceback, nothing written."""
+    import time
+
+    from tests.conftest import free_port
+    from tests.test_conversation import HungServer
+
+    hung = HungServer()
+    monkeypatch.setenv("LOCALEDIT_SEGMENT_TIMEOUT", "2")
+    argv = ["edit", "photo.png", "make it golden", "--box", "10,20,60,80", "-o", "out.png"]
+    try:
+        for url in (f"http://127.0.0.1:{free_port()}", hung.url):
+            if how == "env":
+                monkeypatch.setenv("LOCALEDIT_WORKER_URL", url)
+            started = time.monotonic()
+            code, _, err = run(capsys, *argv, *(["--worker-url", url] if how == "option" else []))
+            assert code == EXIT_INPUT and time.monotonic() - started < 30, err
+            one_line_error(err)
+            assert f"The vision worker at {url} is not reachable right now" in err
+            assert not (env / "out.png").exists() and not list(env.glob(".*.part"))
+    finally:
+        hung.close()
