@@ -352,3 +352,24 @@ def test_edit_through_a_worker_that_is_down_or_hung_is_one_sentence(env, capsys,
             assert not (env / "out.png").exists() and not list(env.glob(".*.part"))
     finally:
         hung.close()
+
+
+def test_a_models_folder_that_does_not_exist_is_named(env, capsys, monkeypatch, tmp_path):
+    """``--models`` mistyped: the message only said to download the model."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf"))
+    code, _, err = run(capsys, "edit", "photo.png", "make it red", "--box", "10,20,60,80", "-o", "out.png",
+                       "--models", str(tmp_path / "modles"))
+    assert code == EXIT_MODEL and not (env / "out.png").exists()
+    one_line_error(err)
+    assert f"the models folder '{tmp_path / 'modles'}' (LOCALEDIT_MODELS_DIR, --models) does not exist" in err
+
+
+def test_a_models_folder_from_dotenv_may_start_with_a_tilde(env, capsys, monkeypatch, tiny_models_dir, tmp_path):
+    """``LOCALEDIT_MODELS_DIR=~/models`` (as written in ``.env``, where no shell expands it) was read
+    as a folder named "~": every model was looked for on the Hub instead."""
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "models").symlink_to(tiny_models_dir)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LOCALEDIT_MODELS_DIR", "~/models")
+    code, listed, _ = run(capsys, "models", "list", "--json")
+    assert code == 0 and listed["sam"]["source"] == str(tmp_path / "home" / "models" / "sam"), listed
