@@ -35,7 +35,7 @@ from agent.state import current_path, current_record, parent_of
 from agent.store import ImageStore
 from tools.config import Settings, get_settings
 from tools.files import private_dir, private_file
-from tools.images import load_image
+from tools.images import check_dimensions, load_image
 from tools.types import LocaleditError
 
 log = logging.getLogger(__name__)
@@ -137,11 +137,16 @@ class Session:
             progress: called with ``{"stage", "step", "total", ...}`` during long work.
         """
         conv = self.conversations
+        limits = conv.settings
         upload = None
         if image is not None:
             try:
+                if isinstance(image, Image.Image):  # the limits a file's header is checked against
+                    check_dimensions(image.size, "The image", limits.max_image_pixels, limits.max_image_side,
+                                     limits.max_aspect_ratio)
                 pil = image if isinstance(image, Image.Image) else load_image(
-                    image, max_bytes=conv.settings.max_upload_bytes, max_pixels=conv.settings.max_image_pixels)
+                    image, max_bytes=limits.max_upload_bytes, max_pixels=limits.max_image_pixels,
+                    max_side=limits.max_image_side, max_aspect=limits.max_aspect_ratio)
             except LocaleditError as err:
                 return Reply(text=str(err), error=True, images=self._current_images())
             upload = conv.store.put(pil.convert("RGB"))

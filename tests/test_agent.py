@@ -172,6 +172,18 @@ def test_bad_upload_and_no_image(conversations, tmp_path, photo_path):
     assert len(chat.versions()) == 1 and reply.images["current"] == chat.current_image_path()
 
 
+@pytest.mark.parametrize("size, why", [((5000, 10), "a strip"), ((3, 2000), "a strip"), ((20000, 20), "long side")])
+def test_a_pil_upload_is_held_to_the_limits_of_a_file(conversations, photo_path, size, why):
+    """A PIL image skipped the side and aspect-ratio limits a file's header is checked against: the
+    upload was taken, and the next localized edit failed in GroundingDINO's resize ("went wrong")."""
+    chat = conversations.session()
+    chat.send("", image=photo_path)
+    reply = chat.send("", image=Image.new("RGB", size))
+    assert reply.error and why in reply.text and reply.text.startswith("The image is "), reply.text
+    assert len(chat.versions()) == 1 and reply.images["current"] == chat.current_image_path()
+    assert not chat.send("make the leftmost cat red").error
+
+
 def test_worker_down_then_back(conversations, photo_path):
     chat = conversations.session()
     chat.send("", image=photo_path)
