@@ -34,7 +34,7 @@ from agent.locks import CancelToken, ThreadLock
 from agent.state import current_path, current_record, parent_of
 from agent.store import ImageStore
 from tools.config import Settings, get_settings
-from tools.files import private_dir, private_file
+from tools.files import FileError, private_dir, private_file
 from tools.images import check_dimensions, load_image
 from tools.types import LocaleditError
 
@@ -89,9 +89,15 @@ class Conversations:
         self.worker, self.understander = worker, understander
         self.db_path = private_file(data / "conversations.sqlite")
         self._db = sqlite3.connect(str(self.db_path), check_same_thread=False, timeout=30)
-        # a small write-ahead log: checkpointed into the database every ~1 MB and cut back to 1 MB after
-        self._db.execute("PRAGMA wal_autocheckpoint = 256")
-        self._db.execute("PRAGMA journal_size_limit = 1048576")
+        try:  # a file that is not a database fails here, in one sentence, not in the middle of a turn
+            self._db.execute("SELECT count(*) FROM sqlite_master")
+            # a small write-ahead log: checkpointed into the database every ~1 MB and cut back to 1 MB after
+            self._db.execute("PRAGMA wal_autocheckpoint = 256")
+            self._db.execute("PRAGMA journal_size_limit = 1048576")
+        except sqlite3.DatabaseError as err:
+            self._db.close()
+            raise FileError(f"The conversation database {str(self.db_path)!r} cannot be read ({err}); "
+                            f"move it away to start afresh.") from None
         from langgraph.checkpoint.sqlite import SqliteSaver
 
         self.checkpointer = SqliteSaver(self._db)

@@ -179,3 +179,15 @@ def test_an_unexpected_failure_is_one_line_on_stderr_not_a_traceback(env, tmp_pa
         assert chat.close() == 0
     err = "".join(chat.err.queue)
     assert "Traceback" not in err and re.search(r"^error: .*failed", err, re.M), err
+
+
+def test_a_damaged_conversation_database_is_one_sentence_at_start(env, tmp_path):
+    """A ``conversations.sqlite`` that is not a database: the chat started, then its first message
+    ended the program with "unexpected failure (DatabaseError: ...)"."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "conversations.sqlite").write_bytes(b"\x00garbage" * 1000)
+    out = subprocess.run([str(EXE), "chat-cli"], input="/image photo.png\n", capture_output=True, text=True,
+                         cwd=tmp_path, env=env, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.splitlines()[-1] == (f"error: The conversation database '{tmp_path / 'data' / 'conversations.sqlite'}'"
+                                           " cannot be read (file is not a database); move it away to start afresh.")
