@@ -373,13 +373,28 @@ def _chat_line(session, interactive: bool) -> bool:
     if word == "/help":
         print(CHAT_HELP)
     elif word == "/image":
-        path = rest.strip()
+        path = _path_arg(rest)
         _show(_turn(session, lambda: session.send("", image=path)) if path else None)
     elif word == "/save":
-        print(f"localedit: {_save(session, rest.strip())}", flush=True)
+        print(f"localedit: {_save(session, _path_arg(rest))}", flush=True)
     else:  # instructions, answers and the slash commands the agent knows (/undo, /mask, /version 2, ...)
         _show(_turn(session, lambda: session.send(line, progress=_chat_progress)))
     return False
+
+
+def _path_arg(text: str) -> str:
+    """A path as typed, or as a terminal pastes a dropped file: quoted (``'my photo.png'``) or
+    escaped (``my\\ photo.png``) the shell's way; a path that exists as typed is taken as it is."""
+    import shlex
+
+    text = text.strip()
+    if not text or Path(text).expanduser().exists():
+        return text
+    try:
+        words = shlex.split(text)
+    except ValueError:  # an unclosed quote: not shell syntax
+        return text
+    return words[0] if len(words) == 1 else text
 
 
 def _turn(session, send: Callable[[], Any]):

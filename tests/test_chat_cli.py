@@ -191,3 +191,20 @@ def test_a_damaged_conversation_database_is_one_sentence_at_start(env, tmp_path)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert out.stderr.splitlines()[-1] == (f"error: The conversation database '{tmp_path / 'data' / 'conversations.sqlite'}'"
                                            " cannot be read (file is not a database); move it away to start afresh.")
+
+
+def test_paths_pasted_the_way_a_terminal_drops_a_file(env, tmp_path):
+    """A file dragged into the terminal arrives quoted ('my photo.png') or escaped (my\\ photo.png):
+    "The file "'my photo.png'" does not exist", and /save wrote a file named with the quotes."""
+    (tmp_path / "my photo.png").write_bytes((tmp_path / "photo.png").read_bytes())
+    chat = Chat(env, tmp_path)
+    try:
+        assert "Got your photo" in chat.ask(f"/image '{tmp_path / 'my photo.png'}' ")
+        assert "Got your photo" in chat.ask("/image my\\ photo.png")
+        assert "saved the current image to my out.png" in chat.ask("/save 'my out.png'")
+        assert "saved the current image to its out.png" in chat.ask("/save its\\ out.png")
+        assert "does not exist" in chat.ask("/image 'unclosed.png")  # not shell syntax: taken as typed
+    finally:
+        assert chat.close() == 0
+    assert (tmp_path / "my out.png").is_file() and (tmp_path / "its out.png").is_file()
+    assert not list(tmp_path.glob("'*")) and not list(tmp_path.glob("*\\\\*"))
