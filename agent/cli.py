@@ -566,6 +566,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `localedit models list | head -1`: the reader left; say nothing, as `ls` would
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
+        return 128 + 13  # what a shell reports for a program SIGPIPE ended
     except Exception as err:  # the last net: one line, never a traceback (unless --debug)
         if args.debug:
             raise

@@ -373,3 +373,13 @@ def test_a_models_folder_from_dotenv_may_start_with_a_tilde(env, capsys, monkeyp
     monkeypatch.setenv("LOCALEDIT_MODELS_DIR", "~/models")
     code, listed, _ = run(capsys, "models", "list", "--json")
     assert code == 0 and listed["sam"]["source"] == str(tmp_path / "home" / "models" / "sam"), listed
+
+
+def test_output_into_a_closed_pipe_is_no_error(tiny_models_dir):
+    """``localedit models list | head -1``: "error: unexpected failure (BrokenPipeError ...)"."""
+    exe = Path(sys.executable).parent / "localedit"
+    proc = subprocess.Popen([str(exe), "models", "list", "--models", str(tiny_models_dir)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # the reader is gone before the first line
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141 and err == "", err
