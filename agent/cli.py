@@ -89,7 +89,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
     from tools.files import image_bytes, write_all
     from tools.images import load_image, load_mask, overlay, parse_box, parse_point
     from tools.region import rc_labels
-    from tools.types import EditRequest
+    from tools.types import EditRequest, LocaleditError
     from tools.worker import make_worker
 
     settings = _settings(args)
@@ -111,6 +111,9 @@ def cmd_edit(args: argparse.Namespace) -> int:
     source_caption = args.source_caption or (plan.source_caption if plan else "") or (f"a photo of a {target}" if target else "")
     target_caption = args.target_caption or (plan.target_caption if plan else "") or ""
     localized = bool(target or box is not None or mask is not None or points)
+    if not localized and args.mask_out:  # a global edit has no region: the file would silently not appear
+        raise LocaleditError(f"--mask-out {args.mask_out!r} would stay empty: this edit is global (no --target, "
+                             f"--box, --mask or --point, and the instruction names no object); drop it or say where.")
     request = EditRequest(
         editor=args.editor or (("inpaint" if plan and plan.action in ("remove", "add") else "ip2p-composite")
                                if localized else "ip2p"),

@@ -383,3 +383,15 @@ def test_output_into_a_closed_pipe_is_no_error(tiny_models_dir):
     proc.stdout.close()  # the reader is gone before the first line
     err = proc.stderr.read()
     assert proc.wait(timeout=120) == 141 and err == "", err
+
+
+def test_a_mask_out_for_a_global_edit_is_refused_before_any_model_runs(env, capsys, monkeypatch, tmp_path):
+    """A global edit has no region: ``--mask-out`` was silently not written (exit 0, the file absent)."""
+    monkeypatch.setenv("LOCALEDIT_MODELS_DIR", str(tmp_path / "no-models"))  # an edit that ran would exit 3
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf"))
+    code, _, err = run(capsys, "edit", "photo.png", "make it look like winter", "-o", "out.png",
+                       "--mask-out", "mask.png")
+    assert code == EXIT_INPUT, err
+    one_line_error(err)
+    assert "--mask-out 'mask.png' would stay empty: this edit is global" in err
+    assert not (env / "out.png").exists() and not (env / "mask.png").exists()
