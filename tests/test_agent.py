@@ -164,6 +164,8 @@ def test_hostile_or_empty_text_never_breaks_the_session(conversations, photo_pat
 def test_bad_upload_and_no_image(conversations, tmp_path, photo_path):
     chat = conversations.session()
     assert "upload a photo first" in chat.send("make the cat red").text
+    assert "upload a photo first" in chat.send("now make it red").text  # was "Which part of the image ...?"
+    assert chat.pending() is None
     chat.send("", image=photo_path)
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
