@@ -31,7 +31,8 @@ EXIT_UNEXPECTED, EXIT_INPUT, EXIT_MODEL, EXIT_NOTHING = 1, 2, 3, 4
 
 
 OPTIONS = {"models_dir": ("models", "--models"), "device": ("device", "--device"),
-           "max_side": ("max_side", "--max-side"), "worker_url": ("worker_url", "--worker-url")}
+           "max_side": ("max_side", "--max-side"), "worker_url": ("worker_url", "--worker-url"),
+           "box_threshold": ("box_threshold", "--box-threshold"), "text_threshold": ("text_threshold", "--text-threshold")}
 """The settings the command line can override: setting -> (argument, option)."""
 
 

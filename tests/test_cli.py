@@ -117,7 +117,7 @@ def test_bad_input_is_one_line_and_writes_nothing(env, capsys, content, what):
 
 def test_nothing_found_exits_4(env, capsys):
     code, _, err = run(capsys, "edit", "photo.png", "make it red", "--target", "cat",
-                       "--box-threshold", "1.01", "-o", "out.png")
+                       "--box-threshold", "1", "-o", "out.png")
     assert code == EXIT_NOTHING and "No 'cat' was found" in err
     assert not (env / "out.png").exists()
 
@@ -395,3 +395,18 @@ def test_a_mask_out_for_a_global_edit_is_refused_before_any_model_runs(env, caps
     one_line_error(err)
     assert "--mask-out 'mask.png' would stay empty: this edit is global" in err
     assert not (env / "out.png").exists() and not (env / "mask.png").exists()
+
+
+@pytest.mark.parametrize("option, value", [("--box-threshold", "2"), ("--box-threshold", "nan"),
+                                           ("--text-threshold", "-1")])
+def test_a_threshold_out_of_range_is_refused_before_any_model_runs(env, capsys, monkeypatch, tmp_path, option, value):
+    """``--text-threshold -1`` ended in "unexpected failure (IndexError ...)"; ``--box-threshold 2`` or
+    ``nan`` in "No 'cat' was found" after grounding ran. The worker's API already refuses them (422)."""
+    monkeypatch.setenv("LOCALEDIT_MODELS_DIR", str(tmp_path / "no-models"))  # an edit that ran would exit 3
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf"))
+    code, _, err = run(capsys, "edit", "photo.png", "make the cat red", "--target", "cat", "-o", "out.png",
+                       option, value)
+    assert code == EXIT_INPUT, err
+    one_line_error(err)
+    assert err.startswith(f"error: {option} {float(value)!r} is not accepted: Input should be")
+    assert not (env / "out.png").exists()

@@ -54,8 +54,8 @@ class Settings(BaseSettings):
                                     "(a 1,000,000x2 strip fits the pixel limit but no model).")
 
     # --- grounding and masks ------------------------------------------------------------
-    box_threshold: float = 0.3
-    text_threshold: float = 0.25
+    box_threshold: float = Field(0.3, ge=0, le=1, description="GroundingDINO: keep boxes scoring above this.")
+    text_threshold: float = Field(0.25, ge=0, le=1, description="GroundingDINO: label tokens scoring above this.")
     mask_dilate: int = Field(4, ge=0, description="Pixels (at work size) the SAM mask grows before editing.")
     feather: int = Field(6, ge=0, description="Feather radius (at full size) of the composite edge.")
 
