@@ -325,7 +325,11 @@ CHAT_HELP = ("Commands: /image PATH (load a photo), /undo, /redo, /mask, /retry,
 def cmd_chat_cli(args: argparse.Namespace) -> int:
     """A terminal chat; reads stdin line by line, so scripts can drive it."""
     from agent.session import Conversations
+    from tools.types import LocaleditError
 
+    if sys.stdin is None:  # started with its standard input closed (`<&-`)
+        raise LocaleditError("chat-cli reads the chat from standard input, which is closed; "
+                             "pipe the messages in or run it in a terminal.")
     _log_one_line(args.debug)
     session = Conversations(_settings(args)).session(args.thread)
     print(f"localedit chat (thread {session.thread_id}). {CHAT_HELP}", flush=True)

@@ -208,3 +208,11 @@ def test_paths_pasted_the_way_a_terminal_drops_a_file(env, tmp_path):
         assert chat.close() == 0
     assert (tmp_path / "my out.png").is_file() and (tmp_path / "its out.png").is_file()
     assert not list(tmp_path.glob("'*")) and not list(tmp_path.glob("*\\\\*"))
+
+
+def test_a_closed_stdin_is_one_sentence(env, tmp_path):
+    """``localedit chat-cli <&-``: "unexpected failure (AttributeError: 'NoneType' object has no attribute 'isatty')"."""
+    out = subprocess.run([str(EXE), "chat-cli"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, cwd=tmp_path, env=env, timeout=120, preexec_fn=lambda: os.close(0))
+    assert out.returncode == 2 and out.stderr == ("error: chat-cli reads the chat from standard input, which is "
+                                                  "closed; pipe the messages in or run it in a terminal.\n"), out.stderr
