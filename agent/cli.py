@@ -333,13 +333,14 @@ def cmd_chat_cli(args: argparse.Namespace) -> int:
     _log_one_line(args.debug)
     session = Conversations(_settings(args)).session(args.thread)
     print(f"localedit chat (thread {session.thread_id}). {CHAT_HELP}", flush=True)
+    loaded: set[Path] = set()  # the photos this chat loaded: /save never overwrites one
     if args.image:
-        _show(_turn(session, lambda: session.send("", image=args.image)))
+        _load(session, args.image, loaded)
     interactive = sys.stdin.isatty()
     interrupted = False  # Ctrl-C at the prompt once: say how to leave; twice in a row: leave
     while True:
         try:
-            if _chat_line(session, interactive):
+            if _chat_line(session, interactive, loaded):
                 return 0
             interrupted = False
         except KeyboardInterrupt:  # between turns (a turn catches its own Ctrl-C: it stops the turn)
@@ -365,7 +366,7 @@ def _log_one_line(debug: bool) -> None:
     logging.getLogger().addHandler(handler)
 
 
-def _chat_line(session, interactive: bool) -> bool:
+def _chat_line(session, interactive: bool, loaded: set[Path]) -> bool:
     """Read and handle one line of the chat; True when the chat should end."""
     if interactive:
         print("> ", end="", flush=True)
@@ -381,13 +382,23 @@ def _chat_line(session, interactive: bool) -> bool:
     if word == "/help":
         print(CHAT_HELP)
     elif word == "/image":
-        path = _path_arg(rest)
-        _show(_turn(session, lambda: session.send("", image=path)) if path else None)
+        if path := _path_arg(rest):
+            _load(session, path, loaded)
+        else:
+            _show(None)
     elif word == "/save":
-        print(f"localedit: {_save(session, _path_arg(rest))}", flush=True)
+        print(f"localedit: {_save(session, _path_arg(rest), loaded)}", flush=True)
     else:  # instructions, answers and the slash commands the agent knows (/undo, /mask, /version 2, ...)
         _show(_turn(session, lambda: session.send(line, progress=_chat_progress)))
     return False
+
+
+def _load(session, path: str, loaded: set[Path]) -> None:
+    """``/image PATH`` (or ``--image``): upload the photo and show the reply; remember it if it was taken."""
+    reply = _turn(session, lambda: session.send("", image=path))
+    if not reply.error:
+        loaded.add(Path(path).expanduser().resolve())
+    _show(reply)
 
 
 def _path_arg(text: str) -> str:
@@ -420,9 +431,10 @@ def _turn(session, send: Callable[[], Any]):
         signal.signal(signal.SIGINT, previous)
 
 
-def _save(session, path: str) -> str:
+def _save(session, path: str, loaded: set[Path]) -> str:
     """``/save PATH``: the current image written whole to ``path``; returns the one line to show
-    (an error too: the chat goes on, and an existing file is only replaced by a complete one)."""
+    (an error too: the chat goes on, and an existing file is only replaced by a complete one; a
+    photo in ``loaded`` is never replaced, as ``edit -o`` never replaces its input)."""
     from tools.files import check_output, image_bytes, write_all
     from tools.types import LocaleditError
 
@@ -430,6 +442,8 @@ def _save(session, path: str) -> str:
         return "give the path to save to, e.g. /save edited.png"
     try:
         target = check_output(path, what="The path")
+        if target.resolve() in loaded:
+            return f"could not save: {path!r} is a photo you loaded in this chat; save to another path."
         image = session.current_image()
         if image is None:
             return "there is no image to save yet; load one first: /image PATH"

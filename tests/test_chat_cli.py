@@ -216,3 +216,21 @@ def test_a_closed_stdin_is_one_sentence(env, tmp_path):
                          text=True, cwd=tmp_path, env=env, timeout=120, preexec_fn=lambda: os.close(0))
     assert out.returncode == 2 and out.stderr == ("error: chat-cli reads the chat from standard input, which is "
                                                   "closed; pipe the messages in or run it in a terminal.\n"), out.stderr
+
+
+def test_save_never_overwrites_a_photo_loaded_in_the_chat(env, tmp_path):
+    """``/save photo.png`` after ``/image photo.png`` replaced the user's original with the edit
+    (``localedit edit -o`` refuses to overwrite its input); the chat goes on and other paths save."""
+    original = (tmp_path / "photo.png").read_bytes()
+    (tmp_path / "sub").mkdir()
+    chat = Chat(env, tmp_path, "--image", "photo.png")
+    try:
+        chat.reply()
+        assert "Done" in chat.ask("make it look like winter")
+        for path in ("photo.png", str(tmp_path / "photo.png"), "sub/../photo.png"):
+            assert chat.ask(f"/save {path}") == (f"localedit: could not save: {path!r} is a photo you loaded in "
+                                                 f"this chat; save to another path.\n")
+        assert "saved the current image to edited.png" in chat.ask("/save edited.png")
+    finally:
+        assert chat.close() == 0
+    assert (tmp_path / "photo.png").read_bytes() == original and (tmp_path / "edited.png").is_file()
