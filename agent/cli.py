@@ -55,7 +55,7 @@ def _settings(args: argparse.Namespace):
         name = str(first.get("loc", ("setting",))[0])
         where = OPTIONS[name][1] if name in overrides else f"LOCALEDIT_{name.upper()}"
         value = overrides.get(name, first.get("input"))
-        raise LocaleditError(f"{where} {value!r} is not accepted: {str(first.get('msg', 'bad value')).rstrip('.')}.") \
+        raise LocaleditError(f"{where} {value!r} is not accepted: {str(first.get('msg', 'bad value')).removeprefix('Value error, ').rstrip('.')}.") \
             from None
 
 

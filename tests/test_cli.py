@@ -410,3 +410,15 @@ def test_a_threshold_out_of_range_is_refused_before_any_model_runs(env, capsys, 
     one_line_error(err)
     assert err.startswith(f"error: {option} {float(value)!r} is not accepted: Input should be")
     assert not (env / "out.png").exists()
+
+
+@pytest.mark.parametrize("url", ["notaurl", "ftp://gpu-box", "http://", "http://127.0.0.1:99999", "http://[::1"])
+def test_a_worker_address_that_is_no_address_is_refused(env, capsys, monkeypatch, url):
+    """"http://[::1" ended in "unexpected failure (InvalidURL ...)"; "notaurl" was "not reachable right now"."""
+    code, _, err = run(capsys, "edit", "photo.png", "make it red", "--box", "10,20,60,80", "-o", "out.png",
+                       "--worker-url", url)
+    assert code == EXIT_INPUT
+    assert err == f"error: --worker-url {url!r} is not accepted: give the worker's address as http://HOST:PORT.\n"
+    monkeypatch.setenv("LOCALEDIT_WORKER_URL", url)
+    code, _, err = run(capsys, "chat-cli")
+    assert code == EXIT_INPUT and err.startswith(f"error: LOCALEDIT_WORKER_URL {url!r} is not accepted"), err
