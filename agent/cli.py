@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -30,7 +31,8 @@ EXIT_UNEXPECTED, EXIT_INPUT, EXIT_MODEL, EXIT_NOTHING = 1, 2, 3, 4
 
 
 OPTIONS = {"models_dir": ("models", "--models"), "device": ("device", "--device"),
-           "max_side": ("max_side", "--max-side")}
+           "max_side": ("max_side", "--max-side"), "worker_url": ("worker_url", "--worker-url"),
+           "box_threshold": ("box_threshold", "--box-threshold"), "text_threshold": ("text_threshold", "--text-threshold")}
 """The settings the command line can override: setting -> (argument, option)."""
 
 
@@ -53,7 +55,7 @@ def _settings(args: argparse.Namespace):
         name = str(first.get("loc", ("setting",))[0])
         where = OPTIONS[name][1] if name in overrides else f"LOCALEDIT_{name.upper()}"
         value = overrides.get(name, first.get("input"))
-        raise LocaleditError(f"{where} {value!r} is not accepted: {str(first.get('msg', 'bad value')).rstrip('.')}.") \
+        raise LocaleditError(f"{where} {value!r} is not accepted: {str(first.get('msg', 'bad value')).removeprefix('Value error, ').rstrip('.')}.") \
             from None
 
 
@@ -88,8 +90,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
     from tools.files import image_bytes, write_all
     from tools.images import load_image, load_mask, overlay, parse_box, parse_point
     from tools.region import rc_labels
-    from tools.types import EditRequest
-    from tools.worker import LocalWorker
+    from tools.types import EditRequest, LocaleditError
+    from tools.worker import make_worker
 
     settings = _settings(args)
     t0 = time.perf_counter()
@@ -110,6 +112,9 @@ def cmd_edit(args: argparse.Namespace) -> int:
     source_caption = args.source_caption or (plan.source_caption if plan else "") or (f"a photo of a {target}" if target else "")
     target_caption = args.target_caption or (plan.target_caption if plan else "") or ""
     localized = bool(target or box is not None or mask is not None or points)
+    if not localized and args.mask_out:  # a global edit has no region: the file would silently not appear
+        raise LocaleditError(f"--mask-out {args.mask_out!r} would stay empty: this edit is global (no --target, "
+                             f"--box, --mask or --point, and the instruction names no object); drop it or say where.")
     request = EditRequest(
         editor=args.editor or (("inpaint" if plan and plan.action in ("remove", "add") else "ip2p-composite")
                                if localized else "ip2p"),
@@ -119,7 +124,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
         black_mask=True if args.black_mask else None, max_side=settings.max_side)
     named = plan or _plan_for(args.instruction)  # CLIP-RC's categories: what the target becomes, and was
     labels = rc_labels(named.action, named.target or target, named.new_value) if named else ("", target or "")
-    worker = LocalWorker(settings)
+    worker = make_worker(settings)  # in-process, or LOCALEDIT_WORKER_URL / --worker-url
     progress, close = _progress_bar(f"{request.editor}")
     try:
         report = run_edit(worker, image, request, target=target, box=box, mask=mask,
@@ -139,12 +144,12 @@ def cmd_edit(args: argparse.Namespace) -> int:
         drawn = overlay(image, mask=report.mask, boxes=boxes, labels=labels,
                         chosen=report.chosen or ([0] if report.box else []))
         files[outputs["overlay"]] = image_bytes(drawn, outputs["overlay"])
-    write_all(files)  # every file or none
     written = {kind: str(path) for kind, path in outputs.items() if path in files}
     data = report.to_dict()
     data.update(input={"path": str(args.image), "size": list(image.size)}, files=written,
                 plan=plan.model_dump() if plan is not None else None,
-                worker=worker.status())
+                worker=worker.status())  # asked before writing: a worker gone now fails with nothing written
+    write_all(files)  # every file or none
     data["timings"]["wall"] = round(time.perf_counter() - t0, 3)
     print(json.dumps(data, indent=2))
     return 0
@@ -320,16 +325,22 @@ CHAT_HELP = ("Commands: /image PATH (load a photo), /undo, /redo, /mask, /retry,
 def cmd_chat_cli(args: argparse.Namespace) -> int:
     """A terminal chat; reads stdin line by line, so scripts can drive it."""
     from agent.session import Conversations
+    from tools.types import LocaleditError
 
+    if sys.stdin is None:  # started with its standard input closed (`<&-`)
+        raise LocaleditError("chat-cli reads the chat from standard input, which is closed; "
+                             "pipe the messages in or run it in a terminal.")
+    _log_one_line(args.debug)
     session = Conversations(_settings(args)).session(args.thread)
     print(f"localedit chat (thread {session.thread_id}). {CHAT_HELP}", flush=True)
+    loaded: set[Path] = set()  # the photos this chat loaded: /save never overwrites one
     if args.image:
-        _show(_turn(session, lambda: session.send("", image=args.image)))
+        _load(session, args.image, loaded)
     interactive = sys.stdin.isatty()
     interrupted = False  # Ctrl-C at the prompt once: say how to leave; twice in a row: leave
     while True:
         try:
-            if _chat_line(session, interactive):
+            if _chat_line(session, interactive, loaded):
                 return 0
             interrupted = False
         except KeyboardInterrupt:  # between turns (a turn catches its own Ctrl-C: it stops the turn)
@@ -340,7 +351,22 @@ def cmd_chat_cli(args: argparse.Namespace) -> int:
             print("\nlocaledit: (Ctrl-C again, or /quit, to leave)", flush=True)
 
 
-def _chat_line(session, interactive: bool) -> bool:
+class _OneLineFormatter(logging.Formatter):
+    """A log record as ``level: message``, without its traceback (the reply already says what failed)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def _log_one_line(debug: bool) -> None:
+    """Warnings and errors on stderr, one line each; their tracebacks only with ``--debug``."""
+    handler = logging.StreamHandler(sys.stderr)
+    if not debug:
+        handler.setFormatter(_OneLineFormatter())
+    logging.getLogger().addHandler(handler)
+
+
+def _chat_line(session, interactive: bool, loaded: set[Path]) -> bool:
     """Read and handle one line of the chat; True when the chat should end."""
     if interactive:
         print("> ", end="", flush=True)
@@ -356,13 +382,38 @@ def _chat_line(session, interactive: bool) -> bool:
     if word == "/help":
         print(CHAT_HELP)
     elif word == "/image":
-        path = rest.strip()
-        _show(_turn(session, lambda: session.send("", image=path)) if path else None)
+        if path := _path_arg(rest):
+            _load(session, path, loaded)
+        else:
+            _show(None)
     elif word == "/save":
-        print(f"localedit: {_save(session, rest.strip())}", flush=True)
+        print(f"localedit: {_save(session, _path_arg(rest), loaded)}", flush=True)
     else:  # instructions, answers and the slash commands the agent knows (/undo, /mask, /version 2, ...)
         _show(_turn(session, lambda: session.send(line, progress=_chat_progress)))
     return False
+
+
+def _load(session, path: str, loaded: set[Path]) -> None:
+    """``/image PATH`` (or ``--image``): upload the photo and show the reply; remember it if it was taken."""
+    reply = _turn(session, lambda: session.send("", image=path))
+    if not reply.error:
+        loaded.add(Path(path).expanduser().resolve())
+    _show(reply)
+
+
+def _path_arg(text: str) -> str:
+    """A path as typed, or as a terminal pastes a dropped file: quoted (``'my photo.png'``) or
+    escaped (``my\\ photo.png``) the shell's way; a path that exists as typed is taken as it is."""
+    import shlex
+
+    text = text.strip()
+    if not text or Path(text).expanduser().exists():
+        return text
+    try:
+        words = shlex.split(text)
+    except ValueError:  # an unclosed quote: not shell syntax
+        return text
+    return words[0] if len(words) == 1 else text
 
 
 def _turn(session, send: Callable[[], Any]):
@@ -380,9 +431,10 @@ def _turn(session, send: Callable[[], Any]):
         signal.signal(signal.SIGINT, previous)
 
 
-def _save(session, path: str) -> str:
+def _save(session, path: str, loaded: set[Path]) -> str:
     """``/save PATH``: the current image written whole to ``path``; returns the one line to show
-    (an error too: the chat goes on, and an existing file is only replaced by a complete one)."""
+    (an error too: the chat goes on, and an existing file is only replaced by a complete one; a
+    photo in ``loaded`` is never replaced, as ``edit -o`` never replaces its input)."""
     from tools.files import check_output, image_bytes, write_all
     from tools.types import LocaleditError
 
@@ -390,6 +442,8 @@ def _save(session, path: str) -> str:
         return "give the path to save to, e.g. /save edited.png"
     try:
         target = check_output(path, what="The path")
+        if target.resolve() in loaded:
+            return f"could not save: {path!r} is a photo you loaded in this chat; save to another path."
         image = session.current_image()
         if image is None:
             return "there is no image to save yet; load one first: /image PATH"
@@ -470,6 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-side", type=int, help="long side the models work at (default 512)")
     e.add_argument("--models", help="folder of local models (as LOCALEDIT_MODELS_DIR)")
     e.add_argument("--device", help="cpu, cuda, cuda:1 (default: auto)")
+    e.add_argument("--worker-url", help="a running `localedit worker` to use (as LOCALEDIT_WORKER_URL; "
+                   "default: the models in this process)")
     e.add_argument("--no-score", action="store_true", help="skip the CLIP metrics")
     e.set_defaults(func=cmd_edit)
 
@@ -532,6 +588,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `localedit models list | head -1`: the reader left; say nothing, as `ls` would
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
+        return 128 + 13  # what a shell reports for a program SIGPIPE ended
     except Exception as err:  # the last net: one line, never a traceback (unless --debug)
         if args.debug:
             raise

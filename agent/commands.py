@@ -21,6 +21,10 @@ SLASH = {"undo": "undo", "redo": "redo", "mask": "show_mask", "cancel": "cancel"
          "again": "retry", "stronger": "stronger", "weaker": "weaker", "other": "other_candidate"}
 SLASH_HELP = "/undo [n], /redo [n], /mask, /retry, /stronger, /weaker, /other, /version N, /cancel"
 
+MAX_VERSION = 9999
+"""The highest version number taken as one ("go to version" reads four digits; a checkpoint holds
+64-bit integers): a number past it is answered at once."""
+
 _SLASH_RE = re.compile(r"^/(?P<word>[a-z]+)(?:\s+(?P<arg>\S+))?\s*$", re.I)
 _GOTO_RE = re.compile(r"^(?:please\s+)?(?:(?:go|jump|switch|get|take me)\s+(?:back\s+)?to|back\s+to|show(?:\s+me)?|"
                       r"open|use)?\s*(?:the\s+)?version\s+(?:number\s+|no\.?\s*|#)?(?P<n>\d{1,4})\W*$", re.I)
@@ -34,9 +38,10 @@ def recognise(text: str) -> Optional[dict[str, Any]]:
     m = _SLASH_RE.match(text)
     if m:
         word, arg = m.group("word").lower(), m.group("arg")
-        if word in ("version", "goto", "v") and arg and arg.isdigit():
-            return {"kind": "command", "name": "goto", "version": int(arg)}
-        if word in SLASH and (arg is None or (arg.isdigit() and word in ("undo", "redo"))):
+        if word in ("version", "goto", "v"):
+            return goto(int(arg)) if arg and arg.isdecimal() else {
+                "kind": "chat", "text": f"Give the version's number, e.g. {text.split()[0]} 2."}
+        if word in SLASH and (arg is None or (arg.isdecimal() and word in ("undo", "redo"))):
             steps = max(1, min(int(arg), 1000)) if arg else 1
             return Command(name=SLASH[word], steps=steps).model_dump()  # type: ignore[arg-type]
         return {"kind": "chat", "text": f"I don't know the command {text.split()[0]}. Commands: {SLASH_HELP}."}
@@ -44,6 +49,14 @@ def recognise(text: str) -> Optional[dict[str, Any]]:
         return {"kind": "chat", "text": f"I don't know that command. Commands: {SLASH_HELP}."}
     m = _GOTO_RE.match(text)
     if m:
-        return {"kind": "command", "name": "goto", "version": int(m.group("n"))}
+        return goto(int(m.group("n")))
     result = parse(text, ParseContext())
     return result.model_dump() if isinstance(result, Command) else None
+
+
+def goto(number: int) -> dict[str, Any]:
+    """"Go to version ``number``" as understood: the command, or the answer for a number past
+    ``MAX_VERSION`` (no conversation has that many versions)."""
+    if abs(number) > MAX_VERSION:
+        return {"kind": "chat", "text": f"There is no version {number}."}
+    return {"kind": "command", "name": "goto", "version": number}

@@ -253,7 +253,7 @@ class _Nodes:
                                                              seconds=round(time.perf_counter() - started, 3)))}
         if versions is not None:
             update["versions"] = versions
-        if current is None and isinstance(result, (EditPlan, Command)):
+        if current is None and not isinstance(result, Chat):  # an edit, a command or a question about the image
             update["reply"] = {"text": replies.UPLOAD_FIRST}
         elif isinstance(result, Chat):
             update["reply"] = {"text": result.text}

@@ -28,13 +28,14 @@ from typing import Any, Callable, Optional
 from PIL import Image
 
 from agent import history, replies
+from agent.commands import goto
 from agent.graph import build_graph
 from agent.locks import CancelToken, ThreadLock
 from agent.state import current_path, current_record, parent_of
 from agent.store import ImageStore
 from tools.config import Settings, get_settings
-from tools.files import private_dir, private_file
-from tools.images import load_image
+from tools.files import FileError, private_dir, private_file
+from tools.images import check_dimensions, load_image
 from tools.types import LocaleditError
 
 log = logging.getLogger(__name__)
@@ -88,9 +89,15 @@ class Conversations:
         self.worker, self.understander = worker, understander
         self.db_path = private_file(data / "conversations.sqlite")
         self._db = sqlite3.connect(str(self.db_path), check_same_thread=False, timeout=30)
-        # a small write-ahead log: checkpointed into the database every ~1 MB and cut back to 1 MB after
-        self._db.execute("PRAGMA wal_autocheckpoint = 256")
-        self._db.execute("PRAGMA journal_size_limit = 1048576")
+        try:  # a file that is not a database fails here, in one sentence, not in the middle of a turn
+            self._db.execute("SELECT count(*) FROM sqlite_master")
+            # a small write-ahead log: checkpointed into the database every ~1 MB and cut back to 1 MB after
+            self._db.execute("PRAGMA wal_autocheckpoint = 256")
+            self._db.execute("PRAGMA journal_size_limit = 1048576")
+        except sqlite3.DatabaseError as err:
+            self._db.close()
+            raise FileError(f"The conversation database {str(self.db_path)!r} cannot be read ({err}); "
+                            f"move it away to start afresh.") from None
         from langgraph.checkpoint.sqlite import SqliteSaver
 
         self.checkpointer = SqliteSaver(self._db)
@@ -136,11 +143,16 @@ class Session:
             progress: called with ``{"stage", "step", "total", ...}`` during long work.
         """
         conv = self.conversations
+        limits = conv.settings
         upload = None
         if image is not None:
             try:
+                if isinstance(image, Image.Image):  # the limits a file's header is checked against
+                    check_dimensions(image.size, "The image", limits.max_image_pixels, limits.max_image_side,
+                                     limits.max_aspect_ratio)
                 pil = image if isinstance(image, Image.Image) else load_image(
-                    image, max_bytes=conv.settings.max_upload_bytes, max_pixels=conv.settings.max_image_pixels)
+                    image, max_bytes=limits.max_upload_bytes, max_pixels=limits.max_image_pixels,
+                    max_side=limits.max_image_side, max_aspect=limits.max_aspect_ratio)
             except LocaleditError as err:
                 return Reply(text=str(err), error=True, images=self._current_images())
             upload = conv.store.put(pil.convert("RGB"))
@@ -153,7 +165,10 @@ class Session:
         the others stay in ``versions()``. An open question is dropped. ``progress`` gets the turn's
         stage events, as in ``send``.
         """
-        return self._turn({"text": "", "goto": int(number)}, progress)
+        asked = goto(int(number))
+        if asked["kind"] == "chat":  # past any conversation's versions: answered without a turn
+            return Reply(text=asked["text"], images=self._current_images())
+        return self._turn({"text": "", "goto": asked["version"]}, progress)
 
     def cancel(self) -> bool:
         """Stop this session's running turn (the edit stops at its next diffusion step); whether one was running.

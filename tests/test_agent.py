@@ -164,12 +164,26 @@ def test_hostile_or_empty_text_never_breaks_the_session(conversations, photo_pat
 def test_bad_upload_and_no_image(conversations, tmp_path, photo_path):
     chat = conversations.session()
     assert "upload a photo first" in chat.send("make the cat red").text
+    assert "upload a photo first" in chat.send("now make it red").text  # was "Which part of the image ...?"
+    assert chat.pending() is None
     chat.send("", image=photo_path)
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
     reply = chat.send("", image=bad)
     assert reply.error and "not an image" in reply.text and "\n" not in reply.text
     assert len(chat.versions()) == 1 and reply.images["current"] == chat.current_image_path()
+
+
+@pytest.mark.parametrize("size, why", [((5000, 10), "a strip"), ((3, 2000), "a strip"), ((20000, 20), "long side")])
+def test_a_pil_upload_is_held_to_the_limits_of_a_file(conversations, photo_path, size, why):
+    """A PIL image skipped the side and aspect-ratio limits a file's header is checked against: the
+    upload was taken, and the next localized edit failed in GroundingDINO's resize ("went wrong")."""
+    chat = conversations.session()
+    chat.send("", image=photo_path)
+    reply = chat.send("", image=Image.new("RGB", size))
+    assert reply.error and why in reply.text and reply.text.startswith("The image is "), reply.text
+    assert len(chat.versions()) == 1 and reply.images["current"] == chat.current_image_path()
+    assert not chat.send("make the leftmost cat red").error
 
 
 def test_worker_down_then_back(conversations, photo_path):

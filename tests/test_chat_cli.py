@@ -163,3 +163,74 @@ def test_two_scripted_chats_on_one_thread_hold_at_the_seams(env, tmp_path):
     versions = conv.session("T").versions()
     assert [v["parent"] for v in versions] == [None, 1, 2] and versions[2]["current"]
     conv.close()
+
+
+def test_an_unexpected_failure_is_one_line_on_stderr_not_a_traceback(env, tmp_path):
+    """The photos deleted from the data folder under a running chat: the turn fails unexpectedly.
+    The reply said so in one sentence, but stderr also got the logged traceback of every failed node."""
+    chat = Chat(env, tmp_path)
+    try:
+        assert "Got your photo" in chat.ask("/image photo.png")
+        for stored in (tmp_path / "data" / "images").glob("*.png"):
+            stored.unlink()
+        assert "Something went wrong" in chat.ask("make the cat red")
+        assert "Nothing to undo" in chat.ask("/undo", timeout=60)  # the chat goes on
+    finally:
+        assert chat.close() == 0
+    err = "".join(chat.err.queue)
+    assert "Traceback" not in err and re.search(r"^error: .*failed", err, re.M), err
+
+
+def test_a_damaged_conversation_database_is_one_sentence_at_start(env, tmp_path):
+    """A ``conversations.sqlite`` that is not a database: the chat started, then its first message
+    ended the program with "unexpected failure (DatabaseError: ...)"."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "conversations.sqlite").write_bytes(b"\x00garbage" * 1000)
+    out = subprocess.run([str(EXE), "chat-cli"], input="/image photo.png\n", capture_output=True, text=True,
+                         cwd=tmp_path, env=env, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.splitlines()[-1] == (f"error: The conversation database '{tmp_path / 'data' / 'conversations.sqlite'}'"
+                                           " cannot be read (file is not a database); move it away to start afresh.")
+
+
+def test_paths_pasted_the_way_a_terminal_drops_a_file(env, tmp_path):
+    """A file dragged into the terminal arrives quoted ('my photo.png') or escaped (my\\ photo.png):
+    "The file "'my photo.png'" does not exist", and /save wrote a file named with the quotes."""
+    (tmp_path / "my photo.png").write_bytes((tmp_path / "photo.png").read_bytes())
+    chat = Chat(env, tmp_path)
+    try:
+        assert "Got your photo" in chat.ask(f"/image '{tmp_path / 'my photo.png'}' ")
+        assert "Got your photo" in chat.ask("/image my\\ photo.png")
+        assert "saved the current image to my out.png" in chat.ask("/save 'my out.png'")
+        assert "saved the current image to its out.png" in chat.ask("/save its\\ out.png")
+        assert "does not exist" in chat.ask("/image 'unclosed.png")  # not shell syntax: taken as typed
+    finally:
+        assert chat.close() == 0
+    assert (tmp_path / "my out.png").is_file() and (tmp_path / "its out.png").is_file()
+    assert not list(tmp_path.glob("'*")) and not list(tmp_path.glob("*\\\\*"))
+
+
+def test_a_closed_stdin_is_one_sentence(env, tmp_path):
+    """``localedit chat-cli <&-``: "unexpected failure (AttributeError: 'NoneType' object has no attribute 'isatty')"."""
+    out = subprocess.run([str(EXE), "chat-cli"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, cwd=tmp_path, env=env, timeout=120, preexec_fn=lambda: os.close(0))
+    assert out.returncode == 2 and out.stderr == ("error: chat-cli reads the chat from standard input, which is "
+                                                  "closed; pipe the messages in or run it in a terminal.\n"), out.stderr
+
+
+def test_save_never_overwrites_a_photo_loaded_in_the_chat(env, tmp_path):
+    """``/save photo.png`` after ``/image photo.png`` replaced the user's original with the edit
+    (``localedit edit -o`` refuses to overwrite its input); the chat goes on and other paths save."""
+    original = (tmp_path / "photo.png").read_bytes()
+    (tmp_path / "sub").mkdir()
+    chat = Chat(env, tmp_path, "--image", "photo.png")
+    try:
+        chat.reply()
+        assert "Done" in chat.ask("make it look like winter")
+        for path in ("photo.png", str(tmp_path / "photo.png"), "sub/../photo.png"):
+            assert chat.ask(f"/save {path}") == (f"localedit: could not save: {path!r} is a photo you loaded in "
+                                                 f"this chat; save to another path.\n")
+        assert "saved the current image to edited.png" in chat.ask("/save edited.png")
+    finally:
+        assert chat.close() == 0
+    assert (tmp_path / "photo.png").read_bytes() == original and (tmp_path / "edited.png").is_file()

@@ -117,7 +117,7 @@ def test_bad_input_is_one_line_and_writes_nothing(env, capsys, content, what):
 
 def test_nothing_found_exits_4(env, capsys):
     code, _, err = run(capsys, "edit", "photo.png", "make it red", "--target", "cat",
-                       "--box-threshold", "1.01", "-o", "out.png")
+                       "--box-threshold", "1", "-o", "out.png")
     assert code == EXIT_NOTHING and "No 'cat' was found" in err
     assert not (env / "out.png").exists()
 
@@ -325,3 +325,100 @@ def test_chat_cli_survives_bad_paths_and_saves_whole_files(env, tmp_path):
     saved = np.asarray(Image.open(home / "in-home.png").convert("RGB"))
     assert np.array_equal(saved, np.asarray(Image.open(env / "photo.png").convert("RGB")))
     assert not (env / "missing").exists() and not list(env.glob(".*.part"))
+
+
+@pytest.mark.parametrize("how", ["env", "option"])
+def test_edit_through_a_worker_that_is_down_or_hung_is_one_sentence(env, capsys, monkeypatch, how):
+    """``localedit edit`` ignored ``LOCALEDIT_WORKER_URL`` (and had no ``--worker-url``): it loaded
+    every model in this process instead. A dead port is refused at once; a socket that accepts and
+    never answers is cut off at the segment timeout. One line, no traceback, nothing written."""
+    import time
+
+    from tests.conftest import free_port
+    from tests.test_conversation import HungServer
+
+    hung = HungServer()
+    monkeypatch.setenv("LOCALEDIT_SEGMENT_TIMEOUT", "2")
+    argv = ["edit", "photo.png", "make it golden", "--box", "10,20,60,80", "-o", "out.png"]
+    try:
+        for url in (f"http://127.0.0.1:{free_port()}", hung.url):
+            if how == "env":
+                monkeypatch.setenv("LOCALEDIT_WORKER_URL", url)
+            started = time.monotonic()
+            code, _, err = run(capsys, *argv, *(["--worker-url", url] if how == "option" else []))
+            assert code == EXIT_INPUT and time.monotonic() - started < 30, err
+            one_line_error(err)
+            assert f"The vision worker at {url} is not reachable right now" in err
+            assert not (env / "out.png").exists() and not list(env.glob(".*.part"))
+    finally:
+        hung.close()
+
+
+def test_a_models_folder_that_does_not_exist_is_named(env, capsys, monkeypatch, tmp_path):
+    """``--models`` mistyped: the message only said to download the model."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf"))
+    code, _, err = run(capsys, "edit", "photo.png", "make it red", "--box", "10,20,60,80", "-o", "out.png",
+                       "--models", str(tmp_path / "modles"))
+    assert code == EXIT_MODEL and not (env / "out.png").exists()
+    one_line_error(err)
+    assert f"the models folder '{tmp_path / 'modles'}' (LOCALEDIT_MODELS_DIR, --models) does not exist" in err
+
+
+def test_a_models_folder_from_dotenv_may_start_with_a_tilde(env, capsys, monkeypatch, tiny_models_dir, tmp_path):
+    """``LOCALEDIT_MODELS_DIR=~/models`` (as written in ``.env``, where no shell expands it) was read
+    as a folder named "~": every model was looked for on the Hub instead."""
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "models").symlink_to(tiny_models_dir)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LOCALEDIT_MODELS_DIR", "~/models")
+    code, listed, _ = run(capsys, "models", "list", "--json")
+    assert code == 0 and listed["sam"]["source"] == str(tmp_path / "home" / "models" / "sam"), listed
+
+
+def test_output_into_a_closed_pipe_is_no_error(tiny_models_dir):
+    """``localedit models list | head -1``: "error: unexpected failure (BrokenPipeError ...)"."""
+    exe = Path(sys.executable).parent / "localedit"
+    proc = subprocess.Popen([str(exe), "models", "list", "--models", str(tiny_models_dir)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # the reader is gone before the first line
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141 and err == "", err
+
+
+def test_a_mask_out_for_a_global_edit_is_refused_before_any_model_runs(env, capsys, monkeypatch, tmp_path):
+    """A global edit has no region: ``--mask-out`` was silently not written (exit 0, the file absent)."""
+    monkeypatch.setenv("LOCALEDIT_MODELS_DIR", str(tmp_path / "no-models"))  # an edit that ran would exit 3
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf"))
+    code, _, err = run(capsys, "edit", "photo.png", "make it look like winter", "-o", "out.png",
+                       "--mask-out", "mask.png")
+    assert code == EXIT_INPUT, err
+    one_line_error(err)
+    assert "--mask-out 'mask.png' would stay empty: this edit is global" in err
+    assert not (env / "out.png").exists() and not (env / "mask.png").exists()
+
+
+@pytest.mark.parametrize("option, value", [("--box-threshold", "2"), ("--box-threshold", "nan"),
+                                           ("--text-threshold", "-1")])
+def test_a_threshold_out_of_range_is_refused_before_any_model_runs(env, capsys, monkeypatch, tmp_path, option, value):
+    """``--text-threshold -1`` ended in "unexpected failure (IndexError ...)"; ``--box-threshold 2`` or
+    ``nan`` in "No 'cat' was found" after grounding ran. The worker's API already refuses them (422)."""
+    monkeypatch.setenv("LOCALEDIT_MODELS_DIR", str(tmp_path / "no-models"))  # an edit that ran would exit 3
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf"))
+    code, _, err = run(capsys, "edit", "photo.png", "make the cat red", "--target", "cat", "-o", "out.png",
+                       option, value)
+    assert code == EXIT_INPUT, err
+    one_line_error(err)
+    assert err.startswith(f"error: {option} {float(value)!r} is not accepted: Input should be")
+    assert not (env / "out.png").exists()
+
+
+@pytest.mark.parametrize("url", ["notaurl", "ftp://gpu-box", "http://", "http://127.0.0.1:99999", "http://[::1"])
+def test_a_worker_address_that_is_no_address_is_refused(env, capsys, monkeypatch, url):
+    """"http://[::1" ended in "unexpected failure (InvalidURL ...)"; "notaurl" was "not reachable right now"."""
+    code, _, err = run(capsys, "edit", "photo.png", "make it red", "--box", "10,20,60,80", "-o", "out.png",
+                       "--worker-url", url)
+    assert code == EXIT_INPUT
+    assert err == f"error: --worker-url {url!r} is not accepted: give the worker's address as http://HOST:PORT.\n"
+    monkeypatch.setenv("LOCALEDIT_WORKER_URL", url)
+    code, _, err = run(capsys, "chat-cli")
+    assert code == EXIT_INPUT and err.startswith(f"error: LOCALEDIT_WORKER_URL {url!r} is not accepted"), err

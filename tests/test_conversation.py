@@ -323,6 +323,20 @@ def test_versions_carry_records_and_select_version_branches(chat):
     assert "version 1 of 4" in chat.select_version(1).text and chat.pending() is None  # the question is dropped
 
 
+def test_version_numbers_no_conversation_has_are_one_sentence(chat):
+    """Typed or from the API, a version number past 64 bits failed the turn ("Something went wrong
+    (TypeError)": the checkpoint could not hold it); "/undo ²" and "/version ²" too (ValueError)."""
+    huge = "9" * 25
+    for text in (f"/version {huge}", "/version ²", "/undo ²", "/version -1", "/version"):
+        reply = chat.send(text)
+        assert not reply.error and "went wrong" not in reply.text, (text, reply.text)
+    assert f"There is no version {huge}." == chat.send(f"/version {huge}").text
+    assert "Give the version's number, e.g. /version 2." == chat.send("/version -1").text
+    assert f"no version {huge}" in chat.select_version(int(huge)).text
+    assert "no version" in chat.select_version(-int(huge)).text
+    assert [v["current"] for v in chat.versions()] == [True] and "Nothing to undo" in chat.send("undo").text
+
+
 def test_undo_and_redo_walk_the_version_tree_and_old_linear_threads():
     from agent.state import child_of, parent_of, show, walk
 

@@ -13,8 +13,9 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Optional
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -54,8 +55,8 @@ class Settings(BaseSettings):
                                     "(a 1,000,000x2 strip fits the pixel limit but no model).")
 
     # --- grounding and masks ------------------------------------------------------------
-    box_threshold: float = 0.3
-    text_threshold: float = 0.25
+    box_threshold: float = Field(0.3, ge=0, le=1, description="GroundingDINO: keep boxes scoring above this.")
+    text_threshold: float = Field(0.25, ge=0, le=1, description="GroundingDINO: label tokens scoring above this.")
     mask_dilate: int = Field(4, ge=0, description="Pixels (at work size) the SAM mask grows before editing.")
     feather: int = Field(6, ge=0, description="Feather radius (at full size) of the composite edge.")
 
@@ -132,6 +133,21 @@ class Settings(BaseSettings):
         "environment; used when worker_token is unset.")
     worker_timeout: float = Field(300.0, gt=0, description="Seconds an edit may take (the worker's own limit per "
                                   "request, and the remote client's wait for an edit).")
+
+    @field_validator("worker_url")
+    @classmethod
+    def _worker_address(cls, url: Optional[str]) -> Optional[str]:
+        """An ``http(s)://HOST[:PORT]`` address; empty is unset (the in-process worker)."""
+        if url is None or not url.strip():
+            return None
+        try:
+            parts = urlsplit(url.strip())
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+        except ValueError:  # "http://[::1", a port past 65535
+            ok = False
+        if not ok:
+            raise ValueError("give the worker's address as http://HOST:PORT")
+        return url.strip()
     upload_timeout: float = Field(30.0, gt=0, description="Seconds a client has to send a request body to the "
                                   "worker (408 after): a stalled upload is dropped.")
     max_request_memory: int = Field(

@@ -117,12 +117,13 @@ def model_sources(settings: Settings) -> dict[str, str]:
     configured: dict[str, str] = {}
     if settings.models_config:
         try:
-            configured = {k: str(v) for k, v in tomllib.loads(Path(settings.models_config).read_text()).items()}
+            configured = {k: str(v) for k, v in
+                          tomllib.loads(Path(settings.models_config).expanduser().read_text()).items()}
         except (OSError, tomllib.TOMLDecodeError) as err:
             raise LocaleditError(f"The models config file {settings.models_config} cannot be read: {err}.") from err
     sources = {}
     for role, spec in SPECS.items():
-        local = Path(settings.models_dir) / role if settings.models_dir else None
+        local = Path(settings.models_dir).expanduser() / role if settings.models_dir else None  # .env: "~/models"
         if local is not None and local.is_dir():
             sources[role] = str(local)
         elif role in configured:
@@ -134,10 +135,14 @@ def model_sources(settings: Settings) -> dict[str, str]:
     return sources
 
 
-def _missing(role: str, source: str, err: BaseException) -> ModelMissingError:
+def _missing(role: str, source: str, err: BaseException, models_dir: Optional[Path] = None) -> ModelMissingError:
+    """The one sentence for a role that cannot be loaded; it names a models folder that does not exist
+    (a mistyped ``--models`` / ``LOCALEDIT_MODELS_DIR``), which is the likelier fix."""
     spec = SPECS[role]
+    folder = (f"the models folder {str(models_dir)!r} (LOCALEDIT_MODELS_DIR, --models) does not exist; "
+              if models_dir is not None and not Path(models_dir).expanduser().is_dir() else "")
     return ModelMissingError(
-        f"The {spec.title} ({source}) is not available on this machine: run "
+        f"The {spec.title} ({source}) is not available on this machine: {folder}run "
         f"`localedit models download {role}` or point LOCALEDIT_MODELS_DIR at a folder with a "
         f"'{role}' model ({type(err).__name__}).")
 
@@ -451,7 +456,7 @@ class ModelRegistry:
         try:
             loaded = load_role(role, source, device, self.dtype, self.settings)
         except OSError as err:  # loads are local_files_only: absent or incomplete weights raise OSError
-            raise _missing(role, source, err) from err
+            raise _missing(role, source, err, self.settings.models_dir) from err
         if offloaded and role in DIFFUSION_ROLES:
             loaded.model.enable_model_cpu_offload(device=self.device)
         return self._speed_up(role, loaded)
