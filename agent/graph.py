@@ -200,7 +200,8 @@ class _Nodes:
 
     def receive(self, state: State) -> dict:
         """Start a turn: record the message and any uploaded image (a new version)."""
-        text = (state.get("text") or "").strip()[:MAX_TEXT]
+        whole = (state.get("text") or "").strip()
+        text = whole[:MAX_TEXT]
         upload, goto = state.get("upload"), state.get("goto")
         update: dict[str, Any] = {
             "text": text, "understood": None, "plan": None, "overrides": {}, "detections": [], "numbering": [],
@@ -222,6 +223,9 @@ class _Nodes:
                 update["reply"] = {"text": replies.GOT_PHOTO, "images": {"current": upload}}
         elif not text:
             update["reply"] = {"text": replies.SAY_SOMETHING}
+        if len(whole) > MAX_TEXT:  # never act on a cut instruction: its end may be what it asks
+            update["reply"] = {"text": replies.too_long(len(whole), MAX_TEXT),
+                               **({"images": {"current": upload}} if upload else {})}
         return update
 
     def understand(self, state: State) -> dict:

@@ -184,6 +184,11 @@ def showing_version(number: int, total: int, note: str) -> str:
     return f"Now showing version {number} of {total}: {note}."
 
 
+def too_long(chars: int, limit: int) -> str:
+    return (f"That message is {chars:,} characters long; I read instructions of up to {limit:,}. "
+            "Please say what to change in one short sentence.")
+
+
 def no_such_version(number: int, total: int) -> str:
     return f"There is no version {number}; this conversation has {total} (1 is the first photo)."
 

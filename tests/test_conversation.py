@@ -337,6 +337,18 @@ def test_version_numbers_no_conversation_has_are_one_sentence(chat):
     assert [v["current"] for v in chat.versions()] == [True] and "Nothing to undo" in chat.send("undo").text
 
 
+def test_a_message_too_long_to_read_whole_is_not_acted_on(chat, photo_path):
+    """A 100 kB message was cut to its first 2000 characters and read as an edit of "cat very very
+    ..." (its end, "red", lost); now it is one sentence, and the photo and the next turn are untouched."""
+    reply = chat.send("make the cat very " + "very " * 20_000 + "red")
+    assert reply.text == "That message is 100,021 characters long; I read instructions of up to 2,000. " \
+                         "Please say what to change in one short sentence."
+    assert not reply.error and len(chat.versions()) == 1
+    long_upload = chat.send("x" * 2001, image=photo_path)  # a photo sent with it is still received
+    assert "2,001 characters" in long_upload.text and len(chat.versions()) == 2
+    assert "Done" in chat.send("make the leftmost cat red").text
+
+
 def test_undo_and_redo_walk_the_version_tree_and_old_linear_threads():
     from agent.state import child_of, parent_of, show, walk
 
