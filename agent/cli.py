@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-EXIT_UNEXPECTED, EXIT_INPUT, EXIT_MODEL, EXIT_NOTHING = 1, 2, 3, 4
+EXIT_UNEXPECTED, EXIT_INPUT, EXIT_MODEL, EXIT_NOTHING, EXIT_WORKER = 1, 2, 3, 4, 5
 
 
 OPTIONS = {"models_dir": ("models", "--models"), "device": ("device", "--device"),
@@ -573,12 +573,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.names += extra  # `models download --dry-run ip2p`: roles after an option are still roles
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    from tools.types import ImageError, LocaleditError, ModelMissingError
+    from tools.types import ImageError, LocaleditError, ModelMissingError, WorkerUnavailableError
 
     try:
         return args.func(args)
     except ModelMissingError as err:
         return _fail(err, EXIT_MODEL, args.debug)
+    except WorkerUnavailableError as err:  # not the input's fault: the same command may work later
+        return _fail(err, EXIT_WORKER, args.debug)
     except ImageError as err:
         return _fail(err, EXIT_INPUT, args.debug)
     except LocaleditError as err:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agent.cli import EXIT_INPUT, EXIT_MODEL, EXIT_NOTHING, main
+from agent.cli import EXIT_INPUT, EXIT_MODEL, EXIT_NOTHING, EXIT_WORKER, main
 from tests.conftest import scene
 
 
@@ -346,7 +346,7 @@ def test_edit_through_a_worker_that_is_down_or_hung_is_one_sentence(env, capsys,
                 monkeypatch.setenv("LOCALEDIT_WORKER_URL", url)
             started = time.monotonic()
             code, _, err = run(capsys, *argv, *(["--worker-url", url] if how == "option" else []))
-            assert code == EXIT_INPUT and time.monotonic() - started < 30, err
+            assert code == EXIT_WORKER and time.monotonic() - started < 30, err  # not "bad input" (2)
             one_line_error(err)
             assert f"The vision worker at {url} is not reachable right now" in err
             assert not (env / "out.png").exists() and not list(env.glob(".*.part"))
