@@ -86,6 +86,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 
+    from tools.edit import resolve_request
     from tools.engine import run_edit
     from tools.files import image_bytes, write_all
     from tools.images import load_image, load_mask, overlay, parse_box, parse_point
@@ -122,6 +123,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
         seed=args.seed, steps=args.steps, guidance_scale=args.guidance,
         image_guidance_scale=args.image_guidance, strength=args.strength,
         black_mask=True if args.black_mask else None, max_side=settings.max_side)
+    resolve_request(request, settings)  # a knob out of range is refused before any model loads
     named = plan or _plan_for(args.instruction)  # CLIP-RC's categories: what the target becomes, and was
     labels = rc_labels(named.action, named.target or target, named.new_value) if named else ("", target or "")
     worker = make_worker(settings)  # in-process, or LOCALEDIT_WORKER_URL / --worker-url

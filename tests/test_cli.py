@@ -354,6 +354,19 @@ def test_edit_through_a_worker_that_is_down_or_hung_is_one_sentence(env, capsys,
         hung.close()
 
 
+@pytest.mark.parametrize("option, says", [(("--seed", "-1"), "The seed must be"),
+                                          (("--guidance", "nan"), "The guidance scale must be"),
+                                          (("--strength", "2", "--editor", "inpaint"), "The strength")])
+def test_a_knob_out_of_range_is_refused_before_any_model_loads(env, capsys, option, says):
+    """``--seed -1`` was refused only after grounding and segmentation ran; with a missing models
+    folder the user was told to download models instead."""
+    code, _, err = run(capsys, "edit", "photo.png", "make the cat red", "--target", "cat", "-o", "out.png",
+                       "--models", str(env / "no-such-models"), *option)
+    assert code == EXIT_INPUT and says in err, err
+    one_line_error(err)
+    assert not (env / "out.png").exists()
+
+
 def test_a_models_folder_that_does_not_exist_is_named(env, capsys, monkeypatch, tmp_path):
     """``--models`` mistyped: the message only said to download the model."""
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf"))

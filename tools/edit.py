@@ -53,6 +53,56 @@ ROLES = {"ip2p": "ip2p", "ip2p-composite": "ip2p", "diffedit": "sd", "regionwise
 """The model role (``ModelRegistry.get``) each editor's pipeline is loaded as."""
 
 
+def resolve_request(request: EditRequest, settings: Settings) -> EditRequest:
+    """A copy of ``request`` with every ``None`` knob set from the settings, checked.
+
+    ``strength`` defaults to ``settings.encoding_ratio`` for diffedit and regionwise and to
+    1.0 for inpaint; it stays None for the InstructPix2Pix editors, which do not use it.
+    ``max_side`` defaults to ``settings.max_side``. Raises :class:`LocaleditError` for an
+    unknown editor or a value out of range (NaN and infinity included), so a bad request
+    is refused before any model runs.
+    """
+    s = settings
+    if request.editor not in EDITORS:
+        raise LocaleditError(f"Unknown editor '{request.editor}'; the editors are {', '.join(EDITORS)}.")
+    strength = request.strength
+    if strength is None and request.editor in ("diffedit", "regionwise"):
+        strength = s.encoding_ratio
+    elif strength is None and request.editor == "inpaint":
+        strength = 1.0
+    r = replace(
+        request,
+        seed=s.seed if request.seed is None else int(request.seed),
+        steps=s.steps if request.steps is None else int(request.steps),
+        guidance_scale=s.guidance_scale if request.guidance_scale is None else float(request.guidance_scale),
+        image_guidance_scale=(s.image_guidance_scale if request.image_guidance_scale is None
+                              else float(request.image_guidance_scale)),
+        strength=None if strength is None else float(strength),
+        black_mask=s.black_mask_input if request.black_mask is None else bool(request.black_mask),
+        max_side=s.max_side if request.max_side is None else int(request.max_side),
+    )
+    for name in ("instruction", "source_caption", "target_caption"):
+        if len(getattr(r, name)) > MAX_TEXT:
+            raise LocaleditError(f"The {name.replace('_', ' ')} is longer than {MAX_TEXT} characters.")
+    for name, (lo, hi) in GUIDANCE_RANGE.items():
+        value = getattr(r, name)
+        if not (math.isfinite(value) and lo <= value <= hi):
+            raise LocaleditError(f"The {name.replace('_', ' ')} must be a number from {lo:g} to {hi:g}, "
+                                 f"not {value}.")
+    if not 64 <= r.max_side <= 2048:
+        raise LocaleditError(f"The long side to work at must be between 64 and 2048 pixels, not {r.max_side}.")
+    if not 1 <= r.steps <= 1000:
+        raise LocaleditError(f"The number of steps must be between 1 and 1000, not {r.steps}.")
+    if r.strength is not None and not (math.isfinite(r.strength) and 0.0 < r.strength <= 1.0):
+        raise LocaleditError(f"The strength (encoding ratio) must be above 0 and at most 1, not {r.strength}.")
+    if r.editor == "inpaint" and int(r.steps * r.strength) < 1:  # diffusers would run no step and fail
+        raise LocaleditError(f"An inpaint strength of {r.strength:g} with {r.steps} steps runs no denoising "
+                             f"step; use a strength of at least {1 / r.steps:.3g} or more steps.")
+    if not 0 <= r.seed < 2**63:
+        raise LocaleditError(f"The seed must be a non-negative integer below 2**63, not {r.seed}.")
+    return r
+
+
 class Editor:
     """Runs :class:`EditRequest` s on the registry's diffusion pipelines (loaded on first use)."""
 
@@ -63,53 +113,8 @@ class Editor:
     # ------------------------------------------------------------------ request
 
     def resolve(self, request: EditRequest) -> EditRequest:
-        """A copy of ``request`` with every ``None`` knob set from the settings, checked.
-
-        ``strength`` defaults to ``settings.encoding_ratio`` for diffedit and regionwise and to
-        1.0 for inpaint; it stays None for the InstructPix2Pix editors, which do not use it.
-        ``max_side`` defaults to ``settings.max_side``. Raises :class:`LocaleditError` for an
-        unknown editor or a value out of range (NaN and infinity included), so a bad request
-        is refused before any model runs.
-        """
-        s = self.settings
-        if request.editor not in EDITORS:
-            raise LocaleditError(f"Unknown editor '{request.editor}'; the editors are {', '.join(EDITORS)}.")
-        strength = request.strength
-        if strength is None and request.editor in ("diffedit", "regionwise"):
-            strength = s.encoding_ratio
-        elif strength is None and request.editor == "inpaint":
-            strength = 1.0
-        r = replace(
-            request,
-            seed=s.seed if request.seed is None else int(request.seed),
-            steps=s.steps if request.steps is None else int(request.steps),
-            guidance_scale=s.guidance_scale if request.guidance_scale is None else float(request.guidance_scale),
-            image_guidance_scale=(s.image_guidance_scale if request.image_guidance_scale is None
-                                  else float(request.image_guidance_scale)),
-            strength=None if strength is None else float(strength),
-            black_mask=s.black_mask_input if request.black_mask is None else bool(request.black_mask),
-            max_side=s.max_side if request.max_side is None else int(request.max_side),
-        )
-        for name in ("instruction", "source_caption", "target_caption"):
-            if len(getattr(r, name)) > MAX_TEXT:
-                raise LocaleditError(f"The {name.replace('_', ' ')} is longer than {MAX_TEXT} characters.")
-        for name, (lo, hi) in GUIDANCE_RANGE.items():
-            value = getattr(r, name)
-            if not (math.isfinite(value) and lo <= value <= hi):
-                raise LocaleditError(f"The {name.replace('_', ' ')} must be a number from {lo:g} to {hi:g}, "
-                                     f"not {value}.")
-        if not 64 <= r.max_side <= 2048:
-            raise LocaleditError(f"The long side to work at must be between 64 and 2048 pixels, not {r.max_side}.")
-        if not 1 <= r.steps <= 1000:
-            raise LocaleditError(f"The number of steps must be between 1 and 1000, not {r.steps}.")
-        if r.strength is not None and not (math.isfinite(r.strength) and 0.0 < r.strength <= 1.0):
-            raise LocaleditError(f"The strength (encoding ratio) must be above 0 and at most 1, not {r.strength}.")
-        if r.editor == "inpaint" and int(r.steps * r.strength) < 1:  # diffusers would run no step and fail
-            raise LocaleditError(f"An inpaint strength of {r.strength:g} with {r.steps} steps runs no denoising "
-                                 f"step; use a strength of at least {1 / r.steps:.3g} or more steps.")
-        if not 0 <= r.seed < 2**63:
-            raise LocaleditError(f"The seed must be a non-negative integer below 2**63, not {r.seed}.")
-        return r
+        """:func:`resolve_request` with this editor's settings."""
+        return resolve_request(request, self.settings)
 
     def check_mask(self, image: Image.Image, mask: Optional[np.ndarray], editor: str) -> Optional[np.ndarray]:
         """The mask as bool ``(height, width)`` of the image, or a :class:`LocaleditError`."""
