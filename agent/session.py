@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import numpy as np
 from PIL import Image
 
 from agent import history, replies
@@ -35,7 +36,7 @@ from agent.state import current_path, current_record, parent_of
 from agent.store import ImageStore
 from tools.config import Settings, get_settings
 from tools.files import FileError, private_dir, private_file
-from tools.images import check_dimensions, load_image
+from tools.images import check_dimensions, image_from_array, load_image
 from tools.types import LocaleditError
 
 log = logging.getLogger(__name__)
@@ -133,13 +134,14 @@ class Session:
     def _config(self) -> dict:
         return {"configurable": {"thread_id": self.thread_id}, "recursion_limit": 80}
 
-    def send(self, text: str = "", image: str | Path | bytes | Image.Image | None = None,
+    def send(self, text: str = "", image: str | Path | bytes | Image.Image | np.ndarray | None = None,
              progress: Optional[Callable[[dict], None]] = None) -> Reply:
         """Send a message (optionally with an image); returns the reply or a clarifying question.
 
         Args:
             text: what the user typed (an instruction, an answer to a question, "undo", "cancel", ...).
-            image: a photo to edit from now on: a path, bytes or a PIL image.
+            image: a photo to edit from now on: a path, bytes, a PIL image or a uint8 array
+                ``(H, W[, 3 | 4])``.
             progress: called with ``{"stage", "step", "total", ...}`` during long work.
         """
         conv = self.conversations
@@ -147,6 +149,11 @@ class Session:
         upload = None
         if image is not None:
             try:
+                if isinstance(image, np.ndarray):
+                    image = image_from_array(image)
+                elif not isinstance(image, (str, Path, bytes, Image.Image)):
+                    raise LocaleditError(f"An image must be a path, bytes, a PIL image or a uint8 array, "
+                                         f"not {type(image).__name__}.")
                 if isinstance(image, Image.Image):  # the limits a file's header is checked against
                     check_dimensions(image.size, "The image", limits.max_image_pixels, limits.max_image_side,
                                      limits.max_aspect_ratio)

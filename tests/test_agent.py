@@ -254,3 +254,19 @@ def test_add_edits_around_the_object_and_keeps_the_rest(conversations, photo_pat
     assert not region[:, 80:].any()  # nowhere near the other cats
     after = pixels(chat.current_image_path())
     assert np.array_equal(after[~region], original[~region])
+
+
+def test_an_array_upload_is_an_image_or_one_sentence(conversations, photo_path):
+    """``Session.send(image=<numpy array>)`` raised a raw TypeError from deep in PIL."""
+    chat = conversations.session()
+    chat.send("", image=photo_path)
+    pixels = np.asarray(Image.open(photo_path).convert("RGB"))
+    for bad in (pixels.astype(np.float32), pixels[..., :2], np.zeros((0, 5, 3), np.uint8), 42, [1, 2]):
+        reply = chat.send("", image=bad)
+        assert reply.error and reply.text.startswith("An image ") and "\n" not in reply.text, reply.text
+        assert len(chat.versions()) == 1
+    rgba = np.dstack([pixels, np.full(pixels.shape[:2], 255, np.uint8)])
+    for good in (pixels, pixels[..., 0], rgba):
+        assert not chat.send("", image=good).error
+    assert len(chat.versions()) == 4
+    assert np.array_equal(np.asarray(Image.open(chat.current_image_path()).convert("RGB")), pixels)

@@ -180,6 +180,17 @@ def _scale_to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
     return np.clip(np.rint(a), 0, 255).astype(np.uint8)
 
 
+def image_from_array(array: np.ndarray) -> Image.Image:
+    """A uint8 array ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)`` (RGBA over white) as an RGB image;
+    any other array is an :class:`ImageError` naming its shape and type."""
+    a = np.asarray(array)
+    channels = a.shape[2] if a.ndim == 3 else 1
+    if a.dtype != np.uint8 or a.ndim not in (2, 3) or channels not in (1, 3, 4) or 0 in a.shape:
+        raise ImageError(f"An image array must be uint8 of shape (height, width), (height, width, 3) or "
+                         f"(height, width, 4), not {a.dtype} of shape {a.shape}.")
+    return _to_rgb(Image.fromarray(a[..., 0] if channels == 1 and a.ndim == 3 else a))
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     """RGB version of any PIL mode; transparency is composited over white."""
     mode = img.mode
