@@ -370,6 +370,7 @@ def _log_one_line(debug: bool) -> None:
 
 def _chat_line(session, interactive: bool, loaded: set[Path]) -> bool:
     """Read and handle one line of the chat; True when the chat should end."""
+    from agent.plan import strip_controls
     if interactive:
         print("> ", end="", flush=True)
     line = sys.stdin.readline()
@@ -389,7 +390,7 @@ def _chat_line(session, interactive: bool, loaded: set[Path]) -> bool:
         else:
             _show(None)
     elif word == "/save":
-        print(f"localedit: {_save(session, _path_arg(rest), loaded)}", flush=True)
+        print(f"localedit: {strip_controls(_save(session, _path_arg(rest), loaded))}", flush=True)
     else:  # instructions, answers and the slash commands the agent knows (/undo, /mask, /version 2, ...)
         _show(_turn(session, lambda: session.send(line, progress=_chat_progress)))
     return False
@@ -464,12 +465,14 @@ def _chat_progress(event: dict) -> None:
 
 
 def _show(reply) -> None:
+    from agent.plan import strip_controls
+
     if reply is None:
         print("localedit: give the image's path: /image PATH", flush=True)
         return
     if reply.notice:
-        print(f"localedit: ({reply.notice})")
-    print(f"localedit: {reply.text}")
+        print(f"localedit: ({strip_controls(reply.notice)})")
+    print(f"localedit: {strip_controls(reply.text)}")  # it may quote a path the user typed
     for name, path in reply.images.items():
         print(f"  [{name}] {path}")
     if reply.question and reply.options:

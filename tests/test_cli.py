@@ -311,7 +311,8 @@ def test_chat_cli_survives_bad_paths_and_saves_whole_files(env, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     script = ("/image /dev/zero\n/image pipe.png\n/image photo.png\n/save missing/x.png\n/save edited.xyz\n"
-              "/save edited\n/save a-folder\n/save ~/in-home.png\n/save edited.jpg\n/quit\n")
+              "/save edited\n/save a-folder\n/save ~/in-home.png\n/save edited.jpg\n"
+              "/save \x1b[1mbold.png\n/image \x1b]0;owned\x07.png\n/quit\n")  # escapes must not reach the terminal
     out = subprocess.run([str(exe), "chat-cli"], input=script, capture_output=True, text=True, timeout=300,
                          cwd=env, env={**os.environ, "HOME": str(home)})
     assert out.returncode == 0, out.stderr
@@ -321,6 +322,7 @@ def test_chat_cli_survives_bad_paths_and_saves_whole_files(env, tmp_path):
     assert "Got your photo" in out.stdout  # the session went on after both
     refusals = [line for line in lines if line.startswith("localedit: could not save")]
     assert len(refusals) == 4, lines
+    assert (env / "\x1b[1mbold.png").is_file() and "\x1b" not in out.stdout and "\x07" not in out.stdout
     assert (home / "in-home.png").is_file() and (env / "edited.jpg").is_file()
     saved = np.asarray(Image.open(home / "in-home.png").convert("RGB"))
     assert np.array_equal(saved, np.asarray(Image.open(env / "photo.png").convert("RGB")))
