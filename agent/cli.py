@@ -335,6 +335,7 @@ def cmd_chat_cli(args: argparse.Namespace) -> int:
     _log_one_line(args.debug)
     session = Conversations(_settings(args)).session(args.thread)
     print(f"localedit chat (thread {session.thread_id}). {CHAT_HELP}", flush=True)
+    _resumed(session)
     loaded: set[Path] = set()  # the photos this chat loaded: /save never overwrites one
     if args.image:
         _load(session, args.image, loaded)
@@ -351,6 +352,22 @@ def cmd_chat_cli(args: argparse.Namespace) -> int:
                 return 0
             interrupted = True
             print("\nlocaledit: (Ctrl-C again, or /quit, to leave)", flush=True)
+
+
+def _resumed(session) -> None:
+    """On ``--thread T`` with history: which version is on screen, and the question still open."""
+    from agent.plan import strip_controls
+
+    versions = session.versions()
+    shown = next((v for v in versions if v["current"]), None)
+    if shown is not None:
+        print(f"localedit: (resumed: version {shown['number']} of {len(versions)} is on screen)\n"
+              f"  [current] {shown['path']}", flush=True)
+    question = session.pending()
+    if question:
+        options = ", ".join(question.get("options") or [])
+        print(f"localedit: (still open: {strip_controls(str(question.get('question', '')))}"
+              f"{f' Answer with {options}, or cancel.' if options else ''})", flush=True)
 
 
 class _OneLineFormatter(logging.Formatter):

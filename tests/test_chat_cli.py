@@ -234,3 +234,26 @@ def test_save_never_overwrites_a_photo_loaded_in_the_chat(env, tmp_path):
     finally:
         assert chat.close() == 0
     assert (tmp_path / "photo.png").read_bytes() == original and (tmp_path / "edited.png").is_file()
+
+
+def test_a_resumed_chat_says_what_is_on_screen_and_the_open_question(env, tmp_path):
+    """``chat-cli --thread T`` on a thread with history printed only the banner: no word of the
+    version on screen or of the question it was waiting on."""
+    first = Chat(env, tmp_path, "--thread", "Q")
+    try:
+        assert "Got your photo" in first.ask("/image photo.png")
+        assert first.ask("make it red").startswith("localedit: Which part of the image should be red?")
+    finally:
+        assert first.close() == 0
+    again = Chat(env, tmp_path, "--thread", "Q")
+    try:
+        shown = again.expect(r"resumed")
+        assert shown.startswith("localedit: (resumed: version 1 of 1 is on screen)"), shown
+        assert again.expect(r"\[current\] ").strip().endswith(".png")
+        assert again.expect(r"still open").startswith("localedit: (still open: Which part of the image should")
+        assert "left the image as it is" in again.ask("cancel")  # the question is really the open one
+    finally:
+        again.close()
+    fresh = Chat(env, tmp_path, "--thread", "new")  # a new thread: nothing to resume
+    assert fresh.close() == 0
+    assert "resumed" not in "".join(fresh.out.queue) and "still open" not in "".join(fresh.out.queue)
