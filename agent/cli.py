@@ -392,6 +392,8 @@ def _chat_line(session, interactive: bool, loaded: set[Path]) -> bool:
         print("> ", end="", flush=True)
     line = sys.stdin.readline()
     if not line:
+        if interactive:  # Ctrl-D at the prompt: end its line, as a shell does
+            print(flush=True)
         return True
     line = line.strip()
     if not line:
@@ -464,6 +466,9 @@ def _save(session, path: str, loaded: set[Path]) -> str:
         target = check_output(path, what="The path")
         if target.resolve() in loaded:
             return f"could not save: {path!r} is a photo you loaded in this chat; save to another path."
+        data = session.conversations.settings.data_dir.expanduser().resolve()
+        if target.resolve().is_relative_to(data):  # the conversations' own images and database
+            return f"could not save: {path!r} is inside localedit's data folder ({data}); save to another path."
         image = session.current_image()
         if image is None:
             return "there is no image to save yet; load one first: /image PATH"

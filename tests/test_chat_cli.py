@@ -220,7 +220,8 @@ def test_a_closed_stdin_is_one_sentence(env, tmp_path):
 
 def test_save_never_overwrites_a_photo_loaded_in_the_chat(env, tmp_path):
     """``/save photo.png`` after ``/image photo.png`` replaced the user's original with the edit
-    (``localedit edit -o`` refuses to overwrite its input); the chat goes on and other paths save."""
+    (``localedit edit -o`` refuses to overwrite its input); a stored version could be overwritten
+    too (``/save data/images/<hash>.png``). The chat goes on and other paths save."""
     original = (tmp_path / "photo.png").read_bytes()
     (tmp_path / "sub").mkdir()
     chat = Chat(env, tmp_path, "--image", "photo.png")
@@ -231,6 +232,12 @@ def test_save_never_overwrites_a_photo_loaded_in_the_chat(env, tmp_path):
             assert chat.ask(f"/save {path}") == (f"localedit: could not save: {path!r} is a photo you loaded in "
                                                  f"this chat; save to another path.\n")
         assert "saved the current image to edited.png" in chat.ask("/save edited.png")
+        stored = sorted((tmp_path / "data" / "images").glob("*.png"))  # the conversation's own versions
+        before = {p: p.read_bytes() for p in stored}
+        for path in (str(stored[0]), "data/images/new.png", "data/conversations.png"):
+            said = chat.ask(f"/save {path}")
+            assert said.startswith(f"localedit: could not save: {path!r} is inside localedit's data folder"), said
+        assert {p: p.read_bytes() for p in stored} == before and not (tmp_path / "data" / "images" / "new.png").exists()
     finally:
         assert chat.close() == 0
     assert (tmp_path / "photo.png").read_bytes() == original and (tmp_path / "edited.png").is_file()
