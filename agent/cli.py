@@ -354,20 +354,23 @@ def cmd_chat_cli(args: argparse.Namespace) -> int:
             print("\nlocaledit: (Ctrl-C again, or /quit, to leave)", flush=True)
 
 
-def _resumed(session) -> None:
-    """On ``--thread T`` with history: which version is on screen, and the question still open."""
+def _say(text: str) -> None:
+    """One ``localedit:`` line of the chat, without terminal escapes (it may quote what the user typed)."""
     from agent.plan import strip_controls
 
+    print(f"localedit: {strip_controls(text)}", flush=True)
+
+
+def _resumed(session) -> None:
+    """On ``--thread T`` with history: which version is on screen, and the question still open."""
     versions = session.versions()
     shown = next((v for v in versions if v["current"]), None)
     if shown is not None:
-        print(f"localedit: (resumed: version {shown['number']} of {len(versions)} is on screen)\n"
-              f"  [current] {shown['path']}", flush=True)
+        _say(f"(resumed: version {shown['number']} of {len(versions)} is on screen)\n  [current] {shown['path']}")
     question = session.pending()
     if question:
         options = ", ".join(question.get("options") or [])
-        print(f"localedit: (still open: {strip_controls(str(question.get('question', '')))}"
-              f"{f' Answer with {options}, or cancel.' if options else ''})", flush=True)
+        _say(f"(still open: {question.get('question', '')}{f' Answer with {options}, or cancel.' if options else ''})")
 
 
 class _OneLineFormatter(logging.Formatter):
@@ -387,7 +390,6 @@ def _log_one_line(debug: bool) -> None:
 
 def _chat_line(session, interactive: bool, loaded: set[Path]) -> bool:
     """Read and handle one line of the chat; True when the chat should end."""
-    from agent.plan import strip_controls
     if interactive:
         print("> ", end="", flush=True)
     line = sys.stdin.readline()
@@ -409,7 +411,7 @@ def _chat_line(session, interactive: bool, loaded: set[Path]) -> bool:
         else:
             _show(None)
     elif word == "/save":
-        print(f"localedit: {strip_controls(_save(session, _path_arg(rest), loaded))}", flush=True)
+        _say(_save(session, _path_arg(rest), loaded))
     else:  # instructions, answers and the slash commands the agent knows (/undo, /mask, /version 2, ...)
         _show(_turn(session, lambda: session.send(line, progress=_chat_progress)))
     return False
@@ -464,10 +466,11 @@ def _save(session, path: str, loaded: set[Path]) -> str:
         return "give the path to save to, e.g. /save edited.png"
     try:
         target = check_output(path, what="The path")
-        if target.resolve() in loaded:
+        where = target.resolve()
+        if where in loaded:
             return f"could not save: {path!r} is a photo you loaded in this chat; save to another path."
         data = session.conversations.settings.data_dir.expanduser().resolve()
-        if target.resolve().is_relative_to(data):  # the conversations' own images and database
+        if where.is_relative_to(data):  # the conversations' own images and database
             return f"could not save: {path!r} is inside localedit's data folder ({data}); save to another path."
         image = session.current_image()
         if image is None:
@@ -487,14 +490,12 @@ def _chat_progress(event: dict) -> None:
 
 
 def _show(reply) -> None:
-    from agent.plan import strip_controls
-
     if reply is None:
-        print("localedit: give the image's path: /image PATH", flush=True)
+        _say("give the image's path: /image PATH")
         return
     if reply.notice:
-        print(f"localedit: ({strip_controls(reply.notice)})")
-    print(f"localedit: {strip_controls(reply.text)}")  # it may quote a path the user typed
+        _say(f"({reply.notice})")
+    _say(reply.text)
     for name, path in reply.images.items():
         print(f"  [{name}] {path}")
     if reply.question and reply.options:
