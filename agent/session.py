@@ -157,9 +157,10 @@ class Session:
                 if isinstance(image, Image.Image):  # the limits a file's header is checked against
                     check_dimensions(image.size, "The image", limits.max_image_pixels, limits.max_image_side,
                                      limits.max_aspect_ratio)
-                pil = image if isinstance(image, Image.Image) else load_image(
-                    image, max_bytes=limits.max_upload_bytes, max_pixels=limits.max_image_pixels,
-                    max_side=limits.max_image_side, max_aspect=limits.max_aspect_ratio)
+                    pil = image
+                else:
+                    pil = load_image(image, max_bytes=limits.max_upload_bytes, max_pixels=limits.max_image_pixels,
+                                     max_side=limits.max_image_side, max_aspect=limits.max_aspect_ratio)
             except LocaleditError as err:
                 return Reply(text=str(err), error=True, images=self._current_images())
             upload = conv.store.put(pil.convert("RGB"))
