@@ -44,11 +44,10 @@ from agent.store import ImageStore
 from tools.config import Settings
 from tools.images import box_to_mask, grow_box, overlay, side_by_side, union_box
 from tools.region import evaluation_region, rc_labels, score_edit
-from tools.types import Cancelled, Detection, EditRequest, LocaleditError, WorkerUnavailableError
+from tools.types import MAX_TEXT, Cancelled, Detection, EditRequest, LocaleditError, WorkerUnavailableError
 from tools.worker import LocalWorker, Worker
 
 log = logging.getLogger(__name__)
-MAX_TEXT = 2000
 HISTORY_TURNS = 8
 ADD_MARGIN = 0.3  # "add X to Y": edit Y's box grown by this fraction of its size on each side
 POLL = 0.05  # seconds between looks at the cancel flag while a call runs

@@ -59,14 +59,13 @@ from agent.plan import (
     strip_controls,
 )
 from agent.prompts import load_prompt, render_prompt
+from tools.types import MAX_TEXT
 
 log = logging.getLogger(__name__)
 log.addFilter(REDACT)
 
 __all__ = ["TOOLS", "Understander", "Understood", "make_llm", "PLACEHOLDER_KEY", "describe_error", "redact"]
 
-MAX_USER_TEXT = 2000
-"""Characters of the user's message sent to the model (and to the offline parser)."""
 MAX_HISTORY = 8
 """Earlier messages (user and assistant) sent with each request."""
 MAX_HISTORY_TEXT = 500
@@ -634,7 +633,7 @@ class Understander:
     def understand(self, text: str, context: Any = None,
                    history: Sequence[tuple[str, str]] = ()) -> Understood:
         """Understand one message (module docstring). Never raises; ``path`` says how."""
-        text = _clean_input(text, MAX_USER_TEXT)
+        text = _clean_input(text, MAX_TEXT)
         history = history or ()
         reading = self._read(text, context)
         if self.caller is None:

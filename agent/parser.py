@@ -34,13 +34,12 @@ from typing import Callable, Literal, Optional
 from agent.plan import (
     ORIGINAL_STEPS, Chat, Clarify, Command, EditPlan, Understanding, extract_qualifier, normalize_qualifier,
 )
+from tools.types import MAX_TEXT
 
 log = logging.getLogger(__name__)
 
 MAX_CHARS = 500
 """Characters of a message the parser reads; longer messages are cut at a word boundary."""
-TOO_LONG = 2000
-"""Beyond this, a message that does not start with an instruction gets a "too long" reply."""
 
 EXAMPLES = "'turn the cat into a fox', 'make the car red', 'remove the lamp', 'make it winter'"
 
@@ -1651,10 +1650,10 @@ def _read(text: str, ctx: ParseContext) -> Reading:
         text = "" if text is None else str(text)
     if not text.strip():
         return Reading(Chat(text="Please type an instruction, e.g. " + EXAMPLES + "."), "empty")
-    if INJECTION_RE.search(text[:TOO_LONG * 5].lower()):
+    if INJECTION_RE.search(text[:MAX_TEXT * 5].lower()):
         return Reading(Chat(text="I can only edit the picture. Tell me what to change, e.g. " + EXAMPLES + "."),
                        "refusal")
-    too_long = len(text) > TOO_LONG
+    too_long = len(text) > MAX_TEXT
     if len(text) > MAX_CHARS:
         cut = text[:MAX_CHARS]
         text = cut.rsplit(" ", 1)[0] if " " in cut[MAX_CHARS // 2:] else cut

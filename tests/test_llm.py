@@ -20,7 +20,7 @@ from pydantic import Field
 
 from agent.arbiter import agree, arbitrate, target_grounding
 from agent.llm import (
-    MAX_HISTORY, MAX_NOTE, MAX_USER_TEXT, PLACEHOLDER_KEY, TOOLS, Understander, Understood, few_shot_examples,
+    MAX_HISTORY, MAX_NOTE, PLACEHOLDER_KEY, TOOLS, Understander, Understood, few_shot_examples,
     json_candidates, make_llm, payload_to_understanding, tool_to_understanding,
 )
 from agent.llm_client import (
@@ -31,6 +31,7 @@ from agent.parser import ParseContext, Reading, read
 from agent.plan import QUALIFIERS, Chat, Clarify, Command, EditPlan
 from agent.prompts import load_prompt
 from tools.config import Settings
+from tools.types import MAX_TEXT
 
 UNDERSTANDINGS = (EditPlan, Command, Clarify, Chat)
 
@@ -718,7 +719,7 @@ def test_hostile_text_always_gives_a_valid_understanding(text, answer):
     if isinstance(out.result, Command):
         assert out.result.steps <= 1000
     if llm.received:
-        assert len(llm.received[0][-1].content) <= MAX_USER_TEXT
+        assert len(llm.received[0][-1].content) <= MAX_TEXT
         assert "\x00" not in llm.received[0][-1].content and "\x1b" not in llm.received[0][-1].content
     else:
         assert out.path == "parser-fast"  # refused without asking the model

@@ -37,14 +37,12 @@ from tools.config import Settings
 from tools.editors import EditorOutput, edit_region
 from tools.images import composite, to_work, work_size
 from tools.models import ModelRegistry
-from tools.types import EDITORS, MASKED_EDITORS, CancelFlag, Cancelled, EditRequest, EditResult, LocaleditError
+from tools.types import EDITORS, MASKED_EDITORS, MAX_TEXT, CancelFlag, Cancelled, EditRequest, EditResult, LocaleditError
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]
 
-MAX_TEXT = 2000
-"""Longest instruction or caption accepted (CLIP and the text encoders read 77 tokens anyway)."""
 
 GUIDANCE_RANGE = {"guidance_scale": (0.0, 50.0), "image_guidance_scale": (0.0, 50.0)}
 """The accepted range of each guidance knob."""

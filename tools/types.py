@@ -17,6 +17,11 @@ Point = tuple[float, float]
 EDITORS = ("ip2p", "ip2p-composite", "diffedit", "regionwise", "inpaint")
 """Every editor the engine knows, by name."""
 
+MAX_TEXT = 2000
+"""The longest text localedit acts on, in characters: a chat message (a longer one is answered
+"too long", never cut and acted on; the LLM and the parser are sent no more), and an edit request's
+instruction or caption (CLIP and the text encoders read 77 tokens of it anyway)."""
+
 MASKED_EDITORS = ("ip2p-composite", "diffedit", "regionwise", "inpaint")
 """Editors that need a mask and keep everything outside it unchanged."""
 
