@@ -196,7 +196,7 @@ def revise_queue(queue: list[dict[str, Any]], last: dict[str, Any], kinds: list[
 
 @dataclass
 class Problem:
-    """One failed check: its kind ("direction", "region", "background", "pixels") and a sentence."""
+    """One failed check: its kind ("direction", "region", "background", "pixels", "unchanged") and a sentence."""
 
     kind: str
     text: str
@@ -210,7 +210,9 @@ def problems(scores: dict[str, Any], settings: Settings, action: str) -> list[Pr
       an unchanged region fails here), or for a removal the source category above
       ``max_clip_rc_source`` (the object is still there);
     - background: CLIP-GC below ``min_clip_gc``;
-    - pixels: L1 outside the object mask above ``max_l1_outside``.
+    - pixels: L1 outside the object mask above ``max_l1_outside``;
+    - unchanged (global edits): whole-image L1 below ``min_l1_global`` (nothing changed, which the
+      direction alone cannot see: a zero change scores 0.0).
     """
     found = []
     localized = action != "global"
@@ -229,6 +231,9 @@ def problems(scores: dict[str, Any], settings: Settings, action: str) -> list[Pr
     l1 = scores.get("l1_outside")
     if localized and l1 is not None and l1 > settings.max_l1_outside:
         found.append(Problem("pixels", f"pixels outside the object changed (L1 {l1:.3f})"))
+    whole = scores.get("l1")
+    if not localized and _below(whole, settings.min_l1_global):
+        found.append(Problem("unchanged", f"the photo barely changed (mean change {whole:.3f})"))
     return found
 
 

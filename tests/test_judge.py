@@ -187,6 +187,24 @@ def test_when_nothing_passes_the_best_is_kept_and_the_reply_says_so(judged):
     assert [r.editor for r in worker.requests] == ["ip2p-composite", "ip2p-composite", "ip2p"]
 
 
+def whole_blue(arr, mask, box_mask):
+    """The whole photo washed towards blue (a global edit)."""
+    return (arr * 0.5 + np.array([0, 0, 255]) * 0.5).astype(np.uint8)
+
+
+def test_a_global_edit_that_changed_nothing_fails_and_a_stronger_edit_follows(judged):
+    """A zero change scores CLIP direction 0.0, which passes its floor: the whole-image L1 check fires."""
+    chat, worker = judged(unchanged, whole_blue)
+    reply = chat.send("make the whole photo blue")
+    first, second = chat.state()["attempts"]
+    assert first["scores"]["clip_dir"] == pytest.approx(0.0, abs=1e-6) and first["scores"]["l1"] == 0.0
+    assert first["failed"] == ["unchanged"] and "barely changed" in first["problems"][0]
+    assert second["why"] == "stronger edit" and second["problems"] == [], second["problems"]
+    a, b = worker.requests
+    assert (a.editor, b.editor) == ("ip2p", "ip2p") and b.guidance_scale > a.guidance_scale
+    assert kept_attempt(chat) == 1 and not reply.error
+
+
 # ----------------------------------------------------------------------------- the checks, one by one
 
 
@@ -202,8 +220,11 @@ def test_each_check_fires_on_its_metric_alone(settings):
     assert judge.problems({**ok, "clip_rc": None}, settings, "remove") == []
     still = judge.problems({**ok, "clip_rc": None, "clip_rc_source": 60.0}, settings, "remove")
     assert [p.kind for p in still] == ["region"] and "still there" in still[0].text
-    # a global edit has no region: only the direction counts
-    assert [p.kind for p in judge.problems({"clip_dir": -0.5, "clip_gc": 10.0}, settings, "global")] == ["direction"]
+    # a global edit has no region: the direction counts, and that the photo changed at all
+    assert [p.kind for p in judge.problems({"clip_dir": -0.5, "clip_gc": 10.0, "l1": 0.2}, settings,
+                                           "global")] == ["direction"]
+    assert [p.kind for p in judge.problems({"clip_dir": 0.0, "l1": 0.0}, settings, "global")] == ["unchanged"]
+    assert judge.problems({"clip_dir": 0.0, "l1": 0.0}, settings, "replace") == []  # CLIP-RC's job there
     assert judge.problems({}, settings, "replace") == []  # missing metrics are not held against it
 
 

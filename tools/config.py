@@ -112,6 +112,12 @@ class Settings(BaseSettings):
     #   of RwDP's figure.
     max_l1_outside: float = Field(0.03, description="Judge: mean pixel change (0-1) outside the object mask "
                                   "allowed, the edit's dilation and feather band included.")
+    # - A global edit has no region and no outside: its direction alone cannot fail when nothing changed
+    #   (a zero image change gives a direction of exactly 0.0, which passes min_clip_dir). R-SIE Table 3's
+    #   most conservative whole-image editor (RwDP) still differs by 0.0678; a mean change under 0.01
+    #   (about 2.5 of 255 levels) is an edit that did nothing visible.
+    min_l1_global: float = Field(0.01, ge=0, le=1, description="Judge, global edits: a mean pixel change (0-1) "
+                                 "of the whole photo below this: the photo did not change.")
 
     # --- region-wise diffusion (R-SIE RwDP) ----------------------------------------------
     regionwise_fit_alpha: bool = Field(True, description="Fit R-SIE's per-image alpha (eq. 7) that rescales the "
