@@ -78,6 +78,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 import numpy as np
 from PIL import Image
 
+from tools.files import read_file
 from tools.images import load_mask, parse_box, parse_point, resize_mask
 from tools.types import Box, ImageError, LocaleditError
 
@@ -86,6 +87,8 @@ FORMATS = ("jsonl", "magicbrush", "piebench", "ip2p")
 
 PIEBENCH_MASK_SIZE = (512, 512)
 """PIE-Bench encodes every mask at 512 x 512 (width, height)."""
+MAX_INDEX_BYTES = 512 * 2**20
+"""The largest index file read (MagicBrush's edit_sessions.json, the biggest of the layouts, is ~20 MB)."""
 
 
 class ManifestError(LocaleditError):
@@ -182,13 +185,21 @@ def _transparent_region(path: Path, size: tuple[int, int]) -> Optional[np.ndarra
 # --------------------------------------------------------------------------- readers
 
 
-def _read_json(path: Path) -> Any:
+def _read_text(path: Path) -> str:
+    """An index file's text: a regular file (no pipe or device) of at most :data:`MAX_INDEX_BYTES`."""
+    data = read_file(path, MAX_INDEX_BYTES, name=f"The manifest file {str(path)!r}", error=ManifestError)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise ManifestError(f"The manifest file {str(path)!r} does not exist.") from err
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ManifestError(f"The manifest file {str(path)!r} is not valid JSON ({err}).") from err
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ManifestError(f"The manifest file {str(path)!r} is not UTF-8 text ({err.reason}).") from None
+
+
+def _read_json(path: Path) -> Any:
+    text = _read_text(path)
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as err:
+        raise ManifestError(f"The manifest file {str(path)!r} is not valid JSON ({err}).") from None
 
 
 def _text(value: Any) -> str:
@@ -229,10 +240,7 @@ def read_jsonl(path: Path) -> Iterator[Sample]:
     """Samples of a JSONL manifest (fields in the module docstring)."""
     path = Path(path)
     root = path.parent
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError as err:
-        raise ManifestError(f"The manifest file {str(path)!r} does not exist.") from err
+    lines = _read_text(path).splitlines()
     count = 0
     for number, line in enumerate(lines, start=1):
         line = line.strip()

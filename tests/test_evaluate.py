@@ -517,3 +517,22 @@ def test_unknown_layout(tmp_path):
         detect_format(tmp_path / "nothing")
     with pytest.raises(ManifestError, match="--format"):
         detect_format(tmp_path)
+
+
+def test_a_manifest_that_is_a_pipe_a_folder_or_not_text_is_one_sentence(tmp_path):
+    """The index files are read like every other input (tools.files): regular files only, capped."""
+    import os
+
+    pipe = tmp_path / "samples.jsonl"
+    os.mkfifo(pipe)  # reading it would block forever
+    with pytest.raises(ManifestError, match="is a named pipe, not a regular file"):
+        list(read_jsonl(pipe))
+    with pytest.raises(ManifestError, match="does not exist"):
+        list(read_jsonl(tmp_path / "missing.jsonl"))
+    (tmp_path / "seeds.json").mkdir()
+    with pytest.raises(ManifestError, match="is a folder, not a regular file"):
+        list(read_ip2p(tmp_path))
+    binary = tmp_path / "binary.jsonl"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ManifestError, match="not UTF-8 text"):
+        list(read_jsonl(binary))
