@@ -171,6 +171,7 @@ class Chat:
         self.lock = _thread_locks.setdefault(self.thread, asyncio.Lock())
         self.toolbar: Optional[cl.Message] = None
         self.question: Optional[cl.Message] = None
+        self.question_picture: Optional[cl.CustomElement] = None  # its numbered picture, clickable while open
         self.noticed = False  # the offline-parser notice is said once per chat
         self.waiting: Optional[str] = None  # an instruction sent before any photo: run it on the first one
         self.announced = False  # see _announce
@@ -335,12 +336,19 @@ class Chat:
             element.props.update(alt=render.alt("candidates", target), download=None, version="", versions=[])
             element.content = json.dumps(element.props)
             elements.append(element)
+            self.question_picture = element
         await _send(self.question, elements)
 
     async def _retire_question(self) -> None:
+        """The question is answered: its buttons go, and its picture is no longer clickable (no tools)."""
         if self.question is not None:
             await self.question.remove_actions()
             self.question = None
+        if self.question_picture is not None:
+            picture, self.question_picture = self.question_picture, None
+            picture.props.update(clickable=False, points=[], status="")
+            picture.content = json.dumps(picture.props)
+            await picture.update()
 
     async def _with_toolbar(self, message: cl.Message, elements: Sequence = ()) -> None:
         """Send ``message``; when there is an image, the toolbar buttons move onto it."""

@@ -614,12 +614,20 @@ def test_one_parent_step_per_turn_with_its_own_stages(ui, tmp_path):
     for label in ("1", "2", "3", "All of them", "Cancel"):
         assert ui.page.get_by_role("button", name=label, exact=True).count() == 1, label
     ui.shot("08-question")
+    numbered = ui.page.get_by_test_id("photo-picker").filter(
+        has=ui.page.locator('img[alt="the cat candidates, numbered"]'))
+    assert numbered.get_by_role("button", name="Select", exact=True).count() == 1  # open: clicking answers it
     before = ui.replies.count()
     box = ui.picker().locator("img").first.bounding_box()  # a click on the right cat answers "3"
     ui.picker().locator("img").first.click(position={"x": 135 * box["width"] / SIZE[0],
                                                      "y": 65 * box["height"] / SIZE[1]})
     ui.wait_reply(before, "Done")
     assert ui.page.get_by_role("button", name="All of them").count() == 0  # the question is closed
+    tools = numbered.get_by_role("button", name="Select", exact=True)
+    deadline = time.monotonic() + 10
+    while tools.count():  # the answered question's picture loses its tools (it answers no more clicks)
+        assert time.monotonic() < deadline, "the answered question's picture still offers Select"
+        ui.page.wait_for_timeout(50)
     assert ui.page.get_by_text("Clicked candidate 3").count() == 1
     assert ui.turns.count() == 6, "upload, edit, undo, error, question, answer: one parent step each"
     ui.shot("09-answered-by-click")
