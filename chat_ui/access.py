@@ -11,13 +11,20 @@
   does) must come from the chat's own address (the ``Host`` it was sent to) or one of
   ``LOCALEDIT_CHAT_ORIGINS``; anything else gets 403, websocket included (Chainlit's socket.io
   server checks no origin by itself). Chainlit's ``allow_origins`` (CORS) is set to the same extras.
+* **Guessing**: a client address that failed to sign in ``LOCALEDIT_CHAT_LOGIN_FAILURES`` times within
+  ``LOCALEDIT_CHAT_LOGIN_WINDOW`` seconds gets 429 for its next tries (:class:`LoginThrottle`), the
+  right password included, until its oldest failure ages out; a success clears its count.
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
-from typing import Optional
+import math
+import threading
+import time
+from collections import deque
+from typing import Callable, Optional
 from urllib.parse import urlsplit
 
 from tools.config import Settings
@@ -81,6 +88,49 @@ def _header(scope, name: bytes) -> str:
     return ""
 
 
+class LoginThrottle:
+    """Failed sign-ins per client address: at most ``failures`` within ``window`` seconds.
+
+    ``clock`` is ``time.monotonic`` unless a test passes its own. At most ``max_clients`` addresses
+    are remembered (the oldest forgotten first), so a flood of addresses cannot grow it without end.
+    """
+
+    def __init__(self, failures: int = 5, window: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 max_clients: int = 10_000):
+        self.failures, self.window, self.clock, self.max_clients = failures, window, clock, max_clients
+        self._seen: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def wait(self, client: str) -> float:
+        """Seconds until ``client`` may try again (0: now)."""
+        with self._lock:
+            times = self._recent(client)
+            if len(times) < self.failures:
+                return 0.0
+            return max(0.0, times[0] + self.window - self.clock())
+
+    def failed(self, client: str) -> None:
+        with self._lock:
+            times = self._recent(client)
+            times.append(self.clock())
+            self._seen[client] = times
+            while len(self._seen) > self.max_clients:
+                del self._seen[next(iter(self._seen))]
+
+    def succeeded(self, client: str) -> None:
+        with self._lock:
+            self._seen.pop(client, None)
+
+    def _recent(self, client: str) -> deque[float]:
+        times = self._seen.pop(client, deque())  # popped and put back: the dict keeps the newest last
+        now = self.clock()
+        while times and times[0] + self.window <= now:
+            times.popleft()
+        if times:
+            self._seen[client] = times
+        return times
+
+
 class Guard:
     """ASGI middleware: loopback-only clients (in loopback mode) and same-origin pages.
 
@@ -88,10 +138,12 @@ class Guard:
         app: the ASGI app to protect.
         loopback_only: refuse clients not on this machine and non-loopback ``Host`` names.
         origins: extra allowed origins (``LOCALEDIT_CHAT_ORIGINS``).
+        throttle: counts the failed ``POST /login`` of each client address (None: no limit).
     """
 
-    def __init__(self, app, loopback_only: bool, origins: tuple[str, ...] = ()):
-        self.app, self.loopback_only, self.origins = app, loopback_only, tuple(origins)
+    def __init__(self, app, loopback_only: bool, origins: tuple[str, ...] = (),
+                 throttle: Optional[LoginThrottle] = None):
+        self.app, self.loopback_only, self.origins, self.throttle = app, loopback_only, tuple(origins), throttle
 
     def refusal(self, scope) -> Optional[str]:
         """Why this request is refused, or None."""
@@ -114,13 +166,40 @@ class Guard:
             await self.app(scope, receive, send)
             return
         why = self.refusal(scope)
-        if why is None:
-            await self.app(scope, receive, send)
-        elif scope["type"] == "websocket":
+        if why is not None and scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008, "reason": why[:120]})
+        elif why is not None:
+            await _plain(send, 403, why)
+        elif self.throttle is not None and scope["type"] == "http" and scope.get("method") == "POST" \
+                and scope.get("path", "").rstrip("/").endswith("/login"):
+            await self._login(scope, receive, send)
         else:
-            body = why.encode()
-            await send({"type": "http.response.start", "status": 403,
-                        "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                                    (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
+            await self.app(scope, receive, send)
+
+    async def _login(self, scope, receive, send) -> None:
+        """A sign-in: refused while its address is throttled; its answer (401 / 200) counted."""
+        client = (scope.get("client") or ("?", 0))[0]
+        wait = self.throttle.wait(client)
+        if wait > 0:
+            await _plain(send, 429, f"Too many failed sign-ins from this address: try again in "
+                                    f"{math.ceil(wait)} s.", [(b"retry-after", str(math.ceil(wait)).encode())])
+            return
+
+        async def counted(message):
+            if message["type"] == "http.response.start":
+                if message["status"] == 401:
+                    self.throttle.failed(client)
+                elif message["status"] < 400:
+                    self.throttle.succeeded(client)
+            await send(message)
+
+        await self.app(scope, receive, counted)
+
+
+async def _plain(send, status: int, text: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    """A short plain-text HTTP answer."""
+    body = text.encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                            (b"content-length", str(len(body)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": body})

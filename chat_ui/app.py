@@ -50,7 +50,7 @@ from agent.pointing import Pointed, Pointer
 from agent.session import Reply, Session
 from agent.state import current_record
 from chat_ui import render
-from chat_ui.access import LOCAL_USER, Guard, check_password, password_mode
+from chat_ui.access import LOCAL_USER, Guard, LoginThrottle, check_password, password_mode
 from chat_ui.backend import EDITORS, Backend, PanelSettings, get_backend
 from chat_ui.history import FILES_ROUTE, FileStore, SQLiteDataLayer
 from chat_ui.page import LocalPage
@@ -101,7 +101,8 @@ else:
 
 _server.add_middleware(LocalPage)
 _server.add_middleware(Guard, loopback_only=not password_mode(backend.settings),
-                       origins=tuple(backend.settings.chat_origins))
+                       origins=tuple(backend.settings.chat_origins),
+                       throttle=LoginThrottle(backend.settings.chat_login_failures, backend.settings.chat_login_window))
 
 
 async def _serve_file(name: str, download: Optional[str] = None, user=Depends(get_current_user)):

@@ -63,3 +63,36 @@ def test_pictures_and_other_origins_stay_out(server):
         assert client.get("/localedit/files/" + "0" * 64 + ".png").status_code == 404  # signed in: just unknown
         sneaky = client.get("/localedit/files/..%2Fchat_threads.sqlite")  # not a file name: Chainlit's page
         assert b"SQLite format" not in sneaky.content and sneaky.headers["content-type"].startswith("text/html")
+
+
+def test_the_throttle_counts_failures_per_address_and_forgets_them():
+    from chat_ui.access import LoginThrottle
+
+    now = [0.0]
+    throttle = LoginThrottle(failures=3, window=60, clock=lambda: now[0], max_clients=2)
+    for _ in range(3):
+        assert throttle.wait("10.0.0.1") == 0
+        throttle.failed("10.0.0.1")
+        now[0] += 10
+    assert throttle.wait("10.0.0.1") == pytest.approx(30)  # the first failure (t=0) ages out at 60
+    assert throttle.wait("10.0.0.2") == 0  # per address
+    now[0] = 60.0
+    assert throttle.wait("10.0.0.1") == 0  # one failure aged out: one more try
+    throttle.failed("10.0.0.1")
+    assert throttle.wait("10.0.0.1") > 0
+    throttle.succeeded("10.0.0.1")
+    assert throttle.wait("10.0.0.1") == 0  # a success clears the count
+    for client in ("a", "b", "c"):
+        throttle.failed(client)
+    assert set(throttle._seen) == {"b", "c"}  # bounded: the oldest address is forgotten
+
+
+def test_guessing_the_password_is_refused_after_five_failures(server):
+    """Last in the module: it leaves 127.0.0.1 throttled for a minute."""
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for _ in range(5):
+            assert client.post("/login", data={"username": "ada", "password": "guess"}).status_code == 401
+        refused = client.post("/login", data={"username": "ada", "password": PASSWORD})
+        assert refused.status_code == 429, refused.text  # the right password too, while it lasts
+        assert "Too many failed sign-ins" in refused.text and 0 < int(refused.headers["retry-after"]) <= 60
+        assert client.get("/", headers={"Origin": server.url}).status_code == 200  # only sign-ins wait

@@ -184,6 +184,11 @@ class Settings(BaseSettings):
         "(`localedit chat --host 0.0.0.0`); set, it is asked for on loopback too.")
     chat_user: str = Field("localedit", min_length=1, max_length=64,
                            description="User name that goes with LOCALEDIT_CHAT_PASSWORD.")
+    chat_login_failures: int = Field(5, ge=1, le=1000, description="Failed sign-ins one client address may make "
+                                     "within LOCALEDIT_CHAT_LOGIN_WINDOW seconds; more are refused (429) until the "
+                                     "oldest ages out.")
+    chat_login_window: float = Field(60.0, gt=0, le=86400, description="Seconds a failed sign-in counts against "
+                                     "its client address.")
     chat_origins: list[str] = Field(
         default_factory=list, description="Extra browser origins allowed to use the chat, e.g. "
         "'[\"https://edit.example.org\"]' behind a proxy; the chat's own address is always allowed.")
