@@ -104,6 +104,60 @@ def test_a_cancelled_batch_member_does_not_fail_the_others(settings, registry):
 # --------------------------------------------------------------------------- Ray Serve
 
 
+@needs_ray
+def test_plain_serve_run_beyond_loopback_without_a_token_starts_no_replica(tiny_models_dir, tmp_path):
+    """`serve run` of our config with ``http_options.host: 0.0.0.0`` and no worker token: every replica
+    refuses to start (the worker's token rule, checked in the replica), so nothing of ours answers.
+    Before the module's Ray worker starts (one Ray at a time)."""
+    import os
+    import secrets
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    repo = Path(__file__).resolve().parent.parent
+    text = (repo / "serve_config.yaml").read_text()
+    assert "host: 127.0.0.1" in text and "port: 8800" in text
+    config = tmp_path / "serve.yaml"
+    config.write_text(text.replace("host: 127.0.0.1", "host: 0.0.0.0").replace("port: 8800", f"port: {free_port()}")
+                      .replace("max_replicas: 8", "max_replicas: 1"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCALEDIT_", "RAY_"))}
+    env.update(HOME=str(tmp_path), RAY_USAGE_STATS_ENABLED="0", LOCALEDIT_MODELS_DIR=str(tiny_models_dir),
+               LOCALEDIT_DATA_DIR=str(tmp_path / "data"), RAY_AUTH_TOKEN=secrets.token_hex(32))  # auth stays on
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "serve"), "run", str(config)], cwd=repo, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    refusal = "Refusing to listen on 0.0.0.0 without a token"
+    tree: dict[int, psutil.Process] = {}  # every process Ray starts under it, to stop by PID at the end
+
+    def look() -> None:
+        try:
+            tree.update((c.pid, c) for c in psutil.Process(proc.pid).children(recursive=True))
+        except psutil.NoSuchProcess:
+            pass
+
+    try:
+        deadline = time.monotonic() + 180
+        while refusal not in log.read_text(errors="replace") and proc.poll() is None:
+            assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
+            look()
+            time.sleep(1)
+        assert refusal in log.read_text(errors="replace"), log.read_text(errors="replace")[-3000:]
+    finally:
+        look()
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        for child in tree.values():  # what Ray started, by its PID
+            if child.is_running():
+                child.kill()
+
+
 @pytest.fixture(scope="module")
 def ray_worker(tiny_models_dir, tmp_path_factory):
     """``localedit worker --ray`` as a user starts it: a Ray of its own (token auth on, a fresh token

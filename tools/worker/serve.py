@@ -10,7 +10,8 @@ a Ray of our own gets a fresh random token in its processes' environment unless 
 and a Ray of our own keeps every one of its processes on loopback: the node IP is 127.0.0.1, the
 dashboard is off, and each replica's inter-deployment gRPC server (which Ray Serve 2.60 binds to
 ``[::]`` with no option) is bound to 127.0.0.1 (:func:`keep_replica_grpc_on_loopback`). Only the HTTP
-proxy listens where ``--host`` says, behind the worker's own token rule.
+proxy listens where ``--host`` (or a config's ``http_options.host``) says, behind the worker's own token
+rule: each replica checks it, so a plain ``serve run`` on 0.0.0.0 without a token starts no replica.
 
 Each replica is one :class:`VisionWorker`: the same FastAPI app and routes as ``localedit worker``
 (:func:`tools.worker.server.create_app`), so :class:`tools.worker.client.RemoteWorker` talks to it unchanged.
@@ -74,10 +75,11 @@ class VisionWorker:
         if is_loopback(ray.util.get_node_ip_address()):  # a Ray kept on this machine: so is this replica
             keep_replica_grpc_on_loopback()
         s = Settings(**settings) if settings else Settings()
+        self.token = token or configured_token(s)  # LOCALEDIT_WORKER_TOKEN or _TOKEN_FILE (`serve run`)
+        check_bind(serve_http_host(), self.token)  # plain `serve run` too: beyond loopback, a token or no replica
         replica = serve.get_replica_context().replica_id.unique_id
         self.service = WorkerService(s, replica=replica, kind="ray")
         self.service.warm_up()  # the replica counts as started once its models are warm
-        self.token = token or configured_token(s)  # LOCALEDIT_WORKER_TOKEN or _TOKEN_FILE (`serve run`)
 
     def __serve_build_asgi_app__(self):
         app = create_app(self.service, token=self.token, edit_runner=self.run_edit, warm_in_background=False)
@@ -113,6 +115,16 @@ class VisionWorker:
     async def edit_batch(self, jobs: list[EditJob]) -> list[Any]:
         """The edits that arrived together, run in a thread (answers or exceptions, in order)."""
         return await asyncio.get_running_loop().run_in_executor(None, self.service.edit_batch, jobs)
+
+
+def serve_http_host() -> str:
+    """Where this cluster's Serve HTTP proxies listen (the config's ``http_options.host``), as the
+    Serve controller knows it; called in a replica."""
+    import ray
+    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
+    controller = ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+    return ray.get(controller.get_http_config.remote()).host
 
 
 def gpu_count() -> int:

@@ -769,7 +769,8 @@ def check_bind(host: str, token: Optional[str]) -> None:
     """Refuse to listen beyond this machine without a token."""
     if not is_loopback(host) and not token:
         raise LocaleditError(f"Refusing to listen on {host} without a token: pass --token or set "
-                             f"LOCALEDIT_WORKER_TOKEN (only 127.0.0.1 / localhost may go without one).")
+                             f"LOCALEDIT_WORKER_TOKEN or LOCALEDIT_WORKER_TOKEN_FILE (only 127.0.0.1 / localhost "
+                             f"may go without one).")
 
 
 def serve_http(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
