@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import json
 import math
 import threading
 import time
@@ -169,7 +170,7 @@ class Guard:
         if why is not None and scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008, "reason": why[:120]})
         elif why is not None:
-            await _plain(send, 403, why)
+            await _answer(send, 403, why.encode())
         elif self.throttle is not None and scope["type"] == "http" and scope.get("method") == "POST" \
                 and scope.get("path", "").rstrip("/").endswith("/login"):
             await self._login(scope, receive, send)
@@ -180,9 +181,10 @@ class Guard:
         """A sign-in: refused while its address is throttled; its answer (401 / 200) counted."""
         client = (scope.get("client") or ("?", 0))[0]
         wait = self.throttle.wait(client)
-        if wait > 0:
-            await _plain(send, 429, f"Too many failed sign-ins from this address: try again in "
-                                    f"{math.ceil(wait)} s.", [(b"retry-after", str(math.ceil(wait)).encode())])
+        if wait > 0:  # as JSON {"detail"}: the login page shows Chainlit's error details
+            why = f"Too many failed sign-ins from this address: try again in {math.ceil(wait)} s."
+            await _answer(send, 429, json.dumps({"detail": why}).encode(), b"application/json",
+                          [(b"retry-after", str(math.ceil(wait)).encode())])
             return
 
         async def counted(message):
@@ -196,10 +198,9 @@ class Guard:
         await self.app(scope, receive, counted)
 
 
-async def _plain(send, status: int, text: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
-    """A short plain-text HTTP answer."""
-    body = text.encode()
+async def _answer(send, status: int, body: bytes, content_type: bytes = b"text/plain; charset=utf-8",
+                  headers: list[tuple[bytes, bytes]] = ()) -> None:
+    """A short HTTP answer of our own (a refusal)."""
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                            (b"content-length", str(len(body)).encode()), *headers]})
+                "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *headers]})
     await send({"type": "http.response.body", "body": body})

@@ -94,5 +94,19 @@ def test_guessing_the_password_is_refused_after_five_failures(server):
             assert client.post("/login", data={"username": "ada", "password": "guess"}).status_code == 401
         refused = client.post("/login", data={"username": "ada", "password": PASSWORD})
         assert refused.status_code == 429, refused.text  # the right password too, while it lasts
-        assert "Too many failed sign-ins" in refused.text and 0 < int(refused.headers["retry-after"]) <= 60
+        assert "Too many failed sign-ins" in refused.json()["detail"] and 0 < int(refused.headers["retry-after"]) <= 60
         assert client.get("/", headers={"Origin": server.url}).status_code == 200  # only sign-ins wait
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:  # and the login page says why, in our words
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1000, "height": 800})
+        page.set_default_timeout(30_000)
+        page.goto(server.url)
+        page.wait_for_url("**/login")
+        page.locator("#email").fill("ada")
+        page.locator("#password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign In").click()
+        page.get_by_text("Too many failed sign-ins from this address").first.wait_for()
+        assert page.locator("#chat-input").count() == 0
+        page.screenshot(path=str(ARTIFACTS / "21-login-throttled.png"))
+        browser.close()
