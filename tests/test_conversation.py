@@ -385,7 +385,7 @@ def test_a_hung_captioner_is_given_up_on_after_its_timeout(settings, registry, t
             return getattr(self.inner, name)
 
         def caption(self, image):
-            release.wait(5)  # hung; let go when the test ends
+            release.wait(60)  # hung; let go when the test ends
             return Caption("a late caption")
 
     s = agent_settings(settings, tmp_path, caption_timeout=0.3)
@@ -394,7 +394,7 @@ def test_a_hung_captioner_is_given_up_on_after_its_timeout(settings, registry, t
     chat.send("", image=photo_path)
     started = time.monotonic()
     reply = chat.send("make the leftmost cat red")
-    assert "Done" in reply.text and time.monotonic() - started < 4.5  # did not wait the 5 s
+    assert "Done" in reply.text and time.monotonic() - started < 30  # did not wait the 60 s (a loaded machine: slack)
     assert "did not answer within 0.3 s" in reply.report["stages"][0]["why"]
     release.set()
     conv.close()
