@@ -7,6 +7,8 @@ mode on loopback; no model is loaded (no edit runs here).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import httpx
 import pytest
 
@@ -26,7 +28,9 @@ def server(tiny_models_dir, tmp_path_factory):
     srv.stop()
 
 
-def test_the_chat_asks_for_the_password(server):
+@contextmanager
+def signing_in(server, password: str):
+    """Chromium on the chat's login page, ``ada`` / ``password`` typed and Sign In clicked: the page."""
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
@@ -35,8 +39,16 @@ def test_the_chat_asks_for_the_password(server):
         page.goto(server.url)
         page.wait_for_url("**/login")
         page.locator("#email").fill("ada")
-        page.locator("#password").fill("wrong")
+        page.locator("#password").fill(password)
         page.get_by_role("button", name="Sign In").click()
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def test_the_chat_asks_for_the_password(server):
+    with signing_in(server, "wrong") as page:
         page.get_by_text("credentials").first.wait_for()  # "Sign in failed. Check the details you provided..."
         assert page.locator("#chat-input").count() == 0
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -45,7 +57,6 @@ def test_the_chat_asks_for_the_password(server):
         page.get_by_role("button", name="Sign In").click()
         page.locator("#chat-settings-open-modal").wait_for()  # signed in: the chat's session is up
         assert page.locator("#user-nav-button").inner_text().strip() == "A"  # signed in as ada
-        browser.close()
 
 
 def test_pictures_and_other_origins_stay_out(server):
@@ -96,17 +107,7 @@ def test_guessing_the_password_is_refused_after_five_failures(server):
         assert refused.status_code == 429, refused.text  # the right password too, while it lasts
         assert "Too many failed sign-ins" in refused.json()["detail"] and 0 < int(refused.headers["retry-after"]) <= 60
         assert client.get("/", headers={"Origin": server.url}).status_code == 200  # only sign-ins wait
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:  # and the login page says why, in our words
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1000, "height": 800})
-        page.set_default_timeout(30_000)
-        page.goto(server.url)
-        page.wait_for_url("**/login")
-        page.locator("#email").fill("ada")
-        page.locator("#password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign In").click()
+    with signing_in(server, PASSWORD) as page:  # and the login page says why, in our words
         page.get_by_text("Too many failed sign-ins from this address").first.wait_for()
         assert page.locator("#chat-input").count() == 0
         page.screenshot(path=str(ARTIFACTS / "21-login-throttled.png"))
-        browser.close()
