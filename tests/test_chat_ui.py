@@ -869,8 +869,16 @@ def test_download_settings_starters_names_and_phone(ui, browser, tmp_path):
 
     phone, small = open_page(browser, ui.server, ui.photo, viewport=(390, 844), is_mobile=True, has_touch=True)
     small.send("", image=ui.photo, expect="What should I change")
+    sheet = small.page.get_by_role("dialog")  # a phone: the photo panel is a sheet over the chat
+    sheet.get_by_test_id("photo-picker").wait_for()
+    small.page.keyboard.press("Escape")  # closed, to type the next message
+    sheet.wait_for(state="detached")
+    small.page.get_by_test_id("thumb").last.click()  # a small picture in the chat opens it again
+    sheet.get_by_test_id("photo-picker").wait_for()
+    small.page.keyboard.press("Escape")
+    sheet.wait_for(state="detached")
     small.send("make the leftmost cat red", expect="Done")
-    strip = small.strip()
+    strip = small.strip()  # the new version opened the panel
     assert strip.get_by_role("button").count() == 2
     assert strip.evaluate("s => s.scrollWidth <= s.clientWidth + 1 || getComputedStyle(s).overflowX === 'auto'")
     strip.scroll_into_view_if_needed()
