@@ -453,6 +453,32 @@ def parse_body(data: bytes, model: type[_Body]) -> _Body:
         raise Refusal(422, _first_error(err)) from None
 
 
+async def read_body(request: Request, limit: int, upload_timeout: float, what: str = "the worker's") -> bytes:
+    """The whole body, at most ``limit`` bytes (413), within ``upload_timeout`` seconds (408)."""
+    declared = request.headers.get("content-length", "")
+    too_big = Refusal(413, f"The request is larger than {what} {human_bytes(limit)} limit.")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_big
+    chunks, size = [], 0
+
+    async def collect() -> None:
+        nonlocal size
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_big
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(collect(), upload_timeout)
+    except asyncio.TimeoutError:
+        raise Refusal(408, f"The request body did not arrive within {what} {upload_timeout:g} s "
+                           f"upload limit.") from None
+    except ClientDisconnect:
+        raise Refusal(499, "The client went away before sending the whole request.") from None
+    return b"".join(chunks)
+
+
 async def disconnected(request: Request) -> None:
     """Returns once the client has gone away (call only after the body was read)."""
     while (await request.receive())["type"] != "http.disconnect":
@@ -512,33 +538,8 @@ def create_app(service: WorkerService, token: Optional[str] = None,
         response.headers[REPLICA_HEADER] = service.replica
         return response
 
-    async def body_bytes(request: Request) -> bytes:
-        """The whole body, at most ``limit`` bytes, within ``upload_timeout`` seconds."""
-        declared = request.headers.get("content-length", "")
-        too_big = Refusal(413, f"The request is larger than the worker's {human_bytes(limit)} limit.")
-        if declared.isdigit() and int(declared) > limit:
-            raise too_big
-        chunks, size = [], 0
-
-        async def collect() -> None:
-            nonlocal size
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise too_big
-                chunks.append(chunk)
-
-        try:
-            await asyncio.wait_for(collect(), upload_timeout)
-        except asyncio.TimeoutError:
-            raise Refusal(408, f"The request body did not arrive within the worker's {upload_timeout:g} s "
-                               f"upload limit.") from None
-        except ClientDisconnect:
-            raise Refusal(499, "The client went away before sending the whole request.") from None
-        return b"".join(chunks)
-
     async def read(request: Request, model: type[_Body]) -> _Body:
-        return await in_thread(parse_body, await body_bytes(request), model)
+        return await in_thread(parse_body, await read_body(request, limit, upload_timeout), model)
 
     async def answer(request: Request, work: Awaitable[dict], cancel: threading.Event,
                      deadline: float) -> JSONResponse:
