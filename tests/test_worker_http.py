@@ -93,7 +93,8 @@ def test_token_refused_and_accepted(worker_process):
 
 def test_oversize_and_malformed_requests_are_refused_and_the_worker_keeps_serving(worker_process, remote):
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    big = httpx.post(f"{worker_process.url}/caption", content=b"x" * 3_000_000, headers=auth)
+    big = httpx.post(f"{worker_process.url}/caption", content=b"x" * 3_000_000,
+                     headers={**auth, "Content-Type": "application/json"})
     assert big.status_code == 413 and "limit" in big.json()["detail"]
     noise = np.random.default_rng(0).integers(0, 256, (700, 700, 3), dtype=np.uint8)
     with pytest.raises(LocaleditError, match="limit"):  # 413 through the client: a reason, not a crash

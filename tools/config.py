@@ -162,6 +162,12 @@ class Settings(BaseSettings):
         return url.strip()
     upload_timeout: float = Field(30.0, gt=0, description="Seconds a client has to send a request body to the "
                                   "worker (408 after): a stalled upload is dropped.")
+    header_timeout: float = Field(10.0, gt=0, le=600, description="Seconds a client of the worker, the "
+                                  "OpenAI-compatible API or MCP over HTTP has to send its request headers; a "
+                                  "connection that has not finished them by then is closed.")
+    api_origins: list[str] = Field(
+        default_factory=list, description="Extra browser origins allowed to call the worker, the OpenAI-compatible "
+        "API and MCP over HTTP (a page's own address is always allowed; other pages get 403).")
     max_request_memory: int = Field(
         1024 * 1024 * 1024, ge=1 << 20, description="The worker refuses (413) a request whose memory estimate "
         "(from the image sizes, before decoding) is above this, and runs at most this much estimated work at once.")
