@@ -9,12 +9,10 @@ models' pixels are noise: the tests check where the edit happened and what the p
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import io
 import json
 import re
 import stat
-import subprocess
 import time
 from pathlib import Path
 from typing import Optional
@@ -30,13 +28,9 @@ from chat_ui.access import Guard, check_listen, check_password, origin_allowed
 from chat_ui.backend import Backend, PanelSettings
 from chat_ui.page import LocalPage, strip_external_links
 from tests.conftest import free_port, scene
+from tests.helpers.chat_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Server, needs_chainlit
 from tests.scenes import CATS, SIZE, SceneWorker, agent_settings, inside
 
-REPO = Path(__file__).resolve().parent.parent
-ARTIFACTS = REPO / "artifacts" / "ui"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 TURN_TIMEOUT_MS = 120_000  # the first turn loads every tiny model
 HEADER = "button[id^='step-'], p[id^='step-']"  # a step's header (its name)
 
@@ -394,52 +388,9 @@ def test_app_root_has_local_assets_origins_texts_and_a_private_secret(settings, 
 
 # --- end to end in a browser -------------------------------------------------------------------
 
-class Server:
-    """The chat app under test, as a child process on a loopback port (restartable)."""
-
-    def __init__(self, models: Path, data: Path, log: Path, **env):
-        self.port, self.data, self.log = free_port(), data, log
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {"LOCALEDIT_MODELS_DIR": str(models), "LOCALEDIT_DATA_DIR": str(data),
-                    "LOCALEDIT_MAX_SIDE": "64", "LOCALEDIT_STEPS": "2", "LOCALEDIT_DEVICE": "cpu",
-                    "LOCALEDIT_MAX_ATTEMPTS": "2", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-                    "OPENAI_API_KEY": None, "OPENAI_BASE_URL": None, "LOCALEDIT_LLM_MODEL": None,
-                    "LOCALEDIT_CHAT_PASSWORD": None, "OMP_NUM_THREADS": "1", **env}
-        self.proc = None
-
-    def start(self) -> None:
-        from chat_ui.launch import start, wait_until_up
-
-        out = open(self.log, "ab")
-        self.proc = start("127.0.0.1", self.port, self.data, app_file=REPO / "tests" / "ui_helpers.py",
-                          env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=str(self.data.parent))
-        out.close()
-        if not wait_until_up("127.0.0.1", self.port, self.proc, 120):
-            self.stop()
-            pytest.fail(f"the chat app did not start; its log:\n{self.tail()}")
-
-    def stop(self) -> None:
-        from chat_ui.launch import stop
-
-        if self.proc is not None:
-            stop(self.proc)  # by this child's PID only
-            self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def tail(self, n: int = 60) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:]) if self.log.exists() else ""
-
-
-def needs_chainlit() -> None:
-    if importlib.util.find_spec("chainlit") is None:  # not imported here: it writes files where it is imported
-        pytest.skip("chainlit is not installed (pip install chainlit)")
-
-
 @pytest.fixture(scope="module")
-def server(tiny_models_dir, tmp_path_factory):
+def chat_server(tiny_models_dir, tmp_path_factory):
+    """The chat app (no password, loopback) with the tiny models, for the module's browser tests."""
     needs_chainlit()
     root = tmp_path_factory.mktemp("chat-ui")
     srv = Server(tiny_models_dir, root / "data", root / "server.log")
@@ -462,12 +413,12 @@ def browser():
         b.close()
 
 
-def open_page(browser, server, photo: Path, viewport=(1100, 1400), path: str = "/", **context):
+def open_page(browser, chat_server, photo: Path, viewport=(1100, 1400), path: str = "/", **context):
     ctx = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, accept_downloads=True,
                               **context)
     ctx.set_default_timeout(60_000)  # generous: a busy 2-core machine renders slowly
     page = ctx.new_page()
-    ui = UI(page, server, photo)
+    ui = UI(page, chat_server, photo)
     page.on("request", lambda r: ui.requests.append(r.url))
     page.on("websocket", lambda ws: ws.on("framereceived", lambda f: ui.frames.append(f if isinstance(f, str) else "")))
     page.on("response", lambda r: ui.failed.append(r.url) if r.status >= 400 else None)
@@ -476,11 +427,11 @@ def open_page(browser, server, photo: Path, viewport=(1100, 1400), path: str = "
 
 
 @pytest.fixture
-def ui(browser, server, tmp_path):
+def ui(browser, chat_server, tmp_path):
     """A fresh browser profile on the app (a new chat), and a photo to upload."""
     photo = tmp_path / "cats.png"
     scene(SIZE, boxes=CATS).save(photo)
-    ctx, page = open_page(browser, server, photo)
+    ctx, page = open_page(browser, chat_server, photo)
     yield page
     ctx.close()
 
