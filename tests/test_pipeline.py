@@ -23,6 +23,7 @@ from tests.scenes import SIZE, SceneWorker
 from tools.config import Settings
 from tools.images import box_to_mask
 
+pytestmark = pytest.mark.slow
 CAT = (60, 30, 110, 95)
 COMPARED = ("editor", "why", "seed", "guidance_scale", "image_guidance_scale", "strength", "problems", "combined")
 
@@ -84,7 +85,6 @@ def through_localedit_eval(settings, worker, photo, instruction, tmp_path, edito
     return rows
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("instruction,action,editor", [
     ("add a hat to the cat", "add", "ip2p-composite"),
     ("turn the cat into a fox", "replace", "ip2p-composite"),

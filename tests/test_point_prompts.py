@@ -1,4 +1,4 @@
-"""Point prompts (a click on the object) from SAM up: the segmenter, the worker over HTTP, ``run_edit``,
+"""Point prompts (a click on the object) from SAM up: the segmenter, the worker over HTTP, ``agent.pipeline.run``,
 ``localedit edit --point`` and the evaluation manifest's ``points``.
 
 SAM is the real tiny random model, so its masks are noise: the tests check what the prompt carries
