@@ -40,7 +40,7 @@ from agent.plan import Chat, Clarify, Command, EditPlan
 from agent.replies import Where
 from agent.select import Choice, candidate_order, choose
 from agent.state import State, current_path, current_record, parent_of, show, walk
-from agent.store import ImageStore
+from agent.store import ImageStore, for_preview
 from tools.config import Settings
 from tools.images import box_to_mask, grow_box, overlay, side_by_side, union_box
 from tools.region import evaluation_region, rc_labels, score_edit
@@ -376,7 +376,7 @@ class _Nodes:
             return {"reply": {"text": replies.WHOLE_IMAGE, "images": {"current": current}}}
         picture = overlay(self.store.open(current), mask=self.store.open_mask(region),
                           boxes=[tuple(b) for b in record.get("boxes") or []])
-        return {"reply": {"text": replies.MASK_SHOWN, "images": {"mask": self.store.put(picture), "current": current}}}
+        return {"reply": {"text": replies.MASK_SHOWN, "images": {"mask": self.store.put_preview(picture), "current": current}}}
 
     @staticmethod
     def _rerun_region(record: dict, indices: Optional[list[int]]) -> dict[str, Any]:
@@ -634,12 +634,14 @@ class _Nodes:
         versions.append({"path": best["path"], "note": f"the result of \"{plan.instruction}\"" if plan.instruction
                          else "the edited photo", "parent": base_index, "child": None, "record": record,
                          "caption": {"text": plan.target_caption or inherited, "source": "plan"}})
-        base = self.store.open(state["base"])
+        base, region, boxes = for_preview(self.store.open(state["base"]),
+                                          self.store.open_mask(best["region"]) if best.get("region") else None,
+                                          tuple(tuple(b) for b in record.get("boxes") or []))
         images = {"edited": best["path"],
-                  "before_after": self.store.put(side_by_side(base, self.store.open(best["path"])))}
-        if best.get("region"):
-            images["mask"] = self.store.put(overlay(base, mask=self.store.open_mask(best["region"]),
-                                                    boxes=[tuple(b) for b in record["boxes"]]))
+                  "before_after": self.store.put_preview(side_by_side(base, for_preview(
+                      self.store.open(best["path"]))[0]))}
+        if region is not None:
+            images["mask"] = self.store.put_preview(overlay(base, mask=region, boxes=boxes))
         understood = state.get("understood") or {}
         note = understood.get("note") if understood.get("path") not in ("offline", "fast", "ui") else ""
         text = replies.edit_done(plan.instruction, where, best["editor"], attempts=len(attempts),
