@@ -40,6 +40,7 @@ from agent.plan import Chat, Clarify, Command, EditPlan
 from agent.replies import Where
 from agent.select import Choice, candidate_order, choose
 from agent.state import State, current_path, current_record, parent_of, show, walk
+from agent.vision import hint_detections
 from agent.store import ImageStore
 from tools.config import Settings
 from tools.images import box_to_mask, grow_box, overlay, side_by_side, union_box
@@ -245,7 +246,7 @@ class _Nodes:
         caption, versions, entry = self._caption(state)
         last = EditPlan.model_validate(about["plan"]) if about and about.get("plan") else None
         context = ParseContext(last_plan=last, has_image=current is not None, caption=caption,
-                               referent=referent.describe(about))
+                               referent=referent.describe(about), photo=current)
         history = [(m["role"], m["text"]) for m in (state.get("messages") or [])[-HISTORY_TURNS * 2 - 1:-1]]
         started = time.perf_counter()
         understood = call("the language model", self.understander.understand, state["text"], context, history)
@@ -444,6 +445,8 @@ class _Nodes:
                          timeout=self.limit("ground"))
         entry = _entry("ground", bool(phrase), "" if phrase else "nothing to ground",
                        seconds=round(time.perf_counter() - started, 3))
+        if plan.box is not None and plan.target:  # a vision LLM's box: a hint SAM refines, the rules check
+            found, entry["hint"] = hint_detections(found, plan.box, plan.target, not (plan.qualifier or plan.plural))
         if not found and plan.action == "add" and not plan.target:
             return {"plan": plan.model_copy(update={"action": "global"}).model_dump(),
                     "report": self.report(state, entry)}

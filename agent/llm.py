@@ -49,6 +49,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from agent import vision
 from agent.arbiter import STOPWORDS, arbitrate, same_word, well_grounded, words
 from agent.llm_client import (
     PLACEHOLDER_KEY, REDACT, BudgetSpent, ModelCaller, describe_error, make_llm, redact,
@@ -131,6 +132,15 @@ class EditRegion(_Tool):
     region_hint: Optional[str] = Field(None, description="For add: where it goes, 'on the table'.")
     revise_last: Optional[bool] = Field(False, description="True when the message corrects the previous edit "
                                         "('no, the left one'): redo it from the image before it.")
+    bbox_2d: Optional[list[float]] = Field(None, description="Only when you can see the photo: the box of the "
+                                           "one object to change, [x1, y1, x2, y2]; else null.")
+
+    @field_validator("bbox_2d", mode="before")
+    @classmethod
+    def _box(cls, v: Any) -> Any:
+        """A box that is not four numbers is dropped, not an error (the plan stands without it)."""
+        ok = isinstance(v, (list, tuple)) and len(v) == 4 and all(isinstance(x, (int, float)) for x in v)
+        return list(v) if ok else None
 
     @field_validator("action", mode="before")
     @classmethod
@@ -235,6 +245,7 @@ def tool_to_understanding(name: str, args: Any, user_text: str = "") -> Understa
         instruction = clean_text(user_text) or ""
         if isinstance(call, EditRegion):
             fields = call.model_dump()
+            fields["box"] = fields.pop("bbox_2d")  # as the model wrote it; ``agent.vision.seen`` maps it to pixels
             fields["instruction"] = fields["instruction"] or instruction
             return EditPlan.model_validate(fields)
         if isinstance(call, EditGlobal):
@@ -456,6 +467,8 @@ class Understander:
             settings = get_settings()
         self.budget = float(getattr(settings, "llm_turn_budget", 60.0))
         self.caller = None if llm is None else ModelCaller(llm, TOOLS, getattr(settings, "llm_retries", 1))
+        self.vision = (getattr(settings, "llm_vision", "auto"), int(getattr(settings, "llm_image_side", 768)),
+                       getattr(settings, "llm_box_format", "auto"))
 
     # --- the prompt -----------------------------------------------------------------------
 
@@ -652,7 +665,8 @@ class Understander:
             return _finish(Understood(result, "offline-fallback", "; ".join(
                 [n for n in notes if n] + [why + "; used the built-in parser"])))
 
-        messages = self.messages(text, context, history)
+        messages, photo = vision.with_photo(self.messages(text, context, history), context, self.caller.server,
+                                            getattr(self.llm, "model_name", None), *self.vision)
         try:
             asked = self.caller.ask(messages, deadline)
         except Exception as e:  # noqa: BLE001 - connection refused, timeout, HTTP error, garbage, ...
@@ -696,7 +710,7 @@ class Understander:
         if rest:
             notes.append("the model also asked for " + ", ".join(_say(r) for r in rest)
                          + "; I did only the first: send the rest as its own message")
-        return _finish(Understood(result, path, "; ".join(n for n in notes if n), tuple(rest),
+        return _finish(Understood(vision.seen(result, photo, self.caller.server), path, "; ".join(n for n in notes if n), tuple(rest),
                                   first if verdict.winner == "parser" else None))
 
     @staticmethod

@@ -225,6 +225,9 @@ class EditPlan(_Base):
     new_value: Optional[str] = Field(None, description="What the target becomes or gets: 'fox', 'red', 'a hat'.")
     revise_last: bool = Field(False, description="A correction of the previous edit ('no, the left one'): apply "
                               "it to the image the previous edit started from.")
+    box: Optional[tuple[float, float, float, float]] = Field(
+        None, description="Where a vision LLM saw the target, [x0, y0, x1, y1] in pixels of the photo: a "
+        "grounding hint that SAM refines (agent.vision); None without one.")
 
     @field_validator("target", "attribute", "region_hint", "new_value", mode="before")
     @classmethod
@@ -257,7 +260,7 @@ class EditPlan(_Base):
     @model_validator(mode="after")
     def _consistent(self) -> "EditPlan":
         if self.action == "global":
-            for name in ("target", "qualifier", "attribute", "count", "region_hint"):
+            for name in ("target", "qualifier", "attribute", "count", "region_hint", "box"):
                 object.__setattr__(self, name, None)
             object.__setattr__(self, "plural", False)
         elif self.action in ("replace", "attribute", "remove") and not self.target:
