@@ -131,7 +131,10 @@ class EditRegion(_Tool):
     instruction: Optional[str] = Field(None, description="The edit as a short command: 'turn the cat into a fox'.")
     region_hint: Optional[str] = Field(None, description="For add: where it goes, 'on the table'.")
     revise_last: Optional[bool] = Field(False, description="True when the message corrects the previous edit "
-                                        "('no, the left one'): redo it from the image before it.")
+                                        "('no, the left one', 'no, I wanted a wolf'): this replaces the last "
+                                        "edit, made again from the image before it.")
+    undo_first: Optional[int] = Field(0, description="Undo this many edits first, then make this edit: 1 for "
+                                      "'undo that and make the bus green instead'; else 0.")
     bbox_2d: Optional[list[float]] = Field(None, description="Only when you can see the photo: the box of the "
                                            "one object to change, [x1, y1, x2, y2]; else null.")
 
@@ -160,7 +163,8 @@ class EditGlobal(_Tool):
     source_caption: Optional[str] = Field(None, description="Short caption of the photo before the edit.")
     target_caption: Optional[str] = Field(None, description="The same caption after the edit.")
     revise_last: Optional[bool] = Field(False, description="True when the message corrects the previous edit "
-                                        "('no, make it autumn instead').")
+                                        "('no, make it autumn instead'): this replaces the last edit.")
+    undo_first: Optional[int] = Field(0, description="Undo this many edits first ('go back and make it winter': 1).")
 
 
 class AskUser(_Tool):
@@ -247,11 +251,12 @@ def tool_to_understanding(name: str, args: Any, user_text: str = "") -> Understa
             fields = call.model_dump()
             fields["box"] = fields.pop("bbox_2d")  # as the model wrote it; ``agent.vision.seen`` maps it to pixels
             fields["instruction"] = fields["instruction"] or instruction
+            fields["undo_first"] = max(0, fields.get("undo_first") or 0)
             return EditPlan.model_validate(fields)
         if isinstance(call, EditGlobal):
             return EditPlan(action="global", target=None, instruction=call.instruction,
                             source_caption=call.source_caption, target_caption=call.target_caption,
-                            revise_last=bool(call.revise_last))
+                            revise_last=bool(call.revise_last), undo_first=max(0, call.undo_first or 0))
         if isinstance(call, AskUser):
             return Clarify(question=call.question)
         if isinstance(call, (Undo, Redo)):

@@ -225,6 +225,8 @@ class EditPlan(_Base):
     new_value: Optional[str] = Field(None, description="What the target becomes or gets: 'fox', 'red', 'a hat'.")
     revise_last: bool = Field(False, description="A correction of the previous edit ('no, the left one'): apply "
                               "it to the image the previous edit started from.")
+    undo_first: int = Field(0, ge=0, le=1000, description="Undo this many edits first, then make this edit on the "
+                            "version that leaves on screen ('undo that and make the bus green instead': 1).")
     box: Optional[tuple[float, float, float, float]] = Field(
         None, description="Where a vision LLM saw the target, [x0, y0, x1, y1] in pixels of the photo: a "
         "grounding hint that SAM refines (agent.vision); None without one.")
