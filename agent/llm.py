@@ -715,7 +715,8 @@ class Understander:
         if rest:
             notes.append("the model also asked for " + ", ".join(_say(r) for r in rest)
                          + "; I did only the first: send the rest as its own message")
-        return _finish(Understood(vision.seen(result, photo, self.caller.server), path, "; ".join(n for n in notes if n), tuple(rest),
+        result = vision.seen(result, photo, self.caller.server)  # the box in pixels, or none if it did not see
+        return _finish(Understood(result, path, "; ".join(n for n in notes if n), tuple(rest),
                                   first if verdict.winner == "parser" else None))
 
     @staticmethod
