@@ -16,7 +16,7 @@ from tools.config import Settings
 from tools.edit import ROLES
 from tools.types import EDITORS, MASKED_EDITORS, EditRequest
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 
 @pytest.fixture(scope="module")
