@@ -40,7 +40,8 @@ from agent.plan import Chat, Clarify, Command, EditPlan
 from agent.replies import Where
 from agent.select import Choice, candidate_order, choose
 from agent.state import State, current_path, current_record, parent_of, show, walk
-from agent.store import ImageStore
+from agent.store import ImageStore, for_preview
+from agent.vision import hint_detections
 from tools.config import Settings
 from tools.images import overlay, side_by_side
 from tools.types import MAX_TEXT, Cancelled, Detection, LocaleditError, WorkerUnavailableError
@@ -248,7 +249,7 @@ class _Nodes:
         caption, versions, entry = self._caption(state)
         last = EditPlan.model_validate(about["plan"]) if about and about.get("plan") else None
         context = ParseContext(last_plan=last, has_image=current is not None, caption=caption,
-                               referent=referent.describe(about))
+                               referent=referent.describe(about), photo=current)
         history = [(m["role"], m["text"]) for m in (state.get("messages") or [])[-HISTORY_TURNS * 2 - 1:-1]]
         started = time.perf_counter()
         understood = call("the language model", self.understander.understand, state["text"], context, history)
@@ -394,7 +395,7 @@ class _Nodes:
             return {"reply": {"text": replies.WHOLE_IMAGE, "images": {"current": current}}}
         picture = overlay(self.store.open(current), mask=self.store.open_mask(region),
                           boxes=[tuple(b) for b in record.get("boxes") or []])
-        return {"reply": {"text": replies.MASK_SHOWN, "images": {"mask": self.store.put(picture), "current": current}}}
+        return {"reply": {"text": replies.MASK_SHOWN, "images": {"mask": self.store.put_preview(picture), "current": current}}}
 
     @staticmethod
     def _rerun_region(record: dict, indices: Optional[list[int]]) -> dict[str, Any]:
@@ -459,6 +460,8 @@ class _Nodes:
         found = pipeline.ground(self.worker, image, job, runner=self.runner)
         entry = _entry("ground", bool(phrase), "" if phrase else "nothing to ground",
                        seconds=round(time.perf_counter() - started, 3))
+        if plan.box is not None and plan.target:  # a vision LLM's box: a hint SAM refines, the rules check
+            found, entry["hint"] = hint_detections(found, plan.box, plan.target, not (plan.qualifier or plan.plural))
         if not found and plan.action == "add" and not plan.target:
             return {"plan": plan.model_copy(update={"action": "global"}).model_dump(),
                     "report": self.report(state, entry)}
@@ -638,12 +641,14 @@ class _Nodes:
         versions.append({"path": best["path"], "note": f"the result of \"{plan.instruction}\"" if plan.instruction
                          else "the edited photo", "parent": base_index, "child": None, "record": record,
                          "caption": {"text": plan.target_caption or inherited, "source": "plan"}})
-        base = self.store.open(state["base"])
+        base, region, boxes = for_preview(self.store.open(state["base"]),
+                                          self.store.open_mask(best["region"]) if best.get("region") else None,
+                                          tuple(tuple(b) for b in record.get("boxes") or []))
         images = {"edited": best["path"],
-                  "before_after": self.store.put(side_by_side(base, self.store.open(best["path"])))}
-        if best.get("region"):
-            images["mask"] = self.store.put(overlay(base, mask=self.store.open_mask(best["region"]),
-                                                    boxes=[tuple(b) for b in record["boxes"]]))
+                  "before_after": self.store.put_preview(side_by_side(base, for_preview(
+                      self.store.open(best["path"]))[0]))}
+        if region is not None:
+            images["mask"] = self.store.put_preview(overlay(base, mask=region, boxes=boxes))
         understood = state.get("understood") or {}
         note = understood.get("note") if understood.get("path") not in ("offline", "fast", "ui") else ""
         if note:  # how the message was read (an LLM fallback, a repair): the log and the step details, not the reply

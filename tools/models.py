@@ -476,6 +476,8 @@ class ModelRegistry:
         source = self.sources[role]
         offloaded = self.offloading and role in OFFLOADED
         device = torch.device("cpu") if offloaded else self.device
+        if self.device.type == "cuda" and self.settings.cuda_fast_math:  # TF32 for SAM and other fp32 parts
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         log.info("loading %s from %s on %s (%s)", role, source, device, self.dtype)
         try:
             loaded = load_role(role, source, device, self.dtype, self.settings)
@@ -501,6 +503,8 @@ class ModelRegistry:
             if s.preview_vae:
                 tiny = self.get("taesd")  # the lock is re-entrant
                 decode_with_tiny_vae(pipe.vae, tiny.model)
+            if s.cuda_fast_math and self.device.type == "cuda":
+                pipe.unet.to(memory_format=torch.channels_last)
             if s.torch_compile:
                 pipe.unet.compile()
         elif s.attention != "default" and hasattr(loaded.model, "set_attn_implementation"):
