@@ -24,13 +24,21 @@ class ImageStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def put(self, image: Image.Image) -> str:
-        """Save ``image`` (once) and return its path."""
+        """Save ``image`` (once) and return its path.
+
+        Written to a ``*.part`` file beside it and renamed into place; on any failure (a full disk,
+        an encoder error, Ctrl-C) the temporary file is removed and the error raised as it was.
+        """
         path = self.root / f"{content_hash(image)}.png"
         if not path.exists():
             fd, tmp = tempfile.mkstemp(dir=self.root, suffix=".part")
-            os.close(fd)
-            image.save(tmp, format="PNG")
-            os.replace(tmp, path)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    image.save(out, format="PNG")
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
         return str(path)
 
     def put_mask(self, mask: np.ndarray) -> str:
