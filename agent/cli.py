@@ -583,6 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device", help="cpu, cuda, cuda:1 (default: auto)")
     c.set_defaults(func=cmd_chat_cli)
 
+    from agent.api.cli import add_cli as add_api  # `api` and `mcp`
     from bench.evaluate import add_cli as add_eval
     from chat_ui.launch import add_cli as add_chat
     from tools.worker.cli import add_cli as add_worker
@@ -590,6 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_chat(sub)
     add_eval(sub)
     add_worker(sub)
+    add_api(sub)
     return p
 
 

@@ -40,7 +40,8 @@ from agent.plan import Chat, Clarify, Command, EditPlan
 from agent.replies import Where
 from agent.select import Choice, candidate_order, choose
 from agent.state import State, current_path, current_record, parent_of, show, walk
-from agent.store import ImageStore
+from agent.store import ImageStore, for_preview
+from agent.vision import hint_detections
 from tools import failures
 from tools.config import Settings
 from tools.images import box_to_mask, grow_box, overlay, side_by_side, union_box
@@ -209,7 +210,7 @@ class _Nodes:
             "text": text, "understood": None, "plan": None, "overrides": {}, "detections": [], "numbering": [],
             "choice": None, "question": None, "mask": None, "mask_for": None, "attempts": [], "queue": [],
             "reply": None, "base": None, "base_index": None, "rerun": False, "upload": None, "goto": None,
-            "report": []}
+            "report": [], "dropped": state.get("dropped") if state.get("rerun") else None}
         if goto is not None:  # a click on the version strip: not a message
             update["understood"] = {"result": {"kind": "command", "name": "goto", "version": int(goto)},
                                     "path": "ui", "note": ""}
@@ -248,7 +249,7 @@ class _Nodes:
         caption, versions, entry = self._caption(state)
         last = EditPlan.model_validate(about["plan"]) if about and about.get("plan") else None
         context = ParseContext(last_plan=last, has_image=current is not None, caption=caption,
-                               referent=referent.describe(about))
+                               referent=referent.describe(about), photo=current)
         history = [(m["role"], m["text"]) for m in (state.get("messages") or [])[-HISTORY_TURNS * 2 - 1:-1]]
         started = time.perf_counter()
         understood = call("the language model", self.understander.understand, state["text"], context, history)
@@ -267,6 +268,13 @@ class _Nodes:
             update.update(plan=result.model_dump(), base=current, base_index=state.get("cursor", 0))
             if result.revise_last and record:  # "no, the left one": redo the edit on screen differently
                 update.update(base=record["base"], base_index=record["base_index"])
+                if referent.same_objects(result, record):  # "no, I wanted a wolf": the same region, on its photo
+                    update.update(referent.reuse(record))
+            elif result.undo_first:  # "undo that and make the bus green instead": the edit, from further back
+                back = walk(state["versions"], state.get("cursor", 0), result.undo_first, forward=False)
+                update.update(base=state["versions"][back]["path"], base_index=back)
+                if record and back == record.get("base_index") and referent.follows_up(result, record, state["text"]):
+                    update.update(referent.reuse(record))  # "undo that and make it red": its region, on its photo
             elif referent.follows_up(result, about, state["text"]):  # "now make it red": the same region
                 now = referent.names(about)[0]  # "it" may have come back as the old name ("cat" for the fox)
                 update["plan"] = result.model_copy(update={"target": now, "attribute": None}).model_dump()
@@ -312,6 +320,12 @@ class _Nodes:
 
     def command(self, state: State) -> dict:
         """Undo, redo, go to a version, show the mask, cancel; or set up a re-run of the edit on screen."""
+        update = self._command(state)
+        if state.get("dropped") and update.get("reply"):  # "undo" while a question was open: say what became of it
+            update["reply"] = {**update["reply"], "text": replies.dropped(state["dropped"], update["reply"]["text"])}
+        return update
+
+    def _command(self, state: State) -> dict:
         cmd = state["understood"]["result"]
         versions, cursor = list(state.get("versions") or []), state.get("cursor", 0)
         if cmd["name"] == "goto":
@@ -342,7 +356,9 @@ class _Nodes:
         if cmd.name == "other_candidate":
             others = list(last_edit.get("alternatives") or [])
             if not others:
-                return {"reply": {"text": replies.ONLY_CANDIDATE}}
+                edited = len(last_edit.get("chosen") or [])
+                return {"reply": {"text": replies.all_edited(edited, self._name({"plan": last_plan}))
+                                  if edited > 1 else replies.ONLY_CANDIDATE}}
             overrides["indices"] = [others[0]]
         update: dict[str, Any] = {"plan": last_plan, "base": last_edit["base"], "overrides": overrides,
                                   "base_index": last_edit["base_index"]}
@@ -379,7 +395,7 @@ class _Nodes:
             return {"reply": {"text": replies.WHOLE_IMAGE, "images": {"current": current}}}
         picture = overlay(self.store.open(current), mask=self.store.open_mask(region),
                           boxes=[tuple(b) for b in record.get("boxes") or []])
-        return {"reply": {"text": replies.MASK_SHOWN, "images": {"mask": self.store.put(picture), "current": current}}}
+        return {"reply": {"text": replies.MASK_SHOWN, "images": {"mask": self.store.put_preview(picture), "current": current}}}
 
     @staticmethod
     def _rerun_region(record: dict, indices: Optional[list[int]]) -> dict[str, Any]:
@@ -447,6 +463,8 @@ class _Nodes:
                          timeout=self.limit("ground"))
         entry = _entry("ground", bool(phrase), "" if phrase else "nothing to ground",
                        seconds=round(time.perf_counter() - started, 3))
+        if plan.box is not None and plan.target:  # a vision LLM's box: a hint SAM refines, the rules check
+            found, entry["hint"] = hint_detections(found, plan.box, plan.target, not (plan.qualifier or plan.plural))
         if not found and plan.action == "add" and not plan.target:
             return {"plan": plan.model_copy(update={"action": "global"}).model_dump(),
                     "report": self.report(state, entry)}
@@ -499,7 +517,8 @@ class _Nodes:
             choice.reason = replies.reason(choice.where(self._name(state)))
             return {"messages": said, "question": None, "choice": choice.model_dump(), "report": report}
         if read.kind == "new":  # a command or a new instruction: the question is dropped
-            return {"messages": asked, "question": None, "rerun": True, "text": answer}
+            return {"messages": asked, "question": None, "rerun": True, "text": answer,
+                    "dropped": question.get("asked") or question["text"]}
         if read.kind == "resolved":  # "which part should be red?" - "the car"
             return {"messages": said, "question": None, "text": read.text, "report": report}
         return {"messages": said, "question": {**question, "text": replies.not_an_answer(
@@ -637,16 +656,21 @@ class _Nodes:
         versions.append({"path": best["path"], "note": f"the result of \"{plan.instruction}\"" if plan.instruction
                          else "the edited photo", "parent": base_index, "child": None, "record": record,
                          "caption": {"text": plan.target_caption or inherited, "source": "plan"}})
-        base = self.store.open(state["base"])
+        base, region, boxes = for_preview(self.store.open(state["base"]),
+                                          self.store.open_mask(best["region"]) if best.get("region") else None,
+                                          tuple(tuple(b) for b in record.get("boxes") or []))
         images = {"edited": best["path"],
-                  "before_after": self.store.put(side_by_side(base, self.store.open(best["path"])))}
-        if best.get("region"):
-            images["mask"] = self.store.put(overlay(base, mask=self.store.open_mask(best["region"]),
-                                                    boxes=[tuple(b) for b in record["boxes"]]))
+                  "before_after": self.store.put_preview(side_by_side(base, for_preview(
+                      self.store.open(best["path"]))[0]))}
+        if region is not None:
+            images["mask"] = self.store.put_preview(overlay(base, mask=region, boxes=boxes))
         understood = state.get("understood") or {}
         note = understood.get("note") if understood.get("path") not in ("offline", "fast", "ui") else ""
+        if note:  # how the message was read (an LLM fallback, a repair): the log and the step details, not the reply
+            log.info("understanding: %s", note)
+            report = [*report, _entry("understood", False, note)]
         text = replies.edit_done(plan.instruction, where, best["editor"], attempts=len(attempts),
-                                 kept_why=best.get("why", ""), problems=best.get("problems") or [], note=note or "",
+                                 kept_why=best.get("why", ""), problems=best.get("problems") or [], note="",
                                  knob=f"{best['why']}: {best['knob']}" if best.get("knob") else "")
         return {"versions": show(versions, len(versions) - 1), "cursor": len(versions) - 1, "report": report,
                 "selection": None,
@@ -695,7 +719,10 @@ class _Nodes:
                 "asked": where.asked}
         if where.how == "fallback":  # "try again" on it edits the objects as they were picked
             kept["how"] = choice.get("how") or "only"
-        return {"instruction": plan.instruction, "plan": plan.model_dump(), "base": state["base"],
+        prior = (state.get("versions") or [{}] * (base_index + 1))[base_index].get("record") \
+            if base_index < len(state.get("versions") or []) else None
+        return {"names": referent.chain(prior if choice.get("how") == "referent" else None, plan),
+                "instruction": plan.instruction, "plan": plan.model_dump(), "base": state["base"],
                 "base_index": base_index, "detections": detections, "numbering": state.get("numbering") or [],
                 "chosen": chosen, "alternatives": alternatives,
                 "boxes": [list(detections[i]["box"]) for i in chosen if i < len(detections)],
