@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 from agent.graph import build_graph
 from agent.store import ImageStore
+from tools import failures
 from tools.config import Settings, get_settings
 from tools.files import FileError, private_dir, private_file
 
@@ -48,10 +49,10 @@ def open_database(path: Path) -> sqlite3.Connection:
         # a small write-ahead log: checkpointed into the database every ~1 MB and cut back to 1 MB after
         db.execute("PRAGMA wal_autocheckpoint = 256")
         db.execute("PRAGMA journal_size_limit = 1048576")
+        failures.check_database(db, path)
     except sqlite3.DatabaseError as err:
         db.close()
-        raise FileError(f"The conversation database {str(path)!r} cannot be read ({err}); "
-                        f"move it away to start afresh.") from None
+        raise FileError(failures.open_failed(err, path)) from None
     return db
 
 

@@ -42,6 +42,7 @@ from agent.select import Choice, candidate_order, choose
 from agent.state import State, current_path, current_record, parent_of, show, walk
 from agent.store import ImageStore, for_preview
 from agent.vision import hint_detections
+from tools import failures
 from tools.config import Settings
 from tools.images import overlay, side_by_side
 from tools.types import MAX_TEXT, Cancelled, Detection, LocaleditError, WorkerUnavailableError
@@ -126,6 +127,8 @@ def _safe(name: str, fn: Callable[[State], dict]) -> Callable[[State], dict]:
             return {"reply": {"text": str(err), "error": True}}
         except Exception as err:  # noqa: BLE001 - the last net: log it, tell the user one line
             outcome = "failed"
+            if failures.describe(err, ".") is not None:  # a full disk, a read-only folder: the turn says which
+                raise
             log.exception("node %s failed", name)
             return {"reply": {"text": replies.failed(name, type(err).__name__), "error": True}}
         finally:

@@ -33,6 +33,7 @@ from agent.commands import goto
 from agent.locks import CancelToken, ThreadLock
 from agent.state import current_path, current_record, parent_of
 from agent.store import ImageStore
+from tools import failures
 from tools.config import Settings, get_settings
 from tools.images import check_dimensions, image_from_array, load_image
 from tools.types import LocaleditError
@@ -143,7 +144,10 @@ class Session:
                                      max_side=limits.max_image_side, max_aspect=limits.max_aspect_ratio)
             except LocaleditError as err:
                 return Reply(text=str(err), error=True, images=self._current_images())
-            upload = conv.store.put(pil.convert("RGB"))
+            try:
+                upload = conv.store.put(pil.convert("RGB"))
+            except OSError as err:
+                return self._failed(err)
         return self._turn({"text": text, "upload": upload}, progress)
 
     def select_version(self, number: int, progress: Optional[Callable[[dict], None]] = None) -> Reply:
@@ -194,12 +198,27 @@ class Session:
         except LocaleditError as err:
             return Reply(text=str(err), error=True, images=self._current_images())
         except Exception as err:  # noqa: BLE001 - never a traceback to the user
-            log.exception("turn failed")
-            return Reply(text=f"Something went wrong ({type(err).__name__}); your images and our "
-                              f"conversation are unchanged.", error=True, images=self._current_images())
+            return self._failed(err)
         finally:
             with self._tokens_lock:
                 self._tokens = tuple(t for t in self._tokens if t is not token)
+
+    def _failed(self, err: Exception) -> Reply:
+        """The reply to a turn that raised: the machine's failure in one sentence (a full disk, a
+        read-only folder, a damaged database: ``tools.failures``, logged without a traceback), else
+        "Something went wrong" with the traceback in the log."""
+        sentence = failures.describe(err, self.conversations.settings.data_dir)
+        if sentence is None:
+            log.exception("turn failed")
+            sentence = f"Something went wrong ({type(err).__name__}); your images and our conversation are unchanged."
+        else:
+            log.info("turn failed: %s (%s: %s)", sentence, type(err).__name__, err)
+        try:
+            images = self._current_images()
+        except Exception:  # noqa: BLE001 - a damaged database may not even say which image is on screen
+            log.info("the current image could not be read after the failure", exc_info=True)
+            images = {}
+        return Reply(text=sentence, error=True, images=images)
 
     def _stream(self, inputs: Any, progress: Optional[Callable[[dict], None]], token: CancelToken) -> None:
         config = {**self._config, "configurable": {**self._config["configurable"], "cancel": token}}

@@ -219,8 +219,11 @@ def test_a_damaged_conversation_database_is_one_sentence_at_start(env, tmp_path)
     out = subprocess.run([str(EXE), "chat-cli"], input="/image photo.png\n", capture_output=True, text=True,
                          cwd=tmp_path, env=env, timeout=120)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
-    assert out.stderr.splitlines()[-1] == (f"error: The conversation database '{tmp_path / 'data' / 'conversations.sqlite'}'"
-                                           " cannot be read (file is not a database); move it away to start afresh.")
+    data = tmp_path / "data"
+    assert out.stderr.splitlines() == [
+        f"error: The conversation database '{data / 'conversations.sqlite'}' is damaged (file is not a database): "
+        f"no conversation in it can be read, and all 0 images are safe in '{data / 'images'}'; move the database "
+        f"away (or recover it with `sqlite3 conversations.sqlite .recover`) to start afresh."]
 
 
 def test_paths_pasted_the_way_a_terminal_drops_a_file(env, tmp_path):
