@@ -189,6 +189,9 @@ class Settings(BaseSettings):
     cache_bytes: int = Field(512 * 1024 * 1024, description="Bound of each per-image cache (LRU by bytes).")
     torch_compile: bool = Field(False, description="torch.compile the diffusion UNets: a slow first call, "
                                 "faster after (GPU workers).")
+    cuda_fast_math: bool = Field(True, description="On CUDA: TF32 matrix products and convolutions for the "
+                                 "models that run in fp32 (SAM's image encoder, the fp32 parts of BLIP-2), and the "
+                                 "diffusion UNets in channels-last memory format. No effect on a CPU.")
     ip2p_scheduler: Literal["default", "euler_a", "dpm++", "unipc", "ddim"] = Field(
         "default", description="InstructPix2Pix's sampler: 'default' keeps the pipeline's own; 'dpm++' or "
         "'unipc' make usable edits in 8-12 steps (lower LOCALEDIT_STEPS with them).")
