@@ -27,12 +27,13 @@ import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional, Sequence, TypedDict
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 from PIL import Image
 
 from agent import judge
+from agent.state import Attempt
 from tools.config import Settings
 from tools.images import box_containing, box_to_mask, grow_box, mask_bbox, union_box
 from tools.region import EvalRegion, evaluation_region, rc_labels, score_edit
@@ -48,35 +49,6 @@ KNOBS = ("guidance_scale", "image_guidance_scale", "strength")
 
 class NothingFoundError(LocaleditError):
     """Grounding found no object for the target phrase."""
-
-
-class Attempt(TypedDict, total=False):
-    """One try of the edit: what the judge queued, then what it got.
-
-    Queued (``agent.judge.attempt_queue``): ``editor``, ``seed``, ``guidance_scale``,
-    ``image_guidance_scale``, ``strength``, ``candidate`` (a detection index to edit instead, or
-    None), ``why`` ("first try", "stronger edit", ...), ``knob`` (what moved, in words). After the
-    edit: ``masked`` (the editor had a region), ``indices`` (the detections edited), ``seconds``;
-    after scoring: ``scores`` (``Scores.to_dict()``); after the verdict: ``problems`` (sentences),
-    ``failed`` (their kinds), ``combined`` (the number the best attempt is kept by). The graph
-    adds store paths (``path``, ``mask``, ``region``).
-    """
-
-    editor: str
-    seed: int
-    guidance_scale: Optional[float]
-    image_guidance_scale: Optional[float]
-    strength: Optional[float]
-    candidate: Optional[int]
-    why: str
-    knob: Optional[str]
-    masked: bool
-    indices: Optional[list[int]]
-    seconds: float
-    scores: Optional[dict[str, Any]]
-    problems: list[str]
-    failed: list[str]
-    combined: float
 
 
 Runner = Callable[..., Any]

@@ -60,6 +60,14 @@ class Reply:
     cancelled: bool = False  # the turn was stopped (Stop, Ctrl-C): nothing changed
     busy: bool = False  # another turn of this thread was running: this message was not taken
     report: dict[str, Any] = field(default_factory=dict)  # {"ran", "skipped", "caches", "stages"}: see ``summarize``
+    # the thread after the turn, read from the same checkpoint as the reply (no second read needed):
+    versions: list[dict[str, Any]] = field(default_factory=list)  # as ``Session.versions()``
+    state: dict[str, Any] = field(default_factory=dict, repr=False)  # the graph's state values (``Session.state()``)
+
+    @property
+    def current(self) -> Optional[dict[str, Any]]:
+        """The version on screen after the turn (an entry of ``versions``), or None before any photo."""
+        return next((v for v in self.versions if v["current"]), None)
 
 
 def summarize(entries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -229,22 +237,24 @@ class Session:
                 progress(chunk)
 
     def _reply(self) -> Reply:
-        state = self.state()
+        """The turn's reply, with the thread's versions and state, from one read of the checkpoint."""
+        snapshot = self.conversations.graph.get_state(self._config)
+        state = dict(snapshot.values or {})
         notice = None
         if not self._noticed and self.conversations.offline:
             notice, self._noticed = OFFLINE_NOTICE, True
-        report = summarize(state.get("report") or [])
-        asked = self.pending()
+        thread = {"understood": state.get("understood"), "report": summarize(state.get("report") or []),
+                  "versions": versions_of(state), "state": state, "notice": notice}
+        asked = _interrupt(snapshot)
         if asked is not None:
             images = {"candidates": asked["image"]} if asked.get("image") else {}
             return Reply(text=asked["question"], images=images, question=True,
-                         options=asked.get("options") or [], notice=notice,
-                         understood=state.get("understood"), report=report)
+                         options=asked.get("options") or [], **thread)
         reply = state.get("reply") or {"text": ""}
         images = dict(reply.get("images") or {})
         return Reply(text=reply["text"], images=images, scores=reply.get("scores"),
-                     attempts=reply.get("attempts") or [], error=bool(reply.get("error")), notice=notice,
-                     understood=state.get("understood"), cancelled=bool(reply.get("cancelled")), report=report)
+                     attempts=reply.get("attempts") or [], error=bool(reply.get("error")),
+                     cancelled=bool(reply.get("cancelled")), **thread)
 
     def _current_images(self) -> dict[str, str]:
         current = self.current_image_path()
@@ -257,11 +267,7 @@ class Session:
 
     def pending(self) -> Optional[dict[str, Any]]:
         """The open clarifying question (``{"question", "image", "options"}``), if any."""
-        snapshot = self.conversations.graph.get_state(self._config)
-        for task in snapshot.tasks:
-            for intr in task.interrupts:
-                return dict(intr.value)
-        return None
+        return _interrupt(self.conversations.graph.get_state(self._config))
 
     def current_image_path(self) -> Optional[str]:
         return current_path(self.state())
@@ -282,16 +288,7 @@ class Session:
         ``instruction``, ``plan``, ``boxes``, ``mask`` (object mask path), ``region`` (the pixels the edit
         could change, path; None: whole image), ``scores``, ``editor``, ``seed``, ``strength``, ``base``.
         """
-        state = self.state()
-        versions = state.get("versions") or []
-        cursor = state.get("cursor", len(versions) - 1)
-        out = []
-        for i, v in enumerate(versions):
-            parent = parent_of(versions, i)
-            out.append({"number": i + 1, "path": v["path"], "note": v["note"],
-                        "parent": None if parent is None else parent + 1, "current": i == cursor,
-                        "record": dict(v["record"]) if v.get("record") else None})
-        return out
+        return versions_of(self.state())
 
     def record(self) -> Optional[dict[str, Any]]:
         """The edit record of the version on screen (None for an uploaded photo)."""
@@ -320,3 +317,24 @@ class Session:
             conv.graph.update_state(self._config, {"selection": selection})
         finally:
             lock.release()
+
+
+def versions_of(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """``Session.versions()`` of a state: ``{"number", "path", "note", "parent", "current", "record"}`` each."""
+    versions = state.get("versions") or []
+    cursor = state.get("cursor", len(versions) - 1)
+    out = []
+    for i, v in enumerate(versions):
+        parent = parent_of(versions, i)
+        out.append({"number": i + 1, "path": v["path"], "note": v["note"],
+                    "parent": None if parent is None else parent + 1, "current": i == cursor,
+                    "record": dict(v["record"]) if v.get("record") else None})
+    return out
+
+
+def _interrupt(snapshot: Any) -> Optional[dict[str, Any]]:
+    """The open question of a state snapshot (its first interrupt's value), if any."""
+    for task in snapshot.tasks:
+        for intr in task.interrupts:
+            return dict(intr.value)
+    return None

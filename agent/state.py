@@ -101,6 +101,57 @@ def show(versions: list[Version], index: int) -> list[Version]:
         at = parent
 
 
+class Attempt(TypedDict, total=False):
+    """One try of the edit: what the judge queued, then what it got.
+
+    Queued (``agent.judge.attempt_queue``): ``editor``, ``seed``, ``guidance_scale``,
+    ``image_guidance_scale``, ``strength``, ``candidate`` (a detection index to edit instead, or
+    None), ``why`` ("first try", "stronger edit", ...), ``knob`` (what moved, in words). After the
+    edit: ``masked`` (the editor had a region), ``indices`` (the detections edited), ``seconds``;
+    after scoring: ``scores`` (``Scores.to_dict()``); after the verdict: ``problems`` (sentences),
+    ``failed`` (their kinds), ``combined`` (the number the best attempt is kept by). The graph
+    adds store paths (``path``, ``mask``, ``region``).
+    """
+
+    editor: str
+    seed: int
+    guidance_scale: Optional[float]
+    image_guidance_scale: Optional[float]
+    strength: Optional[float]
+    candidate: Optional[int]
+    why: str
+    knob: Optional[str]
+    masked: bool
+    indices: Optional[list[int]]
+    seconds: float
+    scores: Optional[dict[str, Any]]
+    problems: list[str]
+    failed: list[str]
+    combined: float
+
+
+class Question(TypedDict, total=False):
+    """A clarifying question the turn waits on (the ``clarify`` node's interrupt)."""
+
+    text: str  # what is asked now (a repeat after a non-answer says so)
+    asked: str  # what was asked first
+    kind: str  # "candidates" (which one?) or "referent" (which object is "it"?)
+    order: list[int]  # candidates: detection indices in the order their numbers show
+    image: Optional[str]  # candidates: the numbered overlay (a store path)
+    original: str  # referent: the message the question is about
+
+
+class ReplyData(TypedDict, total=False):
+    """What a turn answers, as the state keeps it (``agent.session.Reply`` is made from it)."""
+
+    text: str
+    images: dict[str, str]  # "edited", "before_after", "mask", "selection", "current", ...: store paths
+    scores: Optional[dict[str, Any]]  # the kept attempt's
+    attempts: list[dict[str, Any]]  # every attempt's editor, knobs, why, problems, combined
+    error: bool
+    cancelled: bool
+
+
 class State(TypedDict, total=False):
     # --- the conversation (kept across turns) -----------------------------------------------
     messages: Annotated[list[dict[str, Any]], operator.add]  # {"role", "text", "image"}
@@ -124,12 +175,12 @@ class State(TypedDict, total=False):
     detections: list[dict[str, Any]]  # {"label", "score", "box"}
     numbering: list[int]  # candidate k (1-based) is detections[numbering[k - 1]]
     choice: Optional[dict[str, Any]]  # {"indices", "reason", "certain", "alternatives", "how", "desc", ...}
-    question: Optional[dict[str, Any]]  # a pending clarifying question
+    question: Optional[Question]  # a pending clarifying question
     rerun: bool  # the answer to a question was a new message: start the turn again with it
     dropped: Optional[str]  # the question a command ("undo") answered instead of an answer: said in the reply
     mask: Optional[str]  # path of the object mask being used
     mask_for: Optional[list[int]]  # the detection indices ``mask`` covers
-    attempts: list[dict[str, Any]]  # every edit tried this turn, with its scores
-    queue: list[dict[str, Any]]  # the attempts still to try
+    attempts: list[Attempt]  # every edit tried this turn, with its scores and verdict
+    queue: list[Attempt]  # the attempts still to try (the judge's queue)
     report: list[dict[str, Any]]  # the stages of this turn: {"stage", "ran", "why"?, "cache"?, "seconds"?}
-    reply: Optional[dict[str, Any]]  # {"text", "images": {name: path}, "scores", "error", "cancelled"}
+    reply: Optional[ReplyData]

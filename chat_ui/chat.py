@@ -146,7 +146,7 @@ class Chat:
         def work() -> tuple[Reply, dict[str, Any]]:
             reply = self.session.select_version(goto, progress=progress) if goto is not None else \
                 self.session.send(text, image=image, progress=progress)
-            return reply, self.session.state()
+            return reply, reply.state or self.session.state()  # the reply carries the state it was read with
 
         view = TurnView()
         await view.open()

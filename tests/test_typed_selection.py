@@ -110,3 +110,18 @@ def test_chat_cli_select_the_cat_on_the_left_then_make_it_red(tiny_models_dir, t
         assert record["where"]["how"] == "selected" and len(record["boxes"]) == 1  # the selection's one box
     finally:
         conversations.close()
+
+
+def test_a_reply_carries_the_versions_and_state_it_was_read_with(chat, conversations, monkeypatch):
+    """One read of the checkpoint gives the reply, its versions and its state (the UI and chat-cli need
+    no further reads after a turn); a turn reads it twice (is a question open? then the reply)."""
+    graph = conversations.graph
+    reads = []
+    real = graph.get_state
+    monkeypatch.setattr(graph, "get_state", lambda *a, **k: reads.append(1) or real(*a, **k))
+    reply = chat.send("make the leftmost cat red")
+    assert len(reads) == 2, len(reads)
+    assert reply.versions == chat.versions() and reply.current["number"] == 2 == len(reply.versions)
+    assert reply.state["cursor"] == 1 and reply.current["record"]["instruction"] == "make the leftmost cat red"
+    asked = chat.send("make the cat blue")  # three cats: a question, with the versions as they are
+    assert asked.question and asked.versions == chat.versions() and asked.current["number"] == 2
