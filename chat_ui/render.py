@@ -18,6 +18,7 @@ from typing import Any, Iterable, Optional, Union
 
 from agent.judge import knob_summary
 from agent.session import Reply
+from agent.state import child_of, current_record, parent_of
 from agent.store import ImageStore
 from tools.images import overlay, to_png_bytes
 
@@ -32,7 +33,7 @@ SCORE_NAMES = {"clip_i": "CLIP-I (image similarity)", "clip_t": "CLIP-T (edited 
                "l2_outside": "L2 outside the region"}
 PLAN_FIELDS = ("action", "target", "qualifier", "attribute", "plural", "count", "new_value", "region_hint",
                "instruction", "source_caption", "target_caption", "revise_last")
-STAGES = ("understand", "ground", "clarify", "segment", "edit", "command")
+STAGES = ("understand", "ground", "clarify", "segment", "edit", "command", "point")
 """The graph nodes shown as stages of a turn (``select`` belongs to ``ground``, ``score`` and
 ``judge`` to the attempt they measure)."""
 
@@ -70,7 +71,7 @@ def seconds(s: float) -> str:
 def turn_title(reply: Reply, state: dict[str, Any], ran: Iterable[str], elapsed: float) -> str:
     """The parent step's name once the turn is over."""
     ran = set(ran)
-    result = ((state.get("understood") or {}).get("result") or {}) if ran & {"understand", "command"} else {}
+    result = ((state.get("understood") or {}).get("result") or {}) if ran & {"understand", "command", "point"} else {}
     took = seconds(elapsed)
     if reply.cancelled:
         return f"Stopped after {took}"
@@ -85,6 +86,8 @@ def turn_title(reply: Reply, state: dict[str, Any], ran: Iterable[str], elapsed:
         what = target_of(state)
         what = "the whole photo" if what == "photo" else what if what[0].isdigit() else f"the {what}"
         return f"Edited {what} in {took}"
+    if result.get("kind") == "point":  # "select the cat on the left" (agent.pointing)
+        return "Selected the object"
     if result.get("kind") == "command" or "command" in ran:
         m = re.match(r"^(Undid|Redid) (\d+ steps?)", reply.text)
         if m:
@@ -104,7 +107,7 @@ def stage_title(node: str, state_hint: Optional[dict] = None, attempt: int = 1, 
     target = ((state_hint or {}).get("plan") or {}).get("target") or "object"
     return {"understand": "Reading your message", "ground": f"Finding the {target}",
             "clarify": "Asking which one", "segment": f"Segmenting the {target}",
-            "command": "Undo, redo, version or mask"}.get(
+            "command": "Undo, redo, version or mask", "point": "Selecting what you named"}.get(
         node, f"Attempt {attempt} of {attempts}" + (f": {editor}" if editor else ""))
 
 
@@ -172,6 +175,32 @@ def version_cards(versions: list[dict[str, Any]], shown: Optional[int] = None) -
         cards.append({"number": v["number"], "path": v["path"], "current": current, "parent": parent,
                       "branch": branch, "instruction": instruction, "scores": scores, "label": label})
     return cards
+
+
+# --- the panel's tools ----------------------------------------------------------------------------
+
+TOOLS = ("undo", "redo", "show_mask")
+"""The version tools the panel offers (PhotoPicker labels them Undo, Redo, Show mask)."""
+
+
+def tools_available(state: dict[str, Any]) -> dict[str, bool]:
+    """Which of :data:`TOOLS` can do something on the version on screen (``state``: the thread's graph
+    state): undo needs a version it was made from, redo one made from it that undo left, show mask an
+    edit that changed a region (not the whole photo)."""
+    versions = state.get("versions") or []
+    if not versions:
+        return {name: False for name in TOOLS}
+    cursor = state.get("cursor", len(versions) - 1)
+    record = current_record(state) or {}
+    return {"undo": parent_of(versions, cursor) is not None, "redo": child_of(versions, cursor) is not None,
+            "show_mask": bool(record.get("region") or record.get("mask"))}
+
+
+def index_of(versions: list[dict], path: str) -> int:
+    """The place of the version showing ``path``: the one on screen if it does, else the newest that does."""
+    if any(v["current"] and v["path"] == path for v in versions):
+        return next(i for i, v in enumerate(versions) if v["current"])
+    return next((i for i in range(len(versions) - 1, -1, -1) if versions[i]["path"] == path), 0)
 
 
 # --- the details of each stage --------------------------------------------------------------------
@@ -315,6 +344,59 @@ def settings_line(panel: Any, reply: Reply, state: dict[str, Any]) -> str:
         return ""
     return (f"{kept['editor']} · {panel.steps} diffusion steps · {knob_summary(kept)} · "
             f"seed {kept.get('seed')} · long side {panel.max_side} px")
+
+
+def turn_details(panel: Any, reply: Reply, state: dict[str, Any]) -> str:
+    """What the parent step of a turn says when opened: the knobs the kept edit ran with
+    (:func:`settings_line`) and the reply's own details (``reply.details``, when the agent gives
+    them: editor, scores, attempts in words). Markdown; "" when there is nothing to add."""
+    parts = []
+    knobs = settings_line(panel, reply, state)
+    if knobs:
+        parts.append(f"Settings: {knobs}.")
+    extra = getattr(reply, "details", None)
+    if isinstance(extra, str) and extra.strip():
+        parts.append(extra.strip())
+    elif isinstance(extra, (list, tuple)):
+        parts += [str(line) for line in extra if str(line).strip()]
+    return "\n\n".join(parts)
+
+
+# --- a cold start: the models loading -------------------------------------------------------------
+
+def _loads(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Model load events (``ModelRegistry.listen``) -> each role's newest event, in the order they began."""
+    roles: dict[str, dict[str, Any]] = {}
+    for event in events:
+        roles[event["role"]] = event
+    return roles
+
+
+def loading_busy(events: list[dict[str, Any]]) -> bool:
+    """Whether a model is loading now."""
+    return any(e.get("event") == "start" for e in _loads(events).values())
+
+
+def loading_title(events: list[dict[str, Any]]) -> str:
+    """The cold start step's name: "Loading the GroundingDINO detector (2 loaded so far)", then
+    "Loaded 5 models in 41 s (once per server run)"."""
+    roles = _loads(events)
+    done = [e for e in roles.values() if e.get("event") == "done"]
+    busy = [e for e in roles.values() if e.get("event") == "start"]
+    if busy:
+        return f"Loading the {busy[-1]['title']}" + (f" ({len(done)} loaded so far)" if done else "")
+    took = sum(float(e.get("seconds") or 0) for e in roles.values())
+    return f"Loaded {len(done)} model{'s' * (len(done) != 1)} in {seconds(took)} (once per server run)"
+
+
+def loading_text(events: list[dict[str, Any]]) -> str:
+    """One line per model: loaded (with its time), loading now, or failed."""
+    lines = ["The first edit since the server started loads each model it needs once; later edits start at once."]
+    for e in _loads(events).values():
+        state = {"start": "loading now…", "done": f"loaded in {seconds(float(e.get('seconds') or 0))}",
+                 "failed": "could not be loaded"}.get(e.get("event"), "")
+        lines.append(f"- {e['title']}: {state}")
+    return "\n".join(lines)
 
 
 def _code(value: Any) -> str:

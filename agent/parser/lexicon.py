@@ -147,6 +147,13 @@ player man's woman's gentleman boyfriend girlfriend husband wife mother father m
 bride groom soldier doctor chef worker student teacher
 """.split())
 GENDERED = {"him": "man", "he": "man", "her": "woman", "she": "woman"}
+ANIMAL_WORDS = set("""
+dog cat puppy kitten horse pony cow bull sheep lamb goat pig bird parrot owl duck chicken hen rooster bear fox wolf
+lion tiger leopard cheetah elephant giraffe zebra monkey rabbit bunny hamster mouse rat squirrel deer camel llama
+alpaca penguin dolphin whale seal otter turtle tortoise frog snake lizard fish shark panda koala kangaroo donkey
+swan goose eagle hawk butterfly bee
+""".split())
+"""Animals: "put a hat on her" means the dog when the photo shows a dog."""
 
 NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
                 "nine": 9, "ten": 10, "a couple of": 2, "couple of": 2, "a pair of": 2, "twice": 2,

@@ -10,6 +10,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Literal, Optional
 
+from agent.parser import conversation, spelling
 from agent.parser.completion import canonical_instruction
 from agent.parser.language import foreign_language, foreign_share, not_english_reply
 from agent.parser.lexicon import COLOURS, EXAMPLES, MATERIALS, MAX_CHARS, NUMBER_WORDS, TEXTURES, _DETERMINERS
@@ -20,7 +21,7 @@ from agent.parser.rules import (
     EDIT_PATTERNS, _Group, _State, _change, _clarify_referent, _global, _h_same, _is_value, split_object_value,
 )
 from agent.parser.words import ParseContext, caption_kind, is_attribute_value, is_scene_value, parse_np, strip_article
-from agent.plan import Chat, Clarify, Command, ORIGINAL_STEPS, Understanding
+from agent.plan import Chat, Clarify, Command, EditPlan, ORIGINAL_STEPS, Understanding
 from tools.types import MAX_TEXT
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,9 @@ def _fallback(text: str, st: _State) -> Understanding:
     if lp is not None and lp.action != "global" and np.pronoun and np.qualifier:
         revised = lp.model_copy(update={"qualifier": np.qualifier, "revise_last": True})
         return revised.model_copy(update={"instruction": canonical_instruction(revised)})
+    split = split_object_value(text)
+    if split and parse_np(split[0]).pronoun and is_attribute_value(split[1]) and lp is not None:
+        return _change(split[0], split[1], st)  # "that one striped", "them red"
     tm = re.match(r"^(?:what about |how about )?(?P<np>.+)$", text)
     if tm and (st.also or text.startswith(("what about ", "how about "))) and parse_np(tm.group("np")).target:
         return _h_same(_Group(np=tm.group("np")), st)
@@ -173,10 +177,10 @@ def _parse_clause(clause: str, st: _State) -> tuple[Understanding, str]:
         return chat, "chat"
     st.also = bool(re.search(r"\b(?:too|as well|also)$", clause)
                    or re.match(r"^(?:and|also|now|and now|what about|how about|same for|same with)\s", clause))
-    text = _strip_fillers(clause)
+    text = _strip_fillers(conversation.drop_hedges(_strip_fillers(clause)))
     if not text:
         return Chat(text="Tell me what to change in the picture, e.g. " + EXAMPLES + "."), "chat"
-    command = _command(text)
+    command = _command(text) or conversation.tone(text, st.ctx.last_plan)
     if command is not None:
         return command, "command"
     chat = _chat(text, st)
@@ -212,11 +216,13 @@ class Reading:
     ``refusal`` (prompt-injection text), ``empty``, ``fallback`` (nothing recognised: a polite
     reply), ``foreign`` (not English: a reply saying so), ``too-long``. ``rest``: the clauses after
     the one that was read ("remove the lamp and make the sofa red" -> ``("make the sofa red",)``).
+    ``typos``: ``(typo, correction)`` pairs the spelling corrector changed (``agent.parser.spelling``).
     """
 
     result: Understanding
     source: ReadingSource
     rest: tuple[str, ...] = ()
+    typos: tuple[tuple[str, str], ...] = ()
 
     @property
     def settled(self) -> bool:
@@ -240,7 +246,11 @@ def _read(text: str, ctx: ParseContext) -> Reading:
     if language and foreign_share(text) >= 0.5:
         return Reading(Chat(text=not_english_reply(language)), "foreign")
     st = _State(ctx=ctx, kind=caption_kind(ctx.caption))
+    text, typos = spelling.correct(_clean(text), ctx.caption)
     clauses = split_instructions(text)
+    special = _conversation(clauses, ctx, st.kind)
+    if special is not None:
+        return Reading(special[0], "edit", tuple(clauses[special[1]:6]), tuple(typos))
     if not clauses:
         if language:
             return Reading(Chat(text=not_english_reply(language)), "foreign")
@@ -254,7 +264,7 @@ def _read(text: str, ctx: ParseContext) -> Reading:
             st = _State(ctx=ctx, kind=st.kind)
             result, source = _parse_clause(_PRONOUN_RE.sub(introduced, clause, count=1), st)
         if not isinstance(result, Chat):
-            return Reading(result, source, tuple(clauses[i + 1:6]))
+            return Reading(result, source, tuple(clauses[i + 1:6]), tuple(typos))
         first_chat = first_chat or Reading(result, source)
         intro = _INTRO_RE.match(clause)
         if intro:
@@ -266,6 +276,22 @@ def _read(text: str, ctx: ParseContext) -> Reading:
     if language and (first_chat is None or first_chat.source == "fallback"):
         return Reading(Chat(text=not_english_reply(language)), "foreign")
     return first_chat or Reading(Chat(text=f"I'm not sure what to change. Try {EXAMPLES}."), "fallback")
+
+
+def _conversation(clauses: list[str], ctx: ParseContext, kind: str) -> Optional[tuple[EditPlan, int]]:
+    """A correction of the last edit or an "undo ... and ..." request, with how many clauses it used."""
+    if not clauses:
+        return None
+    merged = len(clauses) > 1 and conversation.only_mark(clauses[0])
+    if merged:  # "no, make the bus green": one correction
+        clauses = [f"{clauses[0]}, {clauses[1]}", *clauses[2:]]
+
+    def one(clause: str, context: ParseContext) -> tuple[Understanding, str]:
+        return _parse_clause(clause, _State(ctx=context, kind=kind))
+
+    fixed = conversation.correction(clauses[0], ctx, one)
+    found = (fixed, 1) if fixed is not None else conversation.compound(clauses, ctx, one)
+    return (found[0], found[1] + merged) if found is not None else None
 
 
 def read(text: str, context: Optional[ParseContext] = None) -> Reading:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from agent.parser.lexicon import (
-    EXAMPLES, GENDERED, HAIR_WORDS, NOT_COMPARATIVES, PERSON_WORDS, SCENE_NOUNS, STRONG_SCENE_RE, STYLE_NOUN_RE,
+    ANIMAL_WORDS, EXAMPLES, GENDERED, HAIR_WORDS, NOT_COMPARATIVES, PERSON_WORDS, SCENE_NOUNS, STRONG_SCENE_RE, STYLE_NOUN_RE,
     VALUE_PREFIX_RE, VERB_STATES, VERB_VALUES, _DETERMINERS,
 )
 from agent.parser.words import (
@@ -51,8 +51,9 @@ def _referent(np: NounPhrase, st: _State) -> Optional[NounPhrase]:
                 if ref.attribute:
                     ref.surface = f"{ref.attribute} {ref.surface}"
     gendered = GENDERED.get(np.text)
-    if gendered and (ref is None or not (set((ref.target or "").split()) & PERSON_WORDS)):
-        ref = NounPhrase(target=gendered, surface=gendered, text=np.text)
+    if gendered and (ref is None or not (set((ref.target or "").split()) & (PERSON_WORDS | ANIMAL_WORDS))):
+        who = _subject_of(st.ctx.caption) or gendered
+        ref = NounPhrase(target=who, surface=who, text=np.text)
     if ref is None:
         return None
     if np.qualifier:
@@ -63,6 +64,15 @@ def _referent(np: NounPhrase, st: _State) -> Optional[NounPhrase]:
     if np.count:
         ref.count = np.count
     return ref
+
+
+def _subject_of(caption: Optional[str]) -> Optional[str]:
+    """Who "her" / "him" can be in a photo, from its caption: its first animal when it names no person
+    ("a photo of a dog on a sofa" -> "dog"), else None (a person: the gendered word)."""
+    words = [singularize(w) for w in re.findall(r"[a-z]+", (caption or "").lower())]
+    if any(w in PERSON_WORDS for w in words):
+        return None
+    return next((w for w in words if w in ANIMAL_WORDS), None)
 
 
 def _which(np: NounPhrase) -> str:

@@ -29,6 +29,7 @@ class ParseContext:
     has_image: bool = True
     caption: Optional[str] = None
     referent: Optional[str] = None
+    photo: Optional[str] = None  # the image on screen (a path in the image store), for a vision LLM
 
 
 def singularize(word: str) -> str:
@@ -213,6 +214,10 @@ def parse_np(text: str) -> NounPhrase:
         return np
     qualifier, rest = extract_qualifier(raw)
     np.qualifier = qualifier
+    # "the biggest of the two dogs", "the second of the three cats": one of a set the count describes
+    one_of = bool(qualifier) and bool(re.match(r"^(?:the\s+)?(?:one\s+)?(?:of|among)\s+", rest))
+    if one_of:
+        rest = re.sub(r"^(?:the\s+)?(?:one\s+)?(?:of|among)\s+", "", rest)
     rest = _PP_CUT_RE.sub("", rest)
     of = re.match(r"^(?P<head>.+?)\s+of\s+(?:the|a|an|his|her|their|its|my|this|that|these|those)\s+\S.*$", rest)
     last = of.group("head").split()[-1] if of else ""
@@ -257,6 +262,8 @@ def parse_np(text: str) -> NounPhrase:
     np.plural = plural_det or (single != head and head not in PLURAL_ONLY) or bool(np.count and np.count > 1)
     if np.count == 1:
         np.count = None
+    if one_of:
+        np.plural, np.count = False, None
     np.attribute = " ".join(attrs) or None
     np.target = " ".join(compound + [single])
     np.surface = " ".join(attrs + compound + [head if np.plural and single != head else
