@@ -92,13 +92,12 @@ class Chat:
             if image and not text.strip() and self.waiting:  # "make it winter", then the photo
                 text, note = self.waiting, f"Running what you asked before the photo came: *{_md(self.waiting)}*"
                 self.waiting = None
-            pointed = await asyncio.to_thread(Pointer(self.session).typed, text) if not image and goto is None \
-                else None
-            if pointed is not None:
-                await self._pointed(pointed)
-                return
             had_photo = bool(await asyncio.to_thread(self.session.versions))
             reply, state, ran = await self._run(text, image, goto)
+            if _result_kind(state) == "point":  # "select the cat on the left": the graph's point node ran
+                await self._pointed(Pointed(reply.text, selection=None if reply.error else state.get("selection"),
+                                            picture=reply.images.get("selection"), error=reply.error))
+                return
             if reply.error and image and image_name:  # name the file as the user knows it
                 reply.text = reply.text.replace(image, image_name)
             if upload is not None:
@@ -368,3 +367,8 @@ async def _send(message: cl.Message, elements: Sequence = ()) -> None:
             element.props["message"] = message.id
             element.content = json.dumps(element.props)
         await element.send(for_id=message.id)
+
+
+def _result_kind(state: dict[str, Any]) -> Optional[str]:
+    """What the turn's message was read as ("edit", "command", "point", ...), from the graph's state."""
+    return ((state.get("understood") or {}).get("result") or {}).get("kind")
