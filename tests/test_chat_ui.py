@@ -566,6 +566,9 @@ def _changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.abs(a.astype(int) - b.astype(int)).sum(axis=-1) > 0
 
 
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.server
 def test_page_load_makes_no_request_off_the_machine(ui):
     ui.page.wait_for_load_state("networkidle")
     ui.page.wait_for_timeout(500)
@@ -581,6 +584,9 @@ def test_page_load_makes_no_request_off_the_machine(ui):
     ui.shot("00-start")
 
 
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.server
 def test_click_select_refine_then_make_it_red_edits_the_clicked_object(ui):
     original = np.asarray(Image.open(ui.photo).convert("RGB"))
     got = ui.send("", image=ui.photo, expect="What should I change")
@@ -617,6 +623,9 @@ def test_click_select_refine_then_make_it_red_edits_the_clicked_object(ui):
     ui.shot("05-typed-selection")
 
 
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.server
 def test_one_parent_step_per_turn_with_its_own_stages(ui, tmp_path):
     ui.send("", image=ui.photo, expect="What should I change")
     ui.send("turn the leftmost cat into a fox", expect="Done")
@@ -666,6 +675,9 @@ def test_one_parent_step_per_turn_with_its_own_stages(ui, tmp_path):
     ui.shot("09-answered-by-click")
 
 
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.server
 def test_the_version_strip_switches_versions_and_the_next_edit_branches(ui):
     ui.send("", image=ui.photo, expect="What should I change")
     assert ui.strip().count() == 0, "one version: no strip"
@@ -702,6 +714,9 @@ def test_the_version_strip_switches_versions_and_the_next_edit_branches(ui):
     ui.shot("17-version-branch")
 
 
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.server
 def test_stop_stops_the_edit_and_the_next_message_is_answered_at_once(ui):
     ui.send("", image=ui.photo, expect="What should I change")
     ui.set_steps(200)  # long enough to press Stop in the middle (tiny models: ~30 ms a step here)
@@ -742,6 +757,9 @@ def test_stop_stops_the_edit_and_the_next_message_is_answered_at_once(ui):
         ui.set_steps(None)  # "Restore the defaults": the panel is kept per user, the other tests want 2 steps
 
 
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.server
 def test_a_past_chat_reopens_with_its_images_also_after_a_restart(ui, browser):
     ui.send("", image=ui.photo, expect="What should I change")
     ui.send("turn the leftmost cat into a fox", expect="Done")
@@ -777,6 +795,9 @@ def test_a_past_chat_reopens_with_its_images_also_after_a_restart(ui, browser):
     ui.shot("12-after-restart")
 
 
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.server
 def test_download_settings_starters_names_and_phone(ui, browser, tmp_path):
     # a starter before any photo waits for the photo
     before = ui.replies.count()
@@ -856,7 +877,7 @@ def fresh_server(tiny_models_dir, tmp_path_factory):
     """The app on its own server: nothing loaded yet, so the first edit is a cold start."""
     needs_chainlit()
     root = tmp_path_factory.mktemp("chat-page")
-    srv = Server(tiny_models_dir, root / "data", root / "server.log")
+    srv = Server(tiny_models_dir, root / "data", root / "server.log", LOCALEDIT_MAX_ATTEMPTS="1")  # 25 turns: one try each
     srv.start()
     yield srv
     srv.stop()
