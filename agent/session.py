@@ -18,6 +18,7 @@ seconds, then is answered "still working on your last message".
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import uuid
@@ -89,8 +90,17 @@ class Conversations:
 
             understander = Understander(make_llm(self.settings, timeout=self.settings.llm_timeout))
         self.worker, self.understander = worker, understander
-        self.db_path = private_file(data / "conversations.sqlite")
-        self._db = sqlite3.connect(str(self.db_path), check_same_thread=False, timeout=30)
+        self.db_path = data / "conversations.sqlite"
+        # a read-only data folder (a read-only mount, a folder of another user's): history can still be
+        # read; every turn answers that nothing can be saved (``failures.read_only``)
+        self.read_only = self.db_path.is_file() and not (os.access(self.db_path, os.W_OK) and os.access(data, os.W_OK))
+        if self.read_only:
+            # immutable: no lock or write-ahead-log files, which a read-only folder cannot take
+            self._db = sqlite3.connect(f"file:{self.db_path}?mode=ro&immutable=1", uri=True, check_same_thread=False,
+                                       timeout=30)
+        else:
+            self.db_path = private_file(self.db_path)
+            self._db = sqlite3.connect(str(self.db_path), check_same_thread=False, timeout=30)
         try:  # a file that is not a database fails here, in one sentence, not in the middle of a turn
             self._db.execute("SELECT count(*) FROM sqlite_master")
             # a small write-ahead log: checkpointed into the database every ~1 MB and cut back to 1 MB after
@@ -103,6 +113,7 @@ class Conversations:
         from langgraph.checkpoint.sqlite import SqliteSaver
 
         self.checkpointer = SqliteSaver(self._db)
+        self.checkpointer.is_setup = self.read_only  # its setup writes (journal mode, tables): the tables are there
         self.graph = build_graph(worker, understander, self.store, self.settings, self.checkpointer)
 
     @property
@@ -198,6 +209,8 @@ class Session:
         from langgraph.types import Command as Resume
 
         conv = self.conversations
+        if conv.read_only:
+            return Reply(text=failures.read_only(conv.settings.data_dir), error=True, images=self._current_images())
         token = CancelToken()
         with self._tokens_lock:
             self._tokens = (*self._tokens, token)
