@@ -195,3 +195,22 @@ def test_a_read_only_data_folder_shows_the_history_and_says_it_cannot_save(saved
                f"still be viewed; make the folder writable, or set LOCALEDIT_DATA_DIR to a writable folder, to edit.")
     assert said[1:] == [refusal, "localedit: saved the current image to out.png", refusal], said
     assert (tmp_path / "out.png").is_file()
+
+
+def test_undo_a_thousand_goes_back_as_far_as_there_is_and_says_so(saved_chat, settings, registry, tmp_path):
+    """"undo 1000" and "go back 1000 steps" answered "I'm not sure what to change" ("go back 2 steps" worked)."""
+    data, thread, versions = saved_chat
+    s = agent_settings(settings, tmp_path)
+    conv = Conversations(s, worker=SceneWorker(s, registry=registry), understander=Understander(None))
+    try:
+        chat = conv.session(thread)
+        first, last = f"version 1 of {len(versions)}", f"version {len(versions)} of {len(versions)}"
+        steps = len(versions) - 1
+        for back, forward in [("undo 1000", "redo 1000"), ("go back 1000 steps", "/redo 5000")]:
+            text = chat.send(back).text
+            assert text.startswith(f"Undid {steps} step, as far back as there is: ") and first in text, text
+            text = chat.send(forward).text
+            assert text.startswith(f"Redid {steps} step, as far forward as there is: ") and last in text, text
+        assert chat.send("undo").text.startswith("Undid 1 step: now showing")  # as many as asked: not said
+    finally:
+        conv.close()
