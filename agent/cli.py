@@ -633,16 +633,46 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device", help="cpu, cuda, cuda:1 (default: auto)")
     c.set_defaults(func=cmd_chat_cli)
 
-    from agent.api.cli import add_cli as add_api  # `api` and `mcp`
-    from bench.evaluate import add_cli as add_eval
-    from chat_ui.launch import add_cli as add_chat
-    from tools.worker.cli import add_cli as add_worker
-
-    add_chat(sub)
-    add_eval(sub)
-    add_worker(sub)
-    add_api(sub)
+    for _, add in registered_commands():  # chat, eval, worker, api, mcp: their packages add them
+        add(sub)
     return p
+
+
+COMMAND_GROUP = "localedit.commands"
+"""The entry-point group of the sub-commands other packages add: ``name = "module:add_cli"`` in
+pyproject.toml's ``[project.entry-points."localedit.commands"]``; ``add_cli(subparsers)`` adds them.
+So ``agent`` never imports ``bench`` or ``chat_ui`` (tests/test_layout.py): they register themselves."""
+
+
+def command_registrations() -> list[tuple[str, str]]:
+    """``(name, "module:function")`` of the registered sub-commands, from the installed package's
+    metadata; an install made before the group existed (an old editable install) has none there,
+    and then the same table is read from the pyproject.toml beside the source."""
+    from importlib.metadata import entry_points
+
+    found = [(ep.name, ep.value) for ep in entry_points(group=COMMAND_GROUP)]
+    if found:
+        return found
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    if not pyproject.is_file():
+        return []
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    table = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {}).get("entry-points", {})
+    return list(table.get(COMMAND_GROUP, {}).items())
+
+
+def registered_commands() -> list[tuple[str, Callable[[Any], Any]]]:
+    """``(name, add_cli)`` for every registered sub-command, imported by name."""
+    import importlib
+
+    out = []
+    for name, target in command_registrations():
+        module, _, attr = target.partition(":")
+        out.append((name, getattr(importlib.import_module(module), attr)))
+    return out
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
