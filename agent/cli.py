@@ -100,6 +100,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
     settings = _settings(args)  # --editor, --seed, --steps, --guidance, --attempts ... over LOCALEDIT_*
     t0 = time.perf_counter()
+    _check_texts(args)
     outputs = _check_outputs(args)
     image = load_image(args.image, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels)
     box = parse_box(args.box, image.size) if args.box else None
@@ -180,7 +181,7 @@ def _check_outputs(args: argparse.Namespace) -> dict[str, Path]:
     an existing writable folder, not a folder; no two outputs the same file, none the input's."""
     from tools.files import FileError, check_output
 
-    given = {"output": args.output or f"{Path(args.image).stem}-edited.png",
+    given = {"output": args.output or _default_output(args.image),
              "mask": args.mask_out, "overlay": args.overlay_out}
     outputs: dict[str, Path] = {}
     for kind, raw in given.items():
@@ -196,6 +197,34 @@ def _check_outputs(args: argparse.Namespace) -> dict[str, Path]:
                 raise FileError(f"{option} {raw!r} would overwrite an input of this edit; choose another path.")
         outputs[kind] = path
     return outputs
+
+
+TEXT_OPTIONS = {"instruction": "The instruction", "target": "--target", "source_caption": "--source-caption",
+                "target_caption": "--target-caption"}
+"""``localedit edit``'s free-text arguments: argument -> how the user gave it."""
+
+
+def _check_texts(args: argparse.Namespace) -> None:
+    """An empty instruction, or a text longer than ``MAX_TEXT``, is refused (naming the option the
+    user gave) before any model loads."""
+    from tools.types import MAX_TEXT, LocaleditError
+
+    if not args.instruction.strip():
+        raise LocaleditError('The instruction is empty; say what to change, e.g. "make the cat red".')
+    for name, option in TEXT_OPTIONS.items():
+        text = getattr(args, name) or ""
+        if len(text) > MAX_TEXT:
+            raise LocaleditError(f"{option} is {len(text):,} characters long; the most is {MAX_TEXT:,}.")
+
+
+def _default_output(image: str) -> str:
+    """``-o``'s default: ``<image's folder>/<image's name>-edited.png``, control characters (a newline
+    in the name) replaced by ``_``."""
+    import re
+
+    path = Path(image).expanduser()
+    stem = re.sub(r"[\x00-\x1f\x7f]+", "_", path.stem).strip() or "image"
+    return str(path.with_name(f"{stem}-edited.png"))
 
 
 def _plan_for(instruction: str):
@@ -537,7 +566,9 @@ def _show(reply) -> None:
 # --- entry point -----------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="localedit", description="Conversational, localized image editing.")
+    from agent.usage import OneLineParser
+
+    p = OneLineParser(prog="localedit", description="Conversational, localized image editing.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -552,7 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "SAM's point prompt, with --box or the target's detection that contains it")
     e.add_argument("--editor", choices=["ip2p", "ip2p-composite", "diffedit", "regionwise", "inpaint"],
                    help="the editor the judge tries first (default LOCALEDIT_EDITOR, 'auto': by action)")
-    e.add_argument("-o", "--output", help="edited image path (default: <image>-edited.png)")
+    e.add_argument("-o", "--output", help="edited image path (default: <image>-edited.png beside the image)")
     e.add_argument("--mask-out", help="save the edit region (the mask, dilated) as a PNG")
     e.add_argument("--overlay-out", help="save boxes + mask drawn over the photo")
     e.add_argument("--source-caption", help='DiffEdit / CLIP direction, e.g. "a photo of a cat"')
@@ -646,7 +677,10 @@ def registered_commands() -> list[tuple[str, Callable[[Any], Any]]]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from agent.usage import join_negative_values
+
     parser = build_parser()
+    argv = join_negative_values(sys.argv[1:] if argv is None else argv, ("--point", "--box"))
     args, extra = parser.parse_known_args(argv)
     if extra and args.command == "models" and not any(e.startswith("-") for e in extra):
         args.names += extra  # `models download --dry-run ip2p`: roles after an option are still roles

@@ -83,6 +83,7 @@ class Conversations:
         self.worker, self.understander = parts.worker, parts.understander
         self.locks = parts.data / "locks"
         self.db_path, self._db, self.checkpointer = parts.db_path, parts.db, parts.checkpointer
+        self.read_only = parts.read_only  # history readable; every turn says nothing can be saved
         self.graph = parts.graph()
 
     @property
@@ -178,6 +179,8 @@ class Session:
         from langgraph.types import Command as Resume
 
         conv = self.conversations
+        if conv.read_only:
+            return Reply(text=failures.read_only(conv.settings.data_dir), error=True, images=self._current_images())
         token = CancelToken()
         with self._tokens_lock:
             self._tokens = (*self._tokens, token)
