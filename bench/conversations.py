@@ -325,13 +325,14 @@ def _tiny(where: Path) -> Path:
 
 
 def _with_smollm2(settings: Any, args: argparse.Namespace) -> list[TurnResult]:
-    from agent.llm import Understander, make_llm
+    from agent.llm import Understander
+    from agent.llm_client import make_llm
     from bench.smollm2 import model_dir, serve
 
     model = model_dir()
     with serve(model) as url:
-        s = settings.model_copy(update={"llm_base_url": url, "llm_model": str(model), "llm_timeout": 120.0,
-                                        "llm_turn_budget": 240.0})
+        s = settings.model_copy(update={"llm_base_url": url, "llm_model": str(model), "llm_timeout": 150.0,
+                                        "llm_turn_budget": 180.0, "llm_retries": 0})
         return run(CONVERSATIONS, s, understander=Understander(make_llm(s), settings=s), verbose=args.verbose,
                    limit=args.limit)
 
