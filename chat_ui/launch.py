@@ -108,9 +108,16 @@ def prepare_app_root(data_dir: Path, settings=None) -> Path:
     return root
 
 
+NEW_CHAT_DIALOG = {"title": "Start a new chat?",
+                   "description": "This chat stays in the sidebar under its name: you can reopen it there and carry "
+                                  "on. The new chat starts without a photo."}
+"""The New chat confirmation (Chainlit's says the chat will be cleared; it is kept)."""
+
+
 def texts(settings) -> dict:
     """Chainlit's English texts with localedit's footer (no "LLMs can make mistakes" without an LLM)
-    and step headers that are just the step's name (Chainlit prefixes "Used")."""
+    and step headers that are just the step's name (Chainlit prefixes "Used"), and a New chat
+    confirmation that says the chat is kept."""
     import chainlit
 
     base = json.loads((Path(chainlit.__file__).parent / "translations" / "en-US.json").read_text(encoding="utf-8"))
@@ -120,6 +127,7 @@ def texts(settings) -> dict:
     base["chat"]["watermark"] = FOOTER_LLM if llm else FOOTER_OFFLINE
     base["chat"]["messages"]["status"].update(using="", used="")
     base["common"]["actions"]["reset"] = "Undo changes"
+    base["navigation"]["newChat"]["dialog"].update(NEW_CHAT_DIALOG)
     return base
 
 

@@ -10,6 +10,7 @@ import os
 import platform
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -198,13 +199,13 @@ def test_two_scripted_chats_on_one_thread_hold_at_the_seams(env, tmp_path):
 
 
 def test_an_unexpected_failure_is_one_line_on_stderr_not_a_traceback(env, tmp_path):
-    """The photos deleted from the data folder under a running chat: the turn fails unexpectedly.
-    The reply said so in one sentence, but stderr also got the logged traceback of every failed node."""
+    """The images folder deleted under a running chat (the photo itself is still in the chat's memory, so
+    the edit runs and storing its result fails): the turn fails unexpectedly. The reply said so in one
+    sentence, but stderr also got the logged traceback of every failed node."""
     chat = Chat(env, tmp_path)
     try:
         assert "Got your photo" in chat.ask("/image photo.png")
-        for stored in (tmp_path / "data" / "images").glob("*.png"):
-            stored.unlink()
+        shutil.rmtree(tmp_path / "data" / "images")
         assert "Something went wrong" in chat.ask("make the cat red")
         assert "Nothing to undo" in chat.ask("/undo", timeout=60)  # the chat goes on
     finally:
@@ -221,8 +222,11 @@ def test_a_damaged_conversation_database_is_one_sentence_at_start(env, tmp_path)
     out = subprocess.run([str(EXE), "chat-cli"], input="/image photo.png\n", capture_output=True, text=True,
                          cwd=tmp_path, env=env, timeout=120)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
-    assert out.stderr.splitlines()[-1] == (f"error: The conversation database '{tmp_path / 'data' / 'conversations.sqlite'}'"
-                                           " cannot be read (file is not a database); move it away to start afresh.")
+    data = tmp_path / "data"
+    assert out.stderr.splitlines() == [
+        f"error: The conversation database '{data / 'conversations.sqlite'}' is damaged (file is not a database): "
+        f"no conversation in it can be read, and all 0 images are safe in '{data / 'images'}'; move the database "
+        f"away (or recover it with `sqlite3 conversations.sqlite .recover`) to start afresh."]
 
 
 def test_paths_pasted_the_way_a_terminal_drops_a_file(env, tmp_path):

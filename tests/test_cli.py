@@ -253,17 +253,17 @@ def test_outputs_are_written_all_or_nothing(env, capsys, monkeypatch):
     """The edit ran, then one output's folder vanished: no output is written, not even -o."""
     import shutil
 
-    import tools.engine
+    from agent import pipeline
 
     (env / "masks").mkdir()
-    real = tools.engine.run_edit
+    real = pipeline.run
 
     def edit_then_lose_the_folder(*args, **kwargs):
         report = real(*args, **kwargs)
         shutil.rmtree(env / "masks")
         return report
 
-    monkeypatch.setattr(tools.engine, "run_edit", edit_then_lose_the_folder)
+    monkeypatch.setattr(pipeline, "run", edit_then_lose_the_folder)
     code, _, err = run(capsys, "edit", "photo.png", "make it golden", "--box", "10,20,60,80", "-o", "out.png",
                        "--mask-out", "masks/mask.png", "--no-score")
     assert code == EXIT_INPUT and "nothing was written" in err and "Traceback" not in err

@@ -107,6 +107,8 @@ class ScriptedServer:
             self._send(handler, status, kind, text.encode())
             return
         said = next((m.get("content") for m in reversed(body.get("messages") or []) if m.get("role") == "user"), "")
+        if isinstance(said, list):  # a message with the photo (agent.vision): its own text comes first
+            said = next((p.get("text") for p in said if p.get("type") == "text"), "")
         calls = PLANS.get(str(said).strip().lower(), [{"name": "reply", "arguments": {"text": "Hello!"}}])
         message: dict[str, Any] = {"role": "assistant", "content": None}
         if tools:  # native tool calls

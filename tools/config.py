@@ -86,6 +86,15 @@ class Settings(BaseSettings):
     llm_timeout: float = Field(30.0, gt=0, le=600, description="Seconds one request to the LLM may take.")
     llm_retries: int = Field(1, ge=0, le=5, description="Retries of a failed LLM request (connection error, 429, "
                              "5xx); a timed-out request to a local server is never retried.")
+    llm_vision: Literal["auto", "on", "off"] = Field(
+        "auto", description="Send the photo to the planner LLM (downscaled, as an image_url part): 'auto' sends it "
+        "until a server refuses images, then remembers that server and uses the caption; 'off' never sends it.")
+    llm_image_side: int = Field(768, ge=64, le=4096, description="Long side, in pixels, of the photo sent to a "
+                                "vision LLM.")
+    llm_box_format: Literal["auto", "pixels", "grid1000"] = Field(
+        "auto", description="How the planner LLM writes a box: 'pixels' of the image as sent (Qwen2.5-VL's "
+        "bbox_2d), 'grid1000' on a 0-1000 grid (Qwen3-VL, Gemma 3); 'auto' chooses by the model's name "
+        "(qwen2.5-vl / qwen2.5vl: pixels, any other: grid1000).")
     llm_turn_budget: float = Field(60.0, gt=0, le=1800, description="Seconds of LLM time per turn, all requests "
                                    "together; after that the built-in parser answers.")
     llm_max_tokens: int = Field(200, ge=16, le=4096, description="Longest LLM answer, in tokens (a plan needs "
@@ -180,6 +189,9 @@ class Settings(BaseSettings):
     cache_bytes: int = Field(512 * 1024 * 1024, description="Bound of each per-image cache (LRU by bytes).")
     torch_compile: bool = Field(False, description="torch.compile the diffusion UNets: a slow first call, "
                                 "faster after (GPU workers).")
+    cuda_fast_math: bool = Field(True, description="On CUDA: TF32 matrix products and convolutions for the "
+                                 "models that run in fp32 (SAM's image encoder, the fp32 parts of BLIP-2), and the "
+                                 "diffusion UNets in channels-last memory format. No effect on a CPU.")
     ip2p_scheduler: Literal["default", "euler_a", "dpm++", "unipc", "ddim"] = Field(
         "default", description="InstructPix2Pix's sampler: 'default' keeps the pipeline's own; 'dpm++' or "
         "'unipc' make usable edits in 8-12 steps (lower LOCALEDIT_STEPS with them).")

@@ -29,6 +29,7 @@ class ParseContext:
     has_image: bool = True
     caption: Optional[str] = None
     referent: Optional[str] = None
+    photo: Optional[str] = None  # the image on screen (a path in the image store), for a vision LLM
 
 
 def singularize(word: str) -> str:

@@ -396,16 +396,20 @@ class WorkerService:
         if registry is not None:
             for role in ("caption", "detector", "sam", "clip", *sorted(set(ROLES.values()))):
                 registry.get(role)
-        ramp = np.linspace(0, 255, 64, dtype=np.uint8)
-        image = Image.fromarray(np.stack([np.tile(ramp, (64, 1)), np.tile(ramp[:, None], (1, 64)),
-                                          np.full((64, 64), 128, np.uint8)], axis=-1))
-        box = (16.0, 16.0, 48.0, 48.0)
+        # at the real shape (the work size, 4:3), so the first user's call pays no kernel selection or
+        # allocator growth for a new shape; 2 steps: the step count does not change the shapes
+        side = int(getattr(getattr(self.worker, "settings", None), "max_side", 512) or 512)
+        w_px, h_px = side, max(8, side * 3 // 4 // 8 * 8)
+        image = Image.fromarray(np.stack([np.tile(np.linspace(0, 255, w_px, dtype=np.uint8), (h_px, 1)),
+                                          np.tile(np.linspace(0, 255, h_px, dtype=np.uint8)[:, None], (1, w_px)),
+                                          np.full((h_px, w_px), 128, np.uint8)], axis=-1))
+        box = (w_px / 4, h_px / 4, w_px * 3 / 4, h_px * 3 / 4)
         w = self.worker
         w.caption(image)
         w.ground(image, "object")
         w.segment(image, [box])
         mask = box_to_mask(box, image.size)
-        edited = w.edit(image, mask, EditRequest("ip2p-composite", "make it red", steps=1)).image
+        edited = w.edit(image, mask, EditRequest("ip2p-composite", "make it red", steps=2)).image
         w.score(image, edited, mask=mask, box=box, source_caption="a photo", target_caption="a red photo",
                 target_text="red")
 
