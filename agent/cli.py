@@ -32,7 +32,8 @@ EXIT_UNEXPECTED, EXIT_INPUT, EXIT_MODEL, EXIT_NOTHING, EXIT_WORKER = 1, 2, 3, 4,
 
 OPTIONS = {"models_dir": ("models", "--models"), "device": ("device", "--device"),
            "max_side": ("max_side", "--max-side"), "worker_url": ("worker_url", "--worker-url"),
-           "box_threshold": ("box_threshold", "--box-threshold"), "text_threshold": ("text_threshold", "--text-threshold")}
+           "box_threshold": ("box_threshold", "--box-threshold"), "text_threshold": ("text_threshold", "--text-threshold"),
+           "grounder": ("grounder", "--grounder"), "segmenter": ("segmenter", "--segmenter")}
 """The settings the command line can override: setting -> (argument, option)."""
 
 
@@ -117,12 +118,12 @@ def cmd_edit(args: argparse.Namespace) -> int:
         raise LocaleditError(f"--mask-out {args.mask_out!r} would stay empty: this edit is global (no --target, "
                              f"--box, --mask or --point, and the instruction names no object); drop it or say where.")
     request = EditRequest(
-        editor=args.editor or (("inpaint" if plan and plan.action in ("remove", "add") else "ip2p-composite")
-                               if localized else "ip2p"),
+        editor=args.editor or (settings.editor if localized and settings.editor != "auto" else None) or
+        (("inpaint" if plan and plan.action in ("remove", "add") else "ip2p-composite") if localized else "ip2p"),
         instruction=args.instruction, source_caption=source_caption, target_caption=target_caption,
         seed=args.seed, steps=args.steps, guidance_scale=args.guidance,
         image_guidance_scale=args.image_guidance, strength=args.strength,
-        black_mask=True if args.black_mask else None, max_side=settings.max_side)
+        black_mask=True if args.black_mask else None, max_side=args.max_side)
     resolve_request(request, settings)  # a knob out of range is refused before any model loads
     named = plan or _plan_for(args.instruction)  # CLIP-RC's categories: what the target becomes, and was
     labels = rc_labels(named.action, named.target or target, named.new_value) if named else ("", target or "")
@@ -248,7 +249,9 @@ def _list_models(settings, args: argparse.Namespace) -> int:
 
     rows = {}
     for role, source in models.model_sources(settings).items():
-        row: dict[str, Any] = {"title": models.SPECS[role].title, "source": source}
+        spec = models.SPECS[role]
+        row: dict[str, Any] = {"title": spec.title, "source": source, "licence": spec.licence,
+                               "commercial_use": spec.commercial}
         if args.params:
             counts = models.parameter_counts(role, source, settings)
             row.update(counts or {"params": None, "available": False})
@@ -261,7 +264,7 @@ def _list_models(settings, args: argparse.Namespace) -> int:
         if args.params:
             n = row["params"]
             size = f"{'-' if n is None else _count(n):>8}  " + ("random  " if row.get("random") else "        ")
-        print(f"{role:9} {row['title']:36} {size}{row['source']}")
+        print(f"{role:9} {row['title']:36} {size}{row['source']}  [{row['licence']}]")
     return 0
 
 
@@ -535,7 +538,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--point", action="append", metavar="X,Y[,0]",
                    help="a point on the object (what a click sends; repeat to refine; X,Y,0 = not on it): "
                         "SAM's point prompt, with --box or the target's detection that contains it")
-    e.add_argument("--editor", choices=["ip2p", "ip2p-composite", "diffedit", "regionwise", "inpaint"])
+    e.add_argument("--editor", choices=["ip2p", "ip2p-composite", "diffedit", "regionwise", "inpaint", "qwen-edit",
+                                        "kontext"])
+    e.add_argument("--grounder", choices=["groundingdino", "sam3"],
+                   help="what finds the object: GroundingDINO + SAM (default) or SAM 3 (instances with masks)")
+    e.add_argument("--segmenter", choices=["sam", "sam2"], help="box / point segmenter: SAM (default) or SAM 2.1")
     e.add_argument("-o", "--output", help="edited image path (default: <image>-edited.png)")
     e.add_argument("--mask-out", help="save the edit region (the mask, dilated) as a PNG")
     e.add_argument("--overlay-out", help="save boxes + mask drawn over the photo")

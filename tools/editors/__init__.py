@@ -8,6 +8,8 @@ module             editor
 ``diffedit``       ``diffedit``: DDIM inversion to the encoding ratio, mask-guided DDIM decoding
 ``regionwise``     ``regionwise``: R-SIE region-wise diffusion on InstructPix2Pix
 ``inpaint``        ``inpaint``: Stable Diffusion inpainting inside the mask
+``qwen_edit``      ``qwen-edit``: Qwen-Image-Edit (or Edit Plus; its inpaint pipeline on request)
+``kontext``        ``kontext``: FLUX.1 Kontext [dev] (its inpaint pipeline on request)
 =================  ==========================================================================
 
 Each editor wraps a loaded diffusers pipeline, takes the work-size image (and the work-size
