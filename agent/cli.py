@@ -539,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a point on the object (what a click sends; repeat to refine; X,Y,0 = not on it): "
                         "SAM's point prompt, with --box or the target's detection that contains it")
     e.add_argument("--editor", choices=["ip2p", "ip2p-composite", "diffedit", "regionwise", "inpaint", "qwen-edit",
-                                        "kontext"])
+                                        "kontext", "klein"])
     e.add_argument("--grounder", choices=["groundingdino", "sam3"],
                    help="what finds the object: GroundingDINO + SAM (default) or SAM 3 (instances with masks)")
     e.add_argument("--segmenter", choices=["sam", "sam2"], help="box / point segmenter: SAM (default) or SAM 2.1")

@@ -64,7 +64,7 @@ def test_the_crop_stays_inside_the_photo_and_is_skipped_when_it_gains_little():
 
 # --- the editors ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["kontext", "qwen-edit"])
+@pytest.mark.parametrize("name", ["kontext", "qwen-edit", "klein"])
 def test_modern_editor_changes_only_the_region(editor, name):
     img, mask = photo()
     steps = []
@@ -75,8 +75,10 @@ def test_modern_editor_changes_only_the_region(editor, name):
     assert np.array_equal(out[~result.region], orig[~result.region])  # 0 pixels changed outside
     assert (out != orig).any()
     assert result.info["crop"]["work_size"] == [64, 64] and result.info["work_size"] == [64, 64]
-    assert result.info["pipeline"] == {"kontext": "FluxKontextPipeline", "qwen-edit": "QwenImageEditPipeline"}[name]
-    guidance = {"kontext": editor.settings.kontext_guidance, "qwen-edit": editor.settings.qwen_true_cfg}[name]
+    assert result.info["pipeline"] == {"kontext": "FluxKontextPipeline", "qwen-edit": "QwenImageEditPipeline",
+                                       "klein": "Flux2KleinPipeline"}[name]
+    guidance = {"kontext": editor.settings.kontext_guidance, "qwen-edit": editor.settings.qwen_true_cfg,
+                "klein": editor.settings.klein_guidance}[name]
     assert result.info["guidance_scale"] == guidance
 
 

@@ -79,13 +79,15 @@ class Settings(BaseSettings):
         "modern", description="Edit the region at its own resolution: a crop around it (the region plus context, "
         "at least the editor's native size) is what the editor sees. 'modern': for qwen-edit and kontext; "
         "'all': every masked editor; 'off': the whole photo scaled down.")
-    modern_side: int = Field(1024, ge=64, le=2048, description="qwen-edit / kontext: the side of the square area "
+    modern_side: int = Field(1024, ge=64, le=2048, description="qwen-edit / kontext / klein: the side of the square area "
                              "they work at (natively 1024 x 1024).")
     qwen_true_cfg: float = Field(4.0, ge=0, le=50, description="qwen-edit: true classifier-free guidance (the "
                                  "request's guidance when it gives none; above 1 a step costs two passes).")
     kontext_guidance: float = Field(2.5, ge=0, le=50, description="kontext: FLUX's distilled guidance (the "
                                     "request's guidance when it gives none).")
-    modern_inpaint: bool = Field(False, description="qwen-edit / kontext: run their inpaint pipelines inside the "
+    klein_guidance: float = Field(1.0, ge=0, le=50, description="klein: classifier-free guidance (the request's "
+                                  "guidance when it gives none; the step-distilled 4 B model ignores it).")
+    modern_inpaint: bool = Field(False, description="qwen-edit / kontext / klein: run their inpaint pipelines inside the "
                                  "mask (at the request's strength, default 0.8) instead of editing the crop and "
                                  "compositing the region.")
 

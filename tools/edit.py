@@ -20,6 +20,7 @@ editor             pipeline (role)     algorithm (see ``tools.editors.<module>``
 ``inpaint``        ``inpaint``         Stable Diffusion inpainting inside the mask
 ``qwen-edit``      ``qwen-edit``       Qwen-Image-Edit on the region's crop (1024 x 1024 area)
 ``kontext``        ``kontext``         FLUX.1 Kontext [dev] on the region's crop
+``klein``          ``klein``           FLUX.2 [klein] 4B on the region's crop
 =================  ==================  ======================================================
 
 Masked editors may work on a crop around the region (:mod:`tools.crop`, ``settings.crop``): the
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]
 
-MODERN_EDITORS = ("qwen-edit", "kontext")
+MODERN_EDITORS = ("qwen-edit", "kontext", "klein")
 """The transformer editors of issue 20 (:mod:`tools.editors.qwen_edit`, :mod:`tools.editors.kontext`)."""
 
 
@@ -57,7 +58,7 @@ GUIDANCE_RANGE = {"guidance_scale": (0.0, 50.0), "image_guidance_scale": (0.0, 5
 """The accepted range of each guidance knob."""
 
 ROLES = {"ip2p": "ip2p", "ip2p-composite": "ip2p", "diffedit": "sd", "regionwise": "ip2p", "inpaint": "inpaint",
-         "qwen-edit": "qwen-edit", "kontext": "kontext"}
+         "qwen-edit": "qwen-edit", "kontext": "kontext", "klein": "klein"}
 """The model role (``ModelRegistry.get``) each editor's pipeline is loaded as."""
 
 
@@ -82,7 +83,8 @@ def resolve_request(request: EditRequest, settings: Settings) -> EditRequest:
         strength = 0.8
     guidance = request.guidance_scale
     if guidance is None:
-        guidance = {"qwen-edit": s.qwen_true_cfg, "kontext": s.kontext_guidance}.get(request.editor, s.guidance_scale)
+        guidance = {"qwen-edit": s.qwen_true_cfg, "kontext": s.kontext_guidance,
+                    "klein": s.klein_guidance}.get(request.editor, s.guidance_scale)
     r = replace(
         request,
         seed=s.seed if request.seed is None else int(request.seed),
@@ -264,7 +266,7 @@ class Editor:
 
     def _run_modern(self, req: EditRequest, image: Image.Image, mask: np.ndarray, generator: torch.Generator,
                     progress: Optional[ProgressFn]) -> EditorOutput:
-        """qwen-edit or kontext on the work image (the crop), at its size; their inpaint pipelines with
+        """qwen-edit, kontext or klein on the work image (the crop), at its size; their inpaint pipelines with
         ``settings.modern_inpaint``. ``req.guidance_scale`` is Qwen's true CFG / FLUX's distilled guidance."""
         inpaint = self.settings.modern_inpaint
         common = dict(num_inference_steps=req.steps, inpaint=inpaint, strength=req.strength or 1.0,
@@ -275,10 +277,12 @@ class Editor:
             return QwenEditEditor(self._pipe("qwen-edit"))(
                 image, mask, req.instruction, true_cfg_scale=req.guidance_scale,
                 area=image.size[0] * image.size[1], **common)
-        from tools.editors.kontext import KontextEditor
+        if req.editor == "klein":
+            from tools.editors.klein import KleinEditor as Flux
+        else:
+            from tools.editors.kontext import KontextEditor as Flux
 
-        return KontextEditor(self._pipe("kontext"))(image, mask, req.instruction,
-                                                     guidance_scale=req.guidance_scale, **common)
+        return Flux(self._pipe(req.editor))(image, mask, req.instruction, guidance_scale=req.guidance_scale, **common)
 
 
 def native_side(editor: str, settings: Settings) -> int:

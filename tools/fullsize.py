@@ -144,7 +144,7 @@ def _modern_layout(role: str) -> Callable[[Path], None]:
     return write
 
 
-LAYOUTS.update({role: _modern_layout(role) for role in ("qwen-edit", "kontext", "sam3", "sam2")})
+LAYOUTS.update({role: _modern_layout(role) for role in ("qwen-edit", "kontext", "klein", "sam3", "sam2")})
 
 
 # --- weights: a marker, or materialised files --------------------------------------------------

@@ -11,6 +11,8 @@ role           components (published size)                            counted he
                (8.3 B), AutoencoderKLQwenImage (127 M)
 ``kontext``    FluxTransformer2DModel (12 B), T5-XXL encoder (4.8 B),
                CLIP-L text (123 M), FLUX.1 VAE (84 M)
+``klein``      Flux2Transformer2DModel (4 B), Qwen3-4B (4.0 B),
+               AutoencoderKLFlux2
 ``sam3``       Sam3Model (848 M)
 ``sam2``       Sam2Model, Hiera-L (224 M with the video memory modules)
 =============  =====================================================  ============================
@@ -94,6 +96,34 @@ def write_kontext(out: Path) -> None:
     t5_tokenizer(T5_VOCAB).save_pretrained(out / "tokenizer_2")
 
 
+KLEIN_SCHEDULER = {"_class_name": "FlowMatchEulerDiscreteScheduler", "base_image_seq_len": 256, "base_shift": 0.5,
+                   "max_image_seq_len": 4096, "max_shift": 1.15, "num_train_timesteps": 1000, "shift": 3.0,
+                   "use_dynamic_shifting": True}
+"""black-forest-labs/FLUX.2-klein-4B scheduler/scheduler_config.json (FLUX's flow-matching schedule)."""
+
+
+def write_klein(out: Path) -> None:
+    """FLUX.2-klein-4B's layout: ``Flux2KleinPipeline`` (step-distilled), its transformer, VAE and
+    Qwen3-4B text encoder, the scheduler and a Qwen2 tokenizer of 151936 ids with Qwen3's chat template."""
+    import diffusers
+
+    from tools.tiny_modern import QWEN3_CHAT_TEMPLATE
+    from tools.vocab import qwen2_tokenizer
+
+    _write_json(out / "model_index.json", {
+        "_class_name": "Flux2KleinPipeline", "_diffusers_version": diffusers.__version__, "is_distilled": True,
+        "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"], "text_encoder": ["transformers", "Qwen3ForCausalLM"],
+        "tokenizer": ["transformers", "Qwen2Tokenizer"], "transformer": ["diffusers", "Flux2Transformer2DModel"],
+        "vae": ["diffusers", "AutoencoderKLFlux2"]})
+    _write_json(out / "transformer" / "config.json", _config("flux2-klein-4b-transformer"))
+    _write_json(out / "vae" / "config.json", _config("flux2-vae"))
+    _write_json(out / "text_encoder" / "config.json", _config("qwen3-4b"))
+    _write_json(out / "scheduler" / "scheduler_config.json", KLEIN_SCHEDULER)
+    tok = qwen2_tokenizer(151936)
+    tok.chat_template = QWEN3_CHAT_TEMPLATE
+    tok.save_pretrained(out / "tokenizer")
+
+
 def write_sam3(out: Path) -> None:
     """facebook/sam3's layout: ``config.json`` and a ``Sam3Processor`` (1008 px, CLIP-sized tokenizer)."""
     from transformers import Sam3ImageProcessor, Sam3Processor
@@ -112,6 +142,7 @@ def write_sam2(out: Path) -> None:
     _write_json(out / "config.json", _config("sam2.1-hiera-large"))
 
 
-LAYOUTS = {"qwen-edit": write_qwen_edit, "kontext": write_kontext, "sam3": write_sam3, "sam2": write_sam2}
+LAYOUTS = {"qwen-edit": write_qwen_edit, "kontext": write_kontext, "klein": write_klein, "sam3": write_sam3,
+           "sam2": write_sam2}
 
-__all__ = ["LAYOUTS", "write_kontext", "write_qwen_edit", "write_sam2", "write_sam3"]
+__all__ = ["LAYOUTS", "write_klein", "write_kontext", "write_qwen_edit", "write_sam2", "write_sam3"]

@@ -80,6 +80,7 @@ SPECS: dict[str, ModelSpec] = {s.role: s for s in [
     ModelSpec("taesd", "Tiny autoencoder (TAESD, previews)", "madebyollin/taesd", "10 MB"),
     ModelSpec("qwen-edit", "Qwen-Image-Edit editor", "Qwen/Qwen-Image-Edit-2509", "58 GB (bf16)"),
     ModelSpec("kontext", "FLUX.1 Kontext [dev] editor", "black-forest-labs/FLUX.1-Kontext-dev", "34 GB (bf16)"),
+    ModelSpec("klein", "FLUX.2 [klein] 4B editor", "black-forest-labs/FLUX.2-klein-4B", "16 GB (bf16)"),
     ModelSpec("sam3", "SAM 3 grounder and segmenter", "facebook/sam3", "3.4 GB"),
     ModelSpec("sam2", "SAM 2.1 segmenter", "facebook/sam2.1-hiera-large", "0.9 GB"),
 ]}

@@ -9,8 +9,8 @@ class the editor knows (:data:`MODERN_PIPELINES`). SAM 3 and SAM 2.1 are ordinar
 models with processors (:data:`MODERN_TRANSFORMERS`).
 
 Licences (each model card's licence field): Qwen-Image-Edit Apache-2.0; FLUX.1 Kontext [dev] the
-FLUX.1 [dev] Non-Commercial License (said before download); SAM 3 Meta's SAM License; SAM 2.1
-Apache-2.0.
+FLUX.1 [dev] Non-Commercial License (said before download); FLUX.2 [klein] 4B Apache-2.0 (the 9 B
+models are non-commercial and not used); SAM 3 Meta's SAM License; SAM 2.1 Apache-2.0.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 MODERN_PIPELINES: dict[str, tuple[str, ...]] = {
     "qwen-edit": ("QwenImageEditPlusPipeline", "QwenImageEditPipeline"),
     "kontext": ("FluxKontextPipeline",),
+    "klein": ("Flux2KleinPipeline",),
 }
 """The diffusers pipeline classes a role's ``model_index.json`` may name (the first: the default's)."""
 
@@ -32,12 +33,15 @@ MODERN_MODELS: dict[str, dict[str, tuple[str, str]]] = {
     "kontext": {"transformer": ("diffusers", "FluxTransformer2DModel"), "vae": ("diffusers", "AutoencoderKL"),
                 "text_encoder": ("transformers", "CLIPTextModel"),
                 "text_encoder_2": ("transformers", "T5EncoderModel")},
+    "klein": {"transformer": ("diffusers", "Flux2Transformer2DModel"), "vae": ("diffusers", "AutoencoderKLFlux2"),
+              "text_encoder": ("transformers", "Qwen3ForCausalLM")},
 }
 """The weight-holding components of each modern pipeline: ``{folder: (library, class)}``."""
 
 MODERN_WHOLE_FOLDERS: dict[str, tuple[str, ...]] = {
     "qwen-edit": ("scheduler", "tokenizer", "processor"),
     "kontext": ("scheduler", "tokenizer", "tokenizer_2"),
+    "klein": ("scheduler", "tokenizer"),
 }
 """Small folders a modern pipeline reads whole (scheduler config, tokenizers, processor)."""
 
@@ -61,6 +65,7 @@ LICENCES: dict[str, tuple[str, bool]] = {
     "taesd": ("MIT", True),
     "qwen-edit": ("Apache-2.0", True),
     "kontext": ("FLUX.1 [dev] Non-Commercial License", False),
+    "klein": ("Apache-2.0", True),
     "sam3": ("SAM License (Meta; gated on the Hub)", True),
     "sam2": ("Apache-2.0", True),
 }

@@ -199,7 +199,8 @@ def _modern(name: str) -> Callable[[Path], None]:
 BUILDERS: dict[str, Callable[[Path], None]] = {
     "caption": make_caption, "detector": make_detector, "sam": make_sam, "ip2p": make_ip2p,
     "sd": make_sd, "inpaint": make_inpaint, "clip": make_clip, "taesd": make_taesd,
-    "qwen-edit": _modern("make_qwen_edit"), "kontext": _modern("make_kontext"), "sam3": _modern("make_sam3"),
+    "qwen-edit": _modern("make_qwen_edit"), "kontext": _modern("make_kontext"), "klein": _modern("make_klein"),
+    "sam3": _modern("make_sam3"),
     "sam2": _modern("make_sam2"),
 }
 

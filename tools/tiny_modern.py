@@ -94,6 +94,40 @@ def make_kontext(out: Path) -> None:
     pipe.save_pretrained(out)
 
 
+QWEN3_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}{% endif %}")
+"""Qwen3's chat template, reduced to what ``Flux2KleinPipeline`` renders (one user message, thinking off)."""
+
+
+def make_klein(out: Path) -> None:
+    """FLUX.2 [klein]: a 1+1-layer FLUX.2 transformer, a 4-channel FLUX.2 autoencoder, and a 28-layer
+    Qwen3 text encoder of width 16 (the pipeline reads its hidden states 9, 18 and 27, as from Qwen3-4B)."""
+    from diffusers import AutoencoderKLFlux2, Flux2KleinPipeline, Flux2Transformer2DModel
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    tok = qwen2_tokenizer()
+    tok.chat_template = QWEN3_CHAT_TEMPLATE
+    hidden = 16
+    text_encoder = Qwen3ForCausalLM(Qwen3Config(
+        vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden, num_hidden_layers=28,
+        num_attention_heads=2, num_key_value_heads=2, head_dim=8, max_position_embeddings=512,
+        bos_token_id=None, eos_token_id=None, pad_token_id=None)).eval()
+    latent = 4
+    transformer = Flux2Transformer2DModel(
+        patch_size=1, in_channels=latent * 4, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=3 * hidden, timestep_guidance_channels=256,
+        axes_dims_rope=[4, 4, 4, 4], guidance_embeds=False)
+    vae = AutoencoderKLFlux2(in_channels=3, out_channels=3, latent_channels=latent, norm_num_groups=8,
+                             block_out_channels=(8, 16, 16, 16), down_block_types=("DownEncoderBlock2D",) * 4,
+                             up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=1, sample_size=64,
+                             use_quant_conv=False, use_post_quant_conv=False)
+    pipe = Flux2KleinPipeline(scheduler=_flow_scheduler(), vae=vae, text_encoder=text_encoder, tokenizer=tok,
+                              transformer=transformer, is_distilled=True)
+    pipe.save_pretrained(out)
+
+
 SAM3_IMG_SIZE = 112
 """Tiny SAM 3 works on 112 px inputs (8 x 8 patches of 14 px; real: 1008)."""
 
@@ -154,4 +188,4 @@ def make_sam2(out: Path) -> None:
     Sam2Processor(image_processor=images, target_size=s).save_pretrained(out)
 
 
-__all__ = ["make_qwen_edit", "make_kontext", "make_sam3", "make_sam2"]
+__all__ = ["make_qwen_edit", "make_kontext", "make_klein", "make_sam3", "make_sam2"]

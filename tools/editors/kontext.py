@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tools.editors import EditorOutput, ProgressFn, pipeline_progress
+from tools.editors import EditorOutput, ProgressFn, inpaint_variant, pipeline_progress
 
 NATIVE_AREA = 1024 * 1024
 """FLUX.1 Kontext's preferred working area (its ``max_area`` default)."""
@@ -33,15 +33,12 @@ class KontextEditor:
     def __init__(self, pipe):
         self.pipe = pipe
 
-    def _inpaint_pipe(self):
-        from diffusers import FluxKontextInpaintPipeline
+    INPAINT = "FluxKontextInpaintPipeline"
+    """The inpaint pipeline built on the same components."""
 
-        cached = getattr(self.pipe, "_localedit_inpaint", None)
-        if cached is None:
-            cached = FluxKontextInpaintPipeline.from_pipe(self.pipe)
-            cached.set_progress_bar_config(disable=True)
-            self.pipe._localedit_inpaint = cached
-        return cached
+    def size_kwargs(self, width: int, height: int) -> dict:
+        """What makes the pipeline work at exactly ``width`` x ``height`` (no resize of its own)."""
+        return {"height": height, "width": width, "max_area": width * height, "_auto_resize": False}
 
     @torch.no_grad()
     def __call__(
@@ -80,15 +77,14 @@ class KontextEditor:
             `EditorOutput`: the edited image at ``image.size``.
         """
         width, height = image.size
-        common = dict(prompt=instruction, height=height, width=width, guidance_scale=guidance_scale,
+        common = dict(prompt=instruction, guidance_scale=guidance_scale, **self.size_kwargs(width, height),
                       num_inference_steps=num_inference_steps, generator=generator, output_type="pil",
-                      max_area=width * height, _auto_resize=False,
                       callback_on_step_end=pipeline_progress(progress))
         if true_cfg_scale > 1 and negative_prompt:
             common.update(true_cfg_scale=true_cfg_scale, negative_prompt=negative_prompt)
         pipe = self.pipe
         if inpaint:
-            pipe = self._inpaint_pipe()
+            pipe = inpaint_variant(self.pipe, self.INPAINT)
             mask_image = Image.fromarray(np.asarray(mask, dtype=np.uint8) * 255, "L")
             edited = pipe(image=image, mask_image=mask_image, strength=strength, **common).images[0]
         else:

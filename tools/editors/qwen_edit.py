@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tools.editors import EditorOutput, ProgressFn, pipeline_progress
+from tools.editors import EditorOutput, ProgressFn, inpaint_variant, pipeline_progress
 
 NATIVE_AREA = 1024 * 1024
 """The working area the Qwen-Image-Edit pipelines resize to."""
@@ -62,16 +62,6 @@ class QwenEditEditor:
 
     def __init__(self, pipe):
         self.pipe = pipe
-
-    def _inpaint_pipe(self):
-        from diffusers import QwenImageEditInpaintPipeline
-
-        cached = getattr(self.pipe, "_localedit_inpaint", None)
-        if cached is None:
-            cached = QwenImageEditInpaintPipeline.from_pipe(self.pipe)
-            cached.set_progress_bar_config(disable=True)
-            self.pipe._localedit_inpaint = cached
-        return cached
 
     @torch.no_grad()
     def __call__(
@@ -118,7 +108,7 @@ class QwenEditEditor:
         pipe = self.pipe
         with working_area(area):
             if inpaint:
-                pipe = self._inpaint_pipe()
+                pipe = inpaint_variant(self.pipe, "QwenImageEditInpaintPipeline")
                 mask_image = Image.fromarray(np.asarray(mask, dtype=np.uint8) * 255, "L")
                 edited = pipe(image=image, mask_image=mask_image, strength=strength, **common).images[0]
             else:
