@@ -34,6 +34,7 @@ from agent.graph import build_graph
 from agent.locks import CancelToken, ThreadLock
 from agent.state import current_path, current_record, parent_of
 from agent.store import ImageStore
+from tools import failures
 from tools.config import Settings, get_settings
 from tools.files import FileError, private_dir, private_file
 from tools.images import check_dimensions, image_from_array, load_image
@@ -95,10 +96,10 @@ class Conversations:
             # a small write-ahead log: checkpointed into the database every ~1 MB and cut back to 1 MB after
             self._db.execute("PRAGMA wal_autocheckpoint = 256")
             self._db.execute("PRAGMA journal_size_limit = 1048576")
+            failures.check_database(self._db, self.db_path)
         except sqlite3.DatabaseError as err:
             self._db.close()
-            raise FileError(f"The conversation database {str(self.db_path)!r} cannot be read ({err}); "
-                            f"move it away to start afresh.") from None
+            raise FileError(failures.open_failed(err, self.db_path)) from None
         from langgraph.checkpoint.sqlite import SqliteSaver
 
         self.checkpointer = SqliteSaver(self._db)
@@ -163,7 +164,10 @@ class Session:
                                      max_side=limits.max_image_side, max_aspect=limits.max_aspect_ratio)
             except LocaleditError as err:
                 return Reply(text=str(err), error=True, images=self._current_images())
-            upload = conv.store.put(pil.convert("RGB"))
+            try:
+                upload = conv.store.put(pil.convert("RGB"))
+            except OSError as err:
+                return self._failed(err)
         return self._turn({"text": text, "upload": upload}, progress)
 
     def select_version(self, number: int, progress: Optional[Callable[[dict], None]] = None) -> Reply:
@@ -214,12 +218,27 @@ class Session:
         except LocaleditError as err:
             return Reply(text=str(err), error=True, images=self._current_images())
         except Exception as err:  # noqa: BLE001 - never a traceback to the user
-            log.exception("turn failed")
-            return Reply(text=f"Something went wrong ({type(err).__name__}); your images and our "
-                              f"conversation are unchanged.", error=True, images=self._current_images())
+            return self._failed(err)
         finally:
             with self._tokens_lock:
                 self._tokens = tuple(t for t in self._tokens if t is not token)
+
+    def _failed(self, err: Exception) -> Reply:
+        """The reply to a turn that raised: the machine's failure in one sentence (a full disk, a
+        read-only folder, a damaged database: ``tools.failures``, logged without a traceback), else
+        "Something went wrong" with the traceback in the log."""
+        sentence = failures.describe(err, self.conversations.settings.data_dir)
+        if sentence is None:
+            log.exception("turn failed")
+            sentence = f"Something went wrong ({type(err).__name__}); your images and our conversation are unchanged."
+        else:
+            log.info("turn failed: %s (%s: %s)", sentence, type(err).__name__, err)
+        try:
+            images = self._current_images()
+        except Exception:  # noqa: BLE001 - a damaged database may not even say which image is on screen
+            log.info("the current image could not be read after the failure", exc_info=True)
+            images = {}
+        return Reply(text=sentence, error=True, images=images)
 
     def _stream(self, inputs: Any, progress: Optional[Callable[[dict], None]], token: CancelToken) -> None:
         config = {**self._config, "configurable": {**self._config["configurable"], "cancel": token}}

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import threading
+import time
 import tomllib
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -128,6 +129,21 @@ def resolve_device(settings: Settings) -> tuple[torch.device, torch.dtype]:
     else:
         dtype = getattr(torch, settings.dtype)
     return device, dtype
+
+
+def role_dtype(role: str, device: torch.device, dtype: torch.dtype) -> torch.dtype:
+    """The dtype ``role`` runs in: ``dtype``, except GroundingDINO on the CPU, always fp32.
+
+    In bf16 (or fp16) on the CPU, GroundingDINO's multi-scale deformable attention feeds
+    ``torch.nn.functional.grid_sample`` sampling grids that are NaN (measured 2026-12-06 with the
+    full-size random detector at max side 256: 88 of 96 grids non-finite in bf16, 0 of 96 in fp32),
+    and the CPU kernel reads out of bounds on non-finite grids (pytorch/pytorch#24823): the process
+    died with SIGSEGV in 1 of 3 threaded runs. The detector is small (232 M parameters, 0.93 GB in
+    fp32), so it runs in fp32 there; on CUDA it keeps the chosen dtype.
+    """
+    if role == "detector" and device.type == "cpu" and dtype != torch.float32:
+        return torch.float32
+    return dtype
 
 
 def model_sources(settings: Settings) -> dict[str, str]:
@@ -477,6 +493,21 @@ class ModelRegistry:
         self._loaded: dict[str, Loaded] = {}
         self._lock = threading.RLock()
         self._on_device: Optional[str] = None  # the offloaded role now on the GPU
+        self._listeners: list[Callable[[dict], None]] = []
+
+    def listen(self, listener: Callable[[dict], None]) -> Callable[[], None]:
+        """Call ``listener`` around each model load: ``{"event": "start" | "done" | "failed", "role",
+        "title", "loaded": [roles loaded before], "seconds" (done / failed)}``, from the loading
+        thread (a UI says what is loading on a cold start). Returns the function that stops it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _tell(self, event: dict) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(dict(event))
+            except Exception:  # noqa: BLE001 - a listener's failure must not fail the load
+                log.exception("model load listener failed")
 
     @property
     def offloading(self) -> bool:
@@ -489,16 +520,27 @@ class ModelRegistry:
             raise LocaleditError(f"Unknown model role '{role}'; known: {', '.join(SPECS)}.")
         with self._lock:
             if role not in self._loaded:
-                self._loaded[role] = self._load(role)
+                about = {"role": role, "title": SPECS[role].title, "loaded": sorted(self._loaded)}
+                self._tell({"event": "start", **about})
+                started = time.perf_counter()
+                try:
+                    self._loaded[role] = self._load(role)
+                except BaseException:
+                    self._tell({"event": "failed", "seconds": time.perf_counter() - started, **about})
+                    raise
+                self._tell({"event": "done", "seconds": time.perf_counter() - started, **about})
             return self._loaded[role]
 
     def _load(self, role: str) -> Loaded:
         source = self.sources[role]
         offloaded = self.offloading and role in OFFLOADED
         device = torch.device("cpu") if offloaded else self.device
-        log.info("loading %s from %s on %s (%s)", role, source, device, self.dtype)
+        if self.device.type == "cuda" and self.settings.cuda_fast_math:  # TF32 for SAM and other fp32 parts
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        dtype = role_dtype(role, device, self.dtype)
+        log.info("loading %s from %s on %s (%s)", role, source, device, dtype)
         try:
-            loaded = load_role(role, source, device, self.dtype, self.settings)
+            loaded = load_role(role, source, device, dtype, self.settings)
         except OSError as err:  # loads are local_files_only: absent or incomplete weights raise OSError
             raise _missing(role, source, err, self.settings.models_dir) from err
         if offloaded and role in (*DIFFUSION_ROLES, *MODERN_ROLES):
@@ -521,6 +563,8 @@ class ModelRegistry:
             if s.preview_vae:
                 tiny = self.get("taesd")  # the lock is re-entrant
                 decode_with_tiny_vae(pipe.vae, tiny.model)
+            if s.cuda_fast_math and self.device.type == "cuda":
+                pipe.unet.to(memory_format=torch.channels_last)
             if s.torch_compile:
                 pipe.unet.compile()
         elif s.attention != "default" and hasattr(loaded.model, "set_attn_implementation"):
@@ -576,6 +620,10 @@ class ModelRegistry:
 
     def loaded(self) -> list[str]:
         return sorted(self._loaded)
+
+    def dtype_of(self, role: str) -> torch.dtype:
+        """The dtype ``role`` runs in (:func:`role_dtype`: the detector is fp32 on the CPU)."""
+        return role_dtype(role, self.device, self.dtype)
 
 
 def decode_with_tiny_vae(vae, tiny) -> None:
