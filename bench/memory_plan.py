@@ -3,7 +3,7 @@
 ``DIR`` is a models folder with the full-size configurations (``localedit models make-random DIR``;
 or real weights). Every figure is COMPUTED from parameter counts (counted on the meta device by
 :func:`tools.models.parameter_counts`), times the bytes per parameter each role runs in on CUDA
-(bf16 for qwen-edit and kontext, fp16 for the rest, fp32 for Segment Anything), not measured:
+(bf16 for qwen-edit, kontext and klein, fp16 for the rest, fp32 for Segment Anything), not measured:
 activations, the CUDA context and allocator slack are NOT in it, so :data:`HEADROOM_GB` is kept free.
 
 * **resident**: the editor's weights, plus the models every localized turn also keeps resident
@@ -24,11 +24,11 @@ HEADROOM_GB = 4.0
 """Kept free for activations, the CUDA context and allocator slack (an assumption: measure on the GPU)."""
 
 GPUS_GB = (24, 48, 80)
-BYTES = {"qwen-edit": 2, "kontext": 2, "sam": 4}
+BYTES = {"qwen-edit": 2, "kontext": 2, "klein": 2, "sam": 4}
 """Bytes per parameter on CUDA (default 2: fp16)."""
 
 EDITORS = {"ip2p": "ip2p, ip2p-composite, regionwise", "sd": "diffedit", "inpaint": "inpaint",
-           "qwen-edit": "qwen-edit", "kontext": "kontext"}
+           "qwen-edit": "qwen-edit", "kontext": "kontext", "klein": "klein"}
 ALWAYS = {"groundingdino": ("detector", "sam", "clip"), "sam3": ("sam3", "clip")}
 
 
@@ -63,7 +63,7 @@ def plan(counts: dict[str, dict]) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    lines = [f"COMPUTED from parameter counts (meta device) x bytes per parameter (bf16 qwen-edit / kontext, fp16 "
+    lines = [f"COMPUTED from parameter counts (meta device) x bytes per parameter (bf16 qwen-edit / kontext / klein, fp16 "
              f"others, fp32 SAM); activations not counted, {HEADROOM_GB:g} GB kept free. Not measured.", "",
              "| editor(s) | grounder | editor weights GB | largest component GB | other resident GB | "
              + " | ".join(f"{g} GB" for g in GPUS_GB) + " |",

@@ -75,27 +75,52 @@ def test_modern_editor_changes_only_the_region(editor, name):
     assert np.array_equal(out[~result.region], orig[~result.region])  # 0 pixels changed outside
     assert (out != orig).any()
     assert result.info["crop"]["work_size"] == [64, 64] and result.info["work_size"] == [64, 64]
-    assert result.info["pipeline"] == {"kontext": "FluxKontextPipeline", "qwen-edit": "QwenImageEditPipeline",
-                                       "klein": "Flux2KleinPipeline"}[name]
+    assert result.info["pipeline"] == {"kontext": "FluxKontextInpaintPipeline",
+                                       "qwen-edit": "QwenImageEditInpaintPipeline",
+                                       "klein": "Flux2KleinInpaintPipeline"}[name]
+    assert result.info["strength"] == 0.8
     guidance = {"kontext": editor.settings.kontext_guidance, "qwen-edit": editor.settings.qwen_true_cfg,
                 "klein": editor.settings.klein_guidance}[name]
     assert result.info["guidance_scale"] == guidance
 
 
-def test_kontext_inpaint_pipeline(registry, modern):
-    inpaint = Editor(registry, modern.model_copy(update={"modern_inpaint": True}))
+@pytest.mark.parametrize("name,pipeline", [("kontext", "FluxKontextPipeline"), ("klein", "Flux2KleinPipeline")])
+def test_the_edit_pipelines_edit_the_crop_and_the_region_is_composited(registry, modern, name, pipeline):
+    plain = Editor(registry, modern.model_copy(update={"modern_inpaint": False}))
     img, mask = photo()
-    result = inpaint.edit(img, mask, EditRequest(editor="kontext", instruction="make the cat red"))
-    assert result.info["pipeline"] == "FluxKontextInpaintPipeline" and result.info["strength"] == 0.8
+    result = plain.edit(img, mask, EditRequest(editor=name, instruction="make the cat red"))
+    assert result.info["pipeline"] == pipeline and result.info["strength"] is None  # the edit pipelines read none
     assert np.array_equal(np.asarray(result.image)[~result.region], np.asarray(img)[~result.region])
 
 
 def test_stop_ends_a_modern_edit_between_steps(editor):
     img, mask = photo()
     stop = threading.Event()
-    with pytest.raises(Cancelled, match="step 2 of 3"):  # set after step 1, seen before step 2 ends the run
-        editor.edit(img, mask, EditRequest(editor="qwen-edit", instruction="make the cat red", steps=3),
+    with pytest.raises(Cancelled, match=r"step 2 of \d"):  # set after step 1, seen before step 2 ends the run
+        editor.edit(img, mask, EditRequest(editor="kontext", instruction="make the cat red", steps=4),
                     progress=lambda i, n: stop.set(), cancel=stop)
+
+
+@pytest.mark.slow
+def test_qwen_image_edit_plus_folders_load_as_the_plus_pipeline(tiny_models_dir, tmp_path, modern):
+    import shutil
+
+    from tools.models import ModelRegistry
+
+    plus = tmp_path / "qwen-edit"
+    shutil.copytree(tiny_models_dir / "qwen-edit", plus)
+    index = json.loads((plus / "model_index.json").read_text())
+    (plus / "model_index.json").write_text(json.dumps({**index, "_class_name": "QwenImageEditPlusPipeline"}))
+    settings = modern.model_copy(update={"models_dir": tmp_path, "modern_inpaint": False})
+    img, mask = photo()
+    result = Editor(ModelRegistry(settings), settings).edit(img, mask, EditRequest(editor="qwen-edit",
+                                                                                   instruction="make it red"))
+    assert result.info["pipeline"] == "QwenImageEditPlusPipeline"
+    assert np.array_equal(np.asarray(result.image)[~result.region], np.asarray(img)[~result.region])
+
+    (plus / "model_index.json").write_text(json.dumps({**index, "_class_name": "QwenImagePipeline"}))
+    with pytest.raises(LocaleditError, match="QwenImagePipeline pipeline"):
+        ModelRegistry(settings).get("qwen-edit")
 
 
 def test_a_modern_editor_needs_a_region(editor):
@@ -131,6 +156,7 @@ def _edit(tmp_path, capsys, monkeypatch, tiny_models_dir, *args):
     return report
 
 
+@pytest.mark.slow
 def test_cli_qwen_edit_with_a_box(tmp_path, capsys, monkeypatch, tiny_models_dir):
     report = _edit(tmp_path, capsys, monkeypatch, tiny_models_dir, "--box", "150,100,250,200",
                    "--editor", "qwen-edit")
@@ -159,3 +185,35 @@ def test_sam2_segments_boxes_and_points(registry):
     assert by_point.mask.shape == (300, 400) and by_point.source == "sam2"
     with pytest.raises(ValueError, match="overlaps"):
         seg.segment(img, [(500, 500, 600, 600)])
+
+
+# --- licences and downloads ------------------------------------------------------------------------
+
+def test_models_list_gives_a_licence_per_role(tiny_models_dir, capsys):
+    assert main(["models", "list", "--json", "--models", str(tiny_models_dir)]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert all(row["licence"] for row in rows.values())
+    assert rows["kontext"]["commercial_use"] is False and "Non-Commercial" in rows["kontext"]["licence"]
+    assert rows["qwen-edit"]["licence"] == rows["klein"]["licence"] == "Apache-2.0"
+
+
+def test_downloads_fetch_what_the_modern_loaders_read():
+    from tools.downloads import describe, FilePlan, select_files
+    from tools.models_modern import non_commercial_notice
+
+    listing = ["model_index.json", "README.md", "transformer/config.json",
+               *(f"transformer/diffusion_pytorch_model-0000{i}-of-00003.safetensors" for i in (1, 2, 3)),
+               "transformer/diffusion_pytorch_model.safetensors.index.json", "vae/config.json",
+               "vae/diffusion_pytorch_model.safetensors", "text_encoder/config.json", "text_encoder/model.safetensors",
+               "text_encoder_2/config.json", "text_encoder_2/model-00001-of-00002.safetensors",
+               "text_encoder_2/model-00002-of-00002.safetensors", "text_encoder_2/model.safetensors.index.json",
+               "tokenizer/vocab.json", "tokenizer_2/spiece.model", "scheduler/scheduler_config.json",
+               "flux1-kontext-dev.safetensors"]  # the single-file checkpoint is never fetched
+    files = select_files("kontext", listing, cuda_fp16=True)
+    assert "flux1-kontext-dev.safetensors" not in files and "README.md" not in files
+    assert "text_encoder_2/model-00002-of-00002.safetensors" in files and "tokenizer_2/spiece.model" in files
+    with pytest.raises(LocaleditError, match="no safetensors"):
+        select_files("kontext", [f for f in listing if not f.startswith("vae/diffusion")], cuda_fp16=False)
+    text = describe({"kontext": FilePlan("kontext", "black-forest-labs/FLUX.1-Kontext-dev", [(f, 10) for f in files])})
+    assert non_commercial_notice("kontext") in text and "Non-Commercial" in text
+    assert non_commercial_notice("qwen-edit") == ""

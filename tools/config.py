@@ -89,9 +89,9 @@ class Settings(BaseSettings):
                                     "request's guidance when it gives none).")
     klein_guidance: float = Field(1.0, ge=0, le=50, description="klein: classifier-free guidance (the request's "
                                   "guidance when it gives none; the step-distilled 4 B model ignores it).")
-    modern_inpaint: bool = Field(False, description="qwen-edit / kontext / klein: run their inpaint pipelines inside the "
-                                 "mask (at the request's strength, default 0.8) instead of editing the crop and "
-                                 "compositing the region.")
+    modern_inpaint: bool = Field(True, description="qwen-edit / kontext / klein: run their inpaint pipelines inside the "
+                                 "mask at the request's strength (default 0.8; the knob the judge's retries move); "
+                                 "false: their edit pipelines edit the whole crop and the region is composited.")
 
     # --- agent ------------------------------------------------------------------------
     data_dir: Path = Field(default_factory=_default_data_dir, description="Conversations (SQLite), images by content "

@@ -44,6 +44,7 @@ from tools.crop import Crop, area_size, paste_back, plan_crop, region_box
 from tools.editors import EditorOutput, edit_region
 from tools.images import composite, to_work, work_size
 from tools.models import ModelRegistry
+from tools.models_modern import default_guidance
 from tools.types import EDITORS, MASKED_EDITORS, MAX_TEXT, CancelFlag, Cancelled, EditRequest, EditResult, LocaleditError
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,8 @@ def resolve_request(request: EditRequest, settings: Settings) -> EditRequest:
 
     ``strength`` defaults to ``settings.encoding_ratio`` for diffedit and regionwise and to
     1.0 for inpaint; it stays None for the InstructPix2Pix editors, which do not use it.
-    ``max_side`` defaults to ``settings.max_side``. Raises :class:`LocaleditError` for an
+    ``max_side`` defaults to ``settings.max_side``; qwen-edit, kontext and klein always work at
+    ``settings.modern_side`` (their native area, whatever the request's long side). Raises :class:`LocaleditError` for an
     unknown editor or a value out of range (NaN and infinity included), so a bad request
     is refused before any model runs.
     """
@@ -83,8 +85,8 @@ def resolve_request(request: EditRequest, settings: Settings) -> EditRequest:
         strength = 0.8
     guidance = request.guidance_scale
     if guidance is None:
-        guidance = {"qwen-edit": s.qwen_true_cfg, "kontext": s.kontext_guidance,
-                    "klein": s.klein_guidance}.get(request.editor, s.guidance_scale)
+        guidance = default_guidance(request.editor, s)
+        guidance = s.guidance_scale if guidance is None else guidance
     r = replace(
         request,
         seed=s.seed if request.seed is None else int(request.seed),
@@ -94,7 +96,8 @@ def resolve_request(request: EditRequest, settings: Settings) -> EditRequest:
                               else float(request.image_guidance_scale)),
         strength=None if strength is None else float(strength),
         black_mask=s.black_mask_input if request.black_mask is None else bool(request.black_mask),
-        max_side=native_side(request.editor, s) if request.max_side is None else int(request.max_side),
+        max_side=native_side(request.editor, s) if request.max_side is None or request.editor in MODERN_EDITORS
+        else int(request.max_side),
     )
     for name in ("instruction", "source_caption", "target_caption"):
         if len(getattr(r, name)) > MAX_TEXT:
@@ -110,7 +113,8 @@ def resolve_request(request: EditRequest, settings: Settings) -> EditRequest:
         raise LocaleditError(f"The number of steps must be between 1 and 1000, not {r.steps}.")
     if r.strength is not None and not (math.isfinite(r.strength) and 0.0 < r.strength <= 1.0):
         raise LocaleditError(f"The strength (encoding ratio) must be above 0 and at most 1, not {r.strength}.")
-    if r.editor == "inpaint" and int(r.steps * r.strength) < 1:  # diffusers would run no step and fail
+    inpainting = r.editor == "inpaint" or (r.editor in MODERN_EDITORS and s.modern_inpaint)
+    if inpainting and r.strength is not None and int(r.steps * r.strength) < 1:  # diffusers would run no step
         raise LocaleditError(f"An inpaint strength of {r.strength:g} with {r.steps} steps runs no denoising "
                              f"step; use a strength of at least {1 / r.steps:.3g} or more steps.")
     if not 0 <= r.seed < 2**63:

@@ -44,9 +44,9 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def _config(name: str) -> dict:
-    from tools.fullsize import public_config
-
-    return public_config(name)
+    """A published configuration of ``tools/public_configs`` (read here: :mod:`tools.fullsize` imports this module)."""
+    data = json.loads((Path(__file__).with_name("public_configs") / f"{name}.json").read_text())
+    return {k: v for k, v in data.items() if k != "_source"}
 
 
 def write_qwen_edit(out: Path) -> None:

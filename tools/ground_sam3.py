@@ -25,9 +25,8 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.ops import nms
 
-from tools.ground import MIN_BOX_SIDE, NMS_IOU, clean_label, split_phrases
+from tools.ground import clean_label, keep_boxes, split_phrases
 from tools.images import box_to_mask, clip_mask_to_box, content_hash
 from tools.segment import BOX_GROW, MAX_POINTS, MIN_MASK_FRACTION, _clamp
 from tools.types import Box, Detection, Point, Segmentation
@@ -90,16 +89,8 @@ class Sam3Grounder:
             return []
         boxes = torch.stack([f[2] for f in found])
         scores = torch.tensor([f[1] for f in found])
-        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
-        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
-        ok = ((boxes[:, 2] - boxes[:, 0]) >= MIN_BOX_SIDE) & ((boxes[:, 3] - boxes[:, 1]) >= MIN_BOX_SIDE)
-        ok &= torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores)
-        idx = torch.nonzero(ok).flatten()
-        if idx.numel() == 0:
-            return []
-        keep = idx[nms(boxes[idx], scores[idx], NMS_IOU)].tolist()
         detections, masks = [], {}
-        for i in keep:
+        for i in keep_boxes(boxes, scores, (w, h)):
             box = tuple(float(v) for v in boxes[i])
             detections.append(Detection(label=found[i][0], score=found[i][1], box=box))  # type: ignore[arg-type]
             masks[_box_key(box)] = found[i][3]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 MODERN_PIPELINES: dict[str, tuple[str, ...]] = {
     "qwen-edit": ("QwenImageEditPlusPipeline", "QwenImageEditPipeline"),
@@ -73,6 +73,15 @@ LICENCES: dict[str, tuple[str, bool]] = {
 allows commercial use."""
 
 
+def default_guidance(editor: str, settings: Any) -> Optional[float]:
+    """The guidance a modern editor runs with when a request gives none: Qwen's true CFG
+    (``qwen_true_cfg``), FLUX.1 Kontext's distilled guidance (``kontext_guidance``), klein's CFG
+    (``klein_guidance``); None for the other editors (``settings.guidance_scale``). Torch-free, so
+    the judge can ask it."""
+    return {"qwen-edit": settings.qwen_true_cfg, "kontext": settings.kontext_guidance,
+            "klein": settings.klein_guidance}.get(editor)
+
+
 def pipeline_class(role: str, folder: Path) -> str:
     """The pipeline class ``folder``'s ``model_index.json`` names, checked against the role's."""
     from tools.types import LocaleditError
@@ -103,5 +112,5 @@ def non_commercial_notice(role: str) -> str:
             f"commercially. Read the licence on the model card before you use them.")
 
 
-__all__ = ["LICENCES", "MODERN_MODELS", "MODERN_PIPELINES", "MODERN_ROLES", "MODERN_TRANSFORMERS",
+__all__ = ["LICENCES", "default_guidance", "MODERN_MODELS", "MODERN_PIPELINES", "MODERN_ROLES", "MODERN_TRANSFORMERS",
            "MODERN_WHOLE_FOLDERS", "modern_dtype", "non_commercial_notice", "pipeline_class"]

@@ -128,7 +128,8 @@ class LocalWorker:
         The benchmark does this to keep one full-size model in memory at a time."""
         uses = {"caption": ("caption",), "detector": ("ground",), "sam": ("segment",), "clip": ("score",)}
         with self._run_lock, self._build_lock:
-            for name in uses.get(role, ("edit",) if role in ("ip2p", "sd", "inpaint", "taesd") else ()):
+            for name in uses.get(role, ("edit",) if role in ("ip2p", "sd", "inpaint", "taesd", "qwen-edit", "kontext",
+                                                             "klein") else ()):
                 self._tools.pop(name, None)
             return self._registry.release(role) if self._registry is not None else False
 
