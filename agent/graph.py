@@ -6,6 +6,7 @@
        |           +-> segment (a follow-up on the last edit's region or on the region the user
        |           |            selected: no grounding, no SAM; global edits)
        |           +-> command (undo, redo, go to version k, show mask; retry / stronger / other one -> segment)
+       |           +-> point ("select the cat on the left", "include the tail": the selection) -> respond
        |           +-> clarify (no referent for "it") ; +-> respond (chat)
        +-> command (the UI's "go to version k")
 
@@ -37,6 +38,7 @@ from agent import answers, judge, pipeline, referent, replies
 from agent.commands import recognise
 from agent.parser import ParseContext
 from agent.plan import Chat, Clarify, Command, EditPlan
+from agent.pointing import Pointing, read_typed
 from agent.replies import Where
 from agent.select import Choice, candidate_order, choose
 from agent.state import State, current_path, current_record, parent_of, show, walk
@@ -52,7 +54,7 @@ log = logging.getLogger(__name__)
 HISTORY_TURNS = 8
 POLL = 0.05  # seconds between looks at the cancel flag while a call runs
 TOOL_NAMES = {"ground": "the grounding model", "segment": "the segmentation model"}
-NODES = ("receive", "understand", "command", "ground", "select", "clarify", "segment", "edit", "score", "judge",
+NODES = ("receive", "understand", "command", "point", "ground", "select", "clarify", "segment", "edit", "score", "judge",
          "respond")
 
 
@@ -64,7 +66,9 @@ def build_graph(worker: Worker, understander, store: ImageStore, settings: Setti
         g.add_node(name, _safe(name, getattr(nodes, name)))
     g.add_edge(START, "receive")
     g.add_conditional_edges("receive", nodes.route_received, ["understand", "command", "respond"])
-    g.add_conditional_edges("understand", nodes.route_understood, ["command", "ground", "segment", "clarify", "respond"])
+    g.add_conditional_edges("understand", nodes.route_understood,
+                            ["command", "point", "ground", "segment", "clarify", "respond"])
+    g.add_edge("point", "respond")
     g.add_conditional_edges("command", _after("segment"), ["segment", "respond"])
     g.add_conditional_edges("ground", _after("select"), ["select", "respond"])
     g.add_conditional_edges("select", nodes.route_selected, ["segment", "clarify", "respond"])
@@ -238,6 +242,11 @@ class _Nodes:
         """Turn the message into a plan, command or question: commands at once, else caption + understander."""
         current = current_path(state)
         fast = recognise(state["text"])
+        pointing = read_typed(state["text"], state) if fast is None else None
+        if pointing is not None:  # "select the cat on the left", "include the tail": the point node
+            return {"understood": {"result": pointing, "path": "fast", "note": ""}, "report": self.report(
+                state, _entry("understand", True, "a selection, read before the language model"),
+                _entry("caption", False, "a selection needs no caption"))}
         if fast is not None:
             update: dict[str, Any] = {"understood": {"result": fast, "path": "fast", "note": ""}, "report": self.report(
                 state, _entry("understand", True, "a command, read before the language model"),
@@ -341,7 +350,7 @@ class _Nodes:
             moved = self._distance(versions, cursor, target)
             return {"cursor": target, "reply": {
                 "text": replies.moved("Undid" if cmd.name == "undo" else "Redid", moved, target + 1, len(versions),
-                                      versions[target]["note"]),
+                                      versions[target]["note"], asked=cmd.steps),
                 "images": {"current": versions[target]["path"]}}}
         if cmd.name == "cancel":
             return {"reply": {"text": replies.NOTHING_CHANGED}}
@@ -444,6 +453,19 @@ class _Nodes:
             return {"editor": editor, "seed": seed + 1, "knobs": knobs, "why": "try again",
                     "knob": f"seed {seed} -> {seed + 1}"}
         return {"editor": editor, "seed": seed, "knobs": knobs, "why": "the other candidate"}
+
+    def point(self, state: State) -> dict:
+        """A typed selection ("select the cat on the left", "include the tail"): SAM's region of it
+        becomes the pending ``selection``, the referent of the next edit (``agent.pointing``); its
+        worker calls run under Stop and the per-call time limits."""
+        pointed = Pointing(self.worker, self.store, self.runner).typed(state, state["understood"]["result"])
+        reply: dict[str, Any] = {"text": pointed.text, "error": pointed.error}
+        if pointed.picture:
+            reply["images"] = {"selection": pointed.picture}
+        update: dict[str, Any] = {"reply": reply, "report": self.report(state, _entry("point", True, "a selection"))}
+        if pointed.selection is not None:
+            update["selection"] = pointed.selection
+        return update
 
     def ground(self, state: State) -> dict:
         """GroundingDINO boxes for the plan's target (with its attribute, then without)."""
@@ -733,6 +755,8 @@ class _Nodes:
             return "clarify"
         if state["understood"]["result"]["kind"] == "command":
             return "command"
+        if state["understood"]["result"]["kind"] == "point":
+            return "point"
         return "segment" if state["plan"]["action"] == "global" or state.get("mask") else "ground"
 
     def route_selected(self, state: State) -> str:

@@ -170,9 +170,16 @@ QUESTION_DROPPED = "OK, I left the image as it is."
 
 # --- commands and the turn ------------------------------------------------------------------------
 
-def moved(verb: str, steps: int, number: int, total: int, note: str) -> str:
-    """After undo / redo / go to version: "Undid 1 step: now showing the result of ... (version 2 of 3)"."""
-    return f"{verb} {steps} step{'s' * (steps != 1)}: now showing {note}, version {number} of {total}."
+def moved(verb: str, steps: int, number: int, total: int, note: str, asked: int = 0) -> str:
+    """After undo / redo / go to version: "Undid 1 step: now showing the result of ... (version 2 of 3)".
+
+    ``asked`` more steps than there were ("undo 1000", "go back to the original"): it went as far as
+    there is, and says so.
+    """
+    edge = ""
+    if asked > steps:
+        edge = f", as far {'back' if verb == 'Undid' else 'forward'} as there is"
+    return f"{verb} {steps} step{'s' * (steps != 1)}{edge}: now showing {note}, version {number} of {total}."
 
 
 def nothing_to(command: str) -> str:

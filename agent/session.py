@@ -18,7 +18,6 @@ seconds, then is answered "still working on your last message".
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -29,14 +28,13 @@ import numpy as np
 from PIL import Image
 
 from agent import history, replies
+from agent.assembly import assemble
 from agent.commands import goto
-from agent.graph import build_graph
 from agent.locks import CancelToken, ThreadLock
 from agent.state import current_path, current_record, parent_of
 from agent.store import ImageStore
 from tools import failures
 from tools.config import Settings, get_settings
-from tools.files import FileError, private_dir, private_file
 from tools.images import check_dimensions, image_from_array, load_image
 from tools.types import LocaleditError
 
@@ -73,37 +71,20 @@ def summarize(entries: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class Conversations:
-    """The shared parts of every thread: worker, understander, image store, checkpointer, graph."""
+    """The shared parts of every thread: worker, understander, image store, checkpointer, graph.
+
+    Made by :func:`agent.assembly.assemble` from ``settings`` (default: the process's); a given
+    ``worker`` / ``understander`` is used as it is.
+    """
 
     def __init__(self, settings: Optional[Settings] = None, worker=None, understander=None):
-        self.settings = settings or get_settings()
-        data = private_dir(self.settings.data_dir)  # owner-only: conversations and photos are private
-        self.store = ImageStore(private_dir(data / "images"))
-        self.locks = data / "locks"
-        if worker is None:
-            from tools.worker import make_worker
-
-            worker = make_worker(self.settings)
-        if understander is None:
-            from agent.llm import Understander, make_llm
-
-            understander = Understander(make_llm(self.settings, timeout=self.settings.llm_timeout))
-        self.worker, self.understander = worker, understander
-        self.db_path = private_file(data / "conversations.sqlite")
-        self._db = sqlite3.connect(str(self.db_path), check_same_thread=False, timeout=30)
-        try:  # a file that is not a database fails here, in one sentence, not in the middle of a turn
-            self._db.execute("SELECT count(*) FROM sqlite_master")
-            # a small write-ahead log: checkpointed into the database every ~1 MB and cut back to 1 MB after
-            self._db.execute("PRAGMA wal_autocheckpoint = 256")
-            self._db.execute("PRAGMA journal_size_limit = 1048576")
-            failures.check_database(self._db, self.db_path)
-        except sqlite3.DatabaseError as err:
-            self._db.close()
-            raise FileError(failures.open_failed(err, self.db_path)) from None
-        from langgraph.checkpoint.sqlite import SqliteSaver
-
-        self.checkpointer = SqliteSaver(self._db)
-        self.graph = build_graph(worker, understander, self.store, self.settings, self.checkpointer)
+        parts = assemble(settings or get_settings(), worker=worker, understander=understander)
+        self.parts, self.settings, self.store = parts, parts.settings, parts.store
+        self.worker, self.understander = parts.worker, parts.understander
+        self.locks = parts.data / "locks"
+        self.db_path, self._db, self.checkpointer = parts.db_path, parts.db, parts.checkpointer
+        self.read_only = parts.read_only  # history readable; every turn says nothing can be saved
+        self.graph = parts.graph()
 
     @property
     def offline(self) -> bool:
@@ -198,6 +179,8 @@ class Session:
         from langgraph.types import Command as Resume
 
         conv = self.conversations
+        if conv.read_only:
+            return Reply(text=failures.read_only(conv.settings.data_dir), error=True, images=self._current_images())
         token = CancelToken()
         with self._tokens_lock:
             self._tokens = (*self._tokens, token)
