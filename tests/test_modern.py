@@ -64,7 +64,8 @@ def test_the_crop_stays_inside_the_photo_and_is_skipped_when_it_gains_little():
 
 # --- the editors ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["kontext", "qwen-edit", "klein"])
+@pytest.mark.parametrize("name", ["kontext", pytest.param("qwen-edit", marks=pytest.mark.slow),
+                                  pytest.param("klein", marks=pytest.mark.slow)])
 def test_modern_editor_changes_only_the_region(editor, name):
     img, mask = photo()
     steps = []
@@ -84,7 +85,8 @@ def test_modern_editor_changes_only_the_region(editor, name):
     assert result.info["guidance_scale"] == guidance
 
 
-@pytest.mark.parametrize("name,pipeline", [("kontext", "FluxKontextPipeline"), ("klein", "Flux2KleinPipeline")])
+@pytest.mark.parametrize("name,pipeline", [("kontext", "FluxKontextPipeline"),
+                                           pytest.param("klein", "Flux2KleinPipeline", marks=pytest.mark.slow)])
 def test_the_edit_pipelines_edit_the_crop_and_the_region_is_composited(registry, modern, name, pipeline):
     plain = Editor(registry, modern.model_copy(update={"modern_inpaint": False}))
     img, mask = photo()
@@ -164,6 +166,7 @@ def test_cli_qwen_edit_with_a_box(tmp_path, capsys, monkeypatch, tiny_models_dir
     assert report["editor"] == "qwen-edit" and crop["size"][0] == crop["size"][1] < 300 and crop["work_size"] == [64, 64]
 
 
+@pytest.mark.slow
 def test_cli_sam3_grounds_and_segments_for_kontext(tmp_path, capsys, monkeypatch, tiny_models_dir):
     report = _edit(tmp_path, capsys, monkeypatch, tiny_models_dir, "--grounder", "sam3", "--target", "cat",
                    "--editor", "kontext")
