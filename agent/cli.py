@@ -367,7 +367,7 @@ def _history_context(path: str):
 # --- chat-cli --------------------------------------------------------------------------------
 
 CHAT_HELP = ("Commands: /image PATH (load a photo), /undo, /redo, /mask, /retry, /version N, /cancel, /save PATH, "
-             "/help, /quit. Ctrl-C stops a running edit; at the prompt, twice, it quits. "
+             "/details (how the last edit was made), /help, /quit. Ctrl-C stops a running edit; at the prompt, twice, it quits. "
              "Anything else is an instruction, e.g. \"turn the cat into a fox\".")
 
 
@@ -452,6 +452,8 @@ def _chat_line(session, interactive: bool, loaded: set[Path]) -> bool:
         return True
     if word == "/help":
         print(CHAT_HELP)
+    elif word == "/details":
+        _details(_LAST.get("reply"))
     elif word == "/image":
         if path := _path_arg(rest):
             _load(session, path, loaded)
@@ -536,10 +538,16 @@ def _chat_progress(event: dict) -> None:
               end="" if event["step"] < event["total"] else "\n", file=sys.stderr, flush=True)
 
 
+_LAST: dict = {}
+"""The chat's last reply (``{"reply": Reply}``), for ``/details``: chat-cli runs one chat per process."""
+
+
 def _show(reply) -> None:
+    """A reply as the chat shows it: its sentence, the image paths, the options of a question."""
     if reply is None:
         _say("give the image's path: /image PATH")
         return
+    _LAST["reply"] = reply
     if reply.notice:
         _say(f"({reply.notice})")
     _say(reply.text)
@@ -547,6 +555,15 @@ def _show(reply) -> None:
         print(f"  [{name}] {path}")
     if reply.question and reply.options:
         print(f"  answer with {', '.join(reply.options)}, 'all', 'the left one', or 'cancel'")
+    sys.stdout.flush()
+
+
+def _details(reply) -> None:
+    """``/details``: how the last reply came about: the objects and editor, scores, stages and attempts."""
+    if reply is None:
+        _say("nothing yet: send an instruction first")
+        return
+    _say(reply.details or "no edit details for the last reply")
     if reply.scores:
         shown = {k: v for k, v in reply.scores.items() if v is not None and k != "cache_hits"}
         print("  scores: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
