@@ -10,6 +10,7 @@ understander and the loaded models across its setting combinations; tests pass s
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +41,21 @@ def make_worker(settings: Settings) -> Any:
     return make(settings)
 
 
-def open_database(path: Path) -> sqlite3.Connection:
+def read_only(path: Path) -> bool:
+    """Whether the database at ``path`` exists but it or its folder cannot be written (a read-only
+    mount, another user's folder): then its history is opened read-only."""
+    return path.is_file() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
+
+
+def open_database(path: Path, readonly: bool = False) -> sqlite3.Connection:
     """The conversations' SQLite file, owner-only, checked readable; a file that is not a database
-    is a :class:`~tools.files.FileError` in one sentence, not a failure in the middle of a turn."""
-    db = sqlite3.connect(str(private_file(path)), check_same_thread=False, timeout=30)
+    (or a damaged one, or one on a full disk) is a :class:`~tools.files.FileError` in one sentence,
+    not a failure in the middle of a turn. ``readonly``: opened immutable, without the lock and
+    write-ahead-log files a read-only folder cannot take."""
+    if readonly:
+        db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False, timeout=30)
+    else:
+        db = sqlite3.connect(str(private_file(path)), check_same_thread=False, timeout=30)
     try:
         db.execute("SELECT count(*) FROM sqlite_master")
         # a small write-ahead log: checkpointed into the database every ~1 MB and cut back to 1 MB after
@@ -67,6 +79,7 @@ class Parts:
     data: Path  # the private data folder (images/, locks/, the database)
     db: Optional[sqlite3.Connection] = None
     checkpointer: Any = None  # langgraph SqliteSaver on ``db``; None: the caller keeps the threads
+    read_only: bool = False  # the data folder cannot be written: history readable, turns refused
 
     @property
     def db_path(self) -> Path:
@@ -95,6 +108,8 @@ def assemble(settings: Optional[Settings] = None, *, worker: Any = None, underst
     if checkpoints:
         from langgraph.checkpoint.sqlite import SqliteSaver
 
-        parts.db = open_database(data / DATABASE)
+        parts.read_only = read_only(data / DATABASE)
+        parts.db = open_database(data / DATABASE, parts.read_only)
         parts.checkpointer = SqliteSaver(parts.db)
+        parts.checkpointer.is_setup = parts.read_only  # its setup writes (journal mode, tables): they are there
     return parts

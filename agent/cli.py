@@ -35,7 +35,8 @@ OPTIONS = {"models_dir": ("models", "--models"), "device": ("device", "--device"
            "box_threshold": ("box_threshold", "--box-threshold"), "text_threshold": ("text_threshold", "--text-threshold"),
            "editor": ("editor", "--editor"), "seed": ("seed", "--seed"), "steps": ("steps", "--steps"),
            "guidance_scale": ("guidance", "--guidance"), "image_guidance_scale": ("image_guidance", "--image-guidance"),
-           "black_mask_input": ("black_mask", "--black-mask"), "max_attempts": ("attempts", "--attempts")}
+           "black_mask_input": ("black_mask", "--black-mask"), "max_attempts": ("attempts", "--attempts"),
+           "grounder": ("grounder", "--grounder"), "segmenter": ("segmenter", "--segmenter")}
 """The settings the command line can override: setting -> (argument, option)."""
 
 
@@ -100,6 +101,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
     settings = _settings(args)  # --editor, --seed, --steps, --guidance, --attempts ... over LOCALEDIT_*
     t0 = time.perf_counter()
+    _check_texts(args)
     outputs = _check_outputs(args)
     image = load_image(args.image, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels)
     box = parse_box(args.box, image.size) if args.box else None
@@ -180,7 +182,7 @@ def _check_outputs(args: argparse.Namespace) -> dict[str, Path]:
     an existing writable folder, not a folder; no two outputs the same file, none the input's."""
     from tools.files import FileError, check_output
 
-    given = {"output": args.output or f"{Path(args.image).stem}-edited.png",
+    given = {"output": args.output or _default_output(args.image),
              "mask": args.mask_out, "overlay": args.overlay_out}
     outputs: dict[str, Path] = {}
     for kind, raw in given.items():
@@ -196,6 +198,34 @@ def _check_outputs(args: argparse.Namespace) -> dict[str, Path]:
                 raise FileError(f"{option} {raw!r} would overwrite an input of this edit; choose another path.")
         outputs[kind] = path
     return outputs
+
+
+TEXT_OPTIONS = {"instruction": "The instruction", "target": "--target", "source_caption": "--source-caption",
+                "target_caption": "--target-caption"}
+"""``localedit edit``'s free-text arguments: argument -> how the user gave it."""
+
+
+def _check_texts(args: argparse.Namespace) -> None:
+    """An empty instruction, or a text longer than ``MAX_TEXT``, is refused (naming the option the
+    user gave) before any model loads."""
+    from tools.types import MAX_TEXT, LocaleditError
+
+    if not args.instruction.strip():
+        raise LocaleditError('The instruction is empty; say what to change, e.g. "make the cat red".')
+    for name, option in TEXT_OPTIONS.items():
+        text = getattr(args, name) or ""
+        if len(text) > MAX_TEXT:
+            raise LocaleditError(f"{option} is {len(text):,} characters long; the most is {MAX_TEXT:,}.")
+
+
+def _default_output(image: str) -> str:
+    """``-o``'s default: ``<image's folder>/<image's name>-edited.png``, control characters (a newline
+    in the name) replaced by ``_``."""
+    import re
+
+    path = Path(image).expanduser()
+    stem = re.sub(r"[\x00-\x1f\x7f]+", "_", path.stem).strip() or "image"
+    return str(path.with_name(f"{stem}-edited.png"))
 
 
 def _plan_for(instruction: str):
@@ -263,7 +293,9 @@ def _list_models(settings, args: argparse.Namespace) -> int:
 
     rows = {}
     for role, source in models.model_sources(settings).items():
-        row: dict[str, Any] = {"title": models.SPECS[role].title, "source": source}
+        spec = models.SPECS[role]
+        row: dict[str, Any] = {"title": spec.title, "source": source, "licence": spec.licence,
+                               "commercial_use": spec.commercial}
         if args.params:
             counts = models.parameter_counts(role, source, settings)
             row.update(counts or {"params": None, "available": False})
@@ -276,7 +308,7 @@ def _list_models(settings, args: argparse.Namespace) -> int:
         if args.params:
             n = row["params"]
             size = f"{'-' if n is None else _count(n):>8}  " + ("random  " if row.get("random") else "        ")
-        print(f"{role:9} {row['title']:36} {size}{row['source']}")
+        print(f"{role:9} {row['title']:36} {size}{row['source']}  [{row['licence']}]")
     return 0
 
 
@@ -335,7 +367,7 @@ def _history_context(path: str):
 # --- chat-cli --------------------------------------------------------------------------------
 
 CHAT_HELP = ("Commands: /image PATH (load a photo), /undo, /redo, /mask, /retry, /version N, /cancel, /save PATH, "
-             "/help, /quit. Ctrl-C stops a running edit; at the prompt, twice, it quits. "
+             "/details (how the last edit was made), /help, /quit. Ctrl-C stops a running edit; at the prompt, twice, it quits. "
              "Anything else is an instruction, e.g. \"turn the cat into a fox\".")
 
 
@@ -420,6 +452,8 @@ def _chat_line(session, interactive: bool, loaded: set[Path]) -> bool:
         return True
     if word == "/help":
         print(CHAT_HELP)
+    elif word == "/details":
+        _details(_LAST.get("reply"))
     elif word == "/image":
         if path := _path_arg(rest):
             _load(session, path, loaded)
@@ -504,10 +538,16 @@ def _chat_progress(event: dict) -> None:
               end="" if event["step"] < event["total"] else "\n", file=sys.stderr, flush=True)
 
 
+_LAST: dict = {}
+"""The chat's last reply (``{"reply": Reply}``), for ``/details``: chat-cli runs one chat per process."""
+
+
 def _show(reply) -> None:
+    """A reply as the chat shows it: its sentence, the image paths, the options of a question."""
     if reply is None:
         _say("give the image's path: /image PATH")
         return
+    _LAST["reply"] = reply
     if reply.notice:
         _say(f"({reply.notice})")
     _say(reply.text)
@@ -515,6 +555,15 @@ def _show(reply) -> None:
         print(f"  [{name}] {path}")
     if reply.question and reply.options:
         print(f"  answer with {', '.join(reply.options)}, 'all', 'the left one', or 'cancel'")
+    sys.stdout.flush()
+
+
+def _details(reply) -> None:
+    """``/details``: how the last reply came about: the objects and editor, scores, stages and attempts."""
+    if reply is None:
+        _say("nothing yet: send an instruction first")
+        return
+    _say(reply.details or "no edit details for the last reply")
     if reply.scores:
         shown = {k: v for k, v in reply.scores.items() if v is not None and k != "cache_hits"}
         print("  scores: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
@@ -537,7 +586,9 @@ def _show(reply) -> None:
 # --- entry point -----------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="localedit", description="Conversational, localized image editing.")
+    from agent.usage import OneLineParser
+
+    p = OneLineParser(prog="localedit", description="Conversational, localized image editing.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -550,9 +601,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--point", action="append", metavar="X,Y[,0]",
                    help="a point on the object (what a click sends; repeat to refine; X,Y,0 = not on it): "
                         "SAM's point prompt, with --box or the target's detection that contains it")
-    e.add_argument("--editor", choices=["ip2p", "ip2p-composite", "diffedit", "regionwise", "inpaint"],
+    e.add_argument("--editor", choices=["ip2p", "ip2p-composite", "diffedit", "regionwise", "inpaint", "qwen-edit",
+                                        "kontext", "klein"],
                    help="the editor the judge tries first (default LOCALEDIT_EDITOR, 'auto': by action)")
-    e.add_argument("-o", "--output", help="edited image path (default: <image>-edited.png)")
+    e.add_argument("--grounder", choices=["groundingdino", "sam3"],
+                   help="what finds the object: GroundingDINO + SAM (default) or SAM 3 (instances with masks)")
+    e.add_argument("--segmenter", choices=["sam", "sam2"], help="box / point segmenter: SAM (default) or SAM 2.1")
+    e.add_argument("-o", "--output", help="edited image path (default: <image>-edited.png beside the image)")
     e.add_argument("--mask-out", help="save the edit region (the mask, dilated) as a PNG")
     e.add_argument("--overlay-out", help="save boxes + mask drawn over the photo")
     e.add_argument("--source-caption", help='DiffEdit / CLIP direction, e.g. "a photo of a cat"')
@@ -646,7 +701,10 @@ def registered_commands() -> list[tuple[str, Callable[[Any], Any]]]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from agent.usage import join_negative_values
+
     parser = build_parser()
+    argv = join_negative_values(sys.argv[1:] if argv is None else argv, ("--point", "--box"))
     args, extra = parser.parse_known_args(argv)
     if extra and args.command == "models" and not any(e.startswith("-") for e in extra):
         args.names += extra  # `models download --dry-run ip2p`: roles after an option are still roles

@@ -553,12 +553,15 @@ class _Nodes(CommandNode):
         if note:  # how the message was read (an LLM fallback, a repair): the log and the step details, not the reply
             log.info("understanding: %s", note)
             report = [*report, _entry("understood", False, note)]
-        text = replies.edit_done(plan.instruction, where, best["editor"], attempts=len(attempts),
-                                 kept_why=best.get("why", ""), problems=best.get("problems") or [], note="",
-                                 knob=f"{best['why']}: {best['knob']}" if best.get("knob") else "")
+        details = replies.edit_done(plan.instruction, where, best["editor"], attempts=len(attempts),
+                                    kept_why=best.get("why", ""), problems=best.get("problems") or [], note="",
+                                    knob=f"{best['why']}: {best['knob']}" if best.get("knob") else "")
+        text = replies.done(plan.action, plan.new_value, plan.instruction, where,
+                            problems=best.get("problems") or [], region_hint=plan.region_hint,
+                            rerun=((state.get("overrides") or {}).get("first") or {}).get("why", ""))
         return {"versions": show(versions, len(versions) - 1), "cursor": len(versions) - 1, "report": report,
                 "selection": None,
-                "reply": {"text": text, "images": images, "scores": best.get("scores"),
+                "reply": {"text": text, "details": details, "images": images, "scores": best.get("scores"),
                           "attempts": [{k: a.get(k) for k in ("editor", "strength", "guidance_scale",
                                                               "image_guidance_scale", "seed", "why", "knob",
                                                               "problems", "combined")}

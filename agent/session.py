@@ -60,6 +60,7 @@ class Reply:
     cancelled: bool = False  # the turn was stopped (Stop, Ctrl-C): nothing changed
     busy: bool = False  # another turn of this thread was running: this message was not taken
     report: dict[str, Any] = field(default_factory=dict)  # {"ran", "skipped", "caches", "stages"}: see ``summarize``
+    details: str = ""  # how an edit was made: objects, editor, knobs, attempts (the step details; chat-cli /details)
     # the thread after the turn, read from the same checkpoint as the reply (no second read needed):
     versions: list[dict[str, Any]] = field(default_factory=list)  # as ``Session.versions()``
     state: dict[str, Any] = field(default_factory=dict, repr=False)  # the graph's state values (``Session.state()``)
@@ -91,6 +92,7 @@ class Conversations:
         self.worker, self.understander = parts.worker, parts.understander
         self.locks = parts.data / "locks"
         self.db_path, self._db, self.checkpointer = parts.db_path, parts.db, parts.checkpointer
+        self.read_only = parts.read_only  # history readable; every turn says nothing can be saved
         self.graph = parts.graph()
 
     @property
@@ -186,6 +188,8 @@ class Session:
         from langgraph.types import Command as Resume
 
         conv = self.conversations
+        if conv.read_only:
+            return Reply(text=failures.read_only(conv.settings.data_dir), error=True, images=self._current_images())
         token = CancelToken()
         with self._tokens_lock:
             self._tokens = (*self._tokens, token)
@@ -254,7 +258,7 @@ class Session:
         images = dict(reply.get("images") or {})
         return Reply(text=reply["text"], images=images, scores=reply.get("scores"),
                      attempts=reply.get("attempts") or [], error=bool(reply.get("error")),
-                     cancelled=bool(reply.get("cancelled")), **thread)
+                     cancelled=bool(reply.get("cancelled")), details=reply.get("details") or "", **thread)
 
     def _current_images(self) -> dict[str, str]:
         current = self.current_image_path()

@@ -46,7 +46,7 @@ class CommandNode:
             moved = self._distance(versions, cursor, target)
             return {"cursor": target, "reply": {
                 "text": replies.moved("Undid" if cmd.name == "undo" else "Redid", moved, target + 1, len(versions),
-                                      versions[target]["note"]),
+                                      versions[target]["note"], asked=cmd.steps),
                 "images": {"current": versions[target]["path"]}}}
         if cmd.name == "cancel":
             return {"reply": {"text": replies.NOTHING_CHANGED}}

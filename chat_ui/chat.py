@@ -87,6 +87,8 @@ class Chat:
                 if why:
                     await self._refused(why, text, upload, message, image_name or "")
                     return
+            if text.strip() and not image:
+                self.waiting = None  # a new instruction: what waited for a photo is superseded
             if image and not text.strip() and self.waiting:  # "make it winter", then the photo
                 text, note = self.waiting, f"Running what you asked before the photo came: *{_md(self.waiting)}*"
                 self.waiting = None
@@ -243,7 +245,8 @@ class Chat:
         """A thread the sidebar can tell apart: named after its first instruction ("New photo" until
         then; ``history`` numbers a name another chat of the user has)."""
         name = await history.thread_name(self.thread)
-        new = text.strip()[:60] if (not name or name.startswith(NEW_PHOTO)) and text.strip() and not reply.error \
+        placeholder = not name or name.endswith(NEW_PHOTO)  # "New photo", or "(2) New photo" beside another
+        new = text.strip()[:60] if placeholder and text.strip() and not reply.error \
             else NEW_PHOTO if not name and reply.images else None
         if new:
             await history.update_thread(self.thread, name=new)

@@ -155,10 +155,13 @@ def test_two_scripted_chats_on_one_thread_hold_at_the_seams(env, tmp_path):
         asked = other.ask("make the cat blue")  # a dozen noisy candidates
         assert re.search(r"I found \d+ cats", asked) and "'cancel'" in asked
         chose = other.ask("2")
-        assert "cat 2 of" in chose and "as you chose" in chose, chose
+        assert chose.startswith("localedit: Done: cat 2 is blue now.") and "stages:" not in chose, chose
+        assert "cat 2 of" in other.ask("/details")  # how it was picked: one command away (issue 19)
         follow = other.ask("now make it red")  # 1: no question, and no caption, grounding or SAM
-        assert follow.startswith("localedit: Done: make the cat red, on the same cat as the last edit"), follow
-        stages = re.search(r"stages: (.*)", follow).group(1)
+        assert follow.startswith("localedit: Done: the cat is red now."), follow
+        details = other.ask("/details")
+        assert "on the same cat as the last edit" in details, details
+        stages = re.search(r"stages: (.*)", details).group(1)
         assert stages.startswith("ran understand, edit, score;") and all(
             f"{s} (" in stages for s in ("caption", "ground", "segment")), stages
         other.ask("/undo")

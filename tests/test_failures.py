@@ -142,3 +142,75 @@ def test_grounding_in_bf16_on_the_cpu_runs_its_deformable_attention_in_fp32(sett
         call("the detector", worker.ground, photo, "the cat")
     assert next(worker.registry.get("detector").model.parameters()).dtype == torch.float32
     assert len(grids) >= 20 and all(g.dtype == torch.float32 and bool(torch.isfinite(g).all()) for g in grids)
+
+
+@pytest.fixture
+def saved_chat(settings, registry, tmp_path) -> tuple[Path, str, list[dict]]:
+    """A conversation saved in ``tmp_path/data``: a photo and one edit; (data folder, thread, versions)."""
+    s = agent_settings(settings, tmp_path)
+    conv = Conversations(s, worker=SceneWorker(s, registry=registry), understander=Understander(None))
+    try:
+        chat = conv.session("T")
+        chat.send("", image=scene(SIZE, boxes=CATS))
+        assert "Done" in chat.send("make it look like winter").text
+        return s.data_dir, chat.thread_id, chat.versions()
+    finally:
+        conv.close()
+
+
+def test_a_damaged_database_names_the_damage_what_reads_and_where_the_images_are(saved_chat, tiny_models_dir, tmp_path):
+    """8 KB of random bytes in the middle of ``conversations.sqlite``: ``chat-cli --thread T`` said
+    "unexpected failure (DatabaseError: database disk image is malformed)" and exited 1."""
+    data, thread, versions = saved_chat
+    db = data / "conversations.sqlite"
+    size = db.stat().st_size
+    with open(db, "r+b") as f:
+        f.seek(max(0, size // 2 - 4096))
+        f.write(os.urandom(8192))
+    out = subprocess.run([str(EXE), "chat-cli", "--thread", thread], input="undo\n", capture_output=True, text=True,
+                         cwd=tmp_path, env=chat_env(tiny_models_dir, data), timeout=300)
+    assert out.returncode == 2 and len(out.stderr.splitlines()) == 1, out.stderr
+    assert out.stderr.startswith(f"error: The conversation database '{db}' is damaged (database disk image is "
+                                 f"malformed): "), out.stderr
+    assert f"all {len(list((data / 'images').glob('*.png')))} images are safe in '{data / 'images'}'" in out.stderr
+    assert all(Path(v["path"]).is_file() for v in versions)
+
+
+def test_a_read_only_data_folder_shows_the_history_and_says_it_cannot_save(saved_chat, tiny_models_dir, tmp_path):
+    """A read-only data folder: "Cannot create '.../conversations.sqlite' (read-only file system)" although
+    the file was there, and the history could not even be viewed. Runs as root too: a read-only bind
+    mount refuses root's writes, where ``chmod`` would not."""
+    data, thread, versions = saved_chat
+    mount(["--bind", "-o", "ro", str(data)], data)
+    try:
+        out = subprocess.run([str(EXE), "chat-cli", "--thread", thread], capture_output=True, text=True,
+                             input="undo\n/save out.png\nmake it look like autumn\n", cwd=tmp_path,
+                             env=chat_env(tiny_models_dir, data), timeout=300)
+    finally:
+        subprocess.run(["umount", str(data)], check=True)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    said = [line for line in out.stdout.splitlines() if line.startswith("localedit: ")]
+    assert said[0] == f"localedit: (resumed: version {len(versions)} of {len(versions)} is on screen)", said
+    refusal = (f"localedit: localedit's data folder '{data}' is read-only, so nothing can be saved: the history can "
+               f"still be viewed; make the folder writable, or set LOCALEDIT_DATA_DIR to a writable folder, to edit.")
+    assert said[1:] == [refusal, "localedit: saved the current image to out.png", refusal], said
+    assert (tmp_path / "out.png").is_file()
+
+
+def test_undo_a_thousand_goes_back_as_far_as_there_is_and_says_so(saved_chat, settings, registry, tmp_path):
+    """"undo 1000" and "go back 1000 steps" answered "I'm not sure what to change" ("go back 2 steps" worked)."""
+    data, thread, versions = saved_chat
+    s = agent_settings(settings, tmp_path)
+    conv = Conversations(s, worker=SceneWorker(s, registry=registry), understander=Understander(None))
+    try:
+        chat = conv.session(thread)
+        first, last = f"version 1 of {len(versions)}", f"version {len(versions)} of {len(versions)}"
+        steps = len(versions) - 1
+        for back, forward in [("undo 1000", "redo 1000"), ("go back 1000 steps", "/redo 5000")]:
+            text = chat.send(back).text
+            assert text.startswith(f"Undid {steps} step, as far back as there is: ") and first in text, text
+            text = chat.send(forward).text
+            assert text.startswith(f"Redid {steps} step, as far forward as there is: ") and last in text, text
+        assert chat.send("undo").text.startswith("Undid 1 step: now showing")  # as many as asked: not said
+    finally:
+        conv.close()

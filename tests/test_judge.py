@@ -141,7 +141,7 @@ def test_an_unchanged_region_fails_clip_rc_and_a_stronger_edit_follows(judged):
     a, b = worker.requests
     assert (a.editor, b.editor) == ("ip2p-composite", "ip2p-composite")
     assert b.guidance_scale > a.guidance_scale and b.image_guidance_scale < a.image_guidance_scale
-    assert kept_attempt(chat) == 1 and "kept the best: stronger edit" in reply.text
+    assert kept_attempt(chat) == 1 and "kept the best: stronger edit" in reply.details
 
 
 def test_an_edit_that_follows_the_instruction_backwards_fails_clip_direction(judged):
@@ -163,7 +163,7 @@ def test_a_moved_background_fails_clip_gc_and_a_weaker_edit_follows(judged):
     assert second["why"].startswith("weaker edit") and second["problems"] == []
     a, b = worker.requests
     assert b.guidance_scale < a.guidance_scale and b.image_guidance_scale > a.image_guidance_scale
-    assert kept_attempt(chat) == 1 and "text guidance 7.5 -> 5" in reply.text
+    assert kept_attempt(chat) == 1 and "text guidance 7.5 -> 5" in reply.details
 
 
 def test_a_band_outside_the_object_fails_l1_outside(judged):
@@ -348,13 +348,13 @@ def test_stronger_then_weaker_change_the_pixels_and_say_what_moved(settings, reg
     chat.send("make the leftmost cat red")
     first = pixels(chat.current_image_path())
     reply = chat.send("make it stronger")
-    assert not reply.error and text in reply.text, reply.text
+    assert not reply.error and text in reply.details and reply.text.startswith("Done, stronger:"), reply.details
     stronger = pixels(chat.current_image_path())
     assert not np.array_equal(first, stronger)
     # the re-run is a new version made from the same base image (the photo), beside the first edit
     assert len(chat.versions()) == 3 and chat.versions()[-1]["parent"] == 1
     weaker = chat.send("weaker")
-    assert not weaker.error and "->" in weaker.text
+    assert not weaker.error and "->" in weaker.details and weaker.text.startswith("Done, weaker:")
     a, b, c = worker.requests
     assert a.editor == b.editor == c.editor == editor and a.seed == b.seed == c.seed  # only the knob moved
     assert getattr(b, knob) > getattr(a, knob) and getattr(c, weaker_knob) < getattr(b, weaker_knob)
@@ -365,7 +365,7 @@ def test_stronger_then_weaker_change_the_pixels_and_say_what_moved(settings, reg
     if editor == "diffedit":  # it draws no noise: another seed would repeat the picture, so none is made
         assert "no random noise" in again.text and len(worker.requests) == 3 and len(chat.versions()) == 4
     else:
-        assert "seed 0 -> 1" in again.text and worker.requests[-1].seed == 1
+        assert "seed 0 -> 1" in again.details and worker.requests[-1].seed == 1
         assert not np.array_equal(pixels(chat.current_image_path()), shown)  # another seed, other pixels
     conv.close()
 
@@ -383,11 +383,13 @@ def test_chat_cli_stronger_after_an_ip2p_composite_edit(tmp_path, tiny_models_di
         monkeypatch.setenv(f"LOCALEDIT_{name}", value)
     monkeypatch.chdir(tmp_path)
     scene(SIZE, boxes=CATS).save(tmp_path / "cats.png")
-    script = "/image cats.png\nmake the leftmost cat red\n/save first.png\nstronger\n/save stronger.png\n/quit\n"
+    script = ("/image cats.png\nmake the leftmost cat red\n/details\n/save first.png\nstronger\n/details\n"
+              "/save stronger.png\n/quit\n")
     monkeypatch.setattr(sys, "stdin", io.StringIO(script))
     assert main(["chat-cli"]) == 0
     said = capsys.readouterr().out
     assert "Traceback" not in said
+    assert "Done, stronger: the leftmost cat is red now." in said, said  # one sentence; the knobs in /details
     assert "with ip2p-composite." in said, said  # the first edit
     assert "with ip2p-composite (stronger: text guidance 7.5 -> 10, image guidance 1.5 -> 1.25)." in said, said
     first, stronger = (np.asarray(Image.open(tmp_path / n)) for n in ("first.png", "stronger.png"))

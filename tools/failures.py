@@ -108,7 +108,7 @@ def check_database(db: sqlite3.Connection, db_path: str | Path) -> None:
     """
     problems = [row[0] for row in db.execute("PRAGMA quick_check(1)")]
     if problems != ["ok"]:
-        raise sqlite3.DatabaseError(f"database disk image is malformed: {problems[0]}")
+        raise sqlite3.DatabaseError("database disk image is malformed")
 
 
 def readable_threads(db_path: str | Path) -> Optional[int]:

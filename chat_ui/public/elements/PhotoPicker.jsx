@@ -5,7 +5,8 @@
 // It lives in the side panel (chat_ui/panel.py): the one live photo of the chat, with Undo / Redo / Show mask
 // where they can do something, and the strip scrolled to the version shown.
 // Props (set by chat_ui/panel.py): src, alt, width, height (the image's pixels), image (its key), points
-// [[x, y, label]], status (what the last click did), clickable, download {href, name}, tools {undo, redo,
+// [[x, y, label]], status (what the last click did), clickable, answering (an open question's numbered
+// picture: a click chooses, no selection modes), download {href, name}, tools {undo, redo,
 // show_mask: whether each can act}, versions [{number, thumb, current, branch, instruction, scores, label}]
 // (chat_ui/render.py version_cards).
 import { useEffect, useRef, useState } from "react";
@@ -26,7 +27,9 @@ export default function PhotoPicker() {
   const [busy, setBusy] = useState("");  // what is going on while an action runs ("" when idle)
   const picture = useRef(null);
   const strip = useRef(null);
-  const clickable = props.clickable !== false;
+  // a photo saved inline in a chat from before the side panel (no "tools" prop) is a record: no live tools
+  const live = props.tools !== undefined;
+  const clickable = live && props.clickable !== false;
   const tools = props.tools || {};
   // as wide as the panel, but never taller than 60 % of the screen (the aspect ratio kept)
   const fit = `min(100%, calc(60vh * ${props.width / Math.max(1, props.height)}))`;
@@ -86,7 +89,7 @@ export default function PhotoPicker() {
         ) : null}
       </div>
       <div className="flex flex-wrap items-center gap-1 text-sm" role="toolbar" aria-label="Photo tools">
-        {clickable
+        {clickable && !props.answering
           ? MODES.map(([id, label, hint]) => (
               <button
                 key={id}
@@ -124,7 +127,7 @@ export default function PhotoPicker() {
           ))}
         </div>
       ) : null}
-      {(props.versions || []).length > 1 ? (
+      {live && (props.versions || []).length > 1 ? (
         <ol ref={strip} className="flex gap-2 overflow-x-auto pb-1 m-0 p-0 list-none max-w-full" aria-label="Versions"
             data-testid="version-strip">
           {props.versions.map((v) => (
