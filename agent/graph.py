@@ -205,6 +205,7 @@ class _Nodes:
         update: dict[str, Any] = {
             "text": text, "understood": None, "plan": None, "overrides": {}, "detections": [], "numbering": [],
             "choice": None, "question": None, "mask": None, "mask_for": None, "attempts": [], "queue": [],
+            "turn_region": None, "baseline": None,
             "reply": None, "base": None, "base_index": None, "rerun": False, "upload": None, "goto": None,
             "report": []}
         if goto is not None:  # a click on the version strip: not a message
@@ -526,6 +527,11 @@ class _Nodes:
             indices = [queue[0]["candidate"]]
         if state.get("mask") and state.get("mask_for") == indices:
             update["report"] = self.report(state, _entry("segment", False, "the region of the edit is known"))
+            if not state.get("turn_region"):  # a region given by pointing, or kept from the last edit
+                boxes = [detections[i].box for i in indices if i < len(detections)]
+                size = self.store.open(state["base"]).size
+                update["turn_region"] = {"boxes": [list(b) for b in _target_boxes(plan, boxes, size)] if boxes
+                                         else [], "mask": state["mask"]}
             return update
         image = self.store.open(state["base"])
         boxes = [detections[i].box for i in indices]
@@ -540,6 +546,9 @@ class _Nodes:
             entry = _entry("segment", True, cache="hit" if seg.cache_hit else "miss",
                            seconds=round(time.perf_counter() - started, 3))
         update.update(mask=self.store.put_mask(mask), mask_for=indices, report=self.report(state, entry))
+        if not state.get("turn_region"):  # every attempt is scored on the first region, even another candidate
+            update["turn_region"] = {"boxes": [list(b) for b in _target_boxes(plan, boxes, image.size)],
+                                     "mask": update["mask"]}
         update["choice"] = {**(state.get("choice") or {}), "indices": indices, "mask_note": note}
         return update
 
@@ -563,16 +572,39 @@ class _Nodes:
         number = len(state.get("attempts") or []) + 1  # "attempt 2 of 3" (the queue may still shrink)
         attempts = number + len(rest)
         started = time.perf_counter()
-        result = self.worker.edit(self.store.open(state["base"]), mask, request,
-                                  progress=lambda step, total: writer({"stage": "edit", "step": step,
-                                                                        "total": total, "editor": attempt["editor"],
-                                                                        "attempt": number, "attempts": attempts}),
-                                  cancel=cancel_flag())
-        done = {**attempt, "path": self.store.put(result.image), "masked": mask is not None,
-                "indices": (state.get("choice") or {}).get("indices"), "mask": state.get("mask"),
-                "region": self.store.put_mask(result.region) if result.region is not None else None}
-        entry = _entry("edit", True, attempt["editor"], seconds=round(time.perf_counter() - started, 3))
-        return {"attempts": [*(state.get("attempts") or []), done], "queue": rest, "report": self.report(state, entry)}
+        finished = [a for a in state.get("attempts") or [] if not a.get("error")]
+        done = {**attempt, "masked": mask is not None, "indices": (state.get("choice") or {}).get("indices"),
+                "mask": state.get("mask")}
+        update: dict[str, Any] = {}
+        baseline = state.get("baseline")
+        if attempt.get("baseline") and baseline:  # ran already (free, or lazily for a comparison): reuse it
+            done.update(path=baseline["path"], region=None, scores=baseline.get("scores"), reused=baseline["how"])
+            entry = _entry("edit", False, f"the baseline ran already ({baseline['how']})")
+        else:
+            try:
+                result = self.worker.edit(self.store.open(state["base"]), mask, request,
+                                          progress=lambda step, total: writer({
+                                              "stage": "edit", "step": step, "total": total,
+                                              "editor": attempt["editor"], "attempt": number, "attempts": attempts}),
+                                          cancel=cancel_flag())
+            except LocaleditError as err:  # a failed attempt never discards a finished one
+                if not finished and (isinstance(err, WorkerUnavailableError) or not rest):
+                    raise
+                failed = {**done, "error": str(err), "problems": [str(err)], "failed": ["error"],
+                          "verdict": "failed: error"}
+                entry = _entry("edit", False, f"{attempt['editor']} failed: {err}")
+                return {"attempts": [*(state.get("attempts") or []), failed],
+                        "queue": [] if isinstance(err, WorkerUnavailableError) else rest,
+                        "report": self.report(state, entry)}
+            done.update(path=self.store.put(result.image),
+                        region=self.store.put_mask(result.region) if result.region is not None else None)
+            if result.whole is not None and not baseline and judge.is_free_baseline(
+                    attempt, judge.baseline_attempt(self.settings)):
+                update["baseline"] = {"path": self.store.put(result.whole), "scores": None,
+                                      "how": f"the pre-composite output of attempt {number}"}
+            entry = _entry("edit", True, attempt["editor"], seconds=round(time.perf_counter() - started, 3))
+        return {"attempts": [*(state.get("attempts") or []), done], "queue": rest, "report": self.report(state, entry),
+                **update}
 
     def score(self, state: State) -> dict:
         """The metrics of the newest attempt on the turn's one evaluation region (``tools.region``).
@@ -580,20 +612,27 @@ class _Nodes:
         The region is the chosen object's box(es) and its undilated mask, whatever the attempt's
         editor changed, so every attempt (the whole-image fallback included) is measured alike.
         """
-        plan = self.plan_of(state)
         attempts = list(state["attempts"])
-        region = None
-        if plan.action != "global" and state.get("mask"):
-            base_size = self.store.open(state["base"]).size
-            boxes = [tuple(state["detections"][i]["box"]) for i in attempts[-1].get("indices") or []]
-            region = evaluation_region(_target_boxes(plan, boxes, base_size) if boxes else [],
-                                       self.store.open_mask(state["mask"]), source="chosen")
+        last, update = attempts[-1], {}
+        if not last.get("error") and not last.get("scores"):
+            region = last.get("region")
+            attempts[-1] = {**last, "scores": self._score(state, last["path"], region and self.store.open_mask(region))}
+        baseline = state.get("baseline")
+        if baseline and baseline.get("scores") is None:  # the free baseline of an ip2p-composite attempt
+            update["baseline"] = {**baseline, "scores": self._score(state, baseline["path"])}
+        return {"attempts": attempts, **update}
+
+    def _score(self, state: State, path: str, edit_region: Optional[Any] = None) -> dict[str, Any]:
+        """The metrics of the image at ``path`` on the turn's one region (its seam at ``edit_region``)."""
+        plan = self.plan_of(state)
+        region, turn = None, state.get("turn_region") or {}
+        if plan.action != "global" and turn.get("mask"):
+            region = evaluation_region([tuple(b) for b in turn["boxes"]], self.store.open_mask(turn["mask"]),
+                                       source="chosen")
         target_label, source_label = rc_labels(plan.action, plan.target, plan.new_value)
-        scores = score_edit(self.worker, self.store.open(state["base"]), self.store.open(attempts[-1]["path"]),
-                            region, source_caption=plan.source_caption, target_caption=plan.target_caption,
-                            target_label=target_label, source_label=source_label)
-        attempts[-1] = {**attempts[-1], "scores": scores.to_dict()}
-        return {"attempts": attempts}
+        return score_edit(self.worker, self.store.open(state["base"]), self.store.open(path), region,
+                          source_caption=plan.source_caption, target_caption=plan.target_caption,
+                          target_label=target_label, source_label=source_label, edit_region=edit_region).to_dict()
 
     def judge(self, state: State) -> dict:
         """Record why the newest attempt is poor (if it is) and adapt what is queued next.
@@ -603,12 +642,39 @@ class _Nodes:
         """
         attempts = list(state["attempts"])
         plan = self.plan_of(state)
-        last = attempts[-1]
-        found = judge.problems(last["scores"], self.settings, plan.action)
-        last["problems"] = [p.text for p in found]
-        last["failed"] = [p.kind for p in found]
-        last["combined"] = round(judge.combined(last["scores"], plan.action), 4)
-        return {"attempts": attempts, "queue": judge.revise_queue(list(state.get("queue") or []), last, last["failed"])}
+        last = dict(attempts[-1])
+        queue = list(state.get("queue") or [])
+        if last.get("error"):
+            return {}
+        turn, baseline, update = state.get("turn_region") or {}, state.get("baseline"), {}
+        fill = None
+        if turn.get("mask"):
+            region = evaluation_region([tuple(b) for b in turn["boxes"]], self.store.open_mask(turn["mask"]))
+            fill = region.fill() if region is not None else None
+        found = judge.problems(last["scores"], self.settings, plan.action, last["editor"], mask_fill=fill,
+                               baseline=(baseline or {}).get("scores"))
+        if judge.needs_baseline(last, found, plan.action, bool(baseline), queue, self.settings):
+            baseline = update["baseline"] = self._run_baseline(state)
+            found = judge.problems(last["scores"], self.settings, plan.action, last["editor"], mask_fill=fill,
+                                   baseline=baseline["scores"])
+        last.update(problems=[p.text for p in found], failed=[p.kind for p in found], verdict=judge.verdict(found),
+                    combined=round(judge.combined(last["scores"], plan.action), 4))
+        attempts[-1] = last
+        return {"attempts": attempts, "queue": judge.revise_queue(queue, last, last["failed"]), **update}
+
+    def _run_baseline(self, state: State) -> dict[str, Any]:
+        """Plain InstructPix2Pix on the whole image, once per turn, for the comparison (CMU), scored."""
+        attempt, s = judge.baseline_attempt(self.settings), self.settings
+        plan, writer = self.plan_of(state), get_stream_writer()
+        request = EditRequest(editor=judge.BASELINE, instruction=plan.instruction, source_caption=plan.source_caption,
+                              target_caption=plan.target_caption, seed=attempt["seed"], steps=s.steps,
+                              guidance_scale=attempt["guidance_scale"], max_side=s.max_side,
+                              image_guidance_scale=attempt["image_guidance_scale"])
+        result = self.worker.edit(self.store.open(state["base"]), None, request, cancel=cancel_flag(),
+                                  progress=lambda step, total: writer({"stage": "edit", "step": step, "total": total,
+                                                                       "editor": judge.BASELINE}))
+        path = self.store.put(result.image)
+        return {"path": path, "scores": self._score(state, path), "how": "run for the comparison"}
 
     def respond(self, state: State) -> dict:
         """Turn the best attempt into a new image version with its edit record, or pass on the reply made."""
@@ -617,10 +683,12 @@ class _Nodes:
             reply = state["reply"]
             return {"report": report, "messages": [{"role": "assistant", "text": reply["text"],
                                                     "image": next(iter((reply.get("images") or {}).values()), None)}]}
-        attempts = state.get("attempts") or []
+        tried = state.get("attempts") or []
+        attempts = [a for a in tried if not a.get("error")]  # a failed attempt never discards a finished one
         if not attempts:
-            return {"reply": {"text": replies.NOTHING_TO_EDIT}, "report": report,
-                    "messages": [{"role": "assistant", "text": replies.NOTHING_TO_EDIT, "image": None}]}
+            text = tried[-1]["error"] if tried else replies.NOTHING_TO_EDIT
+            return {"reply": {"text": text, "error": bool(tried)}, "report": report,
+                    "messages": [{"role": "assistant", "text": text, "image": None}]}
         best = max(attempts, key=lambda a: (not a.get("problems"), a.get("combined", 0.0)))
         plan = self.plan_of(state)
         versions = [dict(v) for v in state.get("versions") or []]
@@ -642,16 +710,14 @@ class _Nodes:
                                                     boxes=[tuple(b) for b in record["boxes"]]))
         understood = state.get("understood") or {}
         note = understood.get("note") if understood.get("path") not in ("offline", "fast", "ui") else ""
-        text = replies.edit_done(plan.instruction, where, best["editor"], attempts=len(attempts),
+        text = replies.edit_done(plan.instruction, where, best["editor"], attempts=len(tried),
                                  kept_why=best.get("why", ""), problems=best.get("problems") or [], note=note or "",
                                  knob=f"{best['why']}: {best['knob']}" if best.get("knob") else "")
         return {"versions": show(versions, len(versions) - 1), "cursor": len(versions) - 1, "report": report,
                 "selection": None,
                 "reply": {"text": text, "images": images, "scores": best.get("scores"),
-                          "attempts": [{k: a.get(k) for k in ("editor", "strength", "guidance_scale",
-                                                              "image_guidance_scale", "seed", "why", "knob",
-                                                              "problems", "combined")}
-                                       for a in attempts]},
+                          "attempts": judge.attempt_report(tried, best, state.get("baseline"), self.settings),
+                          "baseline": judge.baseline_report(state.get("baseline"))},
                 "messages": [{"role": "assistant", "text": text, "image": best["path"]}]}
 
     @staticmethod

@@ -70,6 +70,9 @@ def test_edit_grounds_the_target_and_reports_detections(env, capsys):
     assert report["detections"] and report["chosen"] == [0]
     assert report["box"] == report["detections"][0]["box"]
     assert report["editor"] == "regionwise" and report["target"] == "cat"
+    # R-SIE's RwDP from T by default: every diffusion step runs, from the schedule's first timestep
+    assert report["request"]["strength"] is None and report["info"]["strength"] == 1.0
+    assert report["info"]["denoising_steps"] == report["info"]["steps"] == 2
     assert {"ground", "segment", "edit", "score"} <= set(report["timings"])
     assert (env / "photo-edited.png").is_file()
 
