@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
 from agent.llm_client import REDACT
-from agent.parser import WHOLE_IMAGE, Reading
+from agent.parser import WHOLE_IMAGE, Reading, singularize
 from agent.plan import Chat, Clarify, Command, EditPlan, Understanding
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,10 @@ def words(text: Any) -> set[str]:
 
 
 def same_word(a: str, b: str) -> bool:
-    """``cat`` ~ ``cats``, ``box`` ~ ``boxes``: equal, or one a prefix of the other within 2 letters."""
-    if a == b:
+    """``cat`` ~ ``cats``, ``box`` ~ ``boxes``, ``berry`` ~ ``berries``, ``person`` ~ ``people``: the same
+    lemma (``agent.parser.singularize``: -ies, -es, irregular plurals), or one a prefix of the other within
+    2 letters."""
+    if a == b or singularize(a) == singularize(b):
         return True
     short, long_ = sorted((a, b), key=len)
     return len(short) >= 3 and long_.startswith(short) and len(long_) - len(short) <= 2
@@ -220,6 +222,10 @@ def arbitrate(proposed: Understanding, reading: Reading, text: str, context: Any
         return Verdict(parsed, "parser", "the model answered with chat; the built-in parser asks which object")
     if not (isinstance(parsed, EditPlan) and isinstance(proposed, EditPlan)):
         return Verdict(vetted(proposed, text, context) if isinstance(proposed, EditPlan) else proposed, "llm")
+    if (parsed.revise_last or parsed.undo_first) and (parsed.revise_last, parsed.undo_first) != (
+            proposed.revise_last, proposed.undo_first):  # a correction / "undo ... and" the model did not mark
+        return Verdict(parsed, "parser", "the built-in parser read a correction or an undo first "
+                                         f"({_describe(parsed)}); the model's plan did not say so")
     if agree(proposed, parsed, context):
         proposed = vetted(proposed, text, context, parsed)
         filled = {k: getattr(parsed, k) for k in ("attribute", "count", "region_hint", "source_caption",

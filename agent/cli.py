@@ -32,14 +32,18 @@ EXIT_UNEXPECTED, EXIT_INPUT, EXIT_MODEL, EXIT_NOTHING, EXIT_WORKER = 1, 2, 3, 4,
 
 OPTIONS = {"models_dir": ("models", "--models"), "device": ("device", "--device"),
            "max_side": ("max_side", "--max-side"), "worker_url": ("worker_url", "--worker-url"),
-           "box_threshold": ("box_threshold", "--box-threshold"), "text_threshold": ("text_threshold", "--text-threshold")}
+           "box_threshold": ("box_threshold", "--box-threshold"), "text_threshold": ("text_threshold", "--text-threshold"),
+           "editor": ("editor", "--editor"), "seed": ("seed", "--seed"), "steps": ("steps", "--steps"),
+           "guidance_scale": ("guidance", "--guidance"), "image_guidance_scale": ("image_guidance", "--image-guidance"),
+           "black_mask_input": ("black_mask", "--black-mask"), "max_attempts": ("attempts", "--attempts")}
 """The settings the command line can override: setting -> (argument, option)."""
 
 
 def _settings(args: argparse.Namespace):
     """Settings from the environment, with the command line's overrides on top.
 
-    A value out of range (``--max-side 10``, ``LOCALEDIT_STEPS=abc``) is a :class:`LocaleditError`
+    A flag left off (``--black-mask``: False) keeps the configured value. A value out of range
+    (``--max-side 10``, ``--steps 0``, ``LOCALEDIT_STEPS=abc``) is a :class:`LocaleditError`
     naming the option or variable: bad input (exit 2), one line.
     """
     from pydantic import ValidationError
@@ -47,7 +51,7 @@ def _settings(args: argparse.Namespace):
     from tools.config import Settings
     from tools.types import LocaleditError
 
-    overrides = {k: v for k, (arg, _) in OPTIONS.items() if (v := getattr(args, arg, None)) is not None}
+    overrides = {k: v for k, (arg, _) in OPTIONS.items() if (v := getattr(args, arg, None)) is not None and v is not False}
     try:
         return Settings(**overrides)
     except ValidationError as err:
@@ -81,20 +85,20 @@ def _progress_bar(desc: str) -> tuple[Callable[[int, int], None], Callable[[], N
 # --- edit ------------------------------------------------------------------------------------
 
 def cmd_edit(args: argparse.Namespace) -> int:
-    """``localedit edit``: every output path is checked before any model runs, and the outputs are
-    written all-or-nothing once the edit succeeded."""
+    """``localedit edit``: the chat's pipeline (:func:`agent.pipeline.run`: ground, select, segment,
+    then the judge's attempts, each scored and judged, the best kept). Every output path is checked
+    before any model runs, and the outputs are written all-or-nothing once the edit succeeded."""
     import numpy as np
     from PIL import Image
 
+    from agent import pipeline
     from tools.edit import resolve_request
-    from tools.engine import run_edit
     from tools.files import image_bytes, write_all
     from tools.images import load_image, load_mask, overlay, parse_box, parse_point
-    from tools.region import rc_labels
-    from tools.types import EditRequest, LocaleditError
+    from tools.types import LocaleditError
     from tools.worker import make_worker
 
-    settings = _settings(args)
+    settings = _settings(args)  # --editor, --seed, --steps, --guidance, --attempts ... over LOCALEDIT_*
     t0 = time.perf_counter()
     outputs = _check_outputs(args)
     image = load_image(args.image, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels)
@@ -106,34 +110,23 @@ def cmd_edit(args: argparse.Namespace) -> int:
         from tools.images import BoxParseError
 
         raise BoxParseError("Give at least one --point on the object (X,Y); X,Y,0 points only mark what to leave out.")
-    target = args.target
-    plan = _plan_for(args.instruction) if not (target or box is not None or mask is not None) else None
-    if plan is not None and plan.target and plan.action != "global":
-        target = plan.grounding_phrase
-    source_caption = args.source_caption or (plan.source_caption if plan else "") or (f"a photo of a {target}" if target else "")
-    target_caption = args.target_caption or (plan.target_caption if plan else "") or ""
-    localized = bool(target or box is not None or mask is not None or points)
+    plan = _plan_for(args.instruction)
+    job = _edit_job(args, plan)
+    localized = bool(job.phrase or box is not None or mask is not None or points)
     if not localized and args.mask_out:  # a global edit has no region: the file would silently not appear
         raise LocaleditError(f"--mask-out {args.mask_out!r} would stay empty: this edit is global (no --target, "
                              f"--box, --mask or --point, and the instruction names no object); drop it or say where.")
-    request = EditRequest(
-        editor=args.editor or (("inpaint" if plan and plan.action in ("remove", "add") else "ip2p-composite")
-                               if localized else "ip2p"),
-        instruction=args.instruction, source_caption=source_caption, target_caption=target_caption,
-        seed=args.seed, steps=args.steps, guidance_scale=args.guidance,
-        image_guidance_scale=args.image_guidance, strength=args.strength,
-        black_mask=True if args.black_mask else None, max_side=settings.max_side)
-    resolve_request(request, settings)  # a knob out of range is refused before any model loads
-    named = plan or _plan_for(args.instruction)  # CLIP-RC's categories: what the target becomes, and was
-    labels = rc_labels(named.action, named.target or target, named.new_value) if named else ("", target or "")
+    first = {"knobs": {"strength": args.strength}} if args.strength is not None else None
+    action = ("attribute" if job.action == "global" else job.action) if localized else "global"  # as run() does
+    first_try = pipeline.queue_for(action, settings, first=first)[0]
+    resolve_request(pipeline.request_for(first_try, job, settings), settings)  # out of range: refused before loading
     worker = make_worker(settings)  # in-process, or LOCALEDIT_WORKER_URL / --worker-url
-    progress, close = _progress_bar(f"{request.editor}")
+    progress, close = _progress_bar("edit")
     try:
-        report = run_edit(worker, image, request, target=target, box=box, mask=mask,
-                          score=not args.no_score, box_threshold=args.box_threshold,
-                          text_threshold=args.text_threshold, progress=progress, labels=labels,
-                          choose=_chooser(plan) if plan is not None and target else None,
-                          points=points, point_labels=point_labels)
+        report = pipeline.run(worker, image, job, settings, box=box, mask=mask, points=points,
+                              point_labels=point_labels, score_it=not args.no_score, first=first,
+                              box_threshold=args.box_threshold, text_threshold=args.text_threshold,
+                              progress=progress, choose=_chooser(plan) if plan is not None and not args.target else None)
     finally:
         close()
     files = {outputs["output"]: image_bytes(report.image, outputs["output"])}
@@ -155,6 +148,27 @@ def cmd_edit(args: argparse.Namespace) -> int:
     data["timings"]["wall"] = round(time.perf_counter() - t0, 3)
     print(json.dumps(data, indent=2))
     return 0
+
+
+def _edit_job(args: argparse.Namespace, plan):
+    """``localedit edit``'s :class:`agent.pipeline.Job`: the parser's plan, with --target and the
+    captions on top; an instruction the parser cannot read edits the region it is given as a change
+    of look (no region: the whole image)."""
+    from agent.pipeline import Job
+    from tools.region import rc_labels
+
+    job = Job.from_plan(plan) if plan is not None else Job(action="attribute", instruction=args.instruction)
+    target = args.target or (job.phrase if job.action != "global" else None)
+    job.phrase = target
+    if args.target:
+        job.bare = None
+    job.source_caption = args.source_caption or job.source_caption or (f"a photo of a {target}" if target else "")
+    job.target_caption = args.target_caption or job.target_caption
+    if plan is not None:
+        job.labels = rc_labels(plan.action, plan.target or target, plan.new_value)
+    else:
+        job.labels = ("", target or "")
+    return job
 
 
 OUTPUT_OPTIONS = {"output": "-o", "mask": "--mask-out", "overlay": "--overlay-out"}
@@ -194,14 +208,15 @@ def _plan_for(instruction: str):
 
 
 def _chooser(plan):
-    """Pick detections as the instruction says ("the leftmost cat", "all the cats")."""
+    """Pick detections as the instruction says ("the leftmost cat", "all the cats"), as the chat does;
+    where the chat would ask which one, say how to tell it instead."""
     from agent.select import Choice, choose
     from tools.types import LocaleditError
 
     def pick(detections, size) -> list[int]:
         choice = choose(plan, list(detections), size)
         if isinstance(choice, Choice):
-            return choice.indices
+            return choice
         raise LocaleditError(f"{choice.question.split(' Reply')[0]} Say which in the instruction "
                              f"(e.g. 'the leftmost {plan.target}') or give --box.")
     return pick
@@ -538,7 +553,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--point", action="append", metavar="X,Y[,0]",
                    help="a point on the object (what a click sends; repeat to refine; X,Y,0 = not on it): "
                         "SAM's point prompt, with --box or the target's detection that contains it")
-    e.add_argument("--editor", choices=["ip2p", "ip2p-composite", "diffedit", "regionwise", "inpaint"])
+    e.add_argument("--editor", choices=["ip2p", "ip2p-composite", "diffedit", "regionwise", "inpaint"],
+                   help="the editor the judge tries first (default LOCALEDIT_EDITOR, 'auto': by action)")
     e.add_argument("-o", "--output", help="edited image path (default: <image>-edited.png)")
     e.add_argument("--mask-out", help="save the edit region (the mask, dilated) as a PNG")
     e.add_argument("--overlay-out", help="save boxes + mask drawn over the photo")
@@ -557,7 +573,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", help="cpu, cuda, cuda:1 (default: auto)")
     e.add_argument("--worker-url", help="a running `localedit worker` to use (as LOCALEDIT_WORKER_URL; "
                    "default: the models in this process)")
-    e.add_argument("--no-score", action="store_true", help="skip the CLIP metrics")
+    e.add_argument("--attempts", type=int, help="edits the judge may try before keeping the best, as the chat "
+                   "does (1: one attempt, no retry; default LOCALEDIT_MAX_ATTEMPTS, 3)")
+    e.add_argument("--no-score", action="store_true", help="skip the CLIP metrics (and with them the judge: one "
+                   "attempt)")
     e.set_defaults(func=cmd_edit)
 
     m = sub.add_parser("models", help="list, download, or make tiny or full-size random models")
@@ -586,6 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device", help="cpu, cuda, cuda:1 (default: auto)")
     c.set_defaults(func=cmd_chat_cli)
 
+    from agent.api.cli import add_cli as add_api  # `api` and `mcp`
     from bench.evaluate import add_cli as add_eval
     from chat_ui.launch import add_cli as add_chat
     from tools.worker.cli import add_cli as add_worker
@@ -593,6 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_chat(sub)
     add_eval(sub)
     add_worker(sub)
+    add_api(sub)
     return p
 
 
@@ -615,7 +636,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ImageError as err:
         return _fail(err, EXIT_INPUT, args.debug)
     except LocaleditError as err:
-        from tools.engine import NothingFoundError
+        from agent.pipeline import NothingFoundError
 
         return _fail(err, EXIT_NOTHING if isinstance(err, NothingFoundError) else EXIT_INPUT, args.debug)
     except KeyboardInterrupt:

@@ -33,24 +33,25 @@ from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
 
-from agent import answers, judge, referent, replies
+from agent import answers, judge, pipeline, referent, replies
 from agent.commands import recognise
 from agent.parser import ParseContext
 from agent.plan import Chat, Clarify, Command, EditPlan
 from agent.replies import Where
 from agent.select import Choice, candidate_order, choose
 from agent.state import State, current_path, current_record, parent_of, show, walk
-from agent.store import ImageStore
+from agent.store import ImageStore, for_preview
+from agent.vision import hint_detections
 from tools.config import Settings
-from tools.images import box_to_mask, grow_box, overlay, side_by_side, union_box
-from tools.region import evaluation_region, rc_labels, score_edit
-from tools.types import MAX_TEXT, Cancelled, Detection, EditRequest, LocaleditError, WorkerUnavailableError
+from tools.images import overlay, side_by_side
+from tools.region import EvalRegion
+from tools.types import MAX_TEXT, Cancelled, Detection, LocaleditError, WorkerUnavailableError
 from tools.worker import LocalWorker, Worker
 
 log = logging.getLogger(__name__)
 HISTORY_TURNS = 8
-ADD_MARGIN = 0.3  # "add X to Y": edit Y's box grown by this fraction of its size on each side
 POLL = 0.05  # seconds between looks at the cancel flag while a call runs
+TOOL_NAMES = {"ground": "the grounding model", "segment": "the segmentation model"}
 NODES = ("receive", "understand", "command", "ground", "select", "clarify", "segment", "edit", "score", "judge",
          "respond")
 
@@ -181,6 +182,10 @@ class _Nodes:
         whose calls cannot hang on a network and whose first call loads the model."""
         return None if isinstance(self.worker, LocalWorker) else getattr(self.settings, f"{tool}_timeout")
 
+    def runner(self, tool: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """The pipeline's worker calls (:data:`agent.pipeline.Runner`) under Stop and the tool's time limit."""
+        return call(TOOL_NAMES[tool], fn, *args, timeout=self.limit(tool), **kwargs)
+
     # --- helpers ------------------------------------------------------------------------------
 
     @staticmethod
@@ -207,7 +212,7 @@ class _Nodes:
             "choice": None, "question": None, "mask": None, "mask_for": None, "attempts": [], "queue": [],
             "turn_region": None, "baseline": None,
             "reply": None, "base": None, "base_index": None, "rerun": False, "upload": None, "goto": None,
-            "report": []}
+            "report": [], "dropped": state.get("dropped") if state.get("rerun") else None}
         if goto is not None:  # a click on the version strip: not a message
             update["understood"] = {"result": {"kind": "command", "name": "goto", "version": int(goto)},
                                     "path": "ui", "note": ""}
@@ -246,7 +251,7 @@ class _Nodes:
         caption, versions, entry = self._caption(state)
         last = EditPlan.model_validate(about["plan"]) if about and about.get("plan") else None
         context = ParseContext(last_plan=last, has_image=current is not None, caption=caption,
-                               referent=referent.describe(about))
+                               referent=referent.describe(about), photo=current)
         history = [(m["role"], m["text"]) for m in (state.get("messages") or [])[-HISTORY_TURNS * 2 - 1:-1]]
         started = time.perf_counter()
         understood = call("the language model", self.understander.understand, state["text"], context, history)
@@ -265,6 +270,13 @@ class _Nodes:
             update.update(plan=result.model_dump(), base=current, base_index=state.get("cursor", 0))
             if result.revise_last and record:  # "no, the left one": redo the edit on screen differently
                 update.update(base=record["base"], base_index=record["base_index"])
+                if referent.same_objects(result, record):  # "no, I wanted a wolf": the same region, on its photo
+                    update.update(referent.reuse(record))
+            elif result.undo_first:  # "undo that and make the bus green instead": the edit, from further back
+                back = walk(state["versions"], state.get("cursor", 0), result.undo_first, forward=False)
+                update.update(base=state["versions"][back]["path"], base_index=back)
+                if record and back == record.get("base_index") and referent.follows_up(result, record, state["text"]):
+                    update.update(referent.reuse(record))  # "undo that and make it red": its region, on its photo
             elif referent.follows_up(result, about, state["text"]):  # "now make it red": the same region
                 now = referent.names(about)[0]  # "it" may have come back as the old name ("cat" for the fox)
                 update["plan"] = result.model_copy(update={"target": now, "attribute": None}).model_dump()
@@ -310,6 +322,12 @@ class _Nodes:
 
     def command(self, state: State) -> dict:
         """Undo, redo, go to a version, show the mask, cancel; or set up a re-run of the edit on screen."""
+        update = self._command(state)
+        if state.get("dropped") and update.get("reply"):  # "undo" while a question was open: say what became of it
+            update["reply"] = {**update["reply"], "text": replies.dropped(state["dropped"], update["reply"]["text"])}
+        return update
+
+    def _command(self, state: State) -> dict:
         cmd = state["understood"]["result"]
         versions, cursor = list(state.get("versions") or []), state.get("cursor", 0)
         if cmd["name"] == "goto":
@@ -340,7 +358,9 @@ class _Nodes:
         if cmd.name == "other_candidate":
             others = list(last_edit.get("alternatives") or [])
             if not others:
-                return {"reply": {"text": replies.ONLY_CANDIDATE}}
+                edited = len(last_edit.get("chosen") or [])
+                return {"reply": {"text": replies.all_edited(edited, self._name({"plan": last_plan}))
+                                  if edited > 1 else replies.ONLY_CANDIDATE}}
             overrides["indices"] = [others[0]]
         update: dict[str, Any] = {"plan": last_plan, "base": last_edit["base"], "overrides": overrides,
                                   "base_index": last_edit["base_index"]}
@@ -377,7 +397,7 @@ class _Nodes:
             return {"reply": {"text": replies.WHOLE_IMAGE, "images": {"current": current}}}
         picture = overlay(self.store.open(current), mask=self.store.open_mask(region),
                           boxes=[tuple(b) for b in record.get("boxes") or []])
-        return {"reply": {"text": replies.MASK_SHOWN, "images": {"mask": self.store.put(picture), "current": current}}}
+        return {"reply": {"text": replies.MASK_SHOWN, "images": {"mask": self.store.put_preview(picture), "current": current}}}
 
     @staticmethod
     def _rerun_region(record: dict, indices: Optional[list[int]]) -> dict[str, Any]:
@@ -427,7 +447,8 @@ class _Nodes:
     def ground(self, state: State) -> dict:
         """GroundingDINO boxes for the plan's target (with its attribute, then without)."""
         plan = self.plan_of(state)
-        phrase = plan.grounding_phrase if plan.target else _noun_of(plan.region_hint)
+        job = pipeline.Job.from_plan(plan)
+        phrase = job.phrase
         record = current_record(state)
         if (plan.revise_last and record and record.get("base") == state["base"] and record.get("detections")
                 and EditPlan.model_validate(record["plan"]).grounding_phrase == phrase):
@@ -438,13 +459,11 @@ class _Nodes:
                                                                           "it corrects"))}
         image = self.store.open(state["base"])
         started = time.perf_counter()
-        found = call("the grounding model", self.worker.ground, image, phrase,
-                     timeout=self.limit("ground")) if phrase else []
-        if not found and plan.attribute and plan.target:
-            found = call("the grounding model", self.worker.ground, image, plan.target,
-                         timeout=self.limit("ground"))
+        found = pipeline.ground(self.worker, image, job, runner=self.runner)
         entry = _entry("ground", bool(phrase), "" if phrase else "nothing to ground",
                        seconds=round(time.perf_counter() - started, 3))
+        if plan.box is not None and plan.target:  # a vision LLM's box: a hint SAM refines, the rules check
+            found, entry["hint"] = hint_detections(found, plan.box, plan.target, not (plan.qualifier or plan.plural))
         if not found and plan.action == "add" and not plan.target:
             return {"plan": plan.model_copy(update={"action": "global"}).model_dump(),
                     "report": self.report(state, entry)}
@@ -497,7 +516,8 @@ class _Nodes:
             choice.reason = replies.reason(choice.where(self._name(state)))
             return {"messages": said, "question": None, "choice": choice.model_dump(), "report": report}
         if read.kind == "new":  # a command or a new instruction: the question is dropped
-            return {"messages": asked, "question": None, "rerun": True, "text": answer}
+            return {"messages": asked, "question": None, "rerun": True, "text": answer,
+                    "dropped": question.get("asked") or question["text"]}
         if read.kind == "resolved":  # "which part should be red?" - "the car"
             return {"messages": said, "question": None, "text": read.text, "report": report}
         return {"messages": said, "question": {**question, "text": replies.not_an_answer(
@@ -506,7 +526,8 @@ class _Nodes:
 
     def _name(self, state: State) -> str:
         plan = self.plan_of(state) if state.get("plan") else None
-        return (plan.grounding_phrase or plan.target or _noun_of(plan.region_hint) or "object") if plan else "object"
+        return (plan.grounding_phrase or plan.target or pipeline.noun_of(plan.region_hint) or "object") if plan \
+            else "object"
 
     def segment(self, state: State) -> dict:
         """SAM mask for the chosen boxes (unless it is known already); a fresh attempt queue for the edit."""
@@ -515,7 +536,7 @@ class _Nodes:
         if not state.get("queue") and not state.get("attempts"):
             choice = state.get("choice") or {}
             overrides = state.get("overrides") or {}
-            update["queue"] = judge.attempt_queue(
+            update["queue"] = pipeline.queue_for(
                 plan.action, self.settings, first=overrides.get("first"),
                 alternatives=choice.get("alternatives") or [], certain=choice.get("certain", True))
         if plan.action == "global":
@@ -529,26 +550,22 @@ class _Nodes:
             update["report"] = self.report(state, _entry("segment", False, "the region of the edit is known"))
             if not state.get("turn_region"):  # a region given by pointing, or kept from the last edit
                 boxes = [detections[i].box for i in indices if i < len(detections)]
-                size = self.store.open(state["base"]).size
-                update["turn_region"] = {"boxes": [list(b) for b in _target_boxes(plan, boxes, size)] if boxes
-                                         else [], "mask": state["mask"]}
+                update["turn_region"] = {"boxes": [list(b) for b in boxes], "mask": state["mask"]}
             return update
         image = self.store.open(state["base"])
         boxes = [detections[i].box for i in indices]
         started = time.perf_counter()
-        if plan.action == "add":  # a hat, a vase: the new thing reaches past the object's outline
-            mask, note, entry = box_to_mask(_target_boxes(plan, boxes, image.size)[0], image.size), \
-                f"add: the area around the {plan.target}", _entry("segment", False, "add edits the box around it")
+        seg = pipeline.segment(self.worker, image, plan.action, boxes, runner=self.runner)
+        note = seg.note
+        if seg.source == "add-box":  # a hat, a vase: the new thing reaches past the object's outline
+            note, entry = f"add: the area around the {plan.target}", _entry("segment", False,
+                                                                             "add edits the box around it")
         else:
-            seg = call("the segmentation model", self.worker.segment, image, boxes,
-                       timeout=self.limit("segment"))
-            mask, note = seg.mask, seg.note
             entry = _entry("segment", True, cache="hit" if seg.cache_hit else "miss",
                            seconds=round(time.perf_counter() - started, 3))
-        update.update(mask=self.store.put_mask(mask), mask_for=indices, report=self.report(state, entry))
+        update.update(mask=self.store.put_mask(seg.mask), mask_for=indices, report=self.report(state, entry))
         if not state.get("turn_region"):  # every attempt is scored on the first region, even another candidate
-            update["turn_region"] = {"boxes": [list(b) for b in _target_boxes(plan, boxes, image.size)],
-                                     "mask": update["mask"]}
+            update["turn_region"] = {"boxes": [list(b) for b in boxes], "mask": update["mask"]}
         update["choice"] = {**(state.get("choice") or {}), "indices": indices, "mask_note": note}
         return update
 
@@ -557,22 +574,15 @@ class _Nodes:
         plan = self.plan_of(state)
         queue = list(state.get("queue") or [])
         if not queue:
-            queue = judge.attempt_queue(plan.action, self.settings)
+            queue = pipeline.queue_for(plan.action, self.settings)
         attempt, rest = queue[0], queue[1:]
-        masked = attempt["editor"] != "ip2p"
+        masked = pipeline.is_masked(attempt["editor"])
         writer = get_stream_writer()
-        s = self.settings  # every knob travels in the request: a remote worker has its own defaults
-        knobs = {"steps": s.steps, "guidance_scale": s.guidance_scale, "image_guidance_scale": s.image_guidance_scale,
-                 "black_mask": s.black_mask_input, "max_side": s.max_side}
-        knobs.update({k: attempt[k] for k in knobs if attempt.get(k) is not None})  # an attempt's own knobs win
-        request = EditRequest(editor=attempt["editor"], instruction=plan.instruction,
-                              source_caption=plan.source_caption, target_caption=plan.target_caption,
-                              seed=attempt["seed"], strength=attempt["strength"], **knobs)
+        request = pipeline.request_for(attempt, pipeline.Job.from_plan(plan), self.settings)
         mask = self.store.open_mask(state["mask"]) if masked and state.get("mask") else None
         number = len(state.get("attempts") or []) + 1  # "attempt 2 of 3" (the queue may still shrink)
         attempts = number + len(rest)
         started = time.perf_counter()
-        finished = [a for a in state.get("attempts") or [] if not a.get("error")]
         done = {**attempt, "masked": mask is not None, "indices": (state.get("choice") or {}).get("indices"),
                 "mask": state.get("mask")}
         update: dict[str, Any] = {}
@@ -588,12 +598,10 @@ class _Nodes:
                                               "editor": attempt["editor"], "attempt": number, "attempts": attempts}),
                                           cancel=cancel_flag())
             except LocaleditError as err:  # a failed attempt never discards a finished one
-                if not finished and (isinstance(err, WorkerUnavailableError) or not rest):
+                if not pipeline.keep_going(err, state.get("attempts") or [], rest):
                     raise
-                failed = {**done, "error": str(err), "problems": [str(err)], "failed": ["error"],
-                          "verdict": "failed: error"}
                 entry = _entry("edit", False, f"{attempt['editor']} failed: {err}")
-                return {"attempts": [*(state.get("attempts") or []), failed],
+                return {"attempts": [*(state.get("attempts") or []), pipeline.failed_attempt(done, err)],
                         "queue": [] if isinstance(err, WorkerUnavailableError) else rest,
                         "report": self.report(state, entry)}
             done.update(path=self.store.put(result.image),
@@ -622,17 +630,19 @@ class _Nodes:
             update["baseline"] = {**baseline, "scores": self._score(state, baseline["path"])}
         return {"attempts": attempts, **update}
 
+    def _region(self, state: State) -> Optional[EvalRegion]:
+        """The turn's one region (:func:`agent.pipeline.scoring_region`): the first chosen boxes and mask."""
+        plan, turn = self.plan_of(state), state.get("turn_region") or {}
+        if not turn.get("mask"):
+            return None
+        return pipeline.scoring_region(plan.action, [tuple(b) for b in turn["boxes"]],
+                                       self.store.open_mask(turn["mask"]), self.store.open(state["base"]).size,
+                                       source="chosen")
+
     def _score(self, state: State, path: str, edit_region: Optional[Any] = None) -> dict[str, Any]:
         """The metrics of the image at ``path`` on the turn's one region (its seam at ``edit_region``)."""
-        plan = self.plan_of(state)
-        region, turn = None, state.get("turn_region") or {}
-        if plan.action != "global" and turn.get("mask"):
-            region = evaluation_region([tuple(b) for b in turn["boxes"]], self.store.open_mask(turn["mask"]),
-                                       source="chosen")
-        target_label, source_label = rc_labels(plan.action, plan.target, plan.new_value)
-        return score_edit(self.worker, self.store.open(state["base"]), self.store.open(path), region,
-                          source_caption=plan.source_caption, target_caption=plan.target_caption,
-                          target_label=target_label, source_label=source_label, edit_region=edit_region).to_dict()
+        return pipeline.score(self.worker, self.store.open(state["base"]), self.store.open(path), self._region(state),
+                              pipeline.Job.from_plan(self.plan_of(state)), edit_region=edit_region).to_dict()
 
     def judge(self, state: State) -> dict:
         """Record why the newest attempt is poor (if it is) and adapt what is queued next.
@@ -641,35 +651,26 @@ class _Nodes:
         the queued "stronger edit" into a weaker one (``agent.judge.revise_queue``).
         """
         attempts = list(state["attempts"])
-        plan = self.plan_of(state)
-        last = dict(attempts[-1])
-        queue = list(state.get("queue") or [])
+        last = attempts[-1]
         if last.get("error"):
             return {}
-        turn, baseline, update = state.get("turn_region") or {}, state.get("baseline"), {}
-        fill = None
-        if turn.get("mask"):
-            region = evaluation_region([tuple(b) for b in turn["boxes"]], self.store.open_mask(turn["mask"]))
-            fill = region.fill() if region is not None else None
-        found = judge.problems(last["scores"], self.settings, plan.action, last["editor"], mask_fill=fill,
-                               baseline=(baseline or {}).get("scores"))
-        if judge.needs_baseline(last, found, plan.action, bool(baseline), queue, self.settings):
-            baseline = update["baseline"] = self._run_baseline(state)
-            found = judge.problems(last["scores"], self.settings, plan.action, last["editor"], mask_fill=fill,
-                                   baseline=baseline["scores"])
-        last.update(problems=[p.text for p in found], failed=[p.kind for p in found], verdict=judge.verdict(found),
-                    combined=round(judge.combined(last["scores"], plan.action), 4))
-        attempts[-1] = last
-        return {"attempts": attempts, "queue": judge.revise_queue(queue, last, last["failed"]), **update}
+        update: dict[str, Any] = {}
+
+        def run_baseline() -> dict[str, Any]:
+            update["baseline"] = self._run_baseline(state)
+            return update["baseline"]["scores"]
+
+        attempts[-1], queue = pipeline.judge_attempt(last, self.settings, self.plan_of(state).action,
+                                                     state.get("queue") or [], region=self._region(state),
+                                                     baseline=(state.get("baseline") or {}).get("scores"),
+                                                     run_baseline=run_baseline)
+        return {"attempts": attempts, "queue": queue, **update}
 
     def _run_baseline(self, state: State) -> dict[str, Any]:
         """Plain InstructPix2Pix on the whole image, once per turn, for the comparison (CMU), scored."""
-        attempt, s = judge.baseline_attempt(self.settings), self.settings
-        plan, writer = self.plan_of(state), get_stream_writer()
-        request = EditRequest(editor=judge.BASELINE, instruction=plan.instruction, source_caption=plan.source_caption,
-                              target_caption=plan.target_caption, seed=attempt["seed"], steps=s.steps,
-                              guidance_scale=attempt["guidance_scale"], max_side=s.max_side,
-                              image_guidance_scale=attempt["image_guidance_scale"])
+        writer = get_stream_writer()
+        request = pipeline.request_for(judge.baseline_attempt(self.settings), pipeline.Job.from_plan(self.plan_of(state)),
+                                       self.settings)
         result = self.worker.edit(self.store.open(state["base"]), None, request, cancel=cancel_flag(),
                                   progress=lambda step, total: writer({"stage": "edit", "step": step, "total": total,
                                                                        "editor": judge.BASELINE}))
@@ -689,7 +690,7 @@ class _Nodes:
             text = tried[-1]["error"] if tried else replies.NOTHING_TO_EDIT
             return {"reply": {"text": text, "error": bool(tried)}, "report": report,
                     "messages": [{"role": "assistant", "text": text, "image": None}]}
-        best = max(attempts, key=lambda a: (not a.get("problems"), a.get("combined", 0.0)))
+        best = attempts[pipeline.best_index(attempts)]
         plan = self.plan_of(state)
         versions = [dict(v) for v in state.get("versions") or []]
         base_index = state.get("base_index")
@@ -702,21 +703,27 @@ class _Nodes:
         versions.append({"path": best["path"], "note": f"the result of \"{plan.instruction}\"" if plan.instruction
                          else "the edited photo", "parent": base_index, "child": None, "record": record,
                          "caption": {"text": plan.target_caption or inherited, "source": "plan"}})
-        base = self.store.open(state["base"])
+        base, region, boxes = for_preview(self.store.open(state["base"]),
+                                          self.store.open_mask(best["region"]) if best.get("region") else None,
+                                          tuple(tuple(b) for b in record.get("boxes") or []))
         images = {"edited": best["path"],
-                  "before_after": self.store.put(side_by_side(base, self.store.open(best["path"])))}
-        if best.get("region"):
-            images["mask"] = self.store.put(overlay(base, mask=self.store.open_mask(best["region"]),
-                                                    boxes=[tuple(b) for b in record["boxes"]]))
+                  "before_after": self.store.put_preview(side_by_side(base, for_preview(
+                      self.store.open(best["path"]))[0]))}
+        if region is not None:
+            images["mask"] = self.store.put_preview(overlay(base, mask=region, boxes=boxes))
         understood = state.get("understood") or {}
         note = understood.get("note") if understood.get("path") not in ("offline", "fast", "ui") else ""
+        if note:  # how the message was read (an LLM fallback, a repair): the log and the step details, not the reply
+            log.info("understanding: %s", note)
+            report = [*report, _entry("understood", False, note)]
         text = replies.edit_done(plan.instruction, where, best["editor"], attempts=len(tried),
-                                 kept_why=best.get("why", ""), problems=best.get("problems") or [], note=note or "",
+                                 kept_why=best.get("why", ""), problems=best.get("problems") or [], note="",
                                  knob=f"{best['why']}: {best['knob']}" if best.get("knob") else "")
         return {"versions": show(versions, len(versions) - 1), "cursor": len(versions) - 1, "report": report,
                 "selection": None,
                 "reply": {"text": text, "images": images, "scores": best.get("scores"),
-                          "attempts": judge.attempt_report(tried, best, state.get("baseline"), self.settings),
+                          "attempts": pipeline.attempt_report(tried, tried.index(best),
+                                                              (state.get("baseline") or {}).get("scores"), self.settings),
                           "baseline": judge.baseline_report(state.get("baseline"))},
                 "messages": [{"role": "assistant", "text": text, "image": best["path"]}]}
 
@@ -758,7 +765,10 @@ class _Nodes:
                 "asked": where.asked}
         if where.how == "fallback":  # "try again" on it edits the objects as they were picked
             kept["how"] = choice.get("how") or "only"
-        return {"instruction": plan.instruction, "plan": plan.model_dump(), "base": state["base"],
+        prior = (state.get("versions") or [{}] * (base_index + 1))[base_index].get("record") \
+            if base_index < len(state.get("versions") or []) else None
+        return {"names": referent.chain(prior if choice.get("how") == "referent" else None, plan),
+                "instruction": plan.instruction, "plan": plan.model_dump(), "base": state["base"],
                 "base_index": base_index, "detections": detections, "numbering": state.get("numbering") or [],
                 "chosen": chosen, "alternatives": alternatives,
                 "boxes": [list(detections[i]["box"]) for i in chosen if i < len(detections)],
@@ -798,28 +808,10 @@ class _Nodes:
         return "segment" if state.get("choice") else "understand"
 
     def route_judged(self, state: State) -> str:
-        attempts, queue = state.get("attempts") or [], state.get("queue") or []
-        if state.get("reply") or not attempts[-1].get("problems") or not queue:
+        if state.get("reply"):
             return "respond"
-        return "segment" if queue[0].get("candidate") is not None else "edit"
-
-
-def _target_boxes(plan: EditPlan, boxes: list, size: tuple[int, int]) -> list:
-    """The boxes the edit is about: the objects' own, or for "add" their union grown by ``ADD_MARGIN``
-    (where the new thing goes). The segment node edits them and the score node measures them."""
-    if plan.action == "add":
-        return [grow_box(union_box(boxes), ADD_MARGIN, size)]
-    return list(boxes)
-
-
-def _noun_of(hint: Optional[str]) -> Optional[str]:
-    """'on the table' -> 'table' (what to ground for an 'add' with only a place)."""
-    if not hint:
-        return None
-    words = re.sub(r"^(on|onto|in|into|at|to|under|above|over|next to|beside|behind|near)\s+", "", hint.strip(),
-                   flags=re.I)
-    words = re.sub(r"^(the|a|an|his|her|their|its|my)\s+", "", words, flags=re.I)
-    return words or None
+        step = pipeline.next_stage(state.get("attempts") or [], state.get("queue") or [])
+        return "respond" if step == "done" else step
 
 
 def mermaid() -> str:

@@ -313,25 +313,6 @@ def versus_baseline(scores: dict[str, Any], baseline: Optional[dict[str, Any]],
     return out
 
 
-REPORTED = ("editor", "strength", "guidance_scale", "image_guidance_scale", "seed", "why", "knob", "problems",
-            "verdict", "combined", "scores", "error", "reused")
-"""What the report says of each attempt (knobs, scores, verdict)."""
-
-
-def attempt_report(attempts: list[dict[str, Any]], kept: Optional[dict[str, Any]], baseline: Optional[dict[str, Any]],
-                   settings: Settings) -> list[dict[str, Any]]:
-    """Each attempt for the report: its knobs, scores and verdict, whether it was kept, and for a masked
-    attempt its comparison with the baseline on the same region (:func:`versus_baseline`)."""
-    out = []
-    for a in attempts:
-        row = {k: a.get(k) for k in REPORTED}
-        row["kept"] = a is kept
-        if is_masked(a.get("editor")) and baseline and a.get("scores"):
-            row["versus_baseline"] = versus_baseline(a["scores"], baseline.get("scores"), settings)
-        out.append(row)
-    return out
-
-
 def baseline_report(baseline: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
     """The turn's baseline for the report: how it came to be and its scores (None: it never ran)."""
     return None if not baseline else {"editor": BASELINE, "how": baseline.get("how"), "scores": baseline.get("scores")}
@@ -407,11 +388,6 @@ def _category(scores: dict[str, Any], settings: Settings, action: str) -> list[P
     if action == "remove" and _above(source, settings.max_clip_rc_source):
         return [Problem("category", f"the object is still there (its class scores {source:.1f} of 100)")]
     return []
-
-
-def verdict(found: list[Problem]) -> str:
-    """"passed", or "failed: " and the kinds of the checks that failed."""
-    return "passed" if not found else "failed: " + ", ".join(dict.fromkeys(p.kind for p in found))
 
 
 def combined(scores: dict[str, Any], action: str = "replace") -> float:

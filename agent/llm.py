@@ -49,6 +49,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from agent import vision
 from agent.arbiter import STOPWORDS, arbitrate, same_word, well_grounded, words
 from agent.llm_client import (
     PLACEHOLDER_KEY, REDACT, BudgetSpent, ModelCaller, describe_error, make_llm, redact,
@@ -130,7 +131,19 @@ class EditRegion(_Tool):
     instruction: Optional[str] = Field(None, description="The edit as a short command: 'turn the cat into a fox'.")
     region_hint: Optional[str] = Field(None, description="For add: where it goes, 'on the table'.")
     revise_last: Optional[bool] = Field(False, description="True when the message corrects the previous edit "
-                                        "('no, the left one'): redo it from the image before it.")
+                                        "('no, the left one', 'no, I wanted a wolf'): this replaces the last "
+                                        "edit, made again from the image before it.")
+    undo_first: Optional[int] = Field(0, description="Undo this many edits first, then make this edit: 1 for "
+                                      "'undo that and make the bus green instead'; else 0.")
+    bbox_2d: Optional[list[float]] = Field(None, description="Only when you can see the photo: the box of the "
+                                           "one object to change, [x1, y1, x2, y2]; else null.")
+
+    @field_validator("bbox_2d", mode="before")
+    @classmethod
+    def _box(cls, v: Any) -> Any:
+        """A box that is not four numbers is dropped, not an error (the plan stands without it)."""
+        ok = isinstance(v, (list, tuple)) and len(v) == 4 and all(isinstance(x, (int, float)) for x in v)
+        return list(v) if ok else None
 
     @field_validator("action", mode="before")
     @classmethod
@@ -150,7 +163,8 @@ class EditGlobal(_Tool):
     source_caption: Optional[str] = Field(None, description="Short caption of the photo before the edit.")
     target_caption: Optional[str] = Field(None, description="The same caption after the edit.")
     revise_last: Optional[bool] = Field(False, description="True when the message corrects the previous edit "
-                                        "('no, make it autumn instead').")
+                                        "('no, make it autumn instead'): this replaces the last edit.")
+    undo_first: Optional[int] = Field(0, description="Undo this many edits first ('go back and make it winter': 1).")
 
 
 class AskUser(_Tool):
@@ -235,12 +249,14 @@ def tool_to_understanding(name: str, args: Any, user_text: str = "") -> Understa
         instruction = clean_text(user_text) or ""
         if isinstance(call, EditRegion):
             fields = call.model_dump()
+            fields["box"] = fields.pop("bbox_2d")  # as the model wrote it; ``agent.vision.seen`` maps it to pixels
             fields["instruction"] = fields["instruction"] or instruction
+            fields["undo_first"] = max(0, fields.get("undo_first") or 0)
             return EditPlan.model_validate(fields)
         if isinstance(call, EditGlobal):
             return EditPlan(action="global", target=None, instruction=call.instruction,
                             source_caption=call.source_caption, target_caption=call.target_caption,
-                            revise_last=bool(call.revise_last))
+                            revise_last=bool(call.revise_last), undo_first=max(0, call.undo_first or 0))
         if isinstance(call, AskUser):
             return Clarify(question=call.question)
         if isinstance(call, (Undo, Redo)):
@@ -456,6 +472,8 @@ class Understander:
             settings = get_settings()
         self.budget = float(getattr(settings, "llm_turn_budget", 60.0))
         self.caller = None if llm is None else ModelCaller(llm, TOOLS, getattr(settings, "llm_retries", 1))
+        self.vision = (getattr(settings, "llm_vision", "auto"), int(getattr(settings, "llm_image_side", 768)),
+                       getattr(settings, "llm_box_format", "auto"))
 
     # --- the prompt -----------------------------------------------------------------------
 
@@ -652,7 +670,8 @@ class Understander:
             return _finish(Understood(result, "offline-fallback", "; ".join(
                 [n for n in notes if n] + [why + "; used the built-in parser"])))
 
-        messages = self.messages(text, context, history)
+        messages, photo = vision.with_photo(self.messages(text, context, history), context, self.caller.server,
+                                            getattr(self.llm, "model_name", None), *self.vision)
         try:
             asked = self.caller.ask(messages, deadline)
         except Exception as e:  # noqa: BLE001 - connection refused, timeout, HTTP error, garbage, ...
@@ -696,6 +715,7 @@ class Understander:
         if rest:
             notes.append("the model also asked for " + ", ".join(_say(r) for r in rest)
                          + "; I did only the first: send the rest as its own message")
+        result = vision.seen(result, photo, self.caller.server)  # the box in pixels, or none if it did not see
         return _finish(Understood(result, path, "; ".join(n for n in notes if n), tuple(rest),
                                   first if verdict.winner == "parser" else None))
 

@@ -8,6 +8,8 @@ streams garbage can hold a turn past its budget.
 
 ``ModelCaller.ask`` sends one list of messages:
 
+* with the photo when the messages carry one, unless this process has learnt that the server
+  refuses images: then it resends once without them and remembers that (``agent.vision``);
 * with the tool definitions, unless this process has learnt that the server rejects them (vLLM
   without ``--enable-auto-tool-choice`` answers 400, Ollama with a model without tool support 400
   "does not support tools", llama.cpp without ``--jinja`` 500): then it resends once without tools
@@ -165,8 +167,11 @@ def remember_tools_rejected(server: str) -> bool:
 
 def forget_capabilities() -> None:
     """Forget what was learnt about servers (tests; a server restarted with other options)."""
+    from agent import vision
+
     with _TOOLLESS_LOCK:
         _TOOLLESS.clear()
+    vision.forget()
 
 
 def status_of(exc: BaseException) -> Optional[int]:
@@ -371,12 +376,35 @@ class ModelCaller:
         """Whether the next request will carry the tool definitions."""
         return self.with_tools is not None and not tools_rejected(self.server)
 
+    images_note = ""
+
+    def _images_allowed(self, messages: Sequence[Any]) -> list[Any]:
+        """``messages``, without their images for a server known to refuse them (:mod:`agent.vision`)."""
+        from agent import vision
+
+        return vision.without_images(messages) if vision.images_rejected(self.server) else list(messages)
+
+    def _images_refused(self, exc: BaseException, messages: Sequence[Any]) -> bool:
+        """Whether ``exc`` is the server refusing the images of ``messages`` (then remembered, noted once)."""
+        from agent import vision
+
+        if not vision.has_images(messages) or not vision.is_images_error(exc, status_of(exc)):
+            return False
+        detail = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else "")[:120]
+        self.images_note = ""
+        if vision.remember_images_rejected(self.server):
+            self.images_note = (f"the LLM server does not accept images (HTTP {status_of(exc)}: {detail}); "
+                                "it gets the photo's caption from now on")
+        log.info("%s refuses images (HTTP %s: %s); resending without them", self.server, status_of(exc), detail)
+        return True
+
     def ask(self, messages: Sequence[Any], deadline: float) -> Asked:
         """The model's answer to ``messages``, by ``deadline`` (``time.monotonic``).
 
         Raises the last error when the model cannot answer (``BudgetSpent`` when time ran out).
         """
         note, tries = "", 0
+        messages = self._images_allowed(messages)
         while True:
             tools = self.uses_tools
             left = deadline - time.monotonic()
@@ -387,6 +415,10 @@ class ModelCaller:
                     answer = (self.with_tools if tools else self.llm).invoke(list(messages))
                 return Asked(answer, tools, note)
             except Exception as e:  # noqa: BLE001 - sorted below; the caller falls back to the parser
+                if self._images_refused(e, messages):
+                    note = note or self.images_note
+                    messages = self._images_allowed(messages)
+                    continue
                 if tools and is_tools_error(e):
                     detail = redact(str(e).strip().splitlines()[0] if str(e).strip() else "")[:120]
                     if remember_tools_rejected(self.server):

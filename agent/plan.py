@@ -225,6 +225,11 @@ class EditPlan(_Base):
     new_value: Optional[str] = Field(None, description="What the target becomes or gets: 'fox', 'red', 'a hat'.")
     revise_last: bool = Field(False, description="A correction of the previous edit ('no, the left one'): apply "
                               "it to the image the previous edit started from.")
+    undo_first: int = Field(0, ge=0, le=1000, description="Undo this many edits first, then make this edit on the "
+                            "version that leaves on screen ('undo that and make the bus green instead': 1).")
+    box: Optional[tuple[float, float, float, float]] = Field(
+        None, description="Where a vision LLM saw the target, [x0, y0, x1, y1] in pixels of the photo: a "
+        "grounding hint that SAM refines (agent.vision); None without one.")
 
     @field_validator("target", "attribute", "region_hint", "new_value", mode="before")
     @classmethod
@@ -257,7 +262,7 @@ class EditPlan(_Base):
     @model_validator(mode="after")
     def _consistent(self) -> "EditPlan":
         if self.action == "global":
-            for name in ("target", "qualifier", "attribute", "count", "region_hint"):
+            for name in ("target", "qualifier", "attribute", "count", "region_hint", "box"):
                 object.__setattr__(self, name, None)
             object.__setattr__(self, "plural", False)
         elif self.action in ("replace", "attribute", "remove") and not self.target:

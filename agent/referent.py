@@ -81,6 +81,36 @@ def names(record: EditRecord) -> tuple[str, Optional[str]]:
     return _norm(plan.get("target") or plan.get("new_value")), None
 
 
+def chain(prior: Optional[EditRecord], plan: EditPlan) -> list[str]:
+    """Every name the region of a new version has had, oldest first: the names of ``prior`` (the record
+    of the edit it followed up, or None for a fresh grounding) and then the plan's own.
+
+    "turn the cat into a fox" -> ["cat", "fox"]; then "make the fox blue" -> ["cat", "fox"]; then
+    "turn it into a wolf" -> ["cat", "fox", "wolf"]. "it" and every one of them but the first (the
+    name the photo's objects had: other cats may be there) mean this region until another is named.
+    """
+    found: list[str] = list((prior or {}).get("names") or []) if prior else []
+    if prior and not found:
+        now, old = names(prior)
+        found = [n for n in (old, now) if n]
+    now, old = names({"plan": plan.model_dump()})
+    for name in (old, now):
+        if name and name not in found:
+            found.append(name)
+    return found
+
+
+def same_objects(plan: EditPlan, record: Optional[EditRecord]) -> bool:
+    """Whether a correction (``revise_last``) keeps the objects of the edit it corrects: the same target,
+    qualifier, attribute and count ("no, I wanted a wolf", "nope, orange"), so its region is reused."""
+    if not record or not record.get("mask") or not record.get("chosen") or record.get("selected"):
+        return False
+    last = EditPlan.model_validate(record["plan"])
+    return (_norm(plan.target) == _norm(last.target) and plan.qualifier == last.qualifier
+            and plan.count == last.count and plan.plural == last.plural and plan.action != "global"
+            and (plan.attribute or None) == (last.attribute or None))
+
+
 def follows_up(plan: EditPlan, record: Optional[EditRecord], text: str) -> bool:
     """Whether ``plan`` (made from the message ``text``) is about the region ``record`` edited."""
     if not region_of(record) or plan.action == "global" or plan.revise_last or not plan.target:
@@ -90,11 +120,13 @@ def follows_up(plan: EditPlan, record: Optional[EditRecord], text: str) -> bool:
         return now == UNNAMED or _norm(plan.target) in {now, UNNAMED} or not _said(plan.target, text)
     last = EditPlan.model_validate(record["plan"])
     now, old = names(record)
+    known = list(record.get("names") or [n for n in (old, now) if n])
+    coined = set(known[1:]) | ({now} if old else set())  # names an edit gave the region ("fox"), not the photo's
     target = _norm(plan.target)
     chosen, total = len(record.get("chosen") or []), len(record.get("numbering") or [])
-    if target not in {now, old}:
+    if target not in {now, old, *known}:
         return False
-    if _said(target, text) and not (target == now and old) and chosen < total:
+    if _said(target, text) and target not in coined and chosen < total:
         return False  # "make the cat green" while other cats are there: which cat is a new question
     if plan.qualifier and plan.qualifier != last.qualifier:
         return False

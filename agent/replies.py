@@ -197,6 +197,19 @@ MASK_SHOWN = "Here is the region I edited to make this version, over the image."
 NO_EDIT_YET = "This is the photo as uploaded: no edit made it, so there is no mask to show or edit to redo."
 WHOLE_IMAGE = "This version came from an edit of the whole image, so there is no mask to show."
 ONLY_CANDIDATE = "There was only one candidate, so there is no other one to edit."
+def dropped(question: str, reply: str) -> str:
+    """A command said while a question was open ("undo" instead of "2"): the reply, and that the question is gone."""
+    asked = re.sub(r"\s*Say 'cancel'.*$", "", question.strip()).rstrip()
+    asked = asked if len(asked) <= 90 else asked[:87].rsplit(" ", 1)[0] + "..."
+    return f"{reply} (I dropped my question \"{asked}\"; say the instruction again to pick one.)"
+
+
+def all_edited(count: int, name: str) -> str:
+    """"the other one" after an edit of every candidate: there is no other."""
+    return (f"I edited all {count} {pluralize(name)}, so there is no other one. Say which one you meant "
+            f"(e.g. 'the left one') or 'undo'.")
+
+
 NOTHING_CHANGED = "OK, nothing changed."
 GOT_PHOTO = "Got your photo. What should I change?"
 SAY_SOMETHING = "Tell me what to change, e.g. \"turn the cat into a fox\"."

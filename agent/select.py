@@ -16,8 +16,8 @@ Geometry (image of width W and height H, box centre (cx, cy), area A)
 --------------------------------------------------------------------
 * left/right/top/bottom and the ``...most`` forms: the extreme centre; plural ``left`` etc.: every
   candidate whose centre lies in that half of the image.
-* ``middle``: the median candidate along the axis they spread along (odd count), otherwise the one
-  nearest the image centre (uncertain).
+* ``middle``: the median candidate along the axis they spread along (odd count); with an even count
+  there is none, and the user is asked (``_rank`` ranks them by distance to the image centre).
 * corners: nearest centre to that corner (``corner``: to any corner).
 * ``Nth from SIDE``: sort by centre from that side, take the Nth.
 * ``largest``/``smallest``: box area.
@@ -39,6 +39,7 @@ from pydantic import BaseModel, Field
 from agent.plan import (
     EXTREMES, ORDINAL_WORDS, Clarify, EditPlan, normalize_qualifier, parse_ordinal_qualifier,
 )
+from agent.parser import pluralize
 from agent.replies import Where, reason as reason_of, which_one
 from tools.types import Detection
 
@@ -350,6 +351,8 @@ def choose(plan: EditPlan, detections: list[Detection], image_size: tuple[int, i
     if ranked is None:
         return _ask(plan, order, f"There is no '{q}' here. ")
     best, certain, desc = ranked
+    if q == "middle" and len(order) % 2 == 0:  # four discs have no middle one: which of the two inner ones?
+        return _ask(plan, order, f"There are {len(order)} {pluralize(name)}, so none is in the middle. ")
     return make_choice([best[0]], "position", name, order, desc=desc, certain=certain,
                        alternatives=best[1:] + aside)
 

@@ -38,6 +38,7 @@ class EditRecord(TypedDict, total=False):
     scores: Optional[dict[str, Any]]
     certain: bool
     selected: bool  # True only in a pending selection seen as a record (agent.referent.of_selection)
+    names: list[str]  # every name the region has had, oldest first ("cat", "fox"): agent.referent.chain
 
 
 class Version(TypedDict, total=False):
@@ -125,6 +126,7 @@ class State(TypedDict, total=False):
     choice: Optional[dict[str, Any]]  # {"indices", "reason", "certain", "alternatives", "how", "desc", ...}
     question: Optional[dict[str, Any]]  # a pending clarifying question
     rerun: bool  # the answer to a question was a new message: start the turn again with it
+    dropped: Optional[str]  # the question a command ("undo") answered instead of an answer: said in the reply
     mask: Optional[str]  # path of the object mask being used
     mask_for: Optional[list[int]]  # the detection indices ``mask`` covers
     attempts: list[dict[str, Any]]  # every edit tried this turn, with its scores

@@ -2,35 +2,98 @@
 
 Files are written once (atomically) and never deleted or overwritten, so nothing a user has
 seen is ever lost: undo, redo and a restarted server all read the same files.
+
+Versions are lossless PNGs written with zlib level 1 and the RLE strategy: on a 2000x1330 photo
+4-5x faster than Pillow's default (level 6) at the same file size (measured on the development
+machine's CPU, 2026-12-06: 0.15 s against 0.70 s, 1.80 MB against 1.82 MB; `bench.hostside`).
+Pictures made only to be looked at (before/after, the mask overlay) are JPEG previews
+(:meth:`ImageStore.put_preview`). The images a turn has just written or read stay in a small
+in-memory cache, so the nodes of one turn decode each file at most once.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import threading
+import zlib
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from tools.images import content_hash
+from tools.images import content_hash, resize_mask
+from tools.types import Box
+
+PNG_OPTIONS = {"format": "PNG", "compress_level": 1, "compress_type": zlib.Z_RLE}
+"""Lossless, fast: level 1 with the RLE strategy suits PNG's filtered rows (see the module docstring)."""
+PREVIEW_OPTIONS = {"format": "JPEG", "quality": 90}
+PREVIEW_SIDE = 1280
+"""Long side of a preview picture (each half of a before/after): enough for a chat window."""
+RECENT = 8
+"""Decoded images kept in memory (about 8 MB each at 2.7 MP)."""
+
+_recent: "OrderedDict[str, Image.Image]" = OrderedDict()
+_recent_lock = threading.Lock()
+
+
+def _remember(path: str, image: Image.Image) -> None:
+    with _recent_lock:
+        _recent[path] = image
+        _recent.move_to_end(path)
+        while len(_recent) > RECENT:
+            _recent.popitem(last=False)
+
+
+def _recalled(path: str):
+    with _recent_lock:
+        image = _recent.get(path)
+        if image is not None:
+            _recent.move_to_end(path)
+    return image
+
+
+def for_preview(image: Image.Image, mask: np.ndarray | None = None,
+                boxes: tuple[Box, ...] = ()) -> tuple[Image.Image, np.ndarray | None, list[Box]]:
+    """``image`` (and its bool ``mask`` (H, W) and ``boxes`` in its pixels) scaled down so the long side is
+    at most :data:`PREVIEW_SIDE`: the pictures drawn from them cost a fraction of full size."""
+    scale = min(1.0, PREVIEW_SIDE / max(image.size))
+    if scale == 1.0:
+        return image, mask, list(boxes)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    small = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return (small, None if mask is None else resize_mask(mask, size),
+            [tuple(v * scale for v in box) for box in boxes])
 
 
 class ImageStore:
-    """A folder of PNGs keyed by content hash (``<root>/<hash>.png``)."""
+    """A folder of images keyed by content hash (``<root>/<hash>.png``, previews ``<hash>.jpg``)."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
 
     def put(self, image: Image.Image) -> str:
-        """Save ``image`` (once) and return its path."""
-        path = self.root / f"{content_hash(image)}.png"
+        """Save ``image`` losslessly (once) and return its path."""
+        return self._write(image, ".png", PNG_OPTIONS)
+
+    def put_preview(self, image: Image.Image) -> str:
+        """Save a picture made only to be looked at (JPEG, RGB) and return its path."""
+        return self._write(image.convert("RGB"), ".jpg", PREVIEW_OPTIONS)
+
+    def _write(self, image: Image.Image, suffix: str, options: dict) -> str:
+        path = self.root / f"{content_hash(image)}{suffix}"
         if not path.exists():
             fd, tmp = tempfile.mkstemp(dir=self.root, suffix=".part")
-            os.close(fd)
-            image.save(tmp, format="PNG")
-            os.replace(tmp, path)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    image.save(f, **options)
+                os.replace(tmp, path)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+        if suffix == ".png":
+            _remember(str(path), image.copy())
         return str(path)
 
     def put_mask(self, mask: np.ndarray) -> str:
@@ -39,11 +102,20 @@ class ImageStore:
 
     @staticmethod
     def open(path: str) -> Image.Image:
-        """The RGB image at ``path`` (fully loaded, file closed)."""
-        with Image.open(path) as img:
-            return img.convert("RGB")
+        """The RGB image at ``path`` (fully loaded, file closed; a copy the caller may change)."""
+        image = _recalled(str(path))
+        if image is None:
+            with Image.open(path) as img:
+                image = img.convert("RGB")
+            _remember(str(path), image)
+        return image.convert("RGB") if image.mode != "RGB" else image.copy()
 
     @staticmethod
     def open_mask(path: str) -> np.ndarray:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("L")) > 127
+        """The boolean mask (H, W) at ``path``."""
+        image = _recalled(str(path))
+        if image is None:
+            with Image.open(path) as img:
+                image = img.convert("L")
+            _remember(str(path), image)
+        return np.asarray(image.convert("L")) > 127

@@ -6,8 +6,13 @@
     python -m bench.evaluate ...   (the same)
 
 Every sample goes through every editor (and the baseline) with one seed per sample, through
-:func:`tools.engine.run_edit`: ground the target (from the manifest, or from the offline
-parser's plan), segment, edit, score. When nothing is found, or the instruction has no
+the chat's pipeline (:func:`agent.pipeline.run`): ground the target (from the manifest, or from
+the offline parser's plan), segment ("add": the object's box grown, as the chat edits it), then
+the judge's attempts with the row's editor first, each scored and judged, the best kept
+(``--attempts 1``: one attempt, no retry). The baseline's rows stay the plain editor (one
+attempt). Each row says how many attempts ran and which was kept (``attempts``, ``kept``,
+``kept_editor``), and ``results.jsonl`` lists every attempt (``attempt_log``: editor, knobs,
+scores, verdict, kept). When nothing is found, or the instruction has no
 subject, plain InstructPix2Pix runs on the whole image (the CMU "None" rule) and the row says
 ``path = global``. Every editor of a sample, the baseline (``ip2p``, path ``global``) included,
 is scored on the sample's ONE evaluation region (:mod:`tools.region`): the manifest's
@@ -64,10 +69,11 @@ from PIL import Image
 
 from bench import report
 from bench.manifests import FORMATS, Sample, read_manifest
-from tools.engine import EditReport, NothingFoundError, run_edit
+from agent.pipeline import EditReport, Job, NothingFoundError, attempt_report, run, scoring_region, segment
+from tools.config import Settings
 from tools.images import iou, load_image, mask_bbox
 from tools.region import EvalRegion, evaluation_region, rc_labels
-from tools.types import EDITORS, Box, EditRequest, LocaleditError
+from tools.types import EDITORS, Box, LocaleditError
 from tools.worker import Worker
 
 DEFAULT_EDITORS = ("ip2p", "ip2p-composite", "diffedit", "regionwise")
@@ -75,7 +81,8 @@ METRIC_COLUMNS = ("clip_rc", "clip_rc_source", "clip_gc", "clip_i", "clip_t", "c
                   "l1", "l2", "l1_outside", "l2_outside")
 """The :class:`~tools.types.Scores` columns, R-SIE's Table 2 first (scales: ``tools.types.SCORE_SCALES``)."""
 COLUMNS = (
-    "sample", "editor", "status", "error", "path", "editor_ran", "region_source", "scored_on", "target",
+    "sample", "editor", "status", "error", "path", "editor_ran", "attempts", "kept", "region_source", "scored_on",
+    "target", "action",
     "rc_target", "rc_source", "instruction",
     *METRIC_COLUMNS, "lpips", "ref_l1", "ref_l2", "gt_iou", "gt_hit", "box", "gt_box", "detections", "seed",
     *(f"t_{s}" for s in report.STAGES), "image", "note", "finished_at",
@@ -83,7 +90,7 @@ COLUMNS = (
 """The per-sample table's columns. ``t_load`` is the sample's image (and mask) loading, shared by
 its editors; ``t_total`` is this editor's time without it."""
 
-RUN_KEYS = ("use_gt_masks", "seed", "steps", "box_threshold", "text_threshold")
+RUN_KEYS = ("use_gt_masks", "seed", "steps", "box_threshold", "text_threshold", "attempts")
 """Settings that change results: a resumed run must use the same ones."""
 
 METRICS_VERSION = 2
@@ -114,6 +121,7 @@ class EvalConfig:
     box_threshold: Optional[float] = None
     text_threshold: Optional[float] = None
     retry_errors: bool = False
+    attempts: Optional[int] = None  # the judge's attempts per (sample, editor); None: settings' max_attempts
     plots: bool = True
     progress: bool = True
 
@@ -129,6 +137,8 @@ class EvalConfig:
             raise LocaleditError(f"The shard {index}/{count} does not exist: use I/N with 0 <= I < N.")
         if self.limit is not None and self.limit < 1:
             raise LocaleditError("--limit must be at least 1.")
+        if self.attempts is not None and not 1 <= self.attempts <= 10:
+            raise LocaleditError("--attempts must be between 1 and 10.")
 
     @property
     def run_editors(self) -> list[str]:
@@ -270,6 +280,7 @@ class Prepared:
     target_caption: str
     seed: int
     labels: tuple[str, str] = ("", "")  # CLIP-RC's (target category, source category)
+    action: str = "replace"  # the parser's action ("global" without a target)
     gt_mask: Optional[np.ndarray] = None
     gt_box: Optional[Box] = None
     reference: Optional[Image.Image] = None
@@ -316,13 +327,31 @@ def _manifest_labels(sample: Sample) -> Optional[tuple[str, str]]:
     return None
 
 
+def sample_action(sample: Sample, target: Optional[str]) -> str:
+    """The edit's action as the offline parser reads the instruction (what the chat would do); an
+    instruction it cannot read is a "replace" of the target, or global without one."""
+    from agent.parser import parse
+    from agent.plan import EditPlan
+
+    plan = parse(sample.instruction)
+    if isinstance(plan, EditPlan) and (plan.action != "global" or not target):
+        return plan.action
+    return "replace" if target else "global"
+
+
+def job_of(prep: Prepared) -> Job:
+    """The pipeline's job for a sample."""
+    return Job(action=prep.action, instruction=prep.sample.instruction, source_caption=prep.source_caption,
+               target_caption=prep.target_caption, phrase=prep.target, labels=prep.labels)
+
+
 def prepare(sample: Sample, config: EvalConfig) -> Prepared:
     """Load the sample's image, ground truth and reference; raises LocaleditError if unusable."""
     start = time.perf_counter()
     image = load_image(sample.image)
     target, source, dest, labels, notes = fill_from_parser(sample)
     prepared = Prepared(sample, image, target, source, dest, sample_seed(sample, config.seed), labels=labels,
-                        notes=notes)
+                        notes=notes, action=sample_action(sample, target))
     try:
         prepared.gt_mask = sample.gt_mask(image.size)
     except LocaleditError as err:
@@ -340,7 +369,7 @@ def prepare(sample: Sample, config: EvalConfig) -> Prepared:
 
 
 def _region(prep: Prepared, use_gt: bool) -> tuple[dict[str, Any], str]:
-    """``run_edit`` region arguments and where the region comes from.
+    """:func:`agent.pipeline.run`'s region arguments and where the region comes from.
 
     A sample's ``points`` are the user's clicks: they refine the ground-truth box (``use_gt``)
     or pick the grounded detection they fall in, and alone they are the region prompt.
@@ -370,7 +399,8 @@ def sample_region(worker: Worker, prep: Prepared, config: EvalConfig) -> Optiona
     """The one region every editor of the sample is scored on (None: a global sample).
 
     The ground truth when the manifest has it (its box, or the mask's bounding box, and the mask);
-    else the target grounded once (the first detection, as ``run_edit`` picks) and its SAM mask.
+    else the target grounded once (the first detection, as :func:`agent.pipeline.run` picks) and the
+    pipeline's region of it (its SAM mask; "add": its box grown, as the chat scores it).
     """
     if prep.gt_mask is not None:
         return evaluation_region([prep.gt_box] if prep.gt_box else [], prep.gt_mask, source="gt-mask")
@@ -383,26 +413,39 @@ def sample_region(worker: Worker, prep: Prepared, config: EvalConfig) -> Optiona
     if not detections:
         return None
     boxes = [detections[0].box]
-    return evaluation_region(boxes, worker.segment(prep.image, boxes).mask, source="grounded")
+    action = "attribute" if prep.action == "global" else prep.action
+    return scoring_region(action, boxes, segment(worker, prep.image, action, boxes).mask, prep.image.size,
+                          source="grounded")
+
+
+def pair_settings(settings: Settings, prep: Prepared, editor: str, config: EvalConfig) -> Settings:
+    """The settings one (sample, editor) runs with: the sample's seed, the run's steps, and the judge's
+    attempts (the baseline: one, the plain editor)."""
+    attempts = 1 if editor == config.baseline else (config.attempts or settings.max_attempts)
+    return settings.model_copy(update={"seed": prep.seed, "max_attempts": attempts,
+                                       **({"steps": config.steps} if config.steps is not None else {})})
 
 
 def edit_pair(worker: Worker, prep: Prepared, editor: str, config: EvalConfig,
-              region: Optional[EvalRegion] = None) -> tuple[EditReport, str, list[str]]:
-    """Run one editor on one sample, scored on ``region``; when nothing is found, plain
-    InstructPix2Pix (the CMU rule)."""
+              region: Optional[EvalRegion] = None,
+              settings: Optional[Settings] = None) -> tuple[EditReport, str, list[str]]:
+    """Run one editor on one sample through the pipeline (the editor first, then the judge's
+    attempts), scored on ``region``; when nothing is found, plain InstructPix2Pix (the CMU rule)."""
     kwargs, source = _region(prep, config.use_gt_masks)
+    kwargs.pop("target", None)  # the job's phrase: grounded unless a box or mask is given
+    settings = pair_settings(settings or Settings(), prep, editor, config)
+    job = job_of(prep)
 
     def attempt(**where: Any) -> EditReport:
-        request = EditRequest(editor=editor, instruction=prep.sample.instruction, source_caption=prep.source_caption,
-                              target_caption=prep.target_caption, seed=prep.seed, steps=config.steps)
-        return run_edit(worker, prep.image, request, box_threshold=config.box_threshold,
-                        text_threshold=config.text_threshold, region=region, labels=prep.labels, **where)
+        return run(worker, prep.image, job, settings, first={"editor": editor}, region=region,
+                   box_threshold=config.box_threshold, text_threshold=config.text_threshold, **where)
 
     start = time.perf_counter()
     try:
         return attempt(**kwargs), source, []
     except NothingFoundError:
         searched = time.perf_counter() - start
+    job.phrase = None  # nothing to find: the whole image
     result = attempt()
     result.timings["ground"] = searched
     result.timings["total"] = result.timings.get("total", 0.0) + searched
@@ -432,7 +475,11 @@ def result_row(prep: Prepared, editor: str, result: EditReport, region_source: s
     if "editor_note" in result.info:
         notes = [*notes, result.info["editor_note"]]
     row.update(timings, status="ok", error=None, path="global" if result.editor == "ip2p" else result.path,
-               editor_ran=result.editor, region_source=region_source, box=_box_list(result.box),
+               editor_ran=result.editor, attempts=len(result.attempts),
+               kept=None if result.kept is None else result.kept + 1, action=result.job.action,
+               attempt_log=attempt_report(result.attempts, result.kept, (result.baseline or {}).get("scores"),
+                                          result.settings),
+               region_source=region_source, box=_box_list(result.box),
                scored_on=result.eval_region.source if result.eval_region is not None else None,
                detections=len(result.detections), image=image_path)
     return _base_row(prep.sample, editor, prep, notes) | row
@@ -465,9 +512,12 @@ def error_row(sample: Sample, editor: str, prep: Optional[Prepared], err: BaseEx
 class Harness:
     """Runs the selected samples through the editors, logging each finished pair."""
 
-    def __init__(self, worker: Worker, config: EvalConfig, lpips: Optional[Lpips] = None):
+    def __init__(self, worker: Worker, config: EvalConfig, lpips: Optional[Lpips] = None,
+                 settings: Optional[Settings] = None):
         self.worker = worker
         self.config = config
+        own = getattr(worker, "settings", None)  # the judge's thresholds and knobs: given, the worker's, or the env's
+        self.settings = settings or (own if isinstance(own, Settings) else Settings())
         self.lpips = lpips or Lpips()
         self.log = ResultsLog(config.out / "results.jsonl")
         self._bar = None
@@ -498,7 +548,7 @@ class Harness:
             return
         for editor in todo:
             try:
-                result, source, notes = edit_pair(self.worker, prep, editor, self.config, region)
+                result, source, notes = edit_pair(self.worker, prep, editor, self.config, region, self.settings)
                 relative = f"images/{folder.name}/{editor}.png"
                 result.image.save(self.config.out / relative)
                 row = result_row(prep, editor, result, source, self.lpips, relative, notes)
@@ -581,11 +631,13 @@ def write_outputs(rows: Sequence[dict[str, Any]], config: EvalConfig, notes: Seq
 
 
 def evaluate(samples: Iterable[Sample], worker: Worker, config: EvalConfig, *,
-             lpips: Optional[Lpips] = None, manifest: Optional[str] = None) -> dict[str, Any]:
-    """Select, run (resuming), and write every output; returns the summary."""
+             lpips: Optional[Lpips] = None, manifest: Optional[str] = None,
+             settings: Optional[Settings] = None) -> dict[str, Any]:
+    """Select, run (resuming), and write every output; returns the summary. ``settings``: the judge's
+    thresholds and knobs (default: the worker's, else the environment's)."""
     config.out.mkdir(parents=True, exist_ok=True)
     selected = select(samples, config.limit, config.shard)
-    harness = Harness(worker, config, lpips)
+    harness = Harness(worker, config, lpips, settings)
     check_run_settings(config, {"manifest": manifest, "editors": config.run_editors, "baseline": config.baseline,
                                 "lpips": harness.lpips.note})
     rows = harness.run(selected)
@@ -610,6 +662,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, help="samples at a time (default 1 in-process, 4 remote)")
     p.add_argument("--seed", type=int, default=0, help="base seed (each sample gets its own from it)")
     p.add_argument("--steps", type=int, help="diffusion steps (default: configured)")
+    p.add_argument("--attempts", type=int, help="edits the judge may try per sample and editor before keeping "
+                   "the best, as the chat does (1: one attempt; default LOCALEDIT_MAX_ATTEMPTS); the baseline: one")
     p.add_argument("--tolerance", type=float, default=report.DEFAULT_TOLERANCE,
                    help="a delta within +-tolerance counts as neither improved nor degraded")
     p.add_argument("--box-threshold", type=float)
@@ -638,20 +692,22 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         baseline=args.baseline, limit=args.limit, shard=parse_shard(args.shard),
         use_gt_masks=args.use_gt_masks, concurrency=args.concurrency, seed=args.seed, steps=args.steps,
         tolerance=args.tolerance, box_threshold=args.box_threshold, text_threshold=args.text_threshold,
-        retry_errors=args.retry_errors, plots=not args.no_plots, progress=not args.no_progress)
+        retry_errors=args.retry_errors, attempts=args.attempts, plots=not args.no_plots,
+        progress=not args.no_progress)
 
 
 def cmd_eval(args: argparse.Namespace, worker: Optional[Worker] = None) -> int:
     """``localedit eval``: run, write the outputs, print the summary."""
     config = config_from_args(args)
     samples = read_manifest(args.manifest, args.format)
+    overrides = {"models_dir": args.models, "device": args.device, "max_side": args.max_side}
+    settings = None  # a worker handed in: its settings
     if worker is None:
-        from tools.config import Settings
         from tools.worker import make_worker
 
-        overrides = {"models_dir": args.models, "device": args.device, "max_side": args.max_side}
-        worker = make_worker(Settings(**{k: v for k, v in overrides.items() if v is not None}))
-    summary = evaluate(samples, worker, config, manifest=str(args.manifest))
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+        worker = make_worker(settings)
+    summary = evaluate(samples, worker, config, manifest=str(args.manifest), settings=settings)
     print(report.markdown(summary))
     print(f"Wrote {config.out}/per_sample.csv, summary.md, summary.json, images/ and plots/.")
     return 0

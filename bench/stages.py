@@ -72,12 +72,15 @@ class PeakMemory:
     """Peak memory of a block: CUDA peak allocated on ``cuda``, else the process's peak RSS.
 
     ``peak`` is the absolute peak during the block, ``rise`` how far it went above the memory held
-    when the block started (on a GPU: above the allocated bytes; on the CPU: above RSS).
+    when the block started (on a GPU: above the allocated bytes; on the CPU: above RSS). On a GPU
+    also ``reserved``, the caching allocator's peak reserved bytes, and ``in_use``, the device memory
+    in use when the block ends (``cudaMemGetInfo``: the CUDA context and workspaces included); both
+    are 0 on the CPU.
     """
 
     def __init__(self, device: str):
         self.cuda = device.startswith("cuda")
-        self.peak = self.rise = 0
+        self.peak = self.rise = self.reserved = self.in_use = 0
 
     def __enter__(self) -> "PeakMemory":
         gc.collect()
@@ -100,6 +103,9 @@ class PeakMemory:
 
             torch.cuda.synchronize()
             self.peak = torch.cuda.max_memory_allocated()
+            self.reserved = torch.cuda.max_memory_reserved()
+            free, total = torch.cuda.mem_get_info()
+            self.in_use = total - free
         else:
             self.peak = _status("VmHWM")
         self.rise = max(0, self.peak - self.start)
@@ -181,8 +187,9 @@ class Bench:
             t, m, _ = measured(lambda: call(photo), self.device)
             warm_times.append(t)
             mem.peak, mem.rise = max(mem.peak, m.peak), max(mem.rise, m.rise)
+            mem.reserved, mem.in_use = max(mem.reserved, m.reserved), max(mem.in_use, m.in_use)
         self.rows.append({"stage": name, "side": side, "cold": seconds, "warm": warm_times,
-                          "peak": mem.peak, "rise": mem.rise})
+                          "peak": mem.peak, "rise": mem.rise, "reserved": mem.reserved, "in_use": mem.in_use})
         print(f"  {name} @ {side}: cold {seconds:.2f} s, warm {_median(warm_times)}, peak {mem.peak / GB:.2f} GB",
               flush=True)
 

@@ -19,21 +19,18 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import math
 import threading
 import time
 from collections import deque
 from typing import Callable, Optional
-from urllib.parse import urlsplit
 
 from tools.config import Settings
+from tools.http_guard import LOOPBACK_NAMES, browser_refusal, is_loopback, origin_allowed  # noqa: F401 - the shared rule
 
 LOCAL_USER = "local"
 """The user every loopback browser is signed in as."""
-
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def password_mode(settings: Settings) -> bool:
@@ -50,43 +47,12 @@ def check_password(settings: Settings, username: str, password: str) -> bool:
     return user_ok and pass_ok
 
 
-def is_loopback(host: str) -> bool:
-    """``127.0.0.1``, ``::1``, ``localhost`` (and the rest of 127/8)."""
-    host = (host or "").strip("[]").lower()
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_listen(host: str, settings: Settings) -> Optional[str]:
     """Why the chat must not listen on ``host`` with these settings (None: it may)."""
     if is_loopback(host) or password_mode(settings):
         return None
     return (f"Refusing to serve the chat on {host} without a password: set LOCALEDIT_CHAT_PASSWORD "
             f"(and LOCALEDIT_CHAT_USER, default '{settings.chat_user}'), or keep the default 127.0.0.1.")
-
-
-def _host_name(host_header: str) -> str:
-    """``"127.0.0.1:8000"`` -> ``"127.0.0.1"``; ``"[::1]:8000"`` -> ``"::1"``."""
-    return (urlsplit(f"//{host_header}").hostname or "").lower()
-
-
-def origin_allowed(origin: str, host_header: str, extra: tuple[str, ...] = ()) -> bool:
-    """Whether a page at ``origin`` may talk to the chat reached as ``host_header``."""
-    origin = origin.rstrip("/").lower()
-    if origin in {o.rstrip("/").lower() for o in extra}:
-        return True
-    return bool(host_header) and origin in (f"http://{host_header.lower()}", f"https://{host_header.lower()}")
-
-
-def _header(scope, name: bytes) -> str:
-    for key, value in scope.get("headers") or []:
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return ""
 
 
 class LoginThrottle:
@@ -147,20 +113,8 @@ class Guard:
         self.app, self.loopback_only, self.origins, self.throttle = app, loopback_only, tuple(origins), throttle
 
     def refusal(self, scope) -> Optional[str]:
-        """Why this request is refused, or None."""
-        host = _header(scope, b"host")
-        if self.loopback_only:
-            client = (scope.get("client") or ("", 0))[0]
-            if not is_loopback(client):
-                return "This chat serves this machine only."
-            if host and not is_loopback(_host_name(host)):
-                return "Open the chat as http://127.0.0.1 or http://localhost."
-        origin = _header(scope, b"origin")
-        if origin and origin != "null" and not origin_allowed(origin, host, self.origins):
-            return f"Pages from {origin} may not use this chat."
-        if origin == "null":
-            return "Pages without an origin may not use this chat."
-        return None
+        """Why this request is refused (:func:`tools.http_guard.browser_refusal`), or None."""
+        return browser_refusal(scope, self.loopback_only, self.origins, "this chat")
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):

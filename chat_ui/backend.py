@@ -157,3 +157,11 @@ def get_backend() -> Backend:
         if _backend is None:
             _backend = Backend(**_backend_options)
         return _backend
+
+
+def model_registry(backend: Backend) -> Optional[Any]:
+    """The model registry of ``backend``'s in-process worker (it loads the models lazily, and says
+    so to whoever ``listen``s); None for a remote worker (its models load on its own machine) or
+    before the first chat made a worker."""
+    registry = getattr(backend._base_worker, "registry", None) if backend._base_worker is not None else None
+    return registry if hasattr(registry, "listen") else None

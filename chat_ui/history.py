@@ -273,7 +273,9 @@ class SQLiteDataLayer(BaseDataLayer):
         if user_id:
             users = await self._q("SELECT identifier FROM users WHERE id = ?", (user_id,))
             identifier = users[0]["identifier"] if users else identifier
-        values = (name[:255] if name is not None else (old["name"] if old else None),
+        if name is not None:
+            name = await self._distinct(name[:240], identifier, thread_id)
+        values = (name if name is not None else (old["name"] if old else None),
                   user_id or (old["user_id"] if old else None), identifier,
                   json.dumps(tags) if tags is not None else (old["tags"] if old else None), json.dumps(meta))
         if old:
@@ -282,6 +284,18 @@ class SQLiteDataLayer(BaseDataLayer):
         else:
             await self._q("INSERT INTO threads (name, user_id, user_identifier, tags, metadata, created, updated, id) "
                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (*values, _now(), _now(), thread_id))
+
+    async def _distinct(self, name: str, user: Optional[str], thread_id: str) -> str:
+        """``name``, or ``name (2)``, ``(3)``, ... when another thread of ``user`` has it (the sidebar
+        must tell two chats apart)."""
+        rows = await self._q("SELECT name FROM threads WHERE id != ? AND user_identifier IS ? AND name IS NOT NULL",
+                             (thread_id, user))
+        taken = {r["name"] for r in rows}
+        number = 2
+        candidate = name
+        while candidate in taken:
+            candidate, number = f"{name} ({number})", number + 1
+        return candidate
 
     async def list_threads(self, pagination: Pagination, filters: ThreadFilter) -> PaginatedResponse[ThreadDict]:
         sql, params = "SELECT * FROM threads WHERE user_id IS NOT NULL", []

@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from tools.http_guard import bind
+
 HERE = Path(__file__).resolve().parent
 APP_FILE = HERE / "app.py"
 REPO_ROOT = HERE.parent
@@ -65,8 +67,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     refusal = check_listen(args.host, settings)
     if refusal:
         raise LocaleditError(refusal)
-    if not port_free(args.host, args.port):
-        raise LocaleditError(f"Port {args.port} on {args.host} is already in use; pick another with --port.")
+    bind(args.host, args.port).close()  # a busy or invalid port: one sentence, before Chainlit starts
     env = {"LOCALEDIT_DATA_DIR": str(Path(settings.data_dir).resolve())}
     if args.models:
         env["LOCALEDIT_MODELS_DIR"] = str(Path(args.models).resolve())
@@ -107,9 +108,16 @@ def prepare_app_root(data_dir: Path, settings=None) -> Path:
     return root
 
 
+NEW_CHAT_DIALOG = {"title": "Start a new chat?",
+                   "description": "This chat stays in the sidebar under its name: you can reopen it there and carry "
+                                  "on. The new chat starts without a photo."}
+"""The New chat confirmation (Chainlit's says the chat will be cleared; it is kept)."""
+
+
 def texts(settings) -> dict:
     """Chainlit's English texts with localedit's footer (no "LLMs can make mistakes" without an LLM)
-    and step headers that are just the step's name (Chainlit prefixes "Used")."""
+    and step headers that are just the step's name (Chainlit prefixes "Used"), and a New chat
+    confirmation that says the chat is kept."""
     import chainlit
 
     base = json.loads((Path(chainlit.__file__).parent / "translations" / "en-US.json").read_text(encoding="utf-8"))
@@ -119,6 +127,7 @@ def texts(settings) -> dict:
     base["chat"]["watermark"] = FOOTER_LLM if llm else FOOTER_OFFLINE
     base["chat"]["messages"]["status"].update(using="", used="")
     base["common"]["actions"]["reset"] = "Undo changes"
+    base["navigation"]["newChat"]["dialog"].update(NEW_CHAT_DIALOG)
     return base
 
 
@@ -174,16 +183,6 @@ def start(host: str, port: int, data_dir: Path, *, app_file: Path = APP_FILE, en
     child["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), child.get("PYTHONPATH")) if p)
     child.setdefault("TOKENIZERS_PARALLELISM", "false")
     return subprocess.Popen(chainlit_command(host, port, app_file), env=child, **popen)
-
-
-def port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host if host not in ("", "0.0.0.0") else "0.0.0.0", port))
-        except OSError:
-            return False
-    return True
 
 
 def wait_until_up(host: str, port: int, proc: subprocess.Popen, timeout: float) -> bool:

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Optional, Union
 
 from agent.judge import knob_summary
 from agent.session import Reply
+from agent.state import child_of, current_record, parent_of
 from agent.store import ImageStore
 from tools.images import overlay, to_png_bytes
 
@@ -174,6 +175,32 @@ def version_cards(versions: list[dict[str, Any]], shown: Optional[int] = None) -
     return cards
 
 
+# --- the panel's tools ----------------------------------------------------------------------------
+
+TOOLS = ("undo", "redo", "show_mask")
+"""The version tools the panel offers (PhotoPicker labels them Undo, Redo, Show mask)."""
+
+
+def tools_available(state: dict[str, Any]) -> dict[str, bool]:
+    """Which of :data:`TOOLS` can do something on the version on screen (``state``: the thread's graph
+    state): undo needs a version it was made from, redo one made from it that undo left, show mask an
+    edit that changed a region (not the whole photo)."""
+    versions = state.get("versions") or []
+    if not versions:
+        return {name: False for name in TOOLS}
+    cursor = state.get("cursor", len(versions) - 1)
+    record = current_record(state) or {}
+    return {"undo": parent_of(versions, cursor) is not None, "redo": child_of(versions, cursor) is not None,
+            "show_mask": bool(record.get("region") or record.get("mask"))}
+
+
+def index_of(versions: list[dict], path: str) -> int:
+    """The place of the version showing ``path``: the one on screen if it does, else the newest that does."""
+    if any(v["current"] and v["path"] == path for v in versions):
+        return next(i for i, v in enumerate(versions) if v["current"])
+    return next((i for i in range(len(versions) - 1, -1, -1) if versions[i]["path"] == path), 0)
+
+
 # --- the details of each stage --------------------------------------------------------------------
 
 def turn_steps(reply: Reply, state: dict[str, Any], ran: Optional[Iterable[str]] = None) -> list[StepView]:
@@ -315,6 +342,59 @@ def settings_line(panel: Any, reply: Reply, state: dict[str, Any]) -> str:
         return ""
     return (f"{kept['editor']} · {panel.steps} diffusion steps · {knob_summary(kept)} · "
             f"seed {kept.get('seed')} · long side {panel.max_side} px")
+
+
+def turn_details(panel: Any, reply: Reply, state: dict[str, Any]) -> str:
+    """What the parent step of a turn says when opened: the knobs the kept edit ran with
+    (:func:`settings_line`) and the reply's own details (``reply.details``, when the agent gives
+    them: editor, scores, attempts in words). Markdown; "" when there is nothing to add."""
+    parts = []
+    knobs = settings_line(panel, reply, state)
+    if knobs:
+        parts.append(f"Settings: {knobs}.")
+    extra = getattr(reply, "details", None)
+    if isinstance(extra, str) and extra.strip():
+        parts.append(extra.strip())
+    elif isinstance(extra, (list, tuple)):
+        parts += [str(line) for line in extra if str(line).strip()]
+    return "\n\n".join(parts)
+
+
+# --- a cold start: the models loading -------------------------------------------------------------
+
+def _loads(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Model load events (``ModelRegistry.listen``) -> each role's newest event, in the order they began."""
+    roles: dict[str, dict[str, Any]] = {}
+    for event in events:
+        roles[event["role"]] = event
+    return roles
+
+
+def loading_busy(events: list[dict[str, Any]]) -> bool:
+    """Whether a model is loading now."""
+    return any(e.get("event") == "start" for e in _loads(events).values())
+
+
+def loading_title(events: list[dict[str, Any]]) -> str:
+    """The cold start step's name: "Loading the GroundingDINO detector (2 loaded so far)", then
+    "Loaded 5 models in 41 s (once per server run)"."""
+    roles = _loads(events)
+    done = [e for e in roles.values() if e.get("event") == "done"]
+    busy = [e for e in roles.values() if e.get("event") == "start"]
+    if busy:
+        return f"Loading the {busy[-1]['title']}" + (f" ({len(done)} loaded so far)" if done else "")
+    took = sum(float(e.get("seconds") or 0) for e in roles.values())
+    return f"Loaded {len(done)} model{'s' * (len(done) != 1)} in {seconds(took)} (once per server run)"
+
+
+def loading_text(events: list[dict[str, Any]]) -> str:
+    """One line per model: loaded (with its time), loading now, or failed."""
+    lines = ["The first edit since the server started loads each model it needs once; later edits start at once."]
+    for e in _loads(events).values():
+        state = {"start": "loading now…", "done": f"loaded in {seconds(float(e.get('seconds') or 0))}",
+                 "failed": "could not be loaded"}.get(e.get("event"), "")
+        lines.append(f"- {e['title']}: {state}")
+    return "\n".join(lines)
 
 
 def _code(value: Any) -> str:

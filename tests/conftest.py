@@ -23,6 +23,24 @@ from PIL import Image, ImageDraw
 from tools.config import Settings
 
 
+# Markers that follow from a fixture: a test that uses one of these (directly or through another
+# fixture) starts a server process, or drives Chromium. Tests that start a process themselves carry
+# their markers explicitly. The fast subset is ``pytest -m "not slow and not browser and not server"``
+# (docs/testing.md).
+FIXTURE_MARKERS = {
+    "worker_process": ("server",), "chat_server": ("server",), "chat_server_with_password": ("server",),
+    "ray_worker": ("server", "slow"), "smollm2_server": ("server", "slow"), "browser": ("browser",),
+}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Adds the markers ``FIXTURE_MARKERS`` names to every test whose fixture closure holds the fixture."""
+    for item in items:
+        for name in getattr(item, "fixturenames", ()):
+            for marker in FIXTURE_MARKERS.get(name, ()):
+                item.add_marker(marker)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
@@ -122,8 +140,38 @@ def photo_path(tmp_path) -> Path:
 
 
 @pytest.fixture
+def scene_objects() -> dict[str, list] | None:
+    """What the scene worker's grounding knows (``{phrase word: boxes}``); None: the three cats.
+    A test module overrides this fixture to put other objects in the scene."""
+    return None
+
+
+@pytest.fixture
+def conversations(settings, registry, tmp_path, scene_objects):
+    """``Conversations`` on the test scene: the real tiny models, grounding fixed to ``scene_objects``,
+    lenient judge thresholds, the offline parser (``tests.scenes.open_conversations``)."""
+    from tests.scenes import open_conversations
+
+    conv = open_conversations(settings, registry, tmp_path, objects=scene_objects)
+    yield conv
+    conv.close()
+
+
+@pytest.fixture
 def chat(conversations, photo_path):
-    """A new session on the test module's ``conversations`` fixture, the photo of ``photo_path`` uploaded."""
+    """A new session on the ``conversations`` fixture, the photo of ``photo_path`` uploaded."""
     session = conversations.session()
     session.send("", image=photo_path)
     return session
+
+
+@pytest.fixture(scope="module")
+def worker_process(tiny_models_dir, tmp_path_factory):
+    """The HTTP worker (``python -m tools.worker``) with the tiny models on a loopback port, token
+    ``tests.helpers.worker.TOKEN``: one per test module, started and stopped by its PID."""
+    from tests.helpers.worker import TOKEN, WorkerProcess
+
+    proc = WorkerProcess(tiny_models_dir, free_port(), tmp_path_factory.mktemp("worker") / "worker.log",
+                         token=TOKEN).start()
+    yield proc
+    proc.stop()

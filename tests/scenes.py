@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent.session import Session
+from agent.llm import Understander
+from agent.session import Conversations, Session
 from agent.store import ImageStore
 from tools.config import Settings
 from tools.images import grow_box
@@ -70,6 +71,15 @@ def agent_settings(settings: Settings, tmp_path, **overrides) -> Settings:
                    min_mask_fill=0.0, baseline_margin=2.0, min_rc_lead=-100.0,
                    min_l1_global=0.0)
     return settings.model_copy(update={"data_dir": tmp_path / "data", **lenient, **overrides})
+
+
+def open_conversations(settings: Settings, registry, tmp_path, understander=None, objects=None,
+                       **overrides) -> Conversations:
+    """``Conversations`` over a ``SceneWorker`` (grounding knows ``objects``, default the cats) with
+    lenient judge thresholds and the offline parser unless ``understander`` is given."""
+    s = agent_settings(settings, tmp_path, **overrides)
+    return Conversations(s, worker=SceneWorker(s, registry=registry, objects=objects),
+                         understander=understander or Understander(None))
 
 
 def pixels(path) -> np.ndarray:

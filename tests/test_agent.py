@@ -11,14 +11,6 @@ from agent.session import Conversations
 from tests.scenes import CATS, SIZE, SceneWorker, agent_settings, edited_region, inside, pixels
 
 
-@pytest.fixture
-def conversations(settings, registry, tmp_path):
-    s = agent_settings(settings, tmp_path)
-    conv = Conversations(s, worker=SceneWorker(s, registry=registry), understander=Understander(None))
-    yield conv
-    conv.close()
-
-
 def test_edit_follow_up_undo_redo(conversations, photo_path):
     chat = conversations.session()
     first = chat.send("", image=photo_path)

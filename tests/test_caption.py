@@ -53,6 +53,21 @@ def test_two_questions_then_cache_hit_without_model(captioner, generate_calls):
     assert (again.text, again.kind) == (first.text, first.kind)
 
 
+def test_the_vision_tower_runs_once_per_caption_and_the_answers_do_not_change(captioner, photo):
+    passes = []
+    hook = captioner.model.vision_model.register_forward_hook(lambda *_: passes.append(1))
+    try:
+        kind = normalise_kind(captioner.ask(photo, KIND_QUESTION, max_new_tokens=8))  # one pass per question
+        plain = clean_text(captioner.ask(photo, f"{kind} of"))
+        assert len(passes) == 2
+        cap = captioner.caption(photo)
+    finally:
+        hook.remove()
+    assert len(passes) == 3 and captioner.vision_runs == 1  # both questions of the caption: one pass
+    assert cap.text == f"{kind} of {plain}"  # the same answers as two separate passes
+    assert captioner.model.vision_model.__class__.__name__ != "_VisionOnce"  # the real tower is back
+
+
 def test_different_pixels_miss_the_cache(captioner, generate_calls):
     captioner.caption(scene())
     other = captioner.caption(scene(boxes=((0, 0, 40, 40),)))

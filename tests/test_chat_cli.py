@@ -7,8 +7,10 @@ test photo, which is what a "which one?" question needs.
 from __future__ import annotations
 
 import os
+import platform
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,8 +26,11 @@ from tests.conftest import scene
 from tests.scenes import CATS, SIZE
 from tools.config import Settings
 
+pytestmark = pytest.mark.server  # every test drives `localedit chat-cli` processes
+
 EXE = Path(sys.executable).parent / "localedit"
 REPLY = r"^localedit: [^(]"  # a reply line (not the offline notice, which is in brackets)
+READ_SYSCALL = {"x86_64": "0", "aarch64": "63"}.get(platform.machine(), "0")  # read(2)'s number
 
 
 @pytest.fixture
@@ -80,14 +85,37 @@ class Chat:
             seen.append(line)
             if re.search(pattern, line):
                 return line
-        raise AssertionError(f"no {pattern!r} on {stream}; saw: {''.join(seen)[-2000:]}")
+        raise AssertionError(f"no {pattern!r} on {stream}; saw: {''.join(seen)[-2000:]}; {self.ended()}")
+
+    def waiting_for_input(self) -> bool:
+        """True while chat-cli's main thread is blocked reading its standard input: the turn is over and
+        everything it printed is flushed (``/proc/PID/syscall``: ``read`` on fd 0)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/syscall").read_text().split()
+        except OSError:  # the process has ended
+            return False
+        return len(fields) > 1 and fields[0] == READ_SYSCALL and fields[1] == "0x0"
+
+    def at_prompt(self, timeout: float = 300) -> None:
+        """Waits until chat-cli waits for its next line (or has ended); fails with its stderr otherwise."""
+        deadline = time.monotonic() + timeout
+        while not self.waiting_for_input() and self.proc.poll() is None:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"chat-cli did not come back to its prompt in {timeout} s; {self.ended()}")
+            time.sleep(0.02)
+
+    def ended(self) -> str:
+        """How the process stands, for a failure message: its exit status and stderr so far."""
+        return f"exit status {self.proc.poll()}; stderr: {''.join(list(self.err.queue))[-2000:]}"
 
     def reply(self, timeout: float = 300) -> str:
-        """The next reply: its ``localedit:`` line and the indented lines printed with it."""
+        """The next reply: its ``localedit:`` line and the indented lines printed with it (all of them:
+        read once chat-cli is back at its prompt, so a loaded machine cannot split a reply)."""
         lines = [self.expect(REPLY, timeout=timeout)]
-        while True:  # the rest of a reply is flushed with its first line
+        self.at_prompt(timeout)
+        while True:  # everything is in the pipe now; the reader thread only has to move it
             try:
-                line = self.out.get(timeout=0.3)
+                line = self.out.get(timeout=0.3 if self.proc.poll() is None else 1)
             except queue.Empty:
                 return "".join(lines)
             if line.startswith("localedit: "):
@@ -149,8 +177,10 @@ def test_two_scripted_chats_on_one_thread_hold_at_the_seams(env, tmp_path):
 
         shown = slow.ask("/version 3", timeout=60)  # the first process sees the second one's versions
         assert "version 3 of 3" in shown and "make the cat red" in shown, shown
+        slow.at_prompt()  # reading its next line (a signal a moment earlier would land in the turn)
         slow.proc.send_signal(signal.SIGINT)  # at the prompt: once says how to leave, twice leaves
         slow.expect("Ctrl-C again")
+        slow.at_prompt()
         slow.proc.send_signal(signal.SIGINT)
         slow.expect("bye")
         assert slow.proc.wait(timeout=30) == 0
@@ -166,13 +196,13 @@ def test_two_scripted_chats_on_one_thread_hold_at_the_seams(env, tmp_path):
 
 
 def test_an_unexpected_failure_is_one_line_on_stderr_not_a_traceback(env, tmp_path):
-    """The photos deleted from the data folder under a running chat: the turn fails unexpectedly.
-    The reply said so in one sentence, but stderr also got the logged traceback of every failed node."""
+    """The images folder deleted under a running chat (the photo itself is still in the chat's memory, so
+    the edit runs and storing its result fails): the turn fails unexpectedly. The reply said so in one
+    sentence, but stderr also got the logged traceback of every failed node."""
     chat = Chat(env, tmp_path)
     try:
         assert "Got your photo" in chat.ask("/image photo.png")
-        for stored in (tmp_path / "data" / "images").glob("*.png"):
-            stored.unlink()
+        shutil.rmtree(tmp_path / "data" / "images")
         assert "Something went wrong" in chat.ask("make the cat red")
         assert "Nothing to undo" in chat.ask("/undo", timeout=60)  # the chat goes on
     finally:

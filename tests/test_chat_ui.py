@@ -9,12 +9,10 @@ models' pixels are noise: the tests check where the edit happened and what the p
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import io
 import json
 import re
 import stat
-import subprocess
 import time
 from pathlib import Path
 from typing import Optional
@@ -30,13 +28,9 @@ from chat_ui.access import Guard, check_listen, check_password, origin_allowed
 from chat_ui.backend import Backend, PanelSettings
 from chat_ui.page import LocalPage, strip_external_links
 from tests.conftest import free_port, scene
+from tests.helpers.chat_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Server, needs_chainlit
 from tests.scenes import CATS, SIZE, SceneWorker, agent_settings, inside
 
-REPO = Path(__file__).resolve().parent.parent
-ARTIFACTS = REPO / "artifacts" / "ui"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 TURN_TIMEOUT_MS = 120_000  # the first turn loads every tiny model
 HEADER = "button[id^='step-'], p[id^='step-']"  # a step's header (its name)
 
@@ -142,6 +136,66 @@ def test_version_cards_carry_instruction_scores_branch_and_the_one_shown():
     assert "CLIP-GC 99.9" in render.version_cards(versions, shown=2)[1]["label"]
 
 
+def test_panel_tools_only_where_they_can_act():
+    """Undo needs a parent, redo a child undo left, show mask an edit that changed a region."""
+    up = {"path": "a.png", "note": "the photo you uploaded", "record": None}
+    red = {"path": "b.png", "note": "red", "parent": 0, "record": {"mask": "m.png", "region": "r.png"}}
+    winter = {"path": "c.png", "note": "winter", "parent": 1, "record": {"mask": None, "region": None}}
+    assert render.tools_available({}) == {"undo": False, "redo": False, "show_mask": False}
+    assert render.tools_available({"versions": [up], "cursor": 0}) == {"undo": False, "redo": False, "show_mask": False}
+    assert render.tools_available({"versions": [up, red], "cursor": 1}) == {"undo": True, "redo": False,
+                                                                             "show_mask": True}
+    undone = [{**up, "child": 1}, red]  # after undo: redo leads back to version 2
+    assert render.tools_available({"versions": undone, "cursor": 0}) == {"undo": False, "redo": True,
+                                                                          "show_mask": False}
+    assert render.tools_available({"versions": [up, red, winter], "cursor": 2})["show_mask"] is False
+    assert render.index_of([{**up, "current": False}, {**red, "current": True}], "b.png") == 1
+
+
+def test_cold_start_lines_say_what_loads():
+    start = {"event": "start", "role": "caption", "title": "BLIP-2 captioner", "loaded": []}
+    done = {**start, "event": "done", "seconds": 3.25}
+    ground = {"event": "start", "role": "detector", "title": "GroundingDINO detector", "loaded": ["caption"]}
+    assert render.loading_busy([start]) and render.loading_title([start]) == "Loading the BLIP-2 captioner"
+    assert render.loading_title([start, done, ground]) == "Loading the GroundingDINO detector (1 loaded so far)"
+    text = render.loading_text([start, done, ground])
+    assert "- BLIP-2 captioner: loaded in 3.2 s" in text and "- GroundingDINO detector: loading now" in text
+    finished = [start, done, ground, {**ground, "event": "done", "seconds": 1.0}]
+    assert not render.loading_busy(finished)
+    assert render.loading_title(finished) == "Loaded 2 models in 4.2 s (once per server run)"
+    failed = [start, {**start, "event": "failed", "seconds": 0.5}]
+    assert not render.loading_busy(failed) and "could not be loaded" in render.loading_text(failed)
+
+
+def test_model_registry_tells_listeners_each_load(settings):
+    from tools.models import ModelRegistry
+
+    registry = ModelRegistry(settings)
+    heard: list[dict] = []
+    stop = registry.listen(heard.append)
+    registry.get("clip")
+    registry.get("clip")  # loaded once: told once
+    assert [(e["event"], e["role"]) for e in heard] == [("start", "clip"), ("done", "clip")]
+    assert heard[1]["title"] == "CLIP ViT-L/14 scorer" and heard[1]["seconds"] >= 0
+    stop()
+    registry.get("taesd")
+    assert len(heard) == 2, "a listener that stopped hears nothing"
+
+
+def test_a_bad_upload_is_named_in_one_sentence(tmp_path):
+    from chat_ui.uploads import problem, trace
+
+    fake = tmp_path / "x.png"
+    fake.write_text("not a picture\n")
+    why = problem(str(fake), "holiday.png")
+    assert why.startswith("'holiday.png' is not an image") and why.count(". ") == 0
+    assert trace("holiday.png", why) == "*(attached holiday.png: not used, not an image localedit can read)*"
+    real = tmp_path / "cats.png"
+    scene(SIZE, boxes=CATS).save(real)
+    assert problem(str(real), "cats.png") is None
+    assert "could not read" in problem(str(tmp_path / "gone.png"), "gone.png")
+
+
 def test_history_keeps_threads_steps_and_pictures(tmp_path, monkeypatch):
     """The data layer on its own: what Chainlit hands it comes back as it was, after a restart too."""
     (tmp_path / "app").mkdir()
@@ -163,6 +217,14 @@ def test_history_keeps_threads_steps_and_pictures(tmp_path, monkeypatch):
         await layer.update_thread("t1", name="make the cat red", user_id=user.id, metadata={"a": 1})
         await layer.update_thread("t2", name="winter", user_id=user.id)
         await layer.update_thread("t1", metadata={"b": 2, "a": None})  # a partial update keeps the rest
+        for twin in ("t3", "t4"):  # the same first words: names the sidebar can tell apart
+            await layer.update_thread(twin, name="make the cat red", user_id=user.id)
+        assert [await layer.thread_name(t) for t in ("t1", "t3", "t4")] == \
+            ["make the cat red", "make the cat red (2)", "make the cat red (3)"]
+        await layer.update_thread("t3", name="make the cat red (2)")  # its own name again: unchanged
+        assert await layer.thread_name("t3") == "make the cat red (2)"
+        await layer.delete_thread("t3")
+        await layer.delete_thread("t4")
         # undecorated calls: the queue-until-first-message wrapper needs a live session
         step = {"id": "s1", "threadId": "t1", "type": "assistant_message", "name": "localedit", "output": "Done",
                 "createdAt": "2026-12-01T10:00:00.000000Z", "metadata": {}}
@@ -310,6 +372,8 @@ def test_app_root_has_local_assets_origins_texts_and_a_private_secret(settings, 
     # an LLM named by LOCALEDIT_LLM_* (no OpenAI variable) gets the LLM footer
     with_llm = settings.model_copy(update={"llm_model": "llama3.2", "llm_base_url": "http://127.0.0.1:11434/v1"})
     assert launch_texts(with_llm)["chat"]["watermark"] == FOOTER_LLM
+    new_chat = texts["navigation"]["newChat"]["dialog"]["description"]
+    assert "stays in the sidebar" in new_chat and "clear" not in new_chat
     assert launch_texts(settings.model_copy(update={"llm_model": "llama3.2"}))["chat"]["watermark"] == FOOTER_OFFLINE
     for asset in ("elements/PhotoPicker.jsx", "fonts/inter.css", "fonts/inter-latin-400-normal.woff2", "theme.json",
                   "localedit.css", "localedit.js", "logo_light.svg", "logo_dark.svg", "favicon.svg"):
@@ -324,52 +388,9 @@ def test_app_root_has_local_assets_origins_texts_and_a_private_secret(settings, 
 
 # --- end to end in a browser -------------------------------------------------------------------
 
-class Server:
-    """The chat app under test, as a child process on a loopback port (restartable)."""
-
-    def __init__(self, models: Path, data: Path, log: Path, **env):
-        self.port, self.data, self.log = free_port(), data, log
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {"LOCALEDIT_MODELS_DIR": str(models), "LOCALEDIT_DATA_DIR": str(data),
-                    "LOCALEDIT_MAX_SIDE": "64", "LOCALEDIT_STEPS": "2", "LOCALEDIT_DEVICE": "cpu",
-                    "LOCALEDIT_MAX_ATTEMPTS": "2", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-                    "OPENAI_API_KEY": None, "OPENAI_BASE_URL": None, "LOCALEDIT_LLM_MODEL": None,
-                    "LOCALEDIT_CHAT_PASSWORD": None, "OMP_NUM_THREADS": "1", **env}
-        self.proc = None
-
-    def start(self) -> None:
-        from chat_ui.launch import start, wait_until_up
-
-        out = open(self.log, "ab")
-        self.proc = start("127.0.0.1", self.port, self.data, app_file=REPO / "tests" / "ui_helpers.py",
-                          env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=str(self.data.parent))
-        out.close()
-        if not wait_until_up("127.0.0.1", self.port, self.proc, 120):
-            self.stop()
-            pytest.fail(f"the chat app did not start; its log:\n{self.tail()}")
-
-    def stop(self) -> None:
-        from chat_ui.launch import stop
-
-        if self.proc is not None:
-            stop(self.proc)  # by this child's PID only
-            self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def tail(self, n: int = 60) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:]) if self.log.exists() else ""
-
-
-def needs_chainlit() -> None:
-    if importlib.util.find_spec("chainlit") is None:  # not imported here: it writes files where it is imported
-        pytest.skip("chainlit is not installed (pip install chainlit)")
-
-
 @pytest.fixture(scope="module")
-def server(tiny_models_dir, tmp_path_factory):
+def chat_server(tiny_models_dir, tmp_path_factory):
+    """The chat app (no password, loopback) with the tiny models, for the module's browser tests."""
     needs_chainlit()
     root = tmp_path_factory.mktemp("chat-ui")
     srv = Server(tiny_models_dir, root / "data", root / "server.log")
@@ -392,12 +413,12 @@ def browser():
         b.close()
 
 
-def open_page(browser, server, photo: Path, viewport=(1100, 1400), path: str = "/", **context):
+def open_page(browser, chat_server, photo: Path, viewport=(1100, 1400), path: str = "/", **context):
     ctx = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, accept_downloads=True,
                               **context)
     ctx.set_default_timeout(60_000)  # generous: a busy 2-core machine renders slowly
     page = ctx.new_page()
-    ui = UI(page, server, photo)
+    ui = UI(page, chat_server, photo)
     page.on("request", lambda r: ui.requests.append(r.url))
     page.on("websocket", lambda ws: ws.on("framereceived", lambda f: ui.frames.append(f if isinstance(f, str) else "")))
     page.on("response", lambda r: ui.failed.append(r.url) if r.status >= 400 else None)
@@ -406,11 +427,11 @@ def open_page(browser, server, photo: Path, viewport=(1100, 1400), path: str = "
 
 
 @pytest.fixture
-def ui(browser, server, tmp_path):
+def ui(browser, chat_server, tmp_path):
     """A fresh browser profile on the app (a new chat), and a photo to upload."""
     photo = tmp_path / "cats.png"
     scene(SIZE, boxes=CATS).save(photo)
-    ctx, page = open_page(browser, server, photo)
+    ctx, page = open_page(browser, chat_server, photo)
     yield page
     ctx.close()
 
@@ -476,8 +497,19 @@ class UI:
         return np.asarray(Image.open(io.BytesIO(self.fetch(img.get_attribute("src")))).convert("RGB"))
 
     def picker(self):
-        """The newest clickable photo."""
+        """The live photo (in the side panel)."""
         return self.page.get_by_test_id("photo-picker").last
+
+    def panel(self):
+        """The side panel: the photo being edited, its tools and the version strip."""
+        return self.page.locator("#side-view-content")
+
+    def details(self, turn) -> str:
+        """What a turn's parent step says when opened (the knobs, scores, attempts)."""
+        header = turn.locator(HEADER).first
+        if header.get_attribute("aria-expanded") != "true":
+            header.click()
+        return turn.inner_text()
 
     def click_photo(self, x: float, y: float, modifiers=None, expect: str = "") -> str:
         """Click at image pixel ``(x, y)`` of the newest photo; returns what its status line says."""
@@ -501,6 +533,10 @@ class UI:
         names = turn.locator(f'.step[data-step-type="tool"] :is({HEADER})')
         names.first.wait_for()
         return [n.inner_text().strip() for n in names.all()]
+
+    def work_stages(self, turn) -> list[str]:
+        """:meth:`stages` without the models loading (a cold start: the first edit of a server run)."""
+        return [s for s in self.stages(turn) if not s.startswith(("Loaded ", "Loading "))]
 
     def set_steps(self, steps: Optional[int] = None) -> None:
         """Settings: the diffusion steps slider to its end (``steps`` None: "Restore the defaults"), Confirm."""
@@ -552,8 +588,8 @@ def test_click_select_refine_then_make_it_red_edits_the_clicked_object(ui):
     ui.shot("01-uploaded")
 
     status = ui.click_photo(85, 60, expect="Selected")  # on the middle cat
-    assert "Selected the region at (85, 60)" in status
-    selected = ui.image("the region you selected, over the photo")
+    assert re.search(r"Selected the region at \(8[4-6], (59|60|61)\)", status), status  # the panel scales the photo
+    selected = ui.image("the region you selected, over the photo", where=ui.panel())
     assert not np.array_equal(selected, original)  # the selection is drawn on the photo
     assert ui.picker().locator("span.rounded-full").count() == 1  # the click's marker
     ui.shot("02-click-selected")
@@ -561,15 +597,15 @@ def test_click_select_refine_then_make_it_red_edits_the_clicked_object(ui):
     assert ui.picker().locator("span.rounded-full").count() == 2
     ui.shot("03-refined")
 
-    done = ui.send("make it red", expect="Done")
-    assert "on the region you selected" in done and "2 diffusion steps" in done
+    ui.send("make it red", expect="Done")
+    assert "2 diffusion steps" in ui.details(ui.turns.last)  # the knobs are in the details, not in the reply
     edited = ui.image("the edited photo")
     changed = _changed(edited, original)
     assert changed.any(), "nothing was edited"
     assert inside(changed, CATS[1], work=(64, 48)), "the edit reached outside the clicked cat"
     turn = ui.turns.last
     assert turn.locator(HEADER).first.inner_text().startswith("Edited the selected region in")
-    stages = ui.stages(turn)
+    stages = ui.work_stages(turn)
     assert stages[0] == "Reading your message" and not any(s.startswith("Finding") for s in stages), stages
     assert any(s.startswith("Attempt 1 of") for s in stages)
     ui.shot("04-edited-the-selection")
@@ -585,11 +621,11 @@ def test_one_parent_step_per_turn_with_its_own_stages(ui, tmp_path):
     ui.send("", image=ui.photo, expect="What should I change")
     ui.send("turn the leftmost cat into a fox", expect="Done")
     assert ui.turns.count() == 2 and ui.turns.last.inner_text().startswith("Edited the cat in")
-    stages = ui.stages(ui.turns.last)
+    stages = ui.work_stages(ui.turns.last)
     assert stages[:3] == ["Reading your message", "Finding the cat", "Segmenting the cat"], stages
     assert re.fullmatch(r"Attempt 1 of [12]: ip2p-composite", stages[3]), stages
     assert "Diffusion step 2 of 2" in "".join(ui.frames)  # live progress of the attempt
-    finding = ui.turns.last.locator('.step[data-step-type="tool"]').nth(1)
+    finding = ui.turns.last.locator('.step[data-step-type="tool"]').filter(has_text="Finding the cat").first
     finding.locator(HEADER).first.click()
     finding.locator('img[alt="detections of the cat, drawn as boxes on the photo"]').wait_for()
     assert "found 3" in finding.inner_text() and "(10, 40, 50, 90) chosen" in finding.inner_text()
@@ -601,11 +637,10 @@ def test_one_parent_step_per_turn_with_its_own_stages(ui, tmp_path):
     fake = tmp_path / "holiday.png"  # an image by name, not by content
     fake.write_text("this is not really a picture\n")
     error = ui.send("make it brighter", image=fake, expect="Sorry")
-    assert "'holiday.png' is not an image" in error
-    failed = ui.turns.last
-    assert failed.inner_text().startswith("Could not do that")
-    assert failed.locator('.step[data-step-type="tool"]').count() == 0, "no stage of an earlier turn"
+    assert "'holiday.png' is not an image" in error and "Running" not in error
+    assert ui.turns.count() == 3, "checked before anything ran: no turn"
     user = ui.page.locator('.step[data-step-type="user_message"]').last
+    user.get_by_text("attached holiday.png").wait_for()  # its trace in the transcript
     assert user.locator("img").count() == 0, "no broken-image bubble for a bad file"
     ui.shot("07-error-turn")
 
@@ -629,7 +664,7 @@ def test_one_parent_step_per_turn_with_its_own_stages(ui, tmp_path):
         assert time.monotonic() < deadline, "the answered question's picture still offers Select"
         ui.page.wait_for_timeout(50)
     assert ui.page.get_by_text("Clicked candidate 3").count() == 1
-    assert ui.turns.count() == 6, "upload, edit, undo, error, question, answer: one parent step each"
+    assert ui.turns.count() == 5, "upload, edit, undo, question, answer: one parent step each"
     ui.shot("09-answered-by-click")
 
 
@@ -750,7 +785,7 @@ def test_download_settings_starters_names_and_phone(ui, browser, tmp_path):
     ui.page.locator("#starter-make-it-look-like-winter").click()
     assert "I will do that on it" in ui.wait_reply(before, "Drop a photo")
     ran = ui.send("", image=ui.photo, expect="Done")
-    assert "make it look like winter" in ran and "2 diffusion steps" in ran
+    assert "make it look like winter" in ran and "2 diffusion steps" in ui.details(ui.turns.last)
     footer = ui.page.get_by_text("Edits run on this machine")
     assert footer.count() == 1 and ui.page.get_by_text("LLMs can make mistakes").count() == 0
     user = ui.page.locator('.step[data-step-type="user_message"]').last
@@ -785,8 +820,16 @@ def test_download_settings_starters_names_and_phone(ui, browser, tmp_path):
 
     phone, small = open_page(browser, ui.server, ui.photo, viewport=(390, 844), is_mobile=True, has_touch=True)
     small.send("", image=ui.photo, expect="What should I change")
+    sheet = small.page.get_by_role("dialog")  # a phone: the photo panel is a sheet over the chat
+    sheet.get_by_test_id("photo-picker").wait_for()
+    small.page.keyboard.press("Escape")  # closed, to type the next message
+    sheet.wait_for(state="detached")
+    small.page.get_by_test_id("thumb").last.click()  # a small picture in the chat opens it again
+    sheet.get_by_test_id("photo-picker").wait_for()
+    small.page.keyboard.press("Escape")
+    sheet.wait_for(state="detached")
     small.send("make the leftmost cat red", expect="Done")
-    strip = small.strip()
+    strip = small.strip()  # the new version opened the panel
     assert strip.get_by_role("button").count() == 2
     assert strip.evaluate("s => s.scrollWidth <= s.clientWidth + 1 || getComputedStyle(s).overflowX === 'auto'")
     strip.scroll_into_view_if_needed()

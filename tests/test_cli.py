@@ -151,6 +151,7 @@ def test_console_script_make_tiny_and_list(tmp_path):
     assert f"{tmp_path / 'tiny' / 'clip'}" in listed.stdout
 
 
+@pytest.mark.server
 def test_chat_cli_is_scriptable_through_stdin(env, tiny_models_dir):
     exe = Path(sys.executable).parent / "localedit"
     script = "/image photo.png\nmake it look like winter\n/save edited.png\n/undo\n/save undone.png\n/quit\n"
@@ -255,17 +256,17 @@ def test_outputs_are_written_all_or_nothing(env, capsys, monkeypatch):
     """The edit ran, then one output's folder vanished: no output is written, not even -o."""
     import shutil
 
-    import tools.engine
+    from agent import pipeline
 
     (env / "masks").mkdir()
-    real = tools.engine.run_edit
+    real = pipeline.run
 
     def edit_then_lose_the_folder(*args, **kwargs):
         report = real(*args, **kwargs)
         shutil.rmtree(env / "masks")
         return report
 
-    monkeypatch.setattr(tools.engine, "run_edit", edit_then_lose_the_folder)
+    monkeypatch.setattr(pipeline, "run", edit_then_lose_the_folder)
     code, _, err = run(capsys, "edit", "photo.png", "make it golden", "--box", "10,20,60,80", "-o", "out.png",
                        "--mask-out", "masks/mask.png", "--no-score")
     assert code == EXIT_INPUT and "nothing was written" in err and "Traceback" not in err
@@ -303,6 +304,7 @@ def test_parse_with_a_malformed_history_exits_2_with_one_line(capsys, tmp_path, 
     assert words in err
 
 
+@pytest.mark.server
 def test_chat_cli_survives_bad_paths_and_saves_whole_files(env, tmp_path):
     """Findings 2 and 4: `/image /dev/zero` ended the session; `/save` with a bad path ended the
     chat (5 of 5). Now each is one line, the chat goes on, and `~` works."""
@@ -340,7 +342,7 @@ def test_edit_through_a_worker_that_is_down_or_hung_is_one_sentence(env, capsys,
     import time
 
     from tests.conftest import free_port
-    from tests.test_conversation import HungServer
+    from tests.helpers.hung import HungServer
 
     hung = HungServer()
     monkeypatch.setenv("LOCALEDIT_SEGMENT_TIMEOUT", "2")

@@ -9,7 +9,6 @@ are ``tests/test_chat_cli.py``.)
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
@@ -20,47 +19,9 @@ from agent import history
 from agent.llm import Understander, make_llm
 from agent.session import Conversations
 from tests.conftest import scene
-from tests.scenes import CATS, SIZE, SceneWorker, agent_settings, edited_region, inside
+from tests.helpers.hung import HungServer
+from tests.scenes import CATS, SIZE, SceneWorker, agent_settings, edited_region, inside, open_conversations
 from tools.types import Caption, WorkerUnavailableError
-
-
-def open_conversations(settings, registry, tmp_path, understander=None, **overrides) -> Conversations:
-    s = agent_settings(settings, tmp_path, **overrides)
-    return Conversations(s, worker=SceneWorker(s, registry=registry), understander=understander or Understander(None))
-
-
-@pytest.fixture
-def conversations(settings, registry, tmp_path):
-    conv = open_conversations(settings, registry, tmp_path)
-    yield conv
-    conv.close()
-
-
-class HungServer:
-    """A TCP server that accepts connections and never answers (a hung LLM or worker)."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.accepted = threading.Event()
-        self.connections: list[socket.socket] = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections.append(conn)
-            self.accepted.set()
-
-    def close(self) -> None:
-        for conn in self.connections:
-            conn.close()
-        self.sock.close()
 
 
 @pytest.fixture
@@ -104,7 +65,7 @@ def test_after_a_replace_it_is_the_new_object_and_the_old_name_grounds_afresh(ch
 def test_the_llm_path_resolves_it_the_same_way(settings, registry, tmp_path, photo_path):
     """A scripted chat model (the real ``BaseChatModel`` interface) that answers "it" with the old name."""
     from langchain_core.messages import AIMessage
-    from tests.test_llm import ScriptedChat, call
+    from tests.helpers.llm import ScriptedChat, call
 
     contexts = []
 

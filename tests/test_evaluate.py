@@ -90,7 +90,10 @@ def make_manifest(folder: Path) -> Path:
 
 
 def config(out: Path, **kw) -> EvalConfig:
-    defaults = dict(editors=EDITORS, baseline="ip2p", steps=2, concurrency=1, progress=False, box_threshold=0.0)
+    """One attempt per pair unless a test asks for more: these tests are about each editor's row (the judge's
+    attempts in an eval row: tests/test_pipeline.py)."""
+    defaults = dict(editors=EDITORS, baseline="ip2p", steps=2, concurrency=1, progress=False, box_threshold=0.0,
+                    attempts=1)
     return EvalConfig(out=out, **{**defaults, **kw})
 
 

@@ -16,7 +16,7 @@ from tools.config import Settings
 from tools.edit import ROLES
 from tools.types import EDITORS, MASKED_EDITORS, EditRequest
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +109,13 @@ def test_offload_moves_the_large_models_to_the_gpu_per_stage(tiny_models_dir, tm
     assert reg.on_device() == "inpaint"
     assert all(p.device.type == "cpu" for p in reg.get("ip2p").model.unet.parameters())  # back in CPU memory
     assert worker.caption(image).cache_hit and reg.on_device() == "inpaint"  # a cached caption moves nothing
+
+
+def test_cuda_fast_math_sets_tf32_and_channels_last_unets(gpu_worker):
+    import torch
+
+    reg = gpu_worker.registry
+    unet = reg.get("ip2p").model.unet
+    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    weight = next(p for p in unet.parameters() if p.dim() == 4)
+    assert weight.is_contiguous(memory_format=torch.channels_last)

@@ -159,7 +159,7 @@ def test_a_good_first_attempt_passes_every_check_against_the_free_baseline(judge
     chat, worker = judged(recolour(BLUE), baseline=tinted_background)
     reply = chat.send("make the leftmost cat blue")
     assert not reply.error, reply.text
-    assert len(reply.attempts) == 1 and reply.attempts[0]["problems"] == [] and reply.attempts[0]["verdict"] == "passed"
+    assert len(reply.attempts) == 1 and reply.attempts[0]["problems"] == [] and reply.attempts[0]["verdict"] == "good"
     assert [r.editor for r in worker.requests] == ["ip2p-composite"]  # no edit ran for the baseline
     s = reply.scores
     assert s["clip_dir_region"] > 0.5 and s["l1_inside"] > 0.1
@@ -250,7 +250,7 @@ def test_a_replace_whose_attempts_all_fail_reaches_another_editor_and_shows_the_
     assert {"unchanged", "category"} <= set(attempts[0]["failed"])  # the red cat is still a cat to CLIP
     for row in reply.attempts[:2]:
         assert row["versus_baseline"]["baseline"] > row["versus_baseline"]["attempt"]
-        assert row["scores"] and row["verdict"].startswith("failed") and row["guidance_scale"] is not None
+        assert row["scores"] and row["verdict"] == "poor" and row["failed"] and row["guidance_scale"] is not None
     assert reply.attempts[2]["kept"] == (kept_attempt(chat) == 2)
     assert "It may still be off" in reply.text
 
@@ -261,7 +261,7 @@ def test_a_failed_attempt_never_discards_a_finished_one(judged):
     attempts = chat.state()["attempts"]
     assert not reply.error and "ran out of memory" in attempts[1]["error"]
     assert [a["editor"] for a in attempts] == ["ip2p-composite", "regionwise", "ip2p"]
-    assert kept_attempt(chat) in (0, 2) and reply.attempts[1]["verdict"] == "failed: error"
+    assert kept_attempt(chat) in (0, 2) and reply.attempts[1]["verdict"] == "error"
 
 
 def test_a_global_edit_that_changed_nothing_fails_and_a_stronger_edit_follows(judged):

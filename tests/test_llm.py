@@ -12,11 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import pytest
-from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
-from pydantic import Field
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from agent.arbiter import agree, arbitrate, target_grounding
 from agent.llm import (
@@ -30,48 +27,11 @@ from agent.llm_client import (
 from agent.parser import ParseContext, Reading, read
 from agent.plan import QUALIFIERS, Chat, Clarify, Command, EditPlan
 from agent.prompts import load_prompt
+from tests.helpers.llm import ScriptedChat, call, calls
 from tools.config import Settings
 from tools.types import MAX_TEXT
 
 UNDERSTANDINGS = (EditPlan, Command, Clarify, Chat)
-
-
-class ScriptedChat(BaseChatModel):
-    """A chat model that answers from a script (AIMessage, text, or an exception to raise) and
-    records every list of messages it receives."""
-
-    script: list[Any] = Field(default_factory=list)
-    received: list[list[BaseMessage]] = Field(default_factory=list)
-    bound: list[Any] = Field(default_factory=list)
-
-    @property
-    def _llm_type(self) -> str:
-        return "scripted"
-
-    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
-        self.received.append(list(messages))
-        if not self.script:
-            raise AssertionError("the model was asked more often than scripted")
-        item = self.script.pop(0)
-        if isinstance(item, BaseException):
-            raise item
-        message = item if isinstance(item, AIMessage) else AIMessage(content=item)
-        return ChatResult(generations=[ChatGeneration(message=message)])
-
-    def bind_tools(self, tools, **kwargs):
-        self.bound = list(tools)
-        return self
-
-
-def call(name: str, **args: Any) -> AIMessage:
-    """An AI message with one tool call."""
-    return AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": "call_1", "type": "tool_call"}])
-
-
-def calls(*pairs: tuple[str, dict]) -> AIMessage:
-    """An AI message with several tool calls."""
-    return AIMessage(content="", tool_calls=[{"name": n, "args": a, "id": f"call_{i}", "type": "tool_call"}
-                                             for i, (n, a) in enumerate(pairs)])
 
 
 def wrapped(name: str, **args: Any) -> str:

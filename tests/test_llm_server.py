@@ -26,7 +26,8 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def smollm2_server(tmp_path_factory):
+    """SmolLM2-135M behind ``transformers serve`` on loopback: ``{base_url, model, log}``."""
     from bench import smollm2
 
     try:
@@ -38,7 +39,7 @@ def server(tmp_path_factory):
         yield {"base_url": url, "model": str(model), "log": log}
 
 
-def test_the_llm_path_is_never_worse_than_the_parser(server):
+def test_the_llm_path_is_never_worse_than_the_parser(smollm2_server):
     from agent.arbiter import unsaid_words
     from agent.llm import Understander
     from agent.llm_client import make_llm
@@ -48,7 +49,7 @@ def test_the_llm_path_is_never_worse_than_the_parser(server):
 
     # generous limits: a busy 2-core CI machine runs this 135M model at a few tokens a second, and a
     # turn that ran out of time would test the fallback, not the model
-    settings = Settings(llm_model=server["model"], llm_base_url=server["base_url"], llm_timeout=150,
+    settings = Settings(llm_model=smollm2_server["model"], llm_base_url=smollm2_server["base_url"], llm_timeout=150,
                         llm_turn_budget=180, llm_retries=0, _env_file=None)
     understander = Understander(make_llm(settings), settings=settings)
     for case in CASES:

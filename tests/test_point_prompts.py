@@ -1,4 +1,4 @@
-"""Point prompts (a click on the object) from SAM up: the segmenter, the worker over HTTP, ``run_edit``,
+"""Point prompts (a click on the object) from SAM up: the segmenter, the worker over HTTP, ``agent.pipeline.run``,
 ``localedit edit --point`` and the evaluation manifest's ``points``.
 
 SAM is the real tiny random model, so its masks are noise: the tests check what the prompt carries
@@ -18,9 +18,8 @@ from fastapi.testclient import TestClient
 from agent.cli import EXIT_INPUT, main
 from tests.conftest import scene
 from tests.scenes import CATS, SIZE, SceneWorker, inside
-from tools.engine import run_edit
+from agent.pipeline import Job, run
 from tools.images import box_containing, box_to_mask, grow_box, parse_point
-from tools.types import EditRequest
 from tools.worker import LocalWorker
 from tools.worker.client import RemoteWorker
 from tools.worker.server import WorkerService, create_app
@@ -135,16 +134,17 @@ def test_points_travel_over_http_and_bad_ones_get_422(settings, registry, photo)
         remote.close()
 
 
-def test_run_edit_with_a_click_edits_the_detection_it_falls_in(settings, registry):
+def test_the_pipeline_with_a_click_edits_the_detection_it_falls_in(settings, registry):
     worker = SceneWorker(settings, registry=registry)
     photo = scene(SIZE, boxes=CATS)
-    request = EditRequest("ip2p-composite", "make the cat red", steps=1)
+    job = Job(action="attribute", instruction="make the cat red", phrase="cat")
+    one_step = settings.model_copy(update={"steps": 1, "editor": "ip2p-composite"})
     middle = CATS[1]
-    report = run_edit(worker, photo, request, target="cat", points=[(85, 60)], score=False)
+    report = run(worker, photo, job, one_step, points=[(85, 60)], score_it=False)
     assert report.chosen == [1] and report.box == middle and report.points == [(85.0, 60.0, 1)]
     assert report.mask.any() and inside(report.mask, middle, work=(64, 48))
     # a click on no detection: the point alone is the prompt
-    report = run_edit(worker, photo, request, target="cat", points=[(5, 5)], score=False)
+    report = run(worker, photo, job, one_step, points=[(5, 5)], score_it=False)
     assert report.chosen == [] and report.box is not None and report.segmentation is not None
 
 

@@ -9,22 +9,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.llm import Understander
 from agent.pointing import Pointer
-from agent.session import Conversations
 from agent.store import ImageStore
-from tests.scenes import CATS, SceneWorker, agent_settings, edited_region, inside, pixels
+from tests.scenes import CATS, edited_region, inside, pixels
 
 TAIL = (108, 70, 124, 84)  # a "tail" between the middle and the right cat
 
 
 @pytest.fixture
-def conversations(settings, registry, tmp_path):
-    s = agent_settings(settings, tmp_path)
-    worker = SceneWorker(s, registry=registry, objects={"cat": CATS, "tail": [TAIL], "object": CATS})
-    conv = Conversations(s, worker=worker, understander=Understander(None))
-    yield conv
-    conv.close()
+def scene_objects():
+    """The cats, a "tail" between the middle and the right one, and "object" (what a click grounds)."""
+    return {"cat": CATS, "tail": [TAIL], "object": CATS}
 
 
 def mask_of(selection) -> np.ndarray:

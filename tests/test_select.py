@@ -147,11 +147,12 @@ def test_ordinal_beyond_count_asks():
     assert result.candidates == [0, 1]
 
 
-def test_middle_of_even_count_is_uncertain():
+def test_middle_of_even_count_asks():
+    """Four in a row have no middle one (issue 19): ask, never guess one of the two inner ones."""
     dets = [det(0, 0, 100, 100), det(380, 0, 480, 100), det(600, 0, 700, 100), det(900, 0, 990, 100)]
     result = choose(plan("middle"), dets, SIZE)
-    assert one(result) in (1, 2)
-    assert result.certain is False
+    assert isinstance(result, Clarify) and "none is in the middle" in result.question
+    assert isinstance(choose(plan("middle"), dets[:3], SIZE), Choice)  # three: the middle one
 
 
 def test_ambiguous_without_qualifier_asks_with_numbered_candidates():

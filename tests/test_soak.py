@@ -5,13 +5,15 @@ stay within the stated memory bound: its memory after warm-up + LOCALEDIT_MAX_RE
 
 from __future__ import annotations
 
+import pytest
+
 from bench.soak import SLACK, soak
-from tests.test_worker_http import MAX_REQUEST_MEMORY, TOKEN, no_tracebacks
-from tests.test_worker_http import server  # noqa: F401 - the same worker fixture: one of this module's own
+from tests.helpers.worker import MAX_REQUEST_MEMORY, TOKEN, no_tracebacks
 
 
-def test_a_bounded_soak_leaves_the_worker_serving_within_its_memory_bound(server):  # noqa: F811
-    soaked = server
+@pytest.mark.slow
+def test_a_bounded_soak_leaves_the_worker_serving_within_its_memory_bound(worker_process):
+    soaked = worker_process
     result = soak(soaked.url, TOKEN, requests=300, concurrency=6, seed=1, memory=soaked.memory)
     by_case = result["by_case"]
     print(result["wall_s"], "s;", {case: dict(counts) for case, counts in sorted(by_case.items())},

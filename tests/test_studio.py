@@ -59,6 +59,7 @@ def _get(url: str, data: bytes | None = None) -> object:
         return json.loads(r.read())
 
 
+@pytest.mark.server
 def test_langgraph_dev_serves_and_draws_the_agent(tmp_path):
     cli = shutil.which("langgraph") or str(Path(sys.executable).with_name("langgraph"))
     try:

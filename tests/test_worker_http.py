@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Optional
 
 import httpx
@@ -23,101 +21,23 @@ from PIL import Image
 
 from agent.llm import Understander
 from agent.session import Conversations
-from bench.soak import wait_until_ready
 from tests.conftest import free_port, scene
+from tests.helpers.worker import REPO, TOKEN, SceneRemoteWorker, no_tracebacks
 from tests.scenes import CATS, SIZE, agent_settings, edited_region, inside, pixels
 from tools.worker.client import RemoteWorker
 from tools.worker.wire import encode_image
-from tools.types import Detection, LocaleditError, WorkerUnavailableError
-
-REPO = Path(__file__).resolve().parents[1]
-TOKEN = "test-token-0123456789"
-MAX_UPLOAD = 300_000  # bytes per image: small, so an oversize request is cheap to make
-MAX_REQUEST_MEMORY = 128 << 20  # the worker's memory estimate limit: a 7999x7999 edit is far above it
-
-
-class WorkerProcess:
-    """``python -m tools.worker`` on 127.0.0.1:``port``; started, killed and restarted by its PID."""
-
-    def __init__(self, models_dir: Path, port: int, log: Path, token: Optional[str] = None,
-                 extra_args: tuple[str, ...] = (), **env: str):
-        self.port, self.log, self.token, self.extra_args = port, log, token, tuple(extra_args)
-        self.url = f"http://127.0.0.1:{port}"
-        self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "LOCALEDIT_DEVICE": "cpu", "LOCALEDIT_MAX_SIDE": "64",
-                    "LOCALEDIT_STEPS": "2", "LOCALEDIT_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
-                    "LOCALEDIT_MAX_REQUEST_MEMORY": str(MAX_REQUEST_MEMORY), "LOCALEDIT_UPLOAD_TIMEOUT": "2",
-                    "LOCALEDIT_WORKER_TIMEOUT": "60", "OMP_NUM_THREADS": "1", **env}
-        self.env.pop("LOCALEDIT_WORKER_TOKEN", None)
-        self.models_dir = models_dir
-        self.proc: Optional[subprocess.Popen] = None
-
-    def start(self, timeout: float = 120.0) -> "WorkerProcess":
-        args = [sys.executable, "-m", "tools.worker", "--port", str(self.port), "--models", str(self.models_dir),
-                *self.extra_args]
-        if self.token:  # from a file, as a user should: never on the command line
-            token_file = self.log.with_name("worker-token")
-            token_file.write_text(self.token + "\n")
-            token_file.chmod(0o600)
-            args += ["--token-file", str(token_file)]
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(args, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_until_ready(self.proc, self.url, timeout, self.log)
-        except RuntimeError as err:
-            self.stop()
-            pytest.fail(str(err))
-        return self
-
-    def kill(self) -> None:
-        """SIGKILL: no clean shutdown, as when a machine dies."""
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-    def stop(self, timeout: float = 15) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def status(self) -> dict:
-        return httpx.get(f"{self.url}/status", headers={"Authorization": f"Bearer {self.token}"}, timeout=10).json()
-
-    def memory(self) -> dict[str, int]:
-        """The worker process's resident memory now and at its peak (bytes, from /proc)."""
-        fields = dict(line.split(":", 1) for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines())
-        return {k: int(fields[k].split()[0]) * 1024 for k in ("VmRSS", "VmHWM")}
-
-
-class SceneRemoteWorker(RemoteWorker):
-    """The remote worker; /ground runs on the server, the answer is the test scene's boxes."""
-
-    def ground(self, image, phrase, **kwargs):
-        super().ground(image, phrase, **kwargs)
-        if "cat" in phrase.lower().split():
-            return [Detection("cat", 0.9 - 0.01 * i, box) for i, box in enumerate(CATS)]
-        return []
-
-
-@pytest.fixture(scope="module")
-def server(tiny_models_dir, tmp_path_factory):
-    proc = WorkerProcess(tiny_models_dir, free_port(), tmp_path_factory.mktemp("worker") / "worker.log",
-                         token=TOKEN).start()
-    yield proc
-    proc.stop()
-
+from tools.types import LocaleditError, WorkerUnavailableError
 
 @pytest.fixture
-def remote(server):
-    worker = SceneRemoteWorker(server.url, token=TOKEN, timeout=60)
+def remote(worker_process):
+    worker = SceneRemoteWorker(worker_process.url, token=TOKEN, timeout=60)
     yield worker
     worker.close()
 
 
 @pytest.fixture
-def conversations(settings, remote, tmp_path):
+def remote_conversations(settings, remote, tmp_path):
+    """Conversations whose worker is the HTTP worker process (through ``remote``)."""
     conv = Conversations(agent_settings(settings, tmp_path), worker=remote, understander=Understander(None))
     yield conv
     conv.close()
@@ -128,8 +48,8 @@ def cache_counts(status: dict) -> dict[str, tuple[int, int]]:
     return {name: (stats["hits"], stats["misses"]) for name, stats in status["caches"].items()}
 
 
-def test_agent_turn_through_the_http_worker_then_cache_hits(server, conversations, photo_path):
-    chat = conversations.session()
+def test_agent_turn_through_the_http_worker_then_cache_hits(worker_process, remote_conversations, photo_path):
+    chat = remote_conversations.session()
     chat.send("", image=photo_path)
     original = pixels(chat.current_image_path())
     reply = chat.send("turn the leftmost cat into a fox")
@@ -139,16 +59,16 @@ def test_agent_turn_through_the_http_worker_then_cache_hits(server, conversation
     after = pixels(chat.current_image_path())
     assert region.any() and inside(region, CATS[0])
     assert np.array_equal(after[~region], original[~region])  # outside the region: bit-identical
-    status = server.status()
+    status = worker_process.status()
     assert status["kind"] == "http" and status["ready"]
     assert {"/caption", "/ground", "/segment", "/edit", "/score"} <= set(status["requests"])
 
     before = cache_counts(status)
-    again = conversations.session()  # a second turn on the same image
+    again = remote_conversations.session()  # a second turn on the same image
     again.send("", image=photo_path)
     second = again.send("turn the leftmost cat into a fox")
     assert not second.error, second.text
-    after = cache_counts(server.status())
+    after = cache_counts(worker_process.status())
     # neither BLIP-2 nor the SAM image encoder ran again: no new misses (SAM may even keep the image
     # set in its predictor, a hit that does not go through the LRU); caption and CLIP hit the LRU
     assert after["caption"][1] == before["caption"][1] and after["sam"][1] == before["sam"][1], (before, after)
@@ -156,24 +76,25 @@ def test_agent_turn_through_the_http_worker_then_cache_hits(server, conversation
     assert second.scores["cache_hits"] >= 1  # the turn's own report says the CLIP embedding hit
 
 
-def test_token_refused_and_accepted(server):
+def test_token_refused_and_accepted(worker_process):
     image = encode_image(scene())
-    assert httpx.post(f"{server.url}/caption", json={"image": image}).status_code == 401
-    wrong = httpx.post(f"{server.url}/caption", json={"image": image}, headers={"Authorization": "Bearer nope"})
+    assert httpx.post(f"{worker_process.url}/caption", json={"image": image}).status_code == 401
+    wrong = httpx.post(f"{worker_process.url}/caption", json={"image": image}, headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401 and "token" in wrong.json()["detail"]
-    assert httpx.get(f"{server.url}/status").status_code == 401
-    assert httpx.get(f"{server.url}/health").status_code == 200  # probes need no token
+    assert httpx.get(f"{worker_process.url}/status").status_code == 401
+    assert httpx.get(f"{worker_process.url}/health").status_code == 200  # probes need no token
     with pytest.raises(LocaleditError, match="token"):
-        RemoteWorker(server.url, token="wrong").caption(scene())
-    ok = RemoteWorker(server.url, token=TOKEN)
+        RemoteWorker(worker_process.url, token="wrong").caption(scene())
+    ok = RemoteWorker(worker_process.url, token=TOKEN)
     assert ok.caption(scene()).text and ok.ready()
     assert ok.status()["kind"] == "remote"  # the client says where it talks to
     ok.close()
 
 
-def test_oversize_and_malformed_requests_are_refused_and_the_worker_keeps_serving(server, remote):
+def test_oversize_and_malformed_requests_are_refused_and_the_worker_keeps_serving(worker_process, remote):
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    big = httpx.post(f"{server.url}/caption", content=b"x" * 3_000_000, headers=auth)
+    big = httpx.post(f"{worker_process.url}/caption", content=b"x" * 3_000_000,
+                     headers={**auth, "Content-Type": "application/json"})
     assert big.status_code == 413 and "limit" in big.json()["detail"]
     noise = np.random.default_rng(0).integers(0, 256, (700, 700, 3), dtype=np.uint8)
     with pytest.raises(LocaleditError, match="limit"):  # 413 through the client: a reason, not a crash
@@ -191,14 +112,15 @@ def test_oversize_and_malformed_requests_are_refused_and_the_worker_keeps_servin
         ("/edit", b'{"image": "%s", "request": {"editor": "ip2p-composite"}}' % image.encode(), 400),  # no mask
     ]
     for path, body, status in cases:
-        answer = httpx.post(server.url + path, content=body, headers={**auth, "Content-Type": "application/json"})
+        answer = httpx.post(worker_process.url + path, content=body, headers={**auth, "Content-Type": "application/json"})
         assert answer.status_code == status, (path, body[:40], answer.text)
         assert answer.json()["detail"].endswith("."), answer.json()
-    assert httpx.get(f"{server.url}/health").json()["ok"]
+    assert httpx.get(f"{worker_process.url}/health").json()["ok"]
     assert remote.caption(scene()).text  # still serving
-    assert server.proc.poll() is None
+    assert worker_process.proc.poll() is None
 
 
+@pytest.mark.server
 def test_refuses_to_listen_beyond_loopback_without_a_token(tiny_models_dir):
     env = {k: v for k, v in os.environ.items() if k != "LOCALEDIT_WORKER_TOKEN"}
     out = subprocess.run([sys.executable, "-m", "tools.worker", "--host", "0.0.0.0", "--port", str(free_port()),
@@ -207,26 +129,26 @@ def test_refuses_to_listen_beyond_loopback_without_a_token(tiny_models_dir):
     assert out.returncode == 2 and "without a token" in out.stderr
 
 
-def test_worker_killed_mid_turn_then_restarted(server, conversations, photo_path):
-    chat = conversations.session()
+def test_worker_killed_mid_turn_then_restarted(worker_process, remote_conversations, photo_path):
+    chat = remote_conversations.session()
     chat.send("", image=photo_path)
     first = chat.current_image_path()
     original = pixels(first)
 
     def kill_on_first_step(event: dict) -> None:
         if event.get("stage") == "edit":
-            server.kill()
+            worker_process.kill()
 
     reply = chat.send("make the leftmost cat red", progress=kill_on_first_step)
-    assert server.proc.poll() is not None, "the worker was killed during the turn"
+    assert worker_process.proc.poll() is not None, "the worker was killed during the turn"
     assert reply.error and "not reachable" in reply.text and "\n" not in reply.text
     assert len(chat.versions()) == 1 and chat.current_image_path() == first
     assert np.array_equal(pixels(first), original)  # the conversation's image is intact
 
     with pytest.raises(WorkerUnavailableError, match="not reachable"):
-        conversations.worker.caption(scene())
+        remote_conversations.worker.caption(scene())
 
-    server.start()  # the same port
+    worker_process.start()  # the same port
     after = chat.send("make the leftmost cat red")
     assert not after.error, after.text
     assert len(chat.versions()) == 2 and inside(edited_region(chat), CATS[0])
@@ -249,7 +171,7 @@ def test_speed_settings_apply_when_asked_and_keep_the_background(settings, tiny_
     assert not np.array_equal(after, before)
 
 
-def test_a_cancelled_remote_edit_stops_on_the_server(server, remote):
+def test_a_cancelled_remote_edit_stops_on_the_server(worker_process, remote):
     """Stop on the client closes the stream; the server stops the edit at its next step, so the
     model is free at once (a 1000-step edit left running would hold it for a long while)."""
     import threading
@@ -259,7 +181,7 @@ def test_a_cancelled_remote_edit_stops_on_the_server(server, remote):
 
     photo = scene(SIZE, boxes=CATS)
     flag, steps = threading.Event(), []
-    before = server.status()["failures"].get("cancelled", 0)
+    before = worker_process.status()["failures"].get("cancelled", 0)
 
     def progress(step: int, total: int) -> None:
         steps.append(step)
@@ -274,10 +196,10 @@ def test_a_cancelled_remote_edit_stops_on_the_server(server, remote):
     assert remote.caption(photo).text  # the model lock is free again
     assert time.monotonic() - started < 30
     deadline = time.monotonic() + 10
-    while server.status()["failures"].get("cancelled", 0) == before and time.monotonic() < deadline:
+    while worker_process.status()["failures"].get("cancelled", 0) == before and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert server.status()["failures"].get("cancelled", 0) == before + 1  # the server stopped it, not finished it
-    assert server.proc.poll() is None
+    assert worker_process.status()["failures"].get("cancelled", 0) == before + 1  # the server stopped it, not finished it
+    assert worker_process.proc.poll() is None
 
 
 def test_score_over_http_carries_the_evaluation_region_and_categories(remote, settings, registry):
@@ -303,8 +225,8 @@ def test_score_over_http_carries_the_evaluation_region_and_categories(remote, se
 # --------------------------------------------------------------------------- hostile requests
 
 
-def post(server, path: str, body: bytes, **headers: str) -> httpx.Response:
-    return httpx.post(server.url + path, content=body, timeout=60,
+def post(worker_process, path: str, body: bytes, **headers: str) -> httpx.Response:
+    return httpx.post(worker_process.url + path, content=body, timeout=60,
                       headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json", **headers})
 
 
@@ -333,11 +255,6 @@ def read_reply(sock) -> str:
     return data.decode(errors="replace")
 
 
-def no_tracebacks(server) -> None:
-    log = server.log.read_text(errors="replace")
-    assert "Traceback" not in log, log[log.find("Traceback") - 500:][:3000]
-
-
 def flat_png(size, mode="RGB") -> str:
     import base64
     import io
@@ -347,7 +264,7 @@ def flat_png(size, mode="RGB") -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def test_malformed_values_get_4xx_with_a_reason_never_500(server):
+def test_malformed_values_get_4xx_with_a_reason_never_500(worker_process):
     """Finding 5: NaN, Infinity, deep JSON, out-of-range knobs and a tiny inpaint strength."""
     image = encode_image(scene(SIZE, boxes=CATS))
     from tools.worker.wire import encode_mask
@@ -383,52 +300,52 @@ def test_malformed_values_get_4xx_with_a_reason_never_500(server):
         ("/ground", b'{"image": "%s", "phrase": "cat", "text_threshold": 7}' % image.encode(), 422, "text_threshold"),
     ]
     for path, body, status, words in cases:
-        answer = post(server, path, body)
+        answer = post(worker_process, path, body)
         assert answer.status_code == status, (path, words, answer.text)
         detail = answer.json()["detail"]
         assert words in detail and detail.endswith(".") and "\n" not in detail, (words, detail)
-    assert "500" not in server.status()["failures"]
-    no_tracebacks(server)
-    assert httpx.get(f"{server.url}/health").json()["ok"] and server.proc.poll() is None
+    assert "500" not in worker_process.status()["failures"]
+    no_tracebacks(worker_process)
+    assert httpx.get(f"{worker_process.url}/health").json()["ok"] and worker_process.proc.poll() is None
 
 
-def test_a_small_request_that_would_cost_gigabytes_is_refused_before_decoding(server, remote):
+def test_a_small_request_that_would_cost_gigabytes_is_refused_before_decoding(worker_process, remote):
     """Finding 3: a 230 KB body (a flat 7999x7999 PNG and its mask) once raised the worker by 4.4 GB."""
-    before = server.memory()
+    before = worker_process.memory()
     body = json.dumps({"image": flat_png((7999, 7999)), "mask": flat_png((7999, 7999), "1"),
                        "request": {"editor": "ip2p-composite", "instruction": "make it red"}}).encode()
     assert len(body) < 400_000
-    answer = post(server, "/edit", body)
+    answer = post(worker_process, "/edit", body)
     assert answer.status_code == 413, answer.text
     detail = answer.json()["detail"]
     assert "7999x7999" in detail and "memory" in detail and "LOCALEDIT_MAX_REQUEST_MEMORY" in detail
-    after = server.memory()
+    after = worker_process.memory()
     assert after["VmHWM"] - before["VmHWM"] < 64 << 20, (before, after)  # nothing was decoded
-    strip = post(server, "/caption", json.dumps({"image": flat_png((8000, 2))}).encode())
+    strip = post(worker_process, "/caption", json.dumps({"image": flat_png((8000, 2))}).encode())
     assert strip.status_code == 400 and "times longer" in strip.json()["detail"]  # CLIP never sees it
-    big_enough = post(server, "/caption", json.dumps({"image": flat_png((1200, 900))}).encode())
+    big_enough = post(worker_process, "/caption", json.dumps({"image": flat_png((1200, 900))}).encode())
     assert big_enough.status_code == 200, big_enough.text  # under the estimate limit: served
     assert remote.caption(scene()).text
 
 
-def test_a_stalled_or_aborted_upload_is_dropped_quietly(server, remote):
+def test_a_stalled_or_aborted_upload_is_dropped_quietly(worker_process, remote):
     """Finding 5: a stalled upload once held a worker past 75 s; an aborted one logged 69 lines."""
     started = time.monotonic()
-    stalled = raw_request(server.port, "/caption", b'{"image": "', declared=200_000)  # and then nothing
+    stalled = raw_request(worker_process.port, "/caption", b'{"image": "', declared=200_000)  # and then nothing
     reply = read_reply(stalled)
     stalled.close()
     assert reply.startswith("HTTP/1.1 408") and "upload limit" in reply, reply
     assert time.monotonic() - started < 10
     for _ in range(3):
-        aborted = raw_request(server.port, "/edit", b'{"image": "' + b"A" * 50_000, declared=250_000)
+        aborted = raw_request(worker_process.port, "/edit", b'{"image": "' + b"A" * 50_000, declared=250_000)
         time.sleep(0.2)
         aborted.close()  # the client gives up half way
     time.sleep(1.0)
     assert remote.caption(scene()).text  # still serving
-    no_tracebacks(server)
+    no_tracebacks(worker_process)
 
 
-def test_work_abandoned_while_it_waited_for_the_model_never_runs(server, remote):
+def test_work_abandoned_while_it_waited_for_the_model_never_runs(worker_process, remote):
     """A caption queued behind a long edit, whose client went away, is dropped instead of run."""
     import threading
 
@@ -446,21 +363,21 @@ def test_work_abandoned_while_it_waited_for_the_model_never_runs(server, remote)
     editing = threading.Thread(target=long_edit)
     editing.start()
     assert started.wait(30)
-    before = server.status()["failures"].get("abandoned", 0)
-    queued = raw_request(server.port, "/caption", json.dumps({"image": encode_image(photo)}).encode())
+    before = worker_process.status()["failures"].get("abandoned", 0)
+    queued = raw_request(worker_process.port, "/caption", json.dumps({"image": encode_image(photo)}).encode())
     time.sleep(1.0)  # it is waiting for the model now
     queued.close()  # the client goes away
     time.sleep(0.5)
     flag.set()  # the edit stops, the model is free: the abandoned caption must not run now
     editing.join(30)
     deadline = time.monotonic() + 10
-    while server.status()["failures"].get("abandoned", 0) == before and time.monotonic() < deadline:
+    while worker_process.status()["failures"].get("abandoned", 0) == before and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert server.status()["failures"].get("abandoned", 0) == before + 1
+    assert worker_process.status()["failures"].get("abandoned", 0) == before + 1
     assert remote.caption(photo).text
 
 
-def test_the_same_turn_in_process_and_remote_gives_the_same_report(server, remote, settings, registry, tmp_path,
+def test_the_same_turn_in_process_and_remote_gives_the_same_report(worker_process, remote, settings, registry, tmp_path,
                                                                      photo_path):
     """Finding 6: with a remote worker the chat's settings were dropped (asked 3 steps, it ran 200).
 

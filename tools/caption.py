@@ -7,8 +7,10 @@ gives the language model context about the picture and seeds DiffEdit's source c
 
 from __future__ import annotations
 
+import contextlib
 import re
-from typing import Any, Optional
+import threading
+from typing import Any, Iterator, Optional
 
 import torch
 from PIL import Image
@@ -64,6 +66,23 @@ def clean_text(text: str, max_chars: int = MAX_CHARS) -> str:
     return text.strip(" .,;:!?-")
 
 
+class _VisionOnce(torch.nn.Module):
+    """Stands in for BLIP-2's ``vision_model`` while one image is asked several questions: the first
+    call runs the vision tower (ViT-g, about 1 B parameters), later calls return its output again."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner = inner
+        self.output: Any = None
+        self.calls = 0
+
+    def forward(self, pixel_values: torch.Tensor, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.output is None:
+            self.output = self.inner(pixel_values, **kwargs)
+        return self.output
+
+
 class Captioner:
     """BLIP-2 captioner: ``caption(image) -> Caption``, cached by pixel content."""
 
@@ -75,6 +94,25 @@ class Captioner:
         self.dtype = dtype
         self.cache = cache
         self.max_new_tokens = int(max_new_tokens)
+        self._one_image = threading.Lock()
+        self.vision_runs = 0  # vision-tower passes so far (one per captioned image)
+
+    @contextlib.contextmanager
+    def one_image(self) -> Iterator[None]:
+        """While open, every question is about one image: BLIP-2's vision tower runs once for all of
+        them (:class:`_VisionOnce`), not once per ``generate``. One image at a time per captioner."""
+        with self._one_image:
+            inner = getattr(self.model, "vision_model", None)
+            if not isinstance(inner, torch.nn.Module):
+                yield
+                return
+            once = _VisionOnce(inner)
+            self.model.vision_model = once
+            try:
+                yield
+            finally:
+                self.model.vision_model = inner
+                self.vision_runs += once.output is not None
 
     @staticmethod
     def cached(cache: Optional[ByteLRU], image: Image.Image) -> Optional[Caption]:
@@ -96,8 +134,9 @@ class Captioner:
         hit = self.cached(self.cache, image)
         if hit is not None:
             return hit
-        kind = normalise_kind(self.ask(image, KIND_QUESTION, max_new_tokens=KIND_TOKENS))
-        description = clean_text(self.ask(image, f"{kind} of"))
+        with self.one_image():  # two questions, one pass of the vision tower
+            kind = normalise_kind(self.ask(image, KIND_QUESTION, max_new_tokens=KIND_TOKENS))
+            description = clean_text(self.ask(image, f"{kind} of"))
         text = clean_text(f"{kind} of {description}" if description else f"{kind} of a scene")
         if self.cache is not None:
             self.cache.put(key, (text, kind))

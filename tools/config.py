@@ -40,7 +40,8 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="'auto' (cuda if available, else cpu), 'cpu', 'cuda', 'cuda:1', ...")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto", description="'auto' is float16 on CUDA and float32 on CPU.")
-    sam_type: Literal["vit_b", "vit_l", "vit_h"] = "vit_b"
+    sam_type: Literal["vit_b", "vit_l", "vit_h"] = Field(
+        "vit_b", description="Segment Anything's image encoder (a make-random folder has vit_b and vit_h).")
     offload: Literal["none", "model"] = Field(
         "none", description="'model': on CUDA, keep BLIP-2 and the diffusion pipelines in CPU memory and move "
         "each to the GPU for its stage (diffusers' model CPU offload for the pipelines), so every model fits "
@@ -61,19 +62,22 @@ class Settings(BaseSettings):
     feather: int = Field(6, ge=0, description="Feather radius (at full size) of the composite edge.")
 
     # --- diffusion --------------------------------------------------------------------
-    steps: int = Field(20, ge=1, le=200)
-    guidance_scale: float = 7.5
-    image_guidance_scale: float = 1.5
+    steps: int = Field(20, ge=1, le=200, description="Diffusion steps of an edit.")
+    guidance_scale: float = Field(7.5, description="Text guidance (classifier-free guidance scale) of the diffusion editors.")
+    image_guidance_scale: float = Field(1.5, description="InstructPix2Pix's image guidance (how closely the edit keeps "
+                                        "the input; below 1 the pipeline turns guidance off).")
     encoding_ratio: float = Field(0.7, gt=0, le=1, description="DiffEdit's encoding ratio (InstructEdit sec. 4.5).")
     regionwise_encoding_ratio: float = Field(
         1.0, gt=0, le=1, description="Region-wise diffusion's start as a fraction of the schedule. 1 runs every "
         "step from T, as R-SIE sec. 4.1 (eq. 6) does; below 1 is our departure: it starts later, with the "
         "region's pure noise at a timestep the UNet does not expect it.")
-    seed: int = 0
+    seed: int = Field(0, description="Seed of the first attempt ('try again' takes the next).")
     black_mask_input: bool = Field(False, description="ip2p-composite: black out the background before editing (CMU).")
 
     # --- agent ------------------------------------------------------------------------
-    data_dir: Path = Field(default_factory=_default_data_dir)
+    data_dir: Path = Field(default_factory=_default_data_dir, description="Conversations (SQLite), images by content "
+                           "hash and the per-thread turn locks; default $XDG_DATA_HOME/localedit or "
+                           "~/.local/share/localedit.")
     llm_model: Optional[str] = Field(None, description="Chat model name; with llm_base_url or llm_api_key set, "
                                      "enables the LLM.")
     llm_base_url: Optional[str] = Field(
@@ -86,6 +90,15 @@ class Settings(BaseSettings):
     llm_timeout: float = Field(30.0, gt=0, le=600, description="Seconds one request to the LLM may take.")
     llm_retries: int = Field(1, ge=0, le=5, description="Retries of a failed LLM request (connection error, 429, "
                              "5xx); a timed-out request to a local server is never retried.")
+    llm_vision: Literal["auto", "on", "off"] = Field(
+        "auto", description="Send the photo to the planner LLM (downscaled, as an image_url part): 'auto' sends it "
+        "until a server refuses images, then remembers that server and uses the caption; 'off' never sends it.")
+    llm_image_side: int = Field(768, ge=64, le=4096, description="Long side, in pixels, of the photo sent to a "
+                                "vision LLM.")
+    llm_box_format: Literal["auto", "pixels", "grid1000"] = Field(
+        "auto", description="How the planner LLM writes a box: 'pixels' of the image as sent (Qwen2.5-VL's "
+        "bbox_2d), 'grid1000' on a 0-1000 grid (Qwen3-VL, Gemma 3); 'auto' chooses by the model's name "
+        "(qwen2.5-vl / qwen2.5vl: pixels, any other: grid1000).")
     llm_turn_budget: float = Field(60.0, gt=0, le=1800, description="Seconds of LLM time per turn, all requests "
                                    "together; after that the built-in parser answers.")
     llm_max_tokens: int = Field(200, ge=16, le=4096, description="Longest LLM answer, in tokens (a plan needs "
@@ -93,7 +106,8 @@ class Settings(BaseSettings):
     editor: str = Field("auto", description="Preferred editor for localized edits, or 'auto' (by action).")
     max_attempts: int = Field(3, ge=1, le=10, description="Edits tried per turn before keeping the best; the "
                               "baseline (plain InstructPix2Pix) is always the last of them.")
-    auto_retry: bool = True
+    auto_retry: bool = Field(True, description="Let the judge retry an edit that fails its checks (up to "
+                             "max_attempts).")
     attempt_order: list[Literal["primary", "other-editor", "stronger", "other-candidate", "baseline"]] = Field(
         default_factory=lambda: ["primary", "other-editor", "stronger", "other-candidate", "baseline"],
         description="The judge's attempts in order, cut to max_attempts with the baseline kept last: 'primary' (the "
@@ -164,7 +178,8 @@ class Settings(BaseSettings):
 
     # --- worker -----------------------------------------------------------------------
     worker_url: Optional[str] = Field(None, description="Remote worker base URL; unset = in-process worker.")
-    worker_token: Optional[str] = None
+    worker_token: Optional[str] = Field(None, description="Bearer token of the remote worker (or of this worker, "
+                                        "for `localedit worker`); see worker_token_file.")
     worker_token_file: Optional[Path] = Field(
         None, description="File holding the worker token (first line), so it appears neither in argv nor in the "
         "environment; used when worker_token is unset.")
@@ -187,6 +202,12 @@ class Settings(BaseSettings):
         return url.strip()
     upload_timeout: float = Field(30.0, gt=0, description="Seconds a client has to send a request body to the "
                                   "worker (408 after): a stalled upload is dropped.")
+    header_timeout: float = Field(10.0, gt=0, le=600, description="Seconds a client of the worker, the "
+                                  "OpenAI-compatible API or MCP over HTTP has to send its request headers; a "
+                                  "connection that has not finished them by then is closed.")
+    api_origins: list[str] = Field(
+        default_factory=list, description="Extra browser origins allowed to call the worker, the OpenAI-compatible "
+        "API and MCP over HTTP (a page's own address is always allowed; other pages get 403).")
     max_request_memory: int = Field(
         1024 * 1024 * 1024, ge=1 << 20, description="The worker refuses (413) a request whose memory estimate "
         "(from the image sizes, before decoding) is above this, and runs at most this much estimated work at once.")
@@ -199,6 +220,9 @@ class Settings(BaseSettings):
     cache_bytes: int = Field(512 * 1024 * 1024, description="Bound of each per-image cache (LRU by bytes).")
     torch_compile: bool = Field(False, description="torch.compile the diffusion UNets: a slow first call, "
                                 "faster after (GPU workers).")
+    cuda_fast_math: bool = Field(True, description="On CUDA: TF32 matrix products and convolutions for the "
+                                 "models that run in fp32 (SAM's image encoder, the fp32 parts of BLIP-2), and the "
+                                 "diffusion UNets in channels-last memory format. No effect on a CPU.")
     ip2p_scheduler: Literal["default", "euler_a", "dpm++", "unipc", "ddim"] = Field(
         "default", description="InstructPix2Pix's sampler: 'default' keeps the pipeline's own; 'dpm++' or "
         "'unipc' make usable edits in 8-12 steps (lower LOCALEDIT_STEPS with them).")

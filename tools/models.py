@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import threading
+import time
 import tomllib
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -433,6 +434,21 @@ class ModelRegistry:
         self._loaded: dict[str, Loaded] = {}
         self._lock = threading.RLock()
         self._on_device: Optional[str] = None  # the offloaded role now on the GPU
+        self._listeners: list[Callable[[dict], None]] = []
+
+    def listen(self, listener: Callable[[dict], None]) -> Callable[[], None]:
+        """Call ``listener`` around each model load: ``{"event": "start" | "done" | "failed", "role",
+        "title", "loaded": [roles loaded before], "seconds" (done / failed)}``, from the loading
+        thread (a UI says what is loading on a cold start). Returns the function that stops it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _tell(self, event: dict) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(dict(event))
+            except Exception:  # noqa: BLE001 - a listener's failure must not fail the load
+                log.exception("model load listener failed")
 
     @property
     def offloading(self) -> bool:
@@ -445,13 +461,23 @@ class ModelRegistry:
             raise LocaleditError(f"Unknown model role '{role}'; known: {', '.join(SPECS)}.")
         with self._lock:
             if role not in self._loaded:
-                self._loaded[role] = self._load(role)
+                about = {"role": role, "title": SPECS[role].title, "loaded": sorted(self._loaded)}
+                self._tell({"event": "start", **about})
+                started = time.perf_counter()
+                try:
+                    self._loaded[role] = self._load(role)
+                except BaseException:
+                    self._tell({"event": "failed", "seconds": time.perf_counter() - started, **about})
+                    raise
+                self._tell({"event": "done", "seconds": time.perf_counter() - started, **about})
             return self._loaded[role]
 
     def _load(self, role: str) -> Loaded:
         source = self.sources[role]
         offloaded = self.offloading and role in OFFLOADED
         device = torch.device("cpu") if offloaded else self.device
+        if self.device.type == "cuda" and self.settings.cuda_fast_math:  # TF32 for SAM and other fp32 parts
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         log.info("loading %s from %s on %s (%s)", role, source, device, self.dtype)
         try:
             loaded = load_role(role, source, device, self.dtype, self.settings)
@@ -477,6 +503,8 @@ class ModelRegistry:
             if s.preview_vae:
                 tiny = self.get("taesd")  # the lock is re-entrant
                 decode_with_tiny_vae(pipe.vae, tiny.model)
+            if s.cuda_fast_math and self.device.type == "cuda":
+                pipe.unet.to(memory_format=torch.channels_last)
             if s.torch_compile:
                 pipe.unet.compile()
         elif s.attention != "default" and hasattr(loaded.model, "set_attn_implementation"):

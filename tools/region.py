@@ -10,8 +10,8 @@ editor of an evaluation sample is scored against the same :class:`EvalRegion`:
   so a masked editor's dilation and feather band count against it, and so does every pixel the
   whole-image baseline moves. Without a mask the boxes stand in for it.
 
-:func:`score_edit` is what the agent's judge (``agent.graph`` score node), ``localedit edit``'s
-report (:func:`tools.engine.run_edit`) and ``localedit eval`` (:mod:`bench.evaluate`) call. It goes
+:func:`score_edit` is what the pipeline's score stage (``agent.pipeline.score``) calls, for the
+chat, ``localedit edit`` and ``localedit eval`` alike. It goes
 through a :class:`~tools.worker.Worker`, so this module never imports torch.
 """
 

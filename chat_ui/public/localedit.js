@@ -19,6 +19,7 @@
     "lucide-copy": "Copy the message",
     "lucide-panel-left": "Show or hide past chats",
     "lucide-arrow-down": "Scroll to the newest message",
+    "lucide-arrow-left": "Close the photo panel",
     "lucide-x": "Close",
     "lucide-search": "Search past chats",
     "lucide-ellipsis": "More",

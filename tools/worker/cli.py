@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from tools.config import Settings
 from tools.types import LocaleditError
+from tools.http_guard import bind
 from tools.worker.server import DEFAULT_PORT, check_bind, serve_http
 
 
@@ -55,6 +56,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     token = worker_token(settings, args.token, args.token_file)
     check_bind(args.host, token)
     if args.ray:
+        bind(args.host, args.port).close()  # a busy or invalid port: one sentence, before Ray starts
         from tools.worker.serve import run_ray
 
         return run_ray(settings, host=args.host, port=args.port, token=token, config=args.config,

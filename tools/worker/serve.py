@@ -82,7 +82,8 @@ class VisionWorker:
         self.service.warm_up()  # the replica counts as started once its models are warm
 
     def __serve_build_asgi_app__(self):
-        app = create_app(self.service, token=self.token, edit_runner=self.run_edit, warm_in_background=False)
+        app = create_app(self.service, token=self.token, edit_runner=self.run_edit, warm_in_background=False,
+                         host=serve_http_host())
 
         @app.middleware("http")
         async def affinity(request, call_next):

@@ -29,8 +29,6 @@ Ray Serve deployment, which passes its own batched edit runner.
 from __future__ import annotations
 
 import asyncio
-import hmac
-import ipaddress
 import json
 import logging
 import os
@@ -40,10 +38,9 @@ import threading
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from types import SimpleNamespace
-from typing import Annotated, Any, Awaitable, Callable, Iterator, Literal, Optional
+from typing import Annotated, Any, Awaitable, Callable, Literal, Optional
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -53,8 +50,10 @@ from starlette.requests import ClientDisconnect
 
 from tools.config import Settings
 from tools.files import human_bytes
+from tools.http_guard import ServiceGuard, bind, check_bind, is_loopback, serve_app  # noqa: F401 - is_loopback: serve.py
 from tools.images import probe_image
 from tools.types import Box, Cancelled, EditRequest, LocaleditError, ModelMissingError, WorkerUnavailableError
+from tools.worker.batch import BatchBroken, BatchedPipe, PipeRegistry
 from tools.worker.interface import ProgressFn
 from tools.worker.limits import MemoryBudget, Refusal, Ticket, check_estimate, estimate_bytes, parse_json
 from tools.worker.wire import (REPLICA_HEADER, caption_to_wire, detections_to_wire, edit_result_to_wire,
@@ -349,7 +348,7 @@ class WorkerService:
 
         registry = self.worker.registry
         pipe = BatchedPipe(registry.get("ip2p").model, len(jobs), timeout=self.settings.worker_timeout)
-        editor = Editor(_PipeRegistry(registry, "ip2p", pipe), self.settings)
+        editor = Editor(PipeRegistry(registry, "ip2p", pipe), self.settings)
 
         def run(job: EditJob) -> Any:
             try:
@@ -397,16 +396,20 @@ class WorkerService:
         if registry is not None:
             for role in ("caption", "detector", "sam", "clip", *sorted(set(ROLES.values()))):
                 registry.get(role)
-        ramp = np.linspace(0, 255, 64, dtype=np.uint8)
-        image = Image.fromarray(np.stack([np.tile(ramp, (64, 1)), np.tile(ramp[:, None], (1, 64)),
-                                          np.full((64, 64), 128, np.uint8)], axis=-1))
-        box = (16.0, 16.0, 48.0, 48.0)
+        # at the real shape (the work size, 4:3), so the first user's call pays no kernel selection or
+        # allocator growth for a new shape; 2 steps: the step count does not change the shapes
+        side = int(getattr(getattr(self.worker, "settings", None), "max_side", 512) or 512)
+        w_px, h_px = side, max(8, side * 3 // 4 // 8 * 8)
+        image = Image.fromarray(np.stack([np.tile(np.linspace(0, 255, w_px, dtype=np.uint8), (h_px, 1)),
+                                          np.tile(np.linspace(0, 255, h_px, dtype=np.uint8)[:, None], (1, w_px)),
+                                          np.full((h_px, w_px), 128, np.uint8)], axis=-1))
+        box = (w_px / 4, h_px / 4, w_px * 3 / 4, h_px * 3 / 4)
         w = self.worker
         w.caption(image)
         w.ground(image, "object")
         w.segment(image, [box])
         mask = box_to_mask(box, image.size)
-        edited = w.edit(image, mask, EditRequest("ip2p-composite", "make it red", steps=1)).image
+        edited = w.edit(image, mask, EditRequest("ip2p-composite", "make it red", steps=2)).image
         w.score(image, edited, mask=mask, box=box, source_caption="a photo", target_caption="a red photo",
                 target_text="red")
 
@@ -415,121 +418,6 @@ class WorkerService:
                 "ready": self.ready, "warm_error": self.warm_error, "warm_seconds": self.warm_seconds,
                 "uptime_s": round(time.time() - self.started, 1), "requests": dict(self.requests),
                 "failures": dict(self.failures), "memory_budget": self.budget.stats()}
-
-
-class BatchBroken(RuntimeError):
-    """The members of a batch did not all arrive in time."""
-
-
-class BatchedPipe:
-    """Stands in for a diffusers pipeline shared by ``n`` threads: their ``pipe(...)`` calls wait for
-    each other and run as ONE call with lists of prompts, images and (per-request) generators, so each
-    request keeps its own seed. Every other keyword must be the same for all (the batch key).
-
-    Each member runs inside :meth:`member`; one that leaves it without calling (it failed or was
-    cancelled first) is taken off the batch, which runs without it. A member cancelled during the call (its step callback raises
-    :class:`~tools.types.Cancelled`) stops receiving progress and gets its ``Cancelled`` back at the
-    end; the call itself stops only when every member is cancelled.
-    """
-
-    PER_ITEM = ("prompt", "image", "generator", "callback_on_step_end")
-
-    def __init__(self, pipe, n: int, timeout: float):
-        self._pipe = pipe
-        self._expected = n
-        self._timeout = timeout
-        self._calls: list[dict] = []
-        self._member = threading.local()  # whether this thread's member has called the pipe
-        self._images: list = []
-        self._dropped: dict[int, BaseException] = {}
-        self._error: Optional[BaseException] = None
-        self._started = self._done = False
-        self._cond = threading.Condition()
-
-    def __getattr__(self, name: str):  # scheduler, num_timesteps, ...: the real pipeline's
-        return getattr(self._pipe, name)
-
-    def __call__(self, **kwargs):
-        with self._cond:
-            slot = len(self._calls)
-            self._calls.append(kwargs)
-            self._member.called = True
-            runner = self._claim()
-        if runner:
-            self._run()
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._done, timeout=self._timeout):
-                raise BatchBroken(f"the other edits of the batch did not arrive within {self._timeout:g} s")
-        if self._error is not None:
-            raise self._error
-        if slot in self._dropped:
-            raise self._dropped[slot]
-        return SimpleNamespace(images=[self._images[slot]])
-
-    @contextmanager
-    def member(self) -> Iterator[None]:
-        """One member's work (in its own thread); leaving it without a pipe call leaves the batch."""
-        self._member.called = False
-        try:
-            yield
-        finally:
-            if not self._member.called:
-                with self._cond:
-                    self._expected -= 1
-                    runner = self._claim()
-                if runner:
-                    self._run()
-
-    def _claim(self) -> bool:
-        """(Under the lock) whether the caller should run the batch now: everyone expected is here."""
-        if self._started or len(self._calls) < self._expected or not self._calls:
-            return False
-        self._started = True
-        return True
-
-    def _run(self) -> None:
-        calls = self._calls
-        shared = {k: v for k, v in calls[0].items() if k not in self.PER_ITEM}
-        callbacks = [c.get("callback_on_step_end") for c in calls]
-
-        def on_step_end(pipe, i, t, kwargs):
-            for slot, callback in enumerate(callbacks):
-                if callback is None or slot in self._dropped:
-                    continue
-                try:
-                    callback(pipe, i, t, kwargs)
-                except Exception as err:  # noqa: BLE001 - Cancelled (or a broken progress): this member only
-                    self._dropped[slot] = err
-            if len(self._dropped) == len(calls):
-                raise Cancelled(f"every edit of the batch was stopped (step {i + 1}).")
-            return kwargs
-
-        try:
-            if any({k: v for k, v in c.items() if k not in self.PER_ITEM} != shared for c in calls[1:]):
-                raise ValueError("the batched edits do not share their settings")
-            self._images = self._pipe(**shared, prompt=[c["prompt"] for c in calls],
-                                      image=[c["image"] for c in calls],
-                                      generator=[c["generator"] for c in calls],
-                                      callback_on_step_end=on_step_end).images
-        except BaseException as err:  # noqa: BLE001 - handed to every caller
-            self._error = next(iter(self._dropped.values())) if len(self._dropped) == len(calls) else err
-        finally:
-            with self._cond:
-                self._done = True
-                self._cond.notify_all()
-
-
-class _PipeRegistry:
-    """A model registry whose ``role`` answers with ``pipe`` (everything else: the real registry)."""
-
-    def __init__(self, registry, role: str, pipe):
-        self._registry, self._role, self._pipe = registry, role, pipe
-        self.device, self.dtype = registry.device, registry.dtype
-
-    def get(self, role: str):
-        from tools.models import Loaded
-
-        return Loaded(self._pipe) if role == self._role else self._registry.get(role)
 
 
 # --------------------------------------------------------------------------- the HTTP app
@@ -569,10 +457,30 @@ def parse_body(data: bytes, model: type[_Body]) -> _Body:
         raise Refusal(422, _first_error(err)) from None
 
 
-def authorized(header: str, token: str) -> bool:
-    """Whether an ``Authorization`` header carries ``token`` (constant-time compare)."""
-    scheme, _, given = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+async def read_body(request: Request, limit: int, upload_timeout: float, what: str = "the worker's") -> bytes:
+    """The whole body, at most ``limit`` bytes (413), within ``upload_timeout`` seconds (408)."""
+    declared = request.headers.get("content-length", "")
+    too_big = Refusal(413, f"The request is larger than {what} {human_bytes(limit)} limit.")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_big
+    chunks, size = [], 0
+
+    async def collect() -> None:
+        nonlocal size
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_big
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(collect(), upload_timeout)
+    except asyncio.TimeoutError:
+        raise Refusal(408, f"The request body did not arrive within {what} {upload_timeout:g} s "
+                           f"upload limit.") from None
+    except ClientDisconnect:
+        raise Refusal(499, "The client went away before sending the whole request.") from None
+    return b"".join(chunks)
 
 
 async def disconnected(request: Request) -> None:
@@ -591,12 +499,15 @@ ROUTES: dict[str, type[_Body]] = {"caption": CaptionBody, "ground": GroundBody, 
 
 
 def create_app(service: WorkerService, token: Optional[str] = None,
-               edit_runner: Optional[Callable[[EditJob], Awaitable[dict]]] = None, warm_in_background: bool = True):
-    """The FastAPI app serving ``service``.
+               edit_runner: Optional[Callable[[EditJob], Awaitable[dict]]] = None, warm_in_background: bool = True,
+               host: Optional[str] = None):
+    """The FastAPI app serving ``service``, behind :class:`tools.http_guard.ServiceGuard`.
 
     Args:
         service: the vision tools.
         token: the bearer token every route but the probes requires (None: no check).
+        host: the address it listens on: on loopback, clients and ``Host`` must be loopback (None: served
+            in-process, only the origin and content-type rules apply).
         edit_runner: runs one :class:`EditJob` and returns its answer (default: ``service.edit`` in a
             thread; Ray Serve passes its ``@serve.batch`` method).
         warm_in_background: start ``service.warm_up`` in a thread when the app starts.
@@ -617,47 +528,22 @@ def create_app(service: WorkerService, token: Optional[str] = None,
     def error(status: int, detail: str, **headers: str) -> JSONResponse:
         return JSONResponse({"detail": detail}, status_code=status, headers=headers or None)
 
+    routes = {f"/{name}": "application/json" for name in (*ROUTES, "edit")}
+    app.add_middleware(ServiceGuard, loopback_only=host is not None and is_loopback(host), token=token,
+                       origins=service.settings.api_origins, routes={**routes, **dict.fromkeys((*OPEN_PATHS, "/status"))},
+                       open_paths=OPEN_PATHS, counter=service.requests, what="this worker")
+
     @app.middleware("http")
-    async def guard(request: Request, call_next):
+    async def count(request: Request, call_next):  # outside the guard: its refusals are counted too
         path = request.url.path
-        if token and path not in OPEN_PATHS and not authorized(request.headers.get("authorization", ""), token):
-            response = error(401, "This worker needs a valid token: send 'Authorization: Bearer <token>'.",
-                             **{"WWW-Authenticate": "Bearer"})
-        else:
-            response = await call_next(request)
-        service.requests[path] += 1
+        response = await call_next(request)
         if response.status_code >= 400 and path not in OPEN_PATHS:
             service.failures[str(response.status_code)] += 1
         response.headers[REPLICA_HEADER] = service.replica
         return response
 
-    async def body_bytes(request: Request) -> bytes:
-        """The whole body, at most ``limit`` bytes, within ``upload_timeout`` seconds."""
-        declared = request.headers.get("content-length", "")
-        too_big = Refusal(413, f"The request is larger than the worker's {human_bytes(limit)} limit.")
-        if declared.isdigit() and int(declared) > limit:
-            raise too_big
-        chunks, size = [], 0
-
-        async def collect() -> None:
-            nonlocal size
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise too_big
-                chunks.append(chunk)
-
-        try:
-            await asyncio.wait_for(collect(), upload_timeout)
-        except asyncio.TimeoutError:
-            raise Refusal(408, f"The request body did not arrive within the worker's {upload_timeout:g} s "
-                               f"upload limit.") from None
-        except ClientDisconnect:
-            raise Refusal(499, "The client went away before sending the whole request.") from None
-        return b"".join(chunks)
-
     async def read(request: Request, model: type[_Body]) -> _Body:
-        return await in_thread(parse_body, await body_bytes(request), model)
+        return await in_thread(parse_body, await read_body(request, limit, upload_timeout), model)
 
     async def answer(request: Request, work: Awaitable[dict], cancel: threading.Event,
                      deadline: float) -> JSONResponse:
@@ -756,30 +642,13 @@ def create_app(service: WorkerService, token: Optional[str] = None,
 
 # --------------------------------------------------------------------------- binding and running
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_bind(host: str, token: Optional[str]) -> None:
-    """Refuse to listen beyond this machine without a token."""
-    if not is_loopback(host) and not token:
-        raise LocaleditError(f"Refusing to listen on {host} without a token: pass --token or set "
-                             f"LOCALEDIT_WORKER_TOKEN or LOCALEDIT_WORKER_TOKEN_FILE (only 127.0.0.1 / localhost "
-                             f"may go without one).")
-
-
 def serve_http(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
                token: Optional[str] = None) -> None:
-    """Run the worker with uvicorn until interrupted."""
-    import uvicorn
-
+    """Run the worker with uvicorn until interrupted (the port is taken before the banner)."""
     check_bind(host, token)
-    app = create_app(WorkerService(settings), token=token)
+    sock = bind(host, port)
+    app = create_app(WorkerService(settings), token=token, host=host)
+    port = sock.getsockname()[1]
     print(f"localedit worker on http://{host}:{port} (token {'required' if token else 'not required'}); "
           f"warming up, GET /ready says when done", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=30)
+    serve_app(app, sock, settings.header_timeout)

@@ -2,25 +2,45 @@
 // Alt-click takes one out (or pick the mode with the buttons); the next instruction edits the selection.
 // Below it, the version strip: a thumbnail per version of the conversation (this photo's marked); a click
 // puts that version on screen (like undo / redo; the next edit branches from it).
-// Props (set by chat_ui/app.py): src, alt, width, height (the image's pixels), image (its key), points
-// [[x, y, label]], status (what the last click did), clickable, download {href, name}, version,
-// versions [{number, thumb, current, branch, instruction, scores, label}] (chat_ui/render.py version_cards).
-import { useRef, useState } from "react";
+// It lives in the side panel (chat_ui/panel.py): the one live photo of the chat, with Undo / Redo / Show mask
+// where they can do something, and the strip scrolled to the version shown.
+// Props (set by chat_ui/panel.py): src, alt, width, height (the image's pixels), image (its key), points
+// [[x, y, label]], status (what the last click did), clickable, download {href, name}, tools {undo, redo,
+// show_mask: whether each can act}, versions [{number, thumb, current, branch, instruction, scores, label}]
+// (chat_ui/render.py version_cards).
+import { useEffect, useRef, useState } from "react";
 
 const MODES = [
   ["select", "Select", "Click an object to select it"],
   ["add", "Add a part", "Clicks add to the selection (or hold Shift)"],
   ["remove", "Remove a part", "Clicks take parts out of the selection (or hold Alt)"],
 ];
+const TOOLS = [
+  ["undo", "Undo", "Go back to the previous version", "Undoing…"],
+  ["redo", "Redo", "Go forward again", "Redoing…"],
+  ["show_mask", "Show mask", "Show the region the last edit changed", "Drawing the mask…"],
+];
 
 export default function PhotoPicker() {
   const [mode, setMode] = useState("select");
   const [busy, setBusy] = useState("");  // what is going on while an action runs ("" when idle)
   const picture = useRef(null);
+  const strip = useRef(null);
   const clickable = props.clickable !== false;
+  const tools = props.tools || {};
+  // as wide as the panel, but never taller than 60 % of the screen (the aspect ratio kept)
+  const fit = `min(100%, calc(60vh * ${props.width / Math.max(1, props.height)}))`;
 
-  const send = async (name, payload) => {
-    setBusy(name === "version" ? `Going to version ${payload.number}…` : "Selecting…");
+  useEffect(() => {  // the version shown in view, however long the strip (the page itself does not scroll)
+    const list = strip.current;
+    const card = list && list.querySelector("[aria-current=true]");
+    if (!card) return;
+    const item = card.parentElement;
+    list.scrollLeft = Math.max(0, item.offsetLeft - list.offsetLeft - (list.clientWidth - item.offsetWidth) / 2);
+  }, [props.versions]);
+
+  const send = async (name, payload, label) => {
+    setBusy(label || (name === "version" ? `Going to version ${payload.number}…` : "Selecting…"));
     try {
       await callAction({ name, payload: { ...payload, image: props.image, element: props.element,
                                           message: props.message } });
@@ -40,7 +60,7 @@ export default function PhotoPicker() {
 
   return (
     <div className="flex flex-col gap-2 w-full" data-testid="photo-picker">
-      <div className="relative max-w-full self-start" style={{ width: "fit-content" }}>
+      <div className="relative self-start" style={{ width: "100%", maxWidth: fit }}>
         <img
           ref={picture}
           src={props.src}
@@ -48,8 +68,7 @@ export default function PhotoPicker() {
           width={props.width}
           height={props.height}
           onClick={onClick}
-          className={"block max-w-full h-auto rounded-md " + (clickable ? "cursor-crosshair" : "")}
-          style={{ maxHeight: "480px", width: "auto" }}
+          className={"block w-full h-auto rounded-md " + (clickable ? "cursor-crosshair" : "")}
         />
         {(props.points || []).map(([x, y, label], i) => (
           <span
@@ -94,10 +113,19 @@ export default function PhotoPicker() {
             Download
           </a>
         ) : null}
-        {props.version ? <span className="text-muted-foreground ml-1">{props.version}</span> : null}
       </div>
+      {TOOLS.some(([id]) => tools[id]) ? (
+        <div className="flex flex-wrap items-center gap-1 text-sm" role="toolbar" aria-label="Version tools">
+          {TOOLS.filter(([id]) => tools[id]).map(([id, label, hint, doing]) => (
+            <button key={id} type="button" title={hint} disabled={!!busy} onClick={() => send(id, {}, doing)}
+                    className="px-2 py-1 rounded-md border bg-background hover:bg-accent">
+              {label}
+            </button>
+          ))}
+        </div>
+      ) : null}
       {(props.versions || []).length > 1 ? (
-        <ol className="flex gap-2 overflow-x-auto pb-1 m-0 p-0 list-none max-w-full" aria-label="Versions"
+        <ol ref={strip} className="flex gap-2 overflow-x-auto pb-1 m-0 p-0 list-none max-w-full" aria-label="Versions"
             data-testid="version-strip">
           {props.versions.map((v) => (
             <li key={v.number} className="shrink-0">

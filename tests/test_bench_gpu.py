@@ -1,0 +1,36 @@
+"""``python -m bench.gpu`` prints one table with every stage, the cold, follow-up and global turns at 1 and
+at the default attempts, in both memory modes (issue 22's done-when), here on tiny models on the CPU: a
+wiring check, so the figures themselves are not asserted."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.gpu import main
+
+
+@pytest.mark.slow
+def test_bench_gpu_prints_stages_turns_and_both_memory_modes(tiny_models_dir, tmp_path, capsys):
+    out = tmp_path / "gpu.json"
+    assert main(["--models", str(tiny_models_dir), "--device", "cpu", "--max-side", "64", "--steps", "2",
+                 "--size", "96x72", "--editors", "ip2p-composite", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    for part in ("device CPU", "dtype bfloat16", "work size 64", "2 steps", "measured"):
+        assert part in result["header"], part
+    rows = {(r["mode"], r["row"], r.get("attempts_cap")): r for r in result["rows"]}
+    for mode in ("resident", "offload"):
+        for stage in ("caption", "ground", "segment", "edit ip2p-composite", "score"):
+            row = rows[(mode, stage, None)]
+            assert row["cold"] > 0 and row["warm"] is not None and row["peak"] > 0, (mode, stage)
+        assert rows[(mode, "warm-up (every stage once at the real shape)", None)]["cold"] > 0
+        for cap in ("1", "3 (default)"):
+            for turn in ("turn: localized, cold", "turn: follow-up", "turn: global"):
+                row = rows[(mode, turn, cap)]
+                assert row["seconds"] > 0 and row["peak"] > 0 and row["attempts"], (mode, turn, cap)
+        assert len(rows[(mode, "turn: localized, cold", "1")]["attempts"]) == 1
+        assert len(rows[(mode, "turn: global", "1")]["attempts"]) == 1
+        assert f"| {mode} | turn: follow-up |" in printed
+    assert not any("compile" in r["row"] for r in result["rows"])  # compile vs eager: CUDA only by default
