@@ -264,6 +264,25 @@ def test_a_failed_attempt_never_discards_a_finished_one(judged):
     assert kept_attempt(chat) in (0, 2) and reply.attempts[1]["verdict"] == "error"
 
 
+def test_localedit_edit_judges_as_the_chat_does(settings, registry):
+    """``localedit edit`` / ``eval`` run :func:`agent.pipeline.run`: the same budget, the free baseline, its
+    comparison in the report, and a failed attempt recorded beside the finished ones."""
+    from agent import pipeline
+    from agent.parser import parse
+
+    s = settings.model_copy(update={"max_attempts": 3})
+    worker = JudgedWorker(s, registry=registry, painters=[unchanged], baseline=tinted_background, fail_at=(2,))
+    job = pipeline.Job.from_plan(parse("turn the leftmost cat into a blue dog"))
+    data = pipeline.run(worker, scene(SIZE, boxes=CATS), job, s, box=CATS[0]).to_dict()
+    assert [a["editor"] for a in data["attempts"]] == ["ip2p-composite", "regionwise", "ip2p"]
+    assert [a["verdict"] for a in data["attempts"]] == ["poor", "error", "poor"]
+    assert "ran out of memory" in data["attempts"][1]["error"] and data["attempts"][2]["reused"]
+    versus = data["attempts"][0]["versus_baseline"]
+    assert versus["baseline"] > versus["attempt"] and data["baseline"]["how"] == "the pre-composite output of attempt 1"
+    assert [r.editor for r in worker.requests] == ["ip2p-composite", "regionwise"]  # the baseline cost no edit
+    assert data["kept"] in (1, 3)
+
+
 def test_a_global_edit_that_changed_nothing_fails_and_a_stronger_edit_follows(judged):
     """A zero change scores CLIP direction 0.0, which passes its floor: the whole-image L1 check fires."""
     chat, worker = judged(unchanged, whole_blue)
