@@ -100,6 +100,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
     settings = _settings(args)  # --editor, --seed, --steps, --guidance, --attempts ... over LOCALEDIT_*
     t0 = time.perf_counter()
+    _check_texts(args)
     outputs = _check_outputs(args)
     image = load_image(args.image, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels)
     box = parse_box(args.box, image.size) if args.box else None
@@ -180,7 +181,7 @@ def _check_outputs(args: argparse.Namespace) -> dict[str, Path]:
     an existing writable folder, not a folder; no two outputs the same file, none the input's."""
     from tools.files import FileError, check_output
 
-    given = {"output": args.output or f"{Path(args.image).stem}-edited.png",
+    given = {"output": args.output or _default_output(args.image),
              "mask": args.mask_out, "overlay": args.overlay_out}
     outputs: dict[str, Path] = {}
     for kind, raw in given.items():
@@ -196,6 +197,34 @@ def _check_outputs(args: argparse.Namespace) -> dict[str, Path]:
                 raise FileError(f"{option} {raw!r} would overwrite an input of this edit; choose another path.")
         outputs[kind] = path
     return outputs
+
+
+TEXT_OPTIONS = {"instruction": "The instruction", "target": "--target", "source_caption": "--source-caption",
+                "target_caption": "--target-caption"}
+"""``localedit edit``'s free-text arguments: argument -> how the user gave it."""
+
+
+def _check_texts(args: argparse.Namespace) -> None:
+    """An empty instruction, or a text longer than ``MAX_TEXT``, is refused (naming the option the
+    user gave) before any model loads."""
+    from tools.types import MAX_TEXT, LocaleditError
+
+    if not args.instruction.strip():
+        raise LocaleditError('The instruction is empty; say what to change, e.g. "make the cat red".')
+    for name, option in TEXT_OPTIONS.items():
+        text = getattr(args, name) or ""
+        if len(text) > MAX_TEXT:
+            raise LocaleditError(f"{option} is {len(text):,} characters long; the most is {MAX_TEXT:,}.")
+
+
+def _default_output(image: str) -> str:
+    """``-o``'s default: ``<image's folder>/<image's name>-edited.png``, control characters (a newline
+    in the name) replaced by ``_``."""
+    import re
+
+    path = Path(image).expanduser()
+    stem = re.sub(r"[\x00-\x1f\x7f]+", "_", path.stem).strip() or "image"
+    return str(path.with_name(f"{stem}-edited.png"))
 
 
 def _plan_for(instruction: str):
@@ -335,7 +364,7 @@ def _history_context(path: str):
 # --- chat-cli --------------------------------------------------------------------------------
 
 CHAT_HELP = ("Commands: /image PATH (load a photo), /undo, /redo, /mask, /retry, /version N, /cancel, /save PATH, "
-             "/help, /quit. Ctrl-C stops a running edit; at the prompt, twice, it quits. "
+             "/details (how the last edit was made), /help, /quit. Ctrl-C stops a running edit; at the prompt, twice, it quits. "
              "Anything else is an instruction, e.g. \"turn the cat into a fox\".")
 
 
@@ -420,6 +449,8 @@ def _chat_line(session, interactive: bool, loaded: set[Path]) -> bool:
         return True
     if word == "/help":
         print(CHAT_HELP)
+    elif word == "/details":
+        _details(_LAST.get("reply"))
     elif word == "/image":
         if path := _path_arg(rest):
             _load(session, path, loaded)
@@ -504,10 +535,16 @@ def _chat_progress(event: dict) -> None:
               end="" if event["step"] < event["total"] else "\n", file=sys.stderr, flush=True)
 
 
+_LAST: dict = {}
+"""The chat's last reply (``{"reply": Reply}``), for ``/details``: chat-cli runs one chat per process."""
+
+
 def _show(reply) -> None:
+    """A reply as the chat shows it: its sentence, the image paths, the options of a question."""
     if reply is None:
         _say("give the image's path: /image PATH")
         return
+    _LAST["reply"] = reply
     if reply.notice:
         _say(f"({reply.notice})")
     _say(reply.text)
@@ -515,6 +552,15 @@ def _show(reply) -> None:
         print(f"  [{name}] {path}")
     if reply.question and reply.options:
         print(f"  answer with {', '.join(reply.options)}, 'all', 'the left one', or 'cancel'")
+    sys.stdout.flush()
+
+
+def _details(reply) -> None:
+    """``/details``: how the last reply came about: the objects and editor, scores, stages and attempts."""
+    if reply is None:
+        _say("nothing yet: send an instruction first")
+        return
+    _say(reply.details or "no edit details for the last reply")
     if reply.scores:
         shown = {k: v for k, v in reply.scores.items() if v is not None and k != "cache_hits"}
         print("  scores: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
@@ -540,7 +586,9 @@ def _show(reply) -> None:
 # --- entry point -----------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="localedit", description="Conversational, localized image editing.")
+    from agent.usage import OneLineParser
+
+    p = OneLineParser(prog="localedit", description="Conversational, localized image editing.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -555,7 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "SAM's point prompt, with --box or the target's detection that contains it")
     e.add_argument("--editor", choices=["ip2p", "ip2p-composite", "diffedit", "regionwise", "inpaint"],
                    help="the editor the judge tries first (default LOCALEDIT_EDITOR, 'auto': by action)")
-    e.add_argument("-o", "--output", help="edited image path (default: <image>-edited.png)")
+    e.add_argument("-o", "--output", help="edited image path (default: <image>-edited.png beside the image)")
     e.add_argument("--mask-out", help="save the edit region (the mask, dilated) as a PNG")
     e.add_argument("--overlay-out", help="save boxes + mask drawn over the photo")
     e.add_argument("--source-caption", help='DiffEdit / CLIP direction, e.g. "a photo of a cat"')
@@ -605,21 +653,54 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device", help="cpu, cuda, cuda:1 (default: auto)")
     c.set_defaults(func=cmd_chat_cli)
 
-    from agent.api.cli import add_cli as add_api  # `api` and `mcp`
-    from bench.evaluate import add_cli as add_eval
-    from chat_ui.launch import add_cli as add_chat
-    from tools.worker.cli import add_cli as add_worker
-
-    add_chat(sub)
-    add_eval(sub)
-    add_worker(sub)
-    add_api(sub)
+    for _, add in registered_commands():  # chat, eval, worker, api, mcp: their packages add them
+        add(sub)
     return p
+
+
+COMMAND_GROUP = "localedit.commands"
+"""The entry-point group of the sub-commands other packages add: ``name = "module:add_cli"`` in
+pyproject.toml's ``[project.entry-points."localedit.commands"]``; ``add_cli(subparsers)`` adds them.
+So ``agent`` never imports ``bench`` or ``chat_ui`` (tests/test_layout.py): they register themselves."""
+
+
+def command_registrations() -> list[tuple[str, str]]:
+    """``(name, "module:function")`` of the registered sub-commands, from the installed package's
+    metadata; an install made before the group existed (an old editable install) has none there,
+    and then the same table is read from the pyproject.toml beside the source."""
+    from importlib.metadata import entry_points
+
+    found = [(ep.name, ep.value) for ep in entry_points(group=COMMAND_GROUP)]
+    if found:
+        return found
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    if not pyproject.is_file():
+        return []
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    table = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {}).get("entry-points", {})
+    return list(table.get(COMMAND_GROUP, {}).items())
+
+
+def registered_commands() -> list[tuple[str, Callable[[Any], Any]]]:
+    """``(name, add_cli)`` for every registered sub-command, imported by name."""
+    import importlib
+
+    out = []
+    for name, target in command_registrations():
+        module, _, attr = target.partition(":")
+        out.append((name, getattr(importlib.import_module(module), attr)))
+    return out
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from agent.usage import join_negative_values
+
     parser = build_parser()
+    argv = join_negative_values(sys.argv[1:] if argv is None else argv, ("--point", "--box"))
     args, extra = parser.parse_known_args(argv)
     if extra and args.command == "models" and not any(e.startswith("-") for e in extra):
         args.names += extra  # `models download --dry-run ip2p`: roles after an option are still roles

@@ -6,6 +6,7 @@
        |           +-> segment (a follow-up on the last edit's region or on the region the user
        |           |            selected: no grounding, no SAM; global edits)
        |           +-> command (undo, redo, go to version k, show mask; retry / stronger / other one -> segment)
+       |           +-> point ("select the cat on the left", "include the tail": the selection) -> respond
        |           +-> clarify (no referent for "it") ; +-> respond (chat)
        +-> command (the UI's "go to version k")
 
@@ -37,11 +38,13 @@ from agent import answers, judge, pipeline, referent, replies
 from agent.commands import recognise
 from agent.parser import ParseContext
 from agent.plan import Chat, Clarify, Command, EditPlan
+from agent.pointing import Pointing, read_typed
 from agent.replies import Where
 from agent.select import Choice, candidate_order, choose
 from agent.state import State, current_path, current_record, parent_of, show, walk
 from agent.store import ImageStore, for_preview
 from agent.vision import hint_detections
+from tools import failures
 from tools.config import Settings
 from tools.images import overlay, side_by_side
 from tools.region import EvalRegion
@@ -52,7 +55,7 @@ log = logging.getLogger(__name__)
 HISTORY_TURNS = 8
 POLL = 0.05  # seconds between looks at the cancel flag while a call runs
 TOOL_NAMES = {"ground": "the grounding model", "segment": "the segmentation model"}
-NODES = ("receive", "understand", "command", "ground", "select", "clarify", "segment", "edit", "score", "judge",
+NODES = ("receive", "understand", "command", "point", "ground", "select", "clarify", "segment", "edit", "score", "judge",
          "respond")
 
 
@@ -64,7 +67,9 @@ def build_graph(worker: Worker, understander, store: ImageStore, settings: Setti
         g.add_node(name, _safe(name, getattr(nodes, name)))
     g.add_edge(START, "receive")
     g.add_conditional_edges("receive", nodes.route_received, ["understand", "command", "respond"])
-    g.add_conditional_edges("understand", nodes.route_understood, ["command", "ground", "segment", "clarify", "respond"])
+    g.add_conditional_edges("understand", nodes.route_understood,
+                            ["command", "point", "ground", "segment", "clarify", "respond"])
+    g.add_edge("point", "respond")
     g.add_conditional_edges("command", _after("segment"), ["segment", "respond"])
     g.add_conditional_edges("ground", _after("select"), ["select", "respond"])
     g.add_conditional_edges("select", nodes.route_selected, ["segment", "clarify", "respond"])
@@ -127,6 +132,8 @@ def _safe(name: str, fn: Callable[[State], dict]) -> Callable[[State], dict]:
             return {"reply": {"text": str(err), "error": True}}
         except Exception as err:  # noqa: BLE001 - the last net: log it, tell the user one line
             outcome = "failed"
+            if failures.describe(err, ".") is not None:  # a full disk, a read-only folder: the turn says which
+                raise
             log.exception("node %s failed", name)
             return {"reply": {"text": replies.failed(name, type(err).__name__), "error": True}}
         finally:
@@ -237,6 +244,11 @@ class _Nodes:
         """Turn the message into a plan, command or question: commands at once, else caption + understander."""
         current = current_path(state)
         fast = recognise(state["text"])
+        pointing = read_typed(state["text"], state) if fast is None else None
+        if pointing is not None:  # "select the cat on the left", "include the tail": the point node
+            return {"understood": {"result": pointing, "path": "fast", "note": ""}, "report": self.report(
+                state, _entry("understand", True, "a selection, read before the language model"),
+                _entry("caption", False, "a selection needs no caption"))}
         if fast is not None:
             update: dict[str, Any] = {"understood": {"result": fast, "path": "fast", "note": ""}, "report": self.report(
                 state, _entry("understand", True, "a command, read before the language model"),
@@ -340,7 +352,7 @@ class _Nodes:
             moved = self._distance(versions, cursor, target)
             return {"cursor": target, "reply": {
                 "text": replies.moved("Undid" if cmd.name == "undo" else "Redid", moved, target + 1, len(versions),
-                                      versions[target]["note"]),
+                                      versions[target]["note"], asked=cmd.steps),
                 "images": {"current": versions[target]["path"]}}}
         if cmd.name == "cancel":
             return {"reply": {"text": replies.NOTHING_CHANGED}}
@@ -443,6 +455,19 @@ class _Nodes:
             return {"editor": editor, "seed": seed + 1, "knobs": knobs, "why": "try again",
                     "knob": f"seed {seed} -> {seed + 1}"}
         return {"editor": editor, "seed": seed, "knobs": knobs, "why": "the other candidate"}
+
+    def point(self, state: State) -> dict:
+        """A typed selection ("select the cat on the left", "include the tail"): SAM's region of it
+        becomes the pending ``selection``, the referent of the next edit (``agent.pointing``); its
+        worker calls run under Stop and the per-call time limits."""
+        pointed = Pointing(self.worker, self.store, self.runner).typed(state, state["understood"]["result"])
+        reply: dict[str, Any] = {"text": pointed.text, "error": pointed.error}
+        if pointed.picture:
+            reply["images"] = {"selection": pointed.picture}
+        update: dict[str, Any] = {"reply": reply, "report": self.report(state, _entry("point", True, "a selection"))}
+        if pointed.selection is not None:
+            update["selection"] = pointed.selection
+        return update
 
     def ground(self, state: State) -> dict:
         """GroundingDINO boxes for the plan's target (with its attribute, then without)."""
@@ -716,12 +741,15 @@ class _Nodes:
         if note:  # how the message was read (an LLM fallback, a repair): the log and the step details, not the reply
             log.info("understanding: %s", note)
             report = [*report, _entry("understood", False, note)]
-        text = replies.edit_done(plan.instruction, where, best["editor"], attempts=len(tried),
-                                 kept_why=best.get("why", ""), problems=best.get("problems") or [], note="",
-                                 knob=f"{best['why']}: {best['knob']}" if best.get("knob") else "")
+        details = replies.edit_done(plan.instruction, where, best["editor"], attempts=len(tried),
+                                    kept_why=best.get("why", ""), problems=best.get("problems") or [], note="",
+                                    knob=f"{best['why']}: {best['knob']}" if best.get("knob") else "")
+        text = replies.done(plan.action, plan.new_value, plan.instruction, where,
+                            problems=best.get("problems") or [], region_hint=plan.region_hint,
+                            rerun=((state.get("overrides") or {}).get("first") or {}).get("why", ""))
         return {"versions": show(versions, len(versions) - 1), "cursor": len(versions) - 1, "report": report,
                 "selection": None,
-                "reply": {"text": text, "images": images, "scores": best.get("scores"),
+                "reply": {"text": text, "details": details, "images": images, "scores": best.get("scores"),
                           "attempts": pipeline.attempt_report(tried, tried.index(best),
                                                               (state.get("baseline") or {}).get("scores"), self.settings),
                           "baseline": judge.baseline_report(state.get("baseline"))},
@@ -791,6 +819,8 @@ class _Nodes:
             return "clarify"
         if state["understood"]["result"]["kind"] == "command":
             return "command"
+        if state["understood"]["result"]["kind"] == "point":
+            return "point"
         return "segment" if state["plan"]["action"] == "global" or state.get("mask") else "ground"
 
     def route_selected(self, state: State) -> str:

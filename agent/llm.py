@@ -397,7 +397,7 @@ _ROLES = {"user": "user", "human": "user", "assistant": "ai", "ai": "ai", "bot":
 
 
 def few_shot_examples() -> list[tuple[str, str]]:
-    """``(user message, JSON answer)`` pairs from ``prompts/examples.txt`` (blocks of ``User: ...`` + JSON).
+    """``(user message, JSON answer)`` pairs from ``agent/prompts/examples.txt`` (blocks of ``User: ...`` + JSON).
 
     Sent before the conversation: small local models copy the answer form from earlier turns far
     more reliably than from the system prompt.

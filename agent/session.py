@@ -18,7 +18,6 @@ seconds, then is answered "still working on your last message".
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -29,13 +28,13 @@ import numpy as np
 from PIL import Image
 
 from agent import history, replies
+from agent.assembly import assemble
 from agent.commands import goto
-from agent.graph import build_graph
 from agent.locks import CancelToken, ThreadLock
 from agent.state import current_path, current_record, parent_of
 from agent.store import ImageStore
+from tools import failures
 from tools.config import Settings, get_settings
-from tools.files import FileError, private_dir, private_file
 from tools.images import check_dimensions, image_from_array, load_image
 from tools.types import LocaleditError
 
@@ -61,6 +60,7 @@ class Reply:
     cancelled: bool = False  # the turn was stopped (Stop, Ctrl-C): nothing changed
     busy: bool = False  # another turn of this thread was running: this message was not taken
     report: dict[str, Any] = field(default_factory=dict)  # {"ran", "skipped", "caches", "stages"}: see ``summarize``
+    details: str = ""  # how an edit was made: objects, editor, knobs, attempts (the step details; chat-cli /details)
 
 
 def summarize(entries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -72,37 +72,20 @@ def summarize(entries: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class Conversations:
-    """The shared parts of every thread: worker, understander, image store, checkpointer, graph."""
+    """The shared parts of every thread: worker, understander, image store, checkpointer, graph.
+
+    Made by :func:`agent.assembly.assemble` from ``settings`` (default: the process's); a given
+    ``worker`` / ``understander`` is used as it is.
+    """
 
     def __init__(self, settings: Optional[Settings] = None, worker=None, understander=None):
-        self.settings = settings or get_settings()
-        data = private_dir(self.settings.data_dir)  # owner-only: conversations and photos are private
-        self.store = ImageStore(private_dir(data / "images"))
-        self.locks = data / "locks"
-        if worker is None:
-            from tools.worker import make_worker
-
-            worker = make_worker(self.settings)
-        if understander is None:
-            from agent.llm import Understander, make_llm
-
-            understander = Understander(make_llm(self.settings, timeout=self.settings.llm_timeout))
-        self.worker, self.understander = worker, understander
-        self.db_path = private_file(data / "conversations.sqlite")
-        self._db = sqlite3.connect(str(self.db_path), check_same_thread=False, timeout=30)
-        try:  # a file that is not a database fails here, in one sentence, not in the middle of a turn
-            self._db.execute("SELECT count(*) FROM sqlite_master")
-            # a small write-ahead log: checkpointed into the database every ~1 MB and cut back to 1 MB after
-            self._db.execute("PRAGMA wal_autocheckpoint = 256")
-            self._db.execute("PRAGMA journal_size_limit = 1048576")
-        except sqlite3.DatabaseError as err:
-            self._db.close()
-            raise FileError(f"The conversation database {str(self.db_path)!r} cannot be read ({err}); "
-                            f"move it away to start afresh.") from None
-        from langgraph.checkpoint.sqlite import SqliteSaver
-
-        self.checkpointer = SqliteSaver(self._db)
-        self.graph = build_graph(worker, understander, self.store, self.settings, self.checkpointer)
+        parts = assemble(settings or get_settings(), worker=worker, understander=understander)
+        self.parts, self.settings, self.store = parts, parts.settings, parts.store
+        self.worker, self.understander = parts.worker, parts.understander
+        self.locks = parts.data / "locks"
+        self.db_path, self._db, self.checkpointer = parts.db_path, parts.db, parts.checkpointer
+        self.read_only = parts.read_only  # history readable; every turn says nothing can be saved
+        self.graph = parts.graph()
 
     @property
     def offline(self) -> bool:
@@ -163,7 +146,10 @@ class Session:
                                      max_side=limits.max_image_side, max_aspect=limits.max_aspect_ratio)
             except LocaleditError as err:
                 return Reply(text=str(err), error=True, images=self._current_images())
-            upload = conv.store.put(pil.convert("RGB"))
+            try:
+                upload = conv.store.put(pil.convert("RGB"))
+            except OSError as err:
+                return self._failed(err)
         return self._turn({"text": text, "upload": upload}, progress)
 
     def select_version(self, number: int, progress: Optional[Callable[[dict], None]] = None) -> Reply:
@@ -194,6 +180,8 @@ class Session:
         from langgraph.types import Command as Resume
 
         conv = self.conversations
+        if conv.read_only:
+            return Reply(text=failures.read_only(conv.settings.data_dir), error=True, images=self._current_images())
         token = CancelToken()
         with self._tokens_lock:
             self._tokens = (*self._tokens, token)
@@ -214,12 +202,27 @@ class Session:
         except LocaleditError as err:
             return Reply(text=str(err), error=True, images=self._current_images())
         except Exception as err:  # noqa: BLE001 - never a traceback to the user
-            log.exception("turn failed")
-            return Reply(text=f"Something went wrong ({type(err).__name__}); your images and our "
-                              f"conversation are unchanged.", error=True, images=self._current_images())
+            return self._failed(err)
         finally:
             with self._tokens_lock:
                 self._tokens = tuple(t for t in self._tokens if t is not token)
+
+    def _failed(self, err: Exception) -> Reply:
+        """The reply to a turn that raised: the machine's failure in one sentence (a full disk, a
+        read-only folder, a damaged database: ``tools.failures``, logged without a traceback), else
+        "Something went wrong" with the traceback in the log."""
+        sentence = failures.describe(err, self.conversations.settings.data_dir)
+        if sentence is None:
+            log.exception("turn failed")
+            sentence = f"Something went wrong ({type(err).__name__}); your images and our conversation are unchanged."
+        else:
+            log.info("turn failed: %s (%s: %s)", sentence, type(err).__name__, err)
+        try:
+            images = self._current_images()
+        except Exception:  # noqa: BLE001 - a damaged database may not even say which image is on screen
+            log.info("the current image could not be read after the failure", exc_info=True)
+            images = {}
+        return Reply(text=sentence, error=True, images=images)
 
     def _stream(self, inputs: Any, progress: Optional[Callable[[dict], None]], token: CancelToken) -> None:
         config = {**self._config, "configurable": {**self._config["configurable"], "cancel": token}}
@@ -245,7 +248,8 @@ class Session:
         images = dict(reply.get("images") or {})
         return Reply(text=reply["text"], images=images, scores=reply.get("scores"),
                      attempts=reply.get("attempts") or [], error=bool(reply.get("error")), notice=notice,
-                     understood=state.get("understood"), cancelled=bool(reply.get("cancelled")), report=report)
+                     understood=state.get("understood"), cancelled=bool(reply.get("cancelled")), report=report,
+                     details=reply.get("details") or "")
 
     def _current_images(self) -> dict[str, str]:
         current = self.current_image_path()

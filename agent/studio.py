@@ -12,22 +12,15 @@ A turn's input is ``{"text": "turn the cat into a fox", "upload": "/path/photo.j
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 
 def build(settings: Any = None) -> Any:
-    """The compiled graph, for ``settings`` (default: the process's)."""
-    from agent.graph import build_graph
-    from agent.llm import Understander
-    from agent.llm_client import make_llm
-    from agent.store import ImageStore
-    from tools.config import get_settings
-    from tools.worker import make_worker
+    """The compiled graph, for ``settings`` (default: the process's), on the parts
+    :func:`agent.assembly.assemble` makes of them, without a checkpointer."""
+    from agent.assembly import assemble
 
-    settings = settings or get_settings()
-    store = ImageStore(Path(settings.data_dir) / "images")
-    return build_graph(make_worker(settings), Understander(make_llm(settings), settings=settings), store, settings)
+    return assemble(settings, checkpoints=False).graph()
 
 
 graph = build()

@@ -2,7 +2,7 @@
 
 * :func:`attach_photo` puts the photo on screen into the turn's last user message as an OpenAI
   ``image_url`` part (a JPEG data URL, long side ``LOCALEDIT_LLM_IMAGE_SIDE``) with a line saying how to
-  give a box (``prompts/vision.txt``); langchain-openai passes the part through to the server. The
+  give a box (``agent/prompts/vision.txt``); langchain-openai passes the part through to the server. The
   caption stays in the system prompt: the context for a model that cannot see, and the fallback.
 * A server that refuses images (vLLM 400 "<model> is not a multimodal model", llama.cpp without
   ``--mmproj`` 500 "image input is not supported - hint: ... mmproj", Ollama with a text model

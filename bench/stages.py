@@ -36,6 +36,7 @@ import gc
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -452,6 +453,8 @@ def main(argv: Optional[list[str]] = None) -> None:
                    help="release each role after its stages (default: on for the CPU)")
     p.add_argument("--json", help="also write the results to this JSON file")
     args = p.parse_args(argv)
+    if hasattr(sys.stdout, "reconfigure"):  # each line out as it is printed, to a terminal, a pipe or a file:
+        sys.stdout.reconfigure(line_buffering=True)  # a run that dies later keeps what it measured
     import torch
 
     from tools.models import resolve_device

@@ -27,7 +27,7 @@ from collections import deque
 from typing import Callable, Optional
 
 from tools.config import Settings
-from tools.http_guard import LOOPBACK_NAMES, browser_refusal, is_loopback, origin_allowed  # noqa: F401 - the shared rule
+from tools.http_guard import browser_refusal, is_loopback, origin_allowed  # noqa: F401 - the shared rule
 
 LOCAL_USER = "local"
 """The user every loopback browser is signed in as."""

@@ -2,7 +2,8 @@
 
 * ``PanelSettings``: the settings panel's values (editor, strength, steps, seed, auto-retry,
   max long side), validated, and applied on top of the environment's ``Settings``.
-* ``Backend``: one ``Conversations`` per panel combination, all sharing the loaded models and the
+* ``Backend``: one ``Conversations`` per panel combination (each assembled by
+  ``agent.assembly.assemble`` from the panel's settings), all sharing the loaded models and the
   SQLite checkpointer file, so changing a setting keeps the thread and reloads nothing. A
   Chainlit thread id is the agent's thread id, so a chat reopened from the sidebar carries on.
 """
@@ -78,8 +79,10 @@ class PanelSettings(BaseModel):
 
 
 def default_worker(settings: Settings, base: Optional[Any]):
-    """The environment's worker; further in-process workers share the first one's loaded models."""
-    from tools.worker import LocalWorker, make_worker
+    """The environment's worker (``agent.assembly.make_worker``); further in-process workers share the
+    first one's loaded models."""
+    from agent.assembly import make_worker
+    from tools.worker import LocalWorker
 
     if base is None:
         return make_worker(settings)
@@ -119,10 +122,10 @@ class Backend:
                 worker = self.worker_factory(settings, self._base_worker)
                 if self._base_worker is None:
                     self._base_worker = worker
-                if self._understander is None:
-                    from agent.llm import Understander, make_llm
+                if self._understander is None:  # one for every combination: the panel changes no LLM setting
+                    from agent.assembly import make_understander
 
-                    self._understander = Understander(make_llm(self.settings))
+                    self._understander = make_understander(self.settings)
                 self._conversations[panel] = Conversations(settings, worker=worker,
                                                            understander=self._understander)
             return self._conversations[panel]

@@ -87,16 +87,17 @@ class Chat:
                 if why:
                     await self._refused(why, text, upload, message, image_name or "")
                     return
+            if text.strip() and not image:
+                self.waiting = None  # a new instruction: what waited for a photo is superseded
             if image and not text.strip() and self.waiting:  # "make it winter", then the photo
                 text, note = self.waiting, f"Running what you asked before the photo came: *{_md(self.waiting)}*"
                 self.waiting = None
-            pointed = await asyncio.to_thread(Pointer(self.session).typed, text) if not image and goto is None \
-                else None
-            if pointed is not None:
-                await self._pointed(pointed)
-                return
             had_photo = bool(await asyncio.to_thread(self.session.versions))
             reply, state, ran = await self._run(text, image, goto)
+            if _result_kind(state) == "point":  # "select the cat on the left": the graph's point node ran
+                await self._pointed(Pointed(reply.text, selection=None if reply.error else state.get("selection"),
+                                            picture=reply.images.get("selection"), error=reply.error))
+                return
             if reply.error and image and image_name:  # name the file as the user knows it
                 reply.text = reply.text.replace(image, image_name)
             if upload is not None:
@@ -244,7 +245,8 @@ class Chat:
         """A thread the sidebar can tell apart: named after its first instruction ("New photo" until
         then; ``history`` numbers a name another chat of the user has)."""
         name = await history.thread_name(self.thread)
-        new = text.strip()[:60] if (not name or name.startswith(NEW_PHOTO)) and text.strip() and not reply.error \
+        placeholder = not name or name.endswith(NEW_PHOTO)  # "New photo", or "(2) New photo" beside another
+        new = text.strip()[:60] if placeholder and text.strip() and not reply.error \
             else NEW_PHOTO if not name and reply.images else None
         if new:
             await history.update_thread(self.thread, name=new)
@@ -365,3 +367,8 @@ async def _send(message: cl.Message, elements: Sequence = ()) -> None:
             element.props["message"] = message.id
             element.content = json.dumps(element.props)
         await element.send(for_id=message.id)
+
+
+def _result_kind(state: dict[str, Any]) -> Optional[str]:
+    """What the turn's message was read as ("edit", "command", "point", ...), from the graph's state."""
+    return ((state.get("understood") or {}).get("result") or {}).get("kind")

@@ -286,15 +286,15 @@ class SQLiteDataLayer(BaseDataLayer):
                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (*values, _now(), _now(), thread_id))
 
     async def _distinct(self, name: str, user: Optional[str], thread_id: str) -> str:
-        """``name``, or ``name (2)``, ``(3)``, ... when another thread of ``user`` has it (the sidebar
-        must tell two chats apart)."""
+        """``name``, or ``(2) name``, ``(3) name``, ... when another thread of ``user`` has it (the
+        sidebar must tell two chats apart; it cuts long names at their end, so the number goes first)."""
         rows = await self._q("SELECT name FROM threads WHERE id != ? AND user_identifier IS ? AND name IS NOT NULL",
                              (thread_id, user))
         taken = {r["name"] for r in rows}
         number = 2
         candidate = name
         while candidate in taken:
-            candidate, number = f"{name} ({number})", number + 1
+            candidate, number = f"({number}) {name}", number + 1
         return candidate
 
     async def list_threads(self, pagination: Pagination, filters: ThreadFilter) -> PaginatedResponse[ThreadDict]:

@@ -72,7 +72,8 @@ class Panel:
         url = publish(path)
         props = {"src": publish(shown) if shown else url, "alt": alt or render.alt(kind), "width": width,
                  "height": height, "image": Path(path).name, "clickable": True,
-                 "points": (selection or {}).get("points") or [], "status": status,
+                 "points": (selection or {}).get("points") or [], "answering": question,
+                 "status": status or ("Click a candidate to choose it." if question else ""),
                  "download": None if question else {"href": f"{url}?download={name}", "name": name},
                  "tools": {} if question else tools_available(state),
                  "versions": [] if question else await asyncio.to_thread(strip, versions, index + 1)}

@@ -33,7 +33,7 @@ SCORE_NAMES = {"clip_i": "CLIP-I (image similarity)", "clip_t": "CLIP-T (edited 
                "l2_outside": "L2 outside the region"}
 PLAN_FIELDS = ("action", "target", "qualifier", "attribute", "plural", "count", "new_value", "region_hint",
                "instruction", "source_caption", "target_caption", "revise_last")
-STAGES = ("understand", "ground", "clarify", "segment", "edit", "command")
+STAGES = ("understand", "ground", "clarify", "segment", "edit", "command", "point")
 """The graph nodes shown as stages of a turn (``select`` belongs to ``ground``, ``score`` and
 ``judge`` to the attempt they measure)."""
 
@@ -71,7 +71,7 @@ def seconds(s: float) -> str:
 def turn_title(reply: Reply, state: dict[str, Any], ran: Iterable[str], elapsed: float) -> str:
     """The parent step's name once the turn is over."""
     ran = set(ran)
-    result = ((state.get("understood") or {}).get("result") or {}) if ran & {"understand", "command"} else {}
+    result = ((state.get("understood") or {}).get("result") or {}) if ran & {"understand", "command", "point"} else {}
     took = seconds(elapsed)
     if reply.cancelled:
         return f"Stopped after {took}"
@@ -86,6 +86,8 @@ def turn_title(reply: Reply, state: dict[str, Any], ran: Iterable[str], elapsed:
         what = target_of(state)
         what = "the whole photo" if what == "photo" else what if what[0].isdigit() else f"the {what}"
         return f"Edited {what} in {took}"
+    if result.get("kind") == "point":  # "select the cat on the left" (agent.pointing)
+        return "Selected the object"
     if result.get("kind") == "command" or "command" in ran:
         m = re.match(r"^(Undid|Redid) (\d+ steps?)", reply.text)
         if m:
@@ -105,7 +107,7 @@ def stage_title(node: str, state_hint: Optional[dict] = None, attempt: int = 1, 
     target = ((state_hint or {}).get("plan") or {}).get("target") or "object"
     return {"understand": "Reading your message", "ground": f"Finding the {target}",
             "clarify": "Asking which one", "segment": f"Segmenting the {target}",
-            "command": "Undo, redo, version or mask"}.get(
+            "command": "Undo, redo, version or mask", "point": "Selecting what you named"}.get(
         node, f"Attempt {attempt} of {attempts}" + (f": {editor}" if editor else ""))
 
 

@@ -33,12 +33,51 @@ FIXTURE_MARKERS = {
 }
 
 
+# Tests over ~3 s of CPU each (over 15 s of wall time in a fast-subset run on the 2-core machine under a
+# load average of 16, where wall time was 4.6x CPU time; 2026-12-06), marked slow so that the fast subset
+# runs in a few minutes. The tests of the evaluation run share one module fixture that costs as much.
+# A parametrized test is listed once, for all its cases. tests/test_suite_rules.py checks that each exists.
+SLOW_TESTS = {
+    "tests/test_bench_stages.py::test_bench_stages_reports_every_stage_the_turn_an_option_and_the_memory_modes",
+    "tests/test_cli.py::test_console_script_make_tiny_and_list",
+    "tests/test_cli.py::test_edit_grounds_the_target_and_reports_detections",
+    "tests/test_cli.py::test_edit_honours_the_instructions_qualifier",
+    "tests/test_cli.py::test_edit_takes_the_target_from_the_instruction",
+    "tests/test_edit.py::test_black_mask_feeds_ip2p_a_blacked_out_background",
+    "tests/test_edit.py::test_cancel_set_before_the_edit_runs_no_model",
+    "tests/test_edit.py::test_diffedit_background_latents_follow_the_ddim_inversion",
+    "tests/test_edit.py::test_diffedit_encoding_ratio_sets_the_number_of_steps",
+    "tests/test_edit.py::test_diffedit_is_deterministic_whatever_the_seed",
+    "tests/test_edit.py::test_ip2p_edits_the_whole_image_at_the_input_size",
+    "tests/test_edit.py::test_masked_editor_keeps_everything_outside_the_mask",
+    "tests/test_edit.py::test_regionwise_alpha_fit_cost_is_reported_capped_and_can_be_turned_off",
+    "tests/test_edit.py::test_regionwise_outside_the_mask_follows_the_reconstruction_path",
+    "tests/test_edit.py::test_regionwise_region_starts_from_noise_independent_of_the_input",
+    "tests/test_edit.py::test_same_seed_same_pixels_other_seed_other_pixels",
+    "tests/test_edit.py::test_work_size_is_below_a_large_input",
+    "tests/test_evaluate.py::test_cli_limit_and_shard",
+    "tests/test_evaluate.py::test_nothing_found_runs_global_and_records_a_miss",
+    "tests/test_evaluate.py::test_one_region_per_sample_counts_the_baseline_and_the_edit_band",
+    "tests/test_fullsize.py::test_random_pipelines_edit_through_the_worker",
+    "tests/test_judge.py::test_the_automatic_retry_changes_the_pixels",
+    "tests/test_ray_serve.py::test_a_cancelled_batch_member_does_not_fail_the_others",
+    "tests/test_ray_serve.py::test_batched_edits_match_one_by_one_and_bad_ones_fail_alone",
+    "tests/test_smoke.py::test_tiny_edit_at_the_default_size",
+}
+SLOW_FIXTURES = {("tests/test_evaluate.py", "run")}  # the whole evaluation run (96 s of wall time there)
+
+
 def pytest_collection_modifyitems(config, items) -> None:
-    """Adds the markers ``FIXTURE_MARKERS`` names to every test whose fixture closure holds the fixture."""
+    """Adds the markers ``FIXTURE_MARKERS`` names to every test whose fixture closure holds the fixture,
+    and ``slow`` to ``SLOW_TESTS`` and the evaluation run's tests."""
     for item in items:
-        for name in getattr(item, "fixturenames", ()):
+        fixtures = getattr(item, "fixturenames", ())
+        for name in fixtures:
             for marker in FIXTURE_MARKERS.get(name, ()):
                 item.add_marker(marker)
+        path = item.nodeid.split("::")[0]
+        if item.nodeid.split("[")[0] in SLOW_TESTS or any((path, f) in SLOW_FIXTURES for f in fixtures):
+            item.add_marker("slow")
 
 
 def free_port() -> int:

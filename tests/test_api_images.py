@@ -114,3 +114,25 @@ def test_the_guard_answers_in_openai_format(api):
     assert r.status_code == 415 and "multipart/form-data" in r.json()["error"]["message"]
     r = httpx.get(api + "/v1/models", headers={**auth, "origin": "http://evil.example"}, timeout=30)
     assert r.status_code == 403 and r.json()["error"]["type"] == "permission_error"
+
+
+def test_a_question_is_an_error_the_same_users_next_prompt_answers(api, conversations):
+    photo = png(scene(SIZE, boxes=CATS))
+    conversations.worker.objects = {"cat": list(CATS)}  # three cats: "which one?"
+    try:
+        client = openai.OpenAI(base_url=api + "/v1", api_key=TOKEN)
+        with pytest.raises(openai.BadRequestError) as asked:
+            client.images.edit(model="localedit", image=("c.png", photo, "image/png"), prompt="make the cat red",
+                               user="carol")
+        assert asked.value.code == "clarification_needed" and "cat" in asked.value.message
+        answer = client.images.edit(model="localedit", image=("c.png", photo, "image/png"), prompt="the leftmost",
+                                    user="carol")
+        assert decoded(answer.data[0].b64_json).size == SIZE
+        record = conversations.session(thread_of("carol")).record()
+        assert record["boxes"] == [list(map(float, CATS[0]))]
+        before = len(list(conversations.checkpointer.list(None)))
+        assert before > 0  # the users' threads are kept
+        client.images.edit(model="localedit", image=("c.png", photo, "image/png"), prompt="make the leftmost cat red")
+        assert len(list(conversations.checkpointer.list(None))) == before  # no user: its thread is not kept
+    finally:
+        conversations.worker.objects = {"cat": [CATS[0]]}

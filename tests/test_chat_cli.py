@@ -155,10 +155,13 @@ def test_two_scripted_chats_on_one_thread_hold_at_the_seams(env, tmp_path):
         asked = other.ask("make the cat blue")  # a dozen noisy candidates
         assert re.search(r"I found \d+ cats", asked) and "'cancel'" in asked
         chose = other.ask("2")
-        assert "cat 2 of" in chose and "as you chose" in chose, chose
+        assert chose.startswith("localedit: Done: cat 2 is blue now.") and "stages:" not in chose, chose
+        assert "cat 2 of" in other.ask("/details")  # how it was picked: one command away (issue 19)
         follow = other.ask("now make it red")  # 1: no question, and no caption, grounding or SAM
-        assert follow.startswith("localedit: Done: make the cat red, on the same cat as the last edit"), follow
-        stages = re.search(r"stages: (.*)", follow).group(1)
+        assert follow.startswith("localedit: Done: the cat is red now."), follow
+        details = other.ask("/details")
+        assert "on the same cat as the last edit" in details, details
+        stages = re.search(r"stages: (.*)", details).group(1)
         assert stages.startswith("ran understand, edit, score;") and all(
             f"{s} (" in stages for s in ("caption", "ground", "segment")), stages
         other.ask("/undo")
@@ -219,8 +222,11 @@ def test_a_damaged_conversation_database_is_one_sentence_at_start(env, tmp_path)
     out = subprocess.run([str(EXE), "chat-cli"], input="/image photo.png\n", capture_output=True, text=True,
                          cwd=tmp_path, env=env, timeout=120)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
-    assert out.stderr.splitlines()[-1] == (f"error: The conversation database '{tmp_path / 'data' / 'conversations.sqlite'}'"
-                                           " cannot be read (file is not a database); move it away to start afresh.")
+    data = tmp_path / "data"
+    assert out.stderr.splitlines() == [
+        f"error: The conversation database '{data / 'conversations.sqlite'}' is damaged (file is not a database): "
+        f"no conversation in it can be read, and all 0 images are safe in '{data / 'images'}'; move the database "
+        f"away (or recover it with `sqlite3 conversations.sqlite .recover`) to start afresh."]
 
 
 def test_paths_pasted_the_way_a_terminal_drops_a_file(env, tmp_path):

@@ -75,6 +75,7 @@ def test_edit_grounds_the_target_and_reports_detections(env, capsys):
     assert (env / "photo-edited.png").is_file()
 
 
+@pytest.mark.slow
 def test_regionwise_runs_every_diffusion_step_by_default(env, capsys):
     """R-SIE runs RwDP from T (sec. 4.1, eq. 6): `--editor regionwise` starts at the schedule's first
     timestep and runs every step; the encoding ratio below 1 is a knob (`--strength`)."""

@@ -75,10 +75,21 @@ def test_typos_are_corrected_to_known_words(typed, meant):
     assert correct(typed, "a photo of a dog")[0] == meant
 
 
-@pytest.mark.parametrize("text", ["make the zebra red", "make the mane red", "cover the ground with snow",
+@pytest.mark.parametrize("text", ["make the zebra red", "make the mane red", "cover the ground with snow", "turn it into a tram",
                                   "turn the tiramisu into a cake", "make the bananas greenish"])
 def test_real_words_keep_their_spelling(text):
     assert correct(text, "a photo")[1] == []
+
+
+def test_the_fast_path_leaves_an_undo_with_an_edit_to_the_reader():
+    """"go back and make the leftmost one white instead" is two requests: not the fast path's plain undo."""
+    from agent.commands import recognise
+
+    assert recognise("undo")["name"] == "undo" and recognise("go back two steps")["steps"] == 2
+    assert recognise("go back and make the leftmost one white instead") is None
+    last = parse("give the cat a tiny hat")  # after undoing an "add", "the leftmost one" is a cat, not a hat
+    got = plan_of("go back and make the leftmost one white instead", last)
+    assert (got.target, got.qualifier, got.undo_first) == ("cat", "leftmost", 1)
 
 
 def test_her_follows_the_caption():

@@ -177,7 +177,7 @@ def test_an_unchanged_region_fails_and_another_editor_follows(judged):
     assert "the region barely changed" in first["problems"][0]
     assert second["why"] == "another editor" and second["problems"] == []
     assert [r.editor for r in worker.requests] == ["ip2p-composite", "regionwise"]
-    assert kept_attempt(chat) == 1 and "kept the best: another editor" in reply.text
+    assert kept_attempt(chat) == 1 and "kept the best: another editor" in reply.details
 
 
 def test_an_edit_that_follows_the_instruction_backwards_fails_clip_direction(judged):
@@ -199,6 +199,7 @@ def test_a_localized_result_worse_than_the_baseline_falls_back_to_it(judged):
     assert first["failed"] == ["baseline"], first["problems"]
     assert 0 < first["scores"]["clip_dir_region"] < second["scores"]["clip_dir_region"] - 0.03
     assert second["why"] == judge.BASELINE_WHY and second["reused"]  # the free baseline: no third edit
+    assert "looked worse, so I edited the whole picture" in reply.text
     assert [r.editor for r in worker.requests] == ["ip2p-composite"]
     assert kept_attempt(chat) == 1
     versus = reply.attempts[0]["versus_baseline"]
@@ -264,6 +265,7 @@ def test_a_failed_attempt_never_discards_a_finished_one(judged):
     assert kept_attempt(chat) in (0, 2) and reply.attempts[1]["verdict"] == "error"
 
 
+@pytest.mark.slow
 def test_localedit_edit_judges_as_the_chat_does(settings, registry):
     """``localedit edit`` / ``eval`` run :func:`agent.pipeline.run`: the same budget, the free baseline, its
     comparison in the report, and a failed attempt recorded beside the finished ones."""
@@ -350,6 +352,7 @@ def test_a_removal_that_left_the_object_fails_and_one_that_removed_it_passes(set
         assert ("category" in [p.kind for p in found]) == fails, found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("editor", MASKED_EDITORS)
 def test_the_seam_fires_on_a_hard_composite_and_passes_a_feathered_one(settings, registry, editor):
     """Every masked editor's real composite (tiny models): pasted with no feather, the edge carries the
@@ -510,13 +513,13 @@ def test_stronger_then_weaker_change_the_pixels_and_say_what_moved(settings, reg
     chat.send("make the leftmost cat red")
     first = pixels(chat.current_image_path())
     reply = chat.send("make it stronger")
-    assert not reply.error and text in reply.text, reply.text
+    assert not reply.error and text in reply.details and reply.text.startswith("Done, stronger:"), reply.details
     stronger = pixels(chat.current_image_path())
     assert not np.array_equal(first, stronger)
     # the re-run is a new version made from the same base image (the photo), beside the first edit
     assert len(chat.versions()) == 3 and chat.versions()[-1]["parent"] == 1
     weaker = chat.send("weaker")
-    assert not weaker.error and "->" in weaker.text
+    assert not weaker.error and "->" in weaker.details and weaker.text.startswith("Done, weaker:")
     a, b, c = worker.requests
     assert a.editor == b.editor == c.editor == editor and a.seed == b.seed == c.seed  # only the knob moved
     assert getattr(b, knob) > getattr(a, knob) and getattr(c, weaker_knob) < getattr(b, weaker_knob)
@@ -527,7 +530,7 @@ def test_stronger_then_weaker_change_the_pixels_and_say_what_moved(settings, reg
     if editor == "diffedit":  # it draws no noise: another seed would repeat the picture, so none is made
         assert "no random noise" in again.text and len(worker.requests) == 3 and len(chat.versions()) == 4
     else:
-        assert "seed 0 -> 1" in again.text and worker.requests[-1].seed == 1
+        assert "seed 0 -> 1" in again.details and worker.requests[-1].seed == 1
         assert not np.array_equal(pixels(chat.current_image_path()), shown)  # another seed, other pixels
     conv.close()
 
@@ -545,11 +548,13 @@ def test_chat_cli_stronger_after_an_ip2p_composite_edit(tmp_path, tiny_models_di
         monkeypatch.setenv(f"LOCALEDIT_{name}", value)
     monkeypatch.chdir(tmp_path)
     scene(SIZE, boxes=CATS).save(tmp_path / "cats.png")
-    script = "/image cats.png\nmake the leftmost cat red\n/save first.png\nstronger\n/save stronger.png\n/quit\n"
+    script = ("/image cats.png\nmake the leftmost cat red\n/details\n/save first.png\nstronger\n/details\n"
+              "/save stronger.png\n/quit\n")
     monkeypatch.setattr(sys, "stdin", io.StringIO(script))
     assert main(["chat-cli"]) == 0
     said = capsys.readouterr().out
     assert "Traceback" not in said
+    assert "Done, stronger: the leftmost cat is red now." in said, said  # one sentence; the knobs in /details
     assert "with ip2p-composite." in said, said  # the first edit
     assert "with ip2p-composite (stronger: text guidance 7.5 -> 10, image guidance 1.5 -> 1.25)." in said, said
     first, stronger = (np.asarray(Image.open(tmp_path / n)) for n in ("first.png", "stronger.png"))

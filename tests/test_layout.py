@@ -101,3 +101,45 @@ def test_agent_and_worker_interface_do_not_import_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+LAYERS_BELOW = {"tools": ("agent", "bench", "chat_ui"), "agent": ("bench", "chat_ui")}
+"""Imports run downward: a package never imports the packages listed for it (``bench`` and ``chat_ui``
+are on top; ``agent``'s CLI finds their sub-commands through the ``localedit.commands`` entry points)."""
+
+
+def _package(module: str) -> str:
+    return module.split(".")[0]
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """``(importer, imported)`` pairs that break :data:`LAYERS_BELOW`, and vision modules (``tools``
+    outside ``tools.worker``) that import the worker package, which imports them."""
+    bad = []
+    for module, deps in graph.items():
+        for dep in deps:
+            if _package(dep) in LAYERS_BELOW.get(_package(module), ()):
+                bad.append((module, dep))
+            elif (_package(module) == "tools" and not module.startswith("tools.worker")
+                  and dep.startswith("tools.worker")):
+                bad.append((module, dep))
+    return sorted(bad)
+
+
+def test_the_layer_check_fires():
+    assert upward_imports({"agent.cli": {"bench.evaluate", "tools.config"}, "tools.region": {"tools.worker.interface"},
+                           "tools.config": {"agent.plan"}, "bench.evaluate": {"agent.pipeline", "chat_ui"},
+                           "tools.worker.local": {"tools.edit"}}) == [
+        ("agent.cli", "bench.evaluate"), ("tools.config", "agent.plan"), ("tools.region", "tools.worker.interface")]
+
+
+def test_imports_run_downward():
+    assert upward_imports(import_graph()) == []
+
+
+def test_the_cli_finds_the_subcommands_it_does_not_import():
+    from agent.cli import build_parser, command_registrations
+
+    assert {name for name, _ in command_registrations()} == {"chat", "eval", "worker", "api"}
+    commands = build_parser()._subparsers._group_actions[0].choices
+    assert {"edit", "models", "parse", "chat-cli", "chat", "eval", "worker", "api", "mcp"} <= set(commands)

@@ -69,7 +69,7 @@ def test_stdio_lists_the_tools_and_edits_a_photo(tiny_models_dir, tmp_path):
 
 def test_streamable_http_edits_the_cat_one_conversation_per_session(settings, tmp_path):
     s = agent_settings(settings, tmp_path)
-    conv = Conversations(s, worker=SceneWorker(s, objects={"cat": [CATS[0]]}), understander=Understander(None))
+    conv = Conversations(s, worker=SceneWorker(s, objects={"cat": list(CATS)}), understander=Understander(None))
     buf = io.BytesIO()
     scene(SIZE, boxes=CATS).save(buf, "PNG")
     photo = base64.b64encode(buf.getvalue()).decode()
@@ -82,23 +82,30 @@ def test_streamable_http_edits_the_cat_one_conversation_per_session(settings, tm
                     ClientSession(read, write) as session:
                 await session.initialize()
                 assert TOOLS <= {t.name for t in (await session.list_tools()).tools}
-                edited = await session.call_tool("edit_image", {"instruction": "make the cat red",
-                                                                "image_base64": photo})
+                asked = await session.call_tool("edit_image", {"instruction": "make the cat red",
+                                                               "image_base64": photo})
+                edited = await session.call_tool("answer", {"message": "2"})
                 mask = await session.call_tool("show_mask", {})
+                undone = await session.call_tool("undo", {})
+                redone = await session.call_tool("redo", {})
+                versions = await session.call_tool("list_versions", {})
                 path = await session.call_tool("edit_image", {"instruction": "make it blue", "image_path": "/etc/hosts"})
             async with httpx.AsyncClient(headers=auth, timeout=120) as client, \
                     streamable_http_client(url + MCP_PATH, http_client=client) as (read, write, _), \
                     ClientSession(read, write) as other:
                 await other.initialize()
                 fresh = await other.call_tool("list_versions", {})
-            return edited, mask, path, fresh
+            return asked, edited, mask, undone, redone, versions, path, fresh
 
-        edited, mask, path, fresh = anyio.run(talk)
+        asked, edited, mask, undone, redone, versions, path, fresh = anyio.run(talk)
         refused = httpx.post(url + MCP_PATH, json={}, timeout=30)
         plain = httpx.post(url + MCP_PATH, content=b"{}", headers={**auth, "content-type": "text/plain"}, timeout=30)
     conv.close()
+    assert "which" in text(asked).lower() and images(asked)  # three cats: the numbered candidates
     assert [im.size for im in images(edited)] == [SIZE], text(edited)
-    assert images(mask), text(mask)
+    assert images(mask) and images(undone) and images(redone), text(mask)
+    assert text(versions).count('"number"') == 2 and text(versions).splitlines()[1].endswith('"current": true, '
+                                                                                         '"instruction": "make the cat red"}')
     assert "stdio only" in text(path) and not images(path)
     assert text(fresh) == "No photo yet."  # the second MCP session has a conversation of its own
     assert refused.status_code == 401 and plain.status_code == 415

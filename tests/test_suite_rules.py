@@ -69,3 +69,17 @@ def test_the_four_markers_are_registered_and_every_used_marker_is():
     unregistered = {path.name: sorted(markers_used(path.read_text()) - registered - PYTEST_OWN)
                     for path in sorted(TESTS.glob("test_*.py"))}
     assert {name: marks for name, marks in unregistered.items() if marks} == {}
+
+
+def test_every_test_listed_as_slow_exists():
+    from tests.conftest import SLOW_FIXTURES, SLOW_TESTS
+
+    def defined(path: str, name: str) -> bool:
+        source = ROOT / path
+        return source.is_file() and re.search(rf"^(async )?def {name}\(", source.read_text(), re.M) is not None
+
+    assert defined("tests/test_smoke.py", "test_tiny_edit_at_the_default_size")
+    assert not defined("tests/test_smoke.py", "test_that_was_renamed")  # what a stale entry looks like
+    missing = [n for n in SLOW_TESTS if not defined(*n.split("::"))]
+    missing += [f"{path} fixture {name}" for path, name in SLOW_FIXTURES if not defined(path, name)]
+    assert missing == [], "rename or remove them in tests/conftest.py"

@@ -44,8 +44,9 @@ class Settings(BaseSettings):
         "vit_b", description="Segment Anything's image encoder (a make-random folder has vit_b and vit_h).")
     offload: Literal["none", "model"] = Field(
         "none", description="'model': on CUDA, keep BLIP-2 and the diffusion pipelines in CPU memory and move "
-        "each to the GPU for its stage (diffusers' model CPU offload for the pipelines), so every model fits "
-        "a 12 GB GPU; 'none' keeps everything resident (about 16 GB in fp16).")
+        "each to the GPU for its stage (diffusers' model CPU offload for the pipelines); 'none' keeps everything "
+        "resident. Computed, not measured (docs/figures.md): about 8.6 GiB on the GPU at once with 'model', "
+        "17.3 GiB with 'none', in fp16, before the CUDA context and workspaces.")
 
     # --- images -----------------------------------------------------------------------
     max_side: int = Field(512, ge=64, le=2048, description="Models work at this long side (multiple of 8).")

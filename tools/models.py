@@ -113,6 +113,21 @@ def resolve_device(settings: Settings) -> tuple[torch.device, torch.dtype]:
     return device, dtype
 
 
+def role_dtype(role: str, device: torch.device, dtype: torch.dtype) -> torch.dtype:
+    """The dtype ``role`` runs in: ``dtype``, except GroundingDINO on the CPU, always fp32.
+
+    In bf16 (or fp16) on the CPU, GroundingDINO's multi-scale deformable attention feeds
+    ``torch.nn.functional.grid_sample`` sampling grids that are NaN (measured 2026-12-06 with the
+    full-size random detector at max side 256: 88 of 96 grids non-finite in bf16, 0 of 96 in fp32),
+    and the CPU kernel reads out of bounds on non-finite grids (pytorch/pytorch#24823): the process
+    died with SIGSEGV in 1 of 3 threaded runs. The detector is small (232 M parameters, 0.93 GB in
+    fp32), so it runs in fp32 there; on CUDA it keeps the chosen dtype.
+    """
+    if role == "detector" and device.type == "cpu" and dtype != torch.float32:
+        return torch.float32
+    return dtype
+
+
 def model_sources(settings: Settings) -> dict[str, str]:
     """Where each role will be loaded from (a local folder or a public id)."""
     configured: dict[str, str] = {}
@@ -478,9 +493,10 @@ class ModelRegistry:
         device = torch.device("cpu") if offloaded else self.device
         if self.device.type == "cuda" and self.settings.cuda_fast_math:  # TF32 for SAM and other fp32 parts
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        log.info("loading %s from %s on %s (%s)", role, source, device, self.dtype)
+        dtype = role_dtype(role, device, self.dtype)
+        log.info("loading %s from %s on %s (%s)", role, source, device, dtype)
         try:
-            loaded = load_role(role, source, device, self.dtype, self.settings)
+            loaded = load_role(role, source, device, dtype, self.settings)
         except OSError as err:  # loads are local_files_only: absent or incomplete weights raise OSError
             raise _missing(role, source, err, self.settings.models_dir) from err
         if offloaded and role in DIFFUSION_ROLES:
@@ -560,6 +576,10 @@ class ModelRegistry:
 
     def loaded(self) -> list[str]:
         return sorted(self._loaded)
+
+    def dtype_of(self, role: str) -> torch.dtype:
+        """The dtype ``role`` runs in (:func:`role_dtype`: the detector is fp32 on the CPU)."""
+        return role_dtype(role, self.device, self.dtype)
 
 
 def decode_with_tiny_vae(vae, tiny) -> None:

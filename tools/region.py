@@ -11,15 +11,16 @@ editor of an evaluation sample is scored against the same :class:`EvalRegion`:
   whole-image baseline moves. Without a mask the boxes stand in for it.
 
 :func:`score_edit` is what the pipeline's score stage (``agent.pipeline.score``) calls, for the
-chat, ``localedit edit`` and ``localedit eval`` alike. It goes
-through a :class:`~tools.worker.Worker`, so this module never imports torch.
+chat, ``localedit edit`` and ``localedit eval`` alike. It goes through anything with the worker's
+``score`` method (:class:`Scorer`; a ``tools.worker.Worker``), so this module never imports torch,
+nor the worker package (a vision module sits below it: tests/test_layout.py).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional, Protocol, Sequence
 
 import numpy as np
 from PIL import Image
@@ -27,9 +28,16 @@ from PIL import Image
 from tools.images import box_to_mask, mask_bbox
 from tools.seam import seam_profile
 from tools.types import Box, Scores
-from tools.worker.interface import Worker
 
-__all__ = ["EvalRegion", "evaluation_region", "rc_labels", "score_edit"]
+__all__ = ["EvalRegion", "Scorer", "evaluation_region", "rc_labels", "score_edit"]
+
+
+class Scorer(Protocol):
+    """What :func:`score_edit` needs of a worker: ``tools.worker.Worker.score``."""
+
+    def score(self, original: Image.Image, edited: Image.Image, *, mask: Optional[np.ndarray] = None,
+              box: Optional[Box] = None, boxes: Sequence[Box] = (), source_caption: str = "",
+              target_caption: str = "", target_text: str = "", source_text: str = "") -> Scores: ...
 
 
 @dataclass(frozen=True)
@@ -96,7 +104,7 @@ def rc_labels(action: str, target: Optional[str], new_value: Optional[str]) -> t
     return "", ""
 
 
-def score_edit(worker: Worker, original: Image.Image, edited: Image.Image, region: Optional[EvalRegion], *,
+def score_edit(worker: Scorer, original: Image.Image, edited: Image.Image, region: Optional[EvalRegion], *,
                source_caption: str = "", target_caption: str = "", target_label: str = "",
                source_label: str = "", edit_region: Optional[np.ndarray] = None) -> Scores:
     """The metrics of ``edited`` against ``original`` on ``region`` (see :class:`~tools.types.Scores`).

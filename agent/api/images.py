@@ -148,8 +148,19 @@ class ImagesApi:
         return self.conversations.session(thread_of(user))
 
     def edit(self, session: Session, image: bytes, prompt: str, mask: Optional[bytes] = None, n: int = 1,
-             size: Optional[str] = None, output_format: str = "png") -> dict:
-        """One ``/v1/images/edits`` request as turns of ``session``; the OpenAI answer."""
+             size: Optional[str] = None, output_format: str = "png", keep: bool = True) -> dict:
+        """One ``/v1/images/edits`` request as turns of ``session``; the OpenAI answer.
+
+        ``keep``: the conversation goes on (a ``user`` was given); else its thread is deleted after the
+        answer (the images stay in the content-addressed store, which other threads may share)."""
+        try:
+            return self._edit(session, image, prompt, mask, n, size, output_format)
+        finally:
+            if not keep:
+                self.conversations.checkpointer.delete_thread(session.thread_id)
+
+    def _edit(self, session: Session, image: bytes, prompt: str, mask: Optional[bytes], n: int,
+              size: Optional[str], output_format: str) -> dict:
         try:
             photo = load_image(image, **self.limits)
         except LocaleditError as err:
@@ -272,13 +283,14 @@ def create_api_app(conversations: Conversations, token: Optional[str] = None, ho
                 raise ApiError(400, "Streaming is not served; leave 'stream' out.", "stream")
             n = _int(form.get("n"), "n", 1, 1, MAX_N)
             mask = await _file(form, "mask")
-            session = api.session(form.get("safety_identifier") or form.get("user"))
+            user = form.get("safety_identifier") or form.get("user")
+            session = api.session(user)
         except ApiError as err:
             return err.response()
         except Refusal as err:
             return ApiError(err.status, err.detail).response()
         work = asyncio.get_running_loop().run_in_executor(None, api.edit, session, image, prompt, mask, n,
-                                                          form.get("size"), fmt)
+                                                          form.get("size"), fmt, bool(thread_of(user)))
         try:
             return JSONResponse(await asyncio.wait_for(asyncio.shield(work), float(settings.worker_timeout) * n))
         except asyncio.TimeoutError:

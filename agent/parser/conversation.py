@@ -93,8 +93,9 @@ def tone(text: str, last: Optional[EditPlan]) -> Optional[Command]:
 
 
 def _reset(last: EditPlan) -> EditPlan:
-    """The last plan as the object it was made on: after "turn the cat into a fox" is undone, "it" is the cat."""
-    if last.action == "replace":
+    """The last plan as the object it was made on: after "turn the cat into a fox" (or "give the cat a hat")
+    is undone, "it" is the cat."""
+    if last.action == "replace" or (last.action == "add" and last.target):
         return last.model_copy(update={"action": "attribute", "new_value": None})
     return last
 

@@ -54,7 +54,7 @@ CHAT_PATTERNS: list[tuple[re.Pattern, Callable[["_State"], str]]] = [
 ]
 """Whole-utterance chat: greetings, thanks, help, description, goodbyes, frustration."""
 
-_STEPS = rf"(?P<n>{_NUM}|twice|thrice)"
+_STEPS = rf"(?P<n>\d+|{_NUM}|twice|thrice)"  # any count: "undo 1000" goes back as far as there is
 COMMAND_PATTERNS: list[tuple[re.Pattern, str]] = [
     (re.compile(r"(?:undo|revert|reverse|roll ?back|go back|step back|take (?:it|that) back|back)"
                 r"(?: (?:that|this|it|everything|last|previous))?(?: (?:the )?(?:last|previous|latest))?"

@@ -6,7 +6,8 @@ module                    what it holds
 ``interface``             :class:`Worker`, the protocol the agent talks to (no torch here)
 ``local``                 :class:`LocalWorker`: the tools in this process (the default)
 ``wire``                  the JSON wire format: images, masks and results as JSON values
-``server``                ``localedit worker``: a ``LocalWorker`` behind FastAPI (tokens, limits)
+``server``                ``localedit worker``: a ``LocalWorker`` behind FastAPI (``tools.http_guard``, limits)
+``batch``                 batched InstructPix2Pix calls of several requests (``BatchedPipe``)
 ``client``                :class:`RemoteWorker`: the ``Worker`` interface over HTTP
 ``serve``                 the same HTTP app as a Ray Serve deployment (one replica per GPU)
 ``cli``                   the ``localedit worker`` sub-command (``python -m tools.worker``)

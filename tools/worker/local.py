@@ -58,7 +58,7 @@ class LocalWorker:
             from tools.ground import Grounder
 
             loaded = reg.get("detector")
-            return Grounder(loaded.model, loaded.processor, reg.device, reg.dtype,
+            return Grounder(loaded.model, loaded.processor, reg.device, reg.dtype_of("detector"),
                             box_threshold=self.settings.box_threshold,
                             text_threshold=self.settings.text_threshold)
         if name == "segment":

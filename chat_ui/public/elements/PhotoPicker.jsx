@@ -5,7 +5,8 @@
 // It lives in the side panel (chat_ui/panel.py): the one live photo of the chat, with Undo / Redo / Show mask
 // where they can do something, and the strip scrolled to the version shown.
 // Props (set by chat_ui/panel.py): src, alt, width, height (the image's pixels), image (its key), points
-// [[x, y, label]], status (what the last click did), clickable, download {href, name}, tools {undo, redo,
+// [[x, y, label]], status (what the last click did), clickable, answering (an open question's numbered
+// picture: a click chooses, no selection modes), download {href, name}, tools {undo, redo,
 // show_mask: whether each can act}, versions [{number, thumb, current, branch, instruction, scores, label}]
 // (chat_ui/render.py version_cards).
 import { useEffect, useRef, useState } from "react";
@@ -86,7 +87,7 @@ export default function PhotoPicker() {
         ) : null}
       </div>
       <div className="flex flex-wrap items-center gap-1 text-sm" role="toolbar" aria-label="Photo tools">
-        {clickable
+        {clickable && !props.answering
           ? MODES.map(([id, label, hint]) => (
               <button
                 key={id}

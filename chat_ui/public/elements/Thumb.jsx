@@ -12,7 +12,7 @@ export default function Thumb() {
       className="flex items-end gap-2 self-start p-0 border-0 bg-transparent cursor-pointer text-left"
     >
       <img src={props.src} alt={props.alt} className="block rounded-md border"
-           style={{ maxHeight: "72px", maxWidth: "120px", width: "auto", height: "auto" }} />
+           style={{ maxHeight: "56px", maxWidth: "96px", width: "auto", height: "auto" }} />
       {props.label ? <span className="text-xs text-muted-foreground">{props.label}</span> : null}
     </button>
   );

@@ -1,17 +1,15 @@
-"""Prompt texts: one plain-text file each in ``<repo>/prompts/<name>.txt``.
+"""Prompt texts: one plain-text file each, ``agent/prompts/<name>.txt``, shipped as package data.
 
-Templates mark their slots as ``{{name}}`` (so the JSON examples inside a prompt need no escaping);
-``render_prompt`` fills them.
+They are read with :mod:`importlib.resources`, so they are found wherever the package is installed
+(a wheel, ``pip install .``, a zip), not only beside a source tree. Templates mark their slots as
+``{{name}}`` (so the JSON examples inside a prompt need no escaping); ``render_prompt`` fills them.
 """
 
 from __future__ import annotations
 
 import re
 from functools import lru_cache
-from pathlib import Path
-
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
-"""Where the prompt files live: ``prompts/`` next to the ``agent`` package."""
+from importlib import resources
 
 _NAME_RE = re.compile(r"^[a-z0-9_-]+$")
 _SLOT_RE = re.compile(r"\{\{(\w+)\}\}")
@@ -19,10 +17,10 @@ _SLOT_RE = re.compile(r"\{\{(\w+)\}\}")
 
 @lru_cache(maxsize=None)
 def load_prompt(name: str) -> str:
-    """The text of ``prompts/<name>.txt`` (read once, then cached)."""
+    """The text of ``agent/prompts/<name>.txt`` (read once, then cached)."""
     if not _NAME_RE.match(name):
         raise ValueError(f"bad prompt name {name!r}")
-    return (PROMPTS_DIR / f"{name}.txt").read_text(encoding="utf-8")
+    return resources.files(__name__).joinpath(f"{name}.txt").read_text(encoding="utf-8")
 
 
 def render_prompt(name: str, **values: object) -> str:
