@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from tools.config import Settings
+from tools.models_modern import default_guidance
 from tools.types import MASKED_EDITORS
 
 EDITOR_FOR_ACTION = {
@@ -107,6 +108,8 @@ def base_knobs(editor: str, settings: Settings, given: Optional[dict[str, Any]] 
         strength = {"inpaint": 1.0, "regionwise": settings.regionwise_encoding_ratio}.get(editor,
                                                                                         settings.encoding_ratio)
     guidance = given.get("guidance_scale")
+    if guidance is None:  # qwen-edit / kontext / klein: their own guidance (Qwen's true CFG, FLUX's distilled)
+        guidance = default_guidance(editor, settings)
     image_guidance = given.get("image_guidance_scale")
     return {"guidance_scale": float(settings.guidance_scale if guidance is None else guidance),
             "image_guidance_scale": float(settings.image_guidance_scale if image_guidance is None else image_guidance),

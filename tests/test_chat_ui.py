@@ -152,6 +152,20 @@ def test_panel_tools_only_where_they_can_act():
     assert render.index_of([{**up, "current": False}, {**red, "current": True}], "b.png") == 1
 
 
+def test_turn_details_carry_the_knobs_and_the_agents_details():
+    """The knobs leave the reply for the turn's step; the agent's own details join them there."""
+    panel = PanelSettings(steps=2, max_side=64)
+    attempt = {"editor": "ip2p-composite", "guidance_scale": 7.5, "image_guidance_scale": 1.5, "seed": 0,
+               "path": "e.png"}
+    edited = Reply(text="Done: the leftmost cat is red now.", images={"edited": "e.png"})
+    details = render.turn_details(panel, edited, {"attempts": [attempt]})
+    assert details == ("Settings: ip2p-composite · 2 diffusion steps · text guidance 7.5, image guidance 1.5 · "
+                       "seed 0 · long side 64 px.")
+    edited.details = "Edited the leftmost of 3 cats; 1 attempt."  # Reply.details, where the agent gives them
+    assert render.turn_details(panel, edited, {"attempts": [attempt]}).endswith("\n\nEdited the leftmost of 3 cats; 1 attempt.")
+    assert render.turn_details(panel, Reply(text="Undid 1 step."), {"attempts": [attempt]}) == ""  # no edit kept
+
+
 def test_cold_start_lines_say_what_loads():
     start = {"event": "start", "role": "caption", "title": "BLIP-2 captioner", "loaded": []}
     done = {**start, "event": "done", "seconds": 3.25}

@@ -364,7 +364,8 @@ def test_the_seam_fires_on_a_hard_composite_and_passes_a_feathered_one(settings,
     image = scene(SIZE, boxes=CATS)
     request = EditRequest(editor=editor, instruction="make it blue", source_caption="a photo of a cat",
                           target_caption="a photo of a blue cat", steps=2)
-    hard = Editor(registry, settings.model_copy(update={"feather": 0})).edit(image, ellipse(CATS[0]), request)
+    hard = Editor(registry, settings.model_copy(update={"feather": 0, "modern_side": 64})).edit(
+        image, ellipse(CATS[0]), request)
     feathered = composite(image, hard.image, hard.region, settings.feather)  # inside the region hard IS the output
     for edited, fires in ((hard.image, True), (feathered, False)):
         seam, step, _ = seam_profile(image, edited, hard.region)
