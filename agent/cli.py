@@ -35,7 +35,8 @@ OPTIONS = {"models_dir": ("models", "--models"), "device": ("device", "--device"
            "box_threshold": ("box_threshold", "--box-threshold"), "text_threshold": ("text_threshold", "--text-threshold"),
            "editor": ("editor", "--editor"), "seed": ("seed", "--seed"), "steps": ("steps", "--steps"),
            "guidance_scale": ("guidance", "--guidance"), "image_guidance_scale": ("image_guidance", "--image-guidance"),
-           "black_mask_input": ("black_mask", "--black-mask"), "max_attempts": ("attempts", "--attempts")}
+           "black_mask_input": ("black_mask", "--black-mask"), "max_attempts": ("attempts", "--attempts"),
+           "grounder": ("grounder", "--grounder"), "segmenter": ("segmenter", "--segmenter")}
 """The settings the command line can override: setting -> (argument, option)."""
 
 
@@ -292,7 +293,9 @@ def _list_models(settings, args: argparse.Namespace) -> int:
 
     rows = {}
     for role, source in models.model_sources(settings).items():
-        row: dict[str, Any] = {"title": models.SPECS[role].title, "source": source}
+        spec = models.SPECS[role]
+        row: dict[str, Any] = {"title": spec.title, "source": source, "licence": spec.licence,
+                               "commercial_use": spec.commercial}
         if args.params:
             counts = models.parameter_counts(role, source, settings)
             row.update(counts or {"params": None, "available": False})
@@ -305,7 +308,7 @@ def _list_models(settings, args: argparse.Namespace) -> int:
         if args.params:
             n = row["params"]
             size = f"{'-' if n is None else _count(n):>8}  " + ("random  " if row.get("random") else "        ")
-        print(f"{role:9} {row['title']:36} {size}{row['source']}")
+        print(f"{role:9} {row['title']:36} {size}{row['source']}  [{row['licence']}]")
     return 0
 
 
@@ -598,8 +601,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--point", action="append", metavar="X,Y[,0]",
                    help="a point on the object (what a click sends; repeat to refine; X,Y,0 = not on it): "
                         "SAM's point prompt, with --box or the target's detection that contains it")
-    e.add_argument("--editor", choices=["ip2p", "ip2p-composite", "diffedit", "regionwise", "inpaint"],
+    e.add_argument("--editor", choices=["ip2p", "ip2p-composite", "diffedit", "regionwise", "inpaint", "qwen-edit",
+                                        "kontext", "klein"],
                    help="the editor the judge tries first (default LOCALEDIT_EDITOR, 'auto': by action)")
+    e.add_argument("--grounder", choices=["groundingdino", "sam3"],
+                   help="what finds the object: GroundingDINO + SAM (default) or SAM 3 (instances with masks)")
+    e.add_argument("--segmenter", choices=["sam", "sam2"], help="box / point segmenter: SAM (default) or SAM 2.1")
     e.add_argument("-o", "--output", help="edited image path (default: <image>-edited.png beside the image)")
     e.add_argument("--mask-out", help="save the edit region (the mask, dilated) as a PNG")
     e.add_argument("--overlay-out", help="save boxes + mask drawn over the photo")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from tools.config import Settings
+from tools.models_modern import default_guidance
 
 EDITOR_FOR_ACTION = {
     "replace": "ip2p-composite",
@@ -76,6 +77,8 @@ def base_knobs(editor: str, settings: Settings, given: Optional[dict[str, Any]] 
     elif strength is None:
         strength = 1.0 if editor == "inpaint" else settings.encoding_ratio
     guidance = given.get("guidance_scale")
+    if guidance is None:  # qwen-edit / kontext / klein: their own guidance (Qwen's true CFG, FLUX's distilled)
+        guidance = default_guidance(editor, settings)
     image_guidance = given.get("image_guidance_scale")
     return {"guidance_scale": float(settings.guidance_scale if guidance is None else guidance),
             "image_guidance_scale": float(settings.image_guidance_scale if image_guidance is None else image_guidance),
@@ -159,7 +162,7 @@ def attempt_queue(action: str, settings: Settings, *, first: Optional[dict[str, 
     elif editor not in SEEDLESS_EDITORS:  # a seed DiffEdit never reads would repeat the same pixels
         queue.append(_attempt(editor, knobs, seed + 1, "another seed", knob=f"seed {seed} -> {seed + 1}"))
     if action != "global":
-        other = ALTERNATIVE_FOR_ACTION.get(action, ALTERNATIVE_EDITOR[editor])
+        other = ALTERNATIVE_FOR_ACTION.get(action, ALTERNATIVE_EDITOR.get(editor, "ip2p-composite"))  # qwen-edit...
         if other == editor:
             other = "regionwise"
         queue.append(_attempt(other, base_knobs(other, settings), seed, "another editor"))

@@ -152,6 +152,20 @@ def test_panel_tools_only_where_they_can_act():
     assert render.index_of([{**up, "current": False}, {**red, "current": True}], "b.png") == 1
 
 
+def test_turn_details_carry_the_knobs_and_the_agents_details():
+    """The knobs leave the reply for the turn's step; the agent's own details join them there."""
+    panel = PanelSettings(steps=2, max_side=64)
+    attempt = {"editor": "ip2p-composite", "guidance_scale": 7.5, "image_guidance_scale": 1.5, "seed": 0,
+               "path": "e.png"}
+    edited = Reply(text="Done: the leftmost cat is red now.", images={"edited": "e.png"})
+    details = render.turn_details(panel, edited, {"attempts": [attempt]})
+    assert details == ("Settings: ip2p-composite · 2 diffusion steps · text guidance 7.5, image guidance 1.5 · "
+                       "seed 0 · long side 64 px.")
+    edited.details = "Edited the leftmost of 3 cats; 1 attempt."  # Reply.details, where the agent gives them
+    assert render.turn_details(panel, edited, {"attempts": [attempt]}).endswith("\n\nEdited the leftmost of 3 cats; 1 attempt.")
+    assert render.turn_details(panel, Reply(text="Undid 1 step."), {"attempts": [attempt]}) == ""  # no edit kept
+
+
 def test_cold_start_lines_say_what_loads():
     start = {"event": "start", "role": "caption", "title": "BLIP-2 captioner", "loaded": []}
     done = {**start, "event": "done", "seconds": 3.25}
@@ -870,6 +884,8 @@ SCROLLED_HEIGHT = """() => {
 SCROLLED_TOP = SCROLLED_HEIGHT.replace("return e ? e.scrollHeight : document.documentElement.scrollHeight;",
                                        "if (e) e.scrollTop = 0;")
 """Scroll the chat to its top."""
+SCROLLED_BACK = SCROLLED_TOP.replace("e.scrollTop = 0", "e.scrollBy(0, -420)")
+"""Scroll the chat back by about two turns (Chainlit puts the newest message at the top)."""
 
 
 @pytest.fixture(scope="module")
@@ -989,6 +1005,7 @@ def _converse(ui, tmp_path: Path) -> None:
     per_ten = [(heights[b] - heights[a]) / SCREEN[1] for a, b in ((3, 13), (13, 23))]
     assert all(h < 4 for h in per_ten), per_ten
     print(f"\nnew content per 10 turns: {', '.join(f'{h:.2f}' for h in per_ten)} screen heights of {SCREEN[1]} px")
+    page.evaluate(SCROLLED_BACK)
     shot(ui, "25-turns")
 
     # New chat: the confirmation tells the truth; the same first words give a name the sidebar tells apart
@@ -1000,5 +1017,6 @@ def _converse(ui, tmp_path: Path) -> None:
     page.locator("#starter-make-the-car-red").wait_for()
     ui.send("make the leftmost cat red", expect="Drop a photo")
     page.get_by_text("(2) make the leftmost cat red").wait_for()
+    shot(ui, "two-names")
     names = page.locator("#thread-history a, [id^='thread-'] a, a[href*='/thread/']").all_inner_texts()
     assert sum(1 for n in names if n.strip() == "make the leftmost cat red") <= 1, names

@@ -71,6 +71,29 @@ class Settings(BaseSettings):
     seed: int = Field(0, description="Seed of the first attempt ('try again' takes the next).")
     black_mask_input: bool = Field(False, description="ip2p-composite: black out the background before editing (CMU).")
 
+    # --- newer editors and segmenters (issue 20; docs/editors.md) ---------------------------
+    grounder: Literal["groundingdino", "sam3"] = Field(
+        "groundingdino", description="What finds the plan's object: 'groundingdino' (boxes; SAM then segments "
+        "the chosen one) or 'sam3' (SAM 3 finds every instance of the noun phrase with its mask in one model).")
+    segmenter: Literal["sam", "sam2"] = Field(
+        "sam", description="The box / point segmenter: 'sam' (Segment Anything) or 'sam2' (SAM 2.1).")
+    sam3_threshold: float = Field(0.5, ge=0, le=1, description="SAM 3: keep instances scoring above this.")
+    crop: Literal["modern", "all", "off"] = Field(
+        "modern", description="Edit the region at its own resolution: a crop around it (the region plus context, "
+        "at least the editor's native size) is what the editor sees. 'modern': for qwen-edit and kontext; "
+        "'all': every masked editor; 'off': the whole photo scaled down.")
+    modern_side: int = Field(1024, ge=64, le=2048, description="qwen-edit / kontext / klein: the side of the square area "
+                             "they work at (natively 1024 x 1024).")
+    qwen_true_cfg: float = Field(4.0, ge=0, le=50, description="qwen-edit: true classifier-free guidance (the "
+                                 "request's guidance when it gives none; above 1 a step costs two passes).")
+    kontext_guidance: float = Field(2.5, ge=0, le=50, description="kontext: FLUX's distilled guidance (the "
+                                    "request's guidance when it gives none).")
+    klein_guidance: float = Field(1.0, ge=0, le=50, description="klein: classifier-free guidance (the request's "
+                                  "guidance when it gives none; the step-distilled 4 B model ignores it).")
+    modern_inpaint: bool = Field(True, description="qwen-edit / kontext / klein: run their inpaint pipelines inside the "
+                                 "mask at the request's strength (default 0.8; the knob the judge's retries move); "
+                                 "false: their edit pipelines edit the whole crop and the region is composited.")
+
     # --- agent ------------------------------------------------------------------------
     data_dir: Path = Field(default_factory=_default_data_dir, description="Conversations (SQLite), images by content "
                            "hash and the per-thread turn locks; default $XDG_DATA_HOME/localedit or "

@@ -14,7 +14,7 @@ Box = tuple[float, float, float, float]
 Point = tuple[float, float]
 """A point ``(x, y)`` in original-image pixels (a click on the object, a SAM point prompt)."""
 
-EDITORS = ("ip2p", "ip2p-composite", "diffedit", "regionwise", "inpaint")
+EDITORS = ("ip2p", "ip2p-composite", "diffedit", "regionwise", "inpaint", "qwen-edit", "kontext", "klein")
 """Every editor the engine knows, by name."""
 
 MAX_TEXT = 2000
@@ -22,7 +22,7 @@ MAX_TEXT = 2000
 "too long", never cut and acted on; the LLM and the parser are sent no more), and an edit request's
 instruction or caption (CLIP and the text encoders read 77 tokens of it anyway)."""
 
-MASKED_EDITORS = ("ip2p-composite", "diffedit", "regionwise", "inpaint")
+MASKED_EDITORS = ("ip2p-composite", "diffedit", "regionwise", "inpaint", "qwen-edit", "kontext", "klein")
 """Editors that need a mask and keep everything outside it unchanged."""
 
 
