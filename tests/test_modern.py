@@ -239,3 +239,15 @@ def test_sam3_instances_keep_their_own_masks_and_other_boxes_go_to_the_segmenter
     other = seg.segment(img, [(10, 10, 60, 60)])  # a --box that is no instance: the box segmenter
     assert other.source in ("sam", "box")
     assert grounder.detect(img, "") == [] and grounder.detect(img, "cat", box_threshold=1.0) == []
+
+
+def test_the_worker_segments_with_sam2_when_configured(registry, modern):
+    from tools.worker.local import LocalWorker
+
+    img, _ = photo()
+    worker = LocalWorker(modern.model_copy(update={"segmenter": "sam2"}), registry)
+    assert worker.segment(img, [(150, 100, 250, 200)]).source in ("sam2", "box")
+    assert type(worker._tool("segment")).__name__ == "Sam2Segmenter"
+    default = LocalWorker(modern, registry)
+    assert type(default._tool("segment")).__name__ == "Segmenter"  # GroundingDINO + SAM stays the default
+    assert type(default._tool("ground")).__name__ == "Grounder"
