@@ -312,7 +312,8 @@ def table(rows: list[TurnResult], label: str) -> str:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.conversations", description=__doc__.split("\n")[0])
     parser.add_argument("--models", help="models folder (default: tiny random models, made once in a temp dir)")
-    parser.add_argument("--smollm2", action="store_true", help="also run the LLM path with SmolLM2 (transformers serve)")
+    parser.add_argument("--smollm2", action="store_true",
+                        help="also run the LLM path with SmolLM2 (transformers serve)")
     parser.add_argument("--limit", type=int, help="only the first N conversations")
     parser.add_argument("--json", type=Path, help="write every turn here")
     parser.add_argument("--verbose", action="store_true")

@@ -884,6 +884,8 @@ SCROLLED_HEIGHT = """() => {
 SCROLLED_TOP = SCROLLED_HEIGHT.replace("return e ? e.scrollHeight : document.documentElement.scrollHeight;",
                                        "if (e) e.scrollTop = 0;")
 """Scroll the chat to its top."""
+SCROLLED_BACK = SCROLLED_TOP.replace("e.scrollTop = 0", "e.scrollBy(0, -420)")
+"""Scroll the chat back by about two turns (Chainlit puts the newest message at the top)."""
 
 
 @pytest.fixture(scope="module")
@@ -1003,6 +1005,7 @@ def _converse(ui, tmp_path: Path) -> None:
     per_ten = [(heights[b] - heights[a]) / SCREEN[1] for a, b in ((3, 13), (13, 23))]
     assert all(h < 4 for h in per_ten), per_ten
     print(f"\nnew content per 10 turns: {', '.join(f'{h:.2f}' for h in per_ten)} screen heights of {SCREEN[1]} px")
+    page.evaluate(SCROLLED_BACK)
     shot(ui, "25-turns")
 
     # New chat: the confirmation tells the truth; the same first words give a name the sidebar tells apart
@@ -1014,5 +1017,6 @@ def _converse(ui, tmp_path: Path) -> None:
     page.locator("#starter-make-the-car-red").wait_for()
     ui.send("make the leftmost cat red", expect="Drop a photo")
     page.get_by_text("(2) make the leftmost cat red").wait_for()
+    shot(ui, "two-names")
     names = page.locator("#thread-history a, [id^='thread-'] a, a[href*='/thread/']").all_inner_texts()
     assert sum(1 for n in names if n.strip() == "make the leftmost cat red") <= 1, names
