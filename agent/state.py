@@ -128,6 +128,7 @@ class Attempt(TypedDict, total=False):
     problems: list[str]
     failed: list[str]
     combined: float
+    error: str  # the edit failed (an out-of-memory error, say): recorded, never kept
 
 
 class Question(TypedDict, total=False):
@@ -182,5 +183,7 @@ class State(TypedDict, total=False):
     mask_for: Optional[list[int]]  # the detection indices ``mask`` covers
     attempts: list[Attempt]  # every edit tried this turn, with its scores and verdict
     queue: list[Attempt]  # the attempts still to try (the judge's queue)
+    turn_region: Optional[dict[str, Any]]  # {"boxes", "mask"}: the one region every attempt is scored on
+    baseline: Optional[dict[str, Any]]  # plain InstructPix2Pix this turn, once run: {"path", "scores", "how"}
     report: list[dict[str, Any]]  # the stages of this turn: {"stage", "ran", "why"?, "cache"?, "seconds"?}
     reply: Optional[ReplyData]
