@@ -5,7 +5,7 @@ cat in 12 s", "Asked which cat", "Undid 1 step") with the stages that ran nested
 with its own progress while it runs (:func:`stage_title`, :func:`progress_text`) and its details
 when done (:func:`turn_steps`: the caption and plan, the detections drawn as boxes, the mask, each
 attempt with its editor and scores). Only stages that ran in *this* turn are shown: ``ran`` is the
-set of graph nodes the turn's stage events named (``agent.graph._safe``), so nothing from an
+set of graph nodes the turn's stage events named (``agent.runtime.safe``), so nothing from an
 earlier turn can appear. Pictures get alt texts that say what they show (:func:`alt`). The
 version strip under each photo shows :func:`version_cards` (instruction, branch, scores).
 """
