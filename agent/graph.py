@@ -30,7 +30,7 @@ from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
 
-from agent import answers, pipeline, referent, replies
+from agent import answers, judge, pipeline, referent, replies
 from agent.commands import recognise
 from agent.parser import ParseContext
 from agent.plan import Chat, Clarify, EditPlan
