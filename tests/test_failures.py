@@ -214,3 +214,21 @@ def test_undo_a_thousand_goes_back_as_far_as_there_is_and_says_so(saved_chat, se
         assert chat.send("undo").text.startswith("Undid 1 step: now showing")  # as many as asked: not said
     finally:
         conv.close()
+
+
+@pytest.mark.server
+def test_a_second_ctrl_c_right_after_the_notice_always_leaves_with_bye(tiny_models_dir, tmp_path):
+    """The second Ctrl-C sent the moment "(Ctrl-C again, or /quit, to leave)" appears exited 130 with
+    "interrupted" in 1 run of 3 (it landed between two statements of the loop): now 0 and "bye"."""
+    import signal
+
+    env = chat_env(tiny_models_dir, tmp_path / "data")
+    for _ in range(4):
+        chat = Chat(env, tmp_path)
+        chat.at_prompt()
+        chat.proc.send_signal(signal.SIGINT)
+        chat.expect(r"Ctrl-C again, or /quit, to leave")
+        chat.proc.send_signal(signal.SIGINT)  # at once: no waiting for the prompt
+        chat.expect("^localedit: bye")
+        assert chat.proc.wait(timeout=60) == 0, chat.ended()
+        assert "interrupted" not in "".join(chat.err.queue)
