@@ -13,7 +13,8 @@
     localedit worker [--host H --port P --token T] [--ray]   # the vision models behind an HTTP API
 
 Errors a user can cause print one line (``error: ...``) and exit non-zero; nothing is written.
-Exit codes: 0 done, 1 unexpected failure, 2 bad input, 3 model missing, 4 nothing found to edit.
+Exit codes: 0 done, 1 unexpected failure, 2 bad input, 3 model missing, 4 nothing found to edit,
+5 worker unreachable, 6 no network for a download (docs/errors.md).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-EXIT_UNEXPECTED, EXIT_INPUT, EXIT_MODEL, EXIT_NOTHING, EXIT_WORKER = 1, 2, 3, 4, 5
+EXIT_UNEXPECTED, EXIT_INPUT, EXIT_MODEL, EXIT_NOTHING, EXIT_WORKER, EXIT_NETWORK = 1, 2, 3, 4, 5, 6
 
 
 OPTIONS = {"models_dir": ("models", "--models"), "device": ("device", "--device"),
@@ -697,7 +698,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.names += extra  # `models download --dry-run ip2p`: roles after an option are still roles
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    from tools.types import ImageError, LocaleditError, ModelMissingError, WorkerUnavailableError
+    from tools.types import ImageError, LocaleditError, ModelMissingError, NetworkError, WorkerUnavailableError
 
     try:
         return args.func(args)
@@ -705,6 +706,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _fail(err, EXIT_MODEL, args.debug)
     except WorkerUnavailableError as err:  # not the input's fault: the same command may work later
         return _fail(err, EXIT_WORKER, args.debug)
+    except NetworkError as err:  # a download with no network: not the input's fault either
+        return _fail(err, EXIT_NETWORK, args.debug)
     except ImageError as err:
         return _fail(err, EXIT_INPUT, args.debug)
     except LocaleditError as err:
