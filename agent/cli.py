@@ -439,6 +439,7 @@ class _OneLineFormatter(logging.Formatter):
 def _log_one_line(debug: bool) -> None:
     """Warnings and errors on stderr, one line each; their tracebacks only with ``--debug``."""
     handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)  # info records (a model load's line: tools.quiet) are not errors
     if not debug:
         handler.setFormatter(_OneLineFormatter())
     logging.getLogger().addHandler(handler)
@@ -581,7 +582,8 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.usage import OneLineParser
 
     p = OneLineParser(prog="localedit", description="Conversational, localized image editing.")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--debug", action="store_true", help="show tracebacks (and what --verbose shows)")
+    p.add_argument("--verbose", action="store_true", help="show the libraries' progress bars and warnings")
     sub = p.add_subparsers(dest="command", required=True)
 
     e = sub.add_parser("edit", help="edit one image once and print a JSON report")
@@ -694,6 +696,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     argv = join_negative_values(sys.argv[1:] if argv is None else argv, ("--point", "--box"))
     args, extra = parser.parse_known_args(argv)
+    if "--verbose" in extra:  # `localedit chat-cli --verbose`: after the command, as users type it
+        extra.remove("--verbose")
+        args.verbose = True
+    from tools.quiet import announce_loads, quiet_libraries
+
+    quiet_libraries(verbose=args.verbose or args.debug)
+    if args.command in ("edit", "chat-cli"):
+        announce_loads(sys.stderr)
     if extra and args.command == "models" and not any(e.startswith("-") for e in extra):
         args.names += extra  # `models download --dry-run ip2p`: roles after an option are still roles
     elif extra:

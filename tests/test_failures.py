@@ -232,3 +232,21 @@ def test_a_second_ctrl_c_right_after_the_notice_always_leaves_with_bye(tiny_mode
         chat.expect("^localedit: bye")
         assert chat.proc.wait(timeout=60) == 0, chat.ended()
         assert "interrupted" not in "".join(chat.err.queue)
+
+
+@pytest.mark.server
+def test_a_scripted_chat_shows_no_library_progress_bar_unless_verbose(tiny_models_dir, tmp_path):
+    """Every model load printed transformers' and diffusers' "Loading weights" bars on stderr (dozens
+    of lines per scripted conversation); now one line of ours per load, the bars with ``--verbose``."""
+    scene(SIZE, boxes=CATS).save(tmp_path / "photo.png")
+    script = "/image photo.png\nmake it look like winter\n"
+    runs = {}
+    for flags in ([], ["--verbose"]):
+        out = subprocess.run([str(EXE), "chat-cli", *flags], input=script, capture_output=True, text=True,
+                             cwd=tmp_path, env=chat_env(tiny_models_dir, tmp_path / "data"), timeout=300)
+        assert out.returncode == 0 and "Done: make it look like winter" in out.stdout, out.stderr
+        runs[bool(flags)] = out.stderr
+    quiet, verbose = runs[False], runs[True]
+    assert "Loading weights" not in quiet and "it/s]" not in quiet and "warning" not in quiet.lower(), quiet
+    assert "  loading ip2p from " in quiet and "  loading caption from " in quiet, quiet
+    assert "Loading weights" in verbose, verbose
