@@ -36,7 +36,8 @@ OPTIONS = {"models_dir": ("models", "--models"), "device": ("device", "--device"
            "box_threshold": ("box_threshold", "--box-threshold"), "text_threshold": ("text_threshold", "--text-threshold"),
            "editor": ("editor", "--editor"), "seed": ("seed", "--seed"), "steps": ("steps", "--steps"),
            "guidance_scale": ("guidance", "--guidance"), "image_guidance_scale": ("image_guidance", "--image-guidance"),
-           "black_mask_input": ("black_mask", "--black-mask"), "max_attempts": ("attempts", "--attempts")}
+           "black_mask_input": ("black_mask", "--black-mask"), "max_attempts": ("attempts", "--attempts"),
+           "grounder": ("grounder", "--grounder"), "segmenter": ("segmenter", "--segmenter")}
 """The settings the command line can override: setting -> (argument, option)."""
 
 
@@ -293,7 +294,9 @@ def _list_models(settings, args: argparse.Namespace) -> int:
 
     rows = {}
     for role, source in models.model_sources(settings).items():
-        row: dict[str, Any] = {"title": models.SPECS[role].title, "source": source}
+        spec = models.SPECS[role]
+        row: dict[str, Any] = {"title": spec.title, "source": source, "licence": spec.licence,
+                               "commercial_use": spec.commercial}
         if args.params:
             counts = models.parameter_counts(role, source, settings)
             row.update(counts or {"params": None, "available": False})
@@ -306,7 +309,7 @@ def _list_models(settings, args: argparse.Namespace) -> int:
         if args.params:
             n = row["params"]
             size = f"{'-' if n is None else _count(n):>8}  " + ("random  " if row.get("random") else "        ")
-        print(f"{role:9} {row['title']:36} {size}{row['source']}")
+        print(f"{role:9} {row['title']:36} {size}{row['source']}  [{row['licence']}]")
     return 0
 
 
@@ -365,7 +368,7 @@ def _history_context(path: str):
 # --- chat-cli --------------------------------------------------------------------------------
 
 CHAT_HELP = ("Commands: /image PATH (load a photo), /undo, /redo, /mask, /retry, /version N, /cancel, /save PATH, "
-             "/help, /quit. Ctrl-C stops a running edit; at the prompt, twice, it quits. "
+             "/details (how the last edit was made), /help, /quit. Ctrl-C stops a running edit; at the prompt, twice, it quits. "
              "Anything else is an instruction, e.g. \"turn the cat into a fox\".")
 
 
@@ -462,6 +465,8 @@ def _chat_line(session, interactive: bool, loaded: set[Path]) -> bool:
         return True
     if word == "/help":
         print(CHAT_HELP)
+    elif word == "/details":
+        _details(_LAST.get("reply"))
     elif word == "/image":
         if path := _path_arg(rest):
             _load(session, path, loaded)
@@ -546,10 +551,16 @@ def _chat_progress(event: dict) -> None:
               end="" if event["step"] < event["total"] else "\n", file=sys.stderr, flush=True)
 
 
+_LAST: dict = {}
+"""The chat's last reply (``{"reply": Reply}``), for ``/details``: chat-cli runs one chat per process."""
+
+
 def _show(reply) -> None:
+    """A reply as the chat shows it: its sentence, the image paths, the options of a question."""
     if reply is None:
         _say("give the image's path: /image PATH")
         return
+    _LAST["reply"] = reply
     if reply.notice:
         _say(f"({reply.notice})")
     _say(reply.text)
@@ -557,6 +568,15 @@ def _show(reply) -> None:
         print(f"  [{name}] {path}")
     if reply.question and reply.options:
         print(f"  answer with {', '.join(reply.options)}, 'all', 'the left one', or 'cancel'")
+    sys.stdout.flush()
+
+
+def _details(reply) -> None:
+    """``/details``: how the last reply came about: the objects and editor, scores, stages and attempts."""
+    if reply is None:
+        _say("nothing yet: send an instruction first")
+        return
+    _say(reply.details or "no edit details for the last reply")
     if reply.scores:
         shown = {k: v for k, v in reply.scores.items() if v is not None and k != "cache_hits"}
         print("  scores: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
@@ -572,7 +592,10 @@ def _show(reply) -> None:
         for n, attempt in enumerate(reply.attempts, 1):
             verdict = "; ".join(attempt.get("problems") or []) or "good"
             moved = f": {attempt['knob']}" if attempt.get("knob") else ""
-            print(f"  attempt {n}: {attempt['editor']} ({attempt['why']}{moved}): {verdict}")
+            versus = attempt.get("versus_baseline")
+            against = (f" [vs baseline: CLIP direction {versus['attempt']:.2f} against {versus['baseline']:.2f}]"
+                       if versus else "")
+            print(f"  attempt {n}: {attempt['editor']} ({attempt['why']}{moved}): {verdict}{against}")
     sys.stdout.flush()
 
 
@@ -595,8 +618,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--point", action="append", metavar="X,Y[,0]",
                    help="a point on the object (what a click sends; repeat to refine; X,Y,0 = not on it): "
                         "SAM's point prompt, with --box or the target's detection that contains it")
-    e.add_argument("--editor", choices=["ip2p", "ip2p-composite", "diffedit", "regionwise", "inpaint"],
+    e.add_argument("--editor", choices=["ip2p", "ip2p-composite", "diffedit", "regionwise", "inpaint", "qwen-edit",
+                                        "kontext", "klein"],
                    help="the editor the judge tries first (default LOCALEDIT_EDITOR, 'auto': by action)")
+    e.add_argument("--grounder", choices=["groundingdino", "sam3"],
+                   help="what finds the object: GroundingDINO + SAM (default) or SAM 3 (instances with masks)")
+    e.add_argument("--segmenter", choices=["sam", "sam2"], help="box / point segmenter: SAM (default) or SAM 2.1")
     e.add_argument("-o", "--output", help="edited image path (default: <image>-edited.png beside the image)")
     e.add_argument("--mask-out", help="save the edit region (the mask, dilated) as a PNG")
     e.add_argument("--overlay-out", help="save boxes + mask drawn over the photo")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
-from agent.parser import ParseContext, parse
+from agent.parser import ParseContext, read
 from agent.plan import Command
 
 SLASH = {"undo": "undo", "redo": "redo", "mask": "show_mask", "cancel": "cancel", "retry": "retry",
@@ -50,8 +50,8 @@ def recognise(text: str) -> Optional[dict[str, Any]]:
     m = _GOTO_RE.match(text)
     if m:
         return goto(int(m.group("n")))
-    result = parse(text, ParseContext())
-    return result.model_dump() if isinstance(result, Command) else None
+    reading = read(text, ParseContext())  # "go back and make it white": a command and an edit, not the fast path
+    return reading.result.model_dump() if isinstance(reading.result, Command) and not reading.rest else None
 
 
 def goto(number: int) -> dict[str, Any]:

@@ -58,6 +58,16 @@ _NEGATIVE = ("exclude", "leave out", "deselect")
 _ANY_ONE = {"", "one", "it", "that", "this", "that one", "this one", "the one", "object", "thing"}
 
 
+def place(point: tuple[float, float], size: tuple[int, int]) -> str:
+    """Where a click is on the photo, in words ("in the middle", "at the top left"), never pixel coordinates."""
+    x, y = point[0] / max(1, size[0]), point[1] / max(1, size[1])
+    col = "left" if x < 1 / 3 else "right" if x > 2 / 3 else ""
+    row = "top" if y < 1 / 3 else "bottom" if y > 2 / 3 else ""
+    if not (col or row):
+        return "in the middle"
+    return f"at the {' '.join(w for w in (row, col) if w)}"
+
+
 @dataclass
 class Pointed:
     """What pointing did: a sentence for the user and the selection now pending.
@@ -149,7 +159,8 @@ class Pointing:
             return self._select(state, current, (x, y))
         points = [*base["points"], [float(x), float(y), 1 if mode == "add" else 0]]
         return self._segment(current, points, base.get("box"), base.get("label"),
-                             f"{'Added' if mode == 'add' else 'Took out'} the part at ({x:.0f}, {y:.0f})")
+                             f"{'Added' if mode == 'add' else 'Took out'} the part you clicked "
+                             f"{place((x, y), image.size)}")
 
     @staticmethod
     def _answer(state: dict, point: tuple[float, float]) -> Pointed:
@@ -167,8 +178,9 @@ class Pointing:
         hit = box_containing(point, [d.box for d in detections])
         box, label = (detections[hit].box, detections[hit].label) if hit is not None else (None, None)
         label = None if label in (None, CONTEXT_PHRASE) else label
+        size = self.store.open(current).size
         return self._segment(current, [[float(point[0]), float(point[1]), 1]], box, label,
-                             f"Selected {'the ' + label if label else 'the region'} at ({point[0]:.0f}, {point[1]:.0f})")
+                             f"Selected {'the ' + label if label else 'the region'} {place(point, size)}")
 
     def _context(self, state: dict, current: str) -> list[Detection]:
         """Detections on the image on screen: the last grounding on it, those of the edit that made

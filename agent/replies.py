@@ -121,9 +121,67 @@ def reason(w: Where) -> str:
     return where(w) + (", a near tie" if w.tie else "")
 
 
+def the_objects(w: Where) -> str:
+    """The edited object(s) in a few words, for the one-sentence reply: "the leftmost disc", "cat 2",
+    "both cats", "the cat in the middle"; never coordinates."""
+    names = pluralize(w.name)
+    if w.how in ("global", "selected"):
+        return where(w)  # "the whole image", "the region you selected", "the cat you selected"
+    if w.how in ("user", "other"):
+        if w.chosen == w.total and w.total > 1:
+            return f"both {names}" if w.total == 2 else f"all {w.total} {names}"
+        nums = [str(n) for n in w.numbers]
+        return f"{w.name if len(nums) <= 1 else names} {_and(nums)}" if nums else f"the {w.name}"
+    if w.how == "all" or (w.how == "count" and w.chosen >= w.total > 1):
+        return f"both {names}" if w.chosen == 2 else f"all {w.chosen} {names}"
+    if w.how in ("position", "guess", "half", "group", "count") and w.total > 1:
+        desc = w.desc.replace("most", "") if w.how == "half" else w.desc
+        noun = w.name if w.chosen == 1 else f"{w.chosen} {names}"
+        if not desc:
+            return f"the {noun}"
+        if w.how == "half":
+            return f"the {noun} on the {desc}"
+        return f"the {desc} {noun}" if desc in PREFIX_DESCS else f"the {noun} {desc}"
+    return f"the {w.name}" if w.chosen == 1 else f"the {w.chosen} {names}"
+
+
+def done(action: str, new_value: Optional[str], instruction: str, w: Where, *, problems: Sequence[str] = (),
+         region_hint: Optional[str] = None, rerun: str = "") -> str:
+    """The one-sentence reply to an edit ("Done: the leftmost disc is blue now."; after "stronger":
+    "Done, stronger: ..."), plus what to say next when it helps (a near tie, a result that may still be
+    off). The editor, knobs, scores and attempts are in ``edit_done`` (the step details)."""
+    value = (new_value or "").strip().rstrip(".")
+    if w.how in ("global",) or action == "global" or not value and action != "remove":
+        text = f"Done: {(instruction or 'the edit').strip().rstrip('.')}."
+    else:
+        obj = the_objects(w)
+        many = w.chosen > 1
+        if action == "remove":
+            text = f"Done: {obj} {'are' if many else 'is'} gone."
+        elif action == "add":
+            where_ = (region_hint or "").strip() or f"on {obj}"
+            text = f"Done: I added {value} {where_}."
+        elif action == "replace":
+            new = value if many or re.match(r"^(?:a|an|the|some)\s", value) else \
+                ("an " if re.match(r"[aeiou]", value) else "a ") + value
+            text = f"Done: {obj} {'are' if many else 'is'} {pluralize(value) if many else new} now."
+        else:
+            text = f"Done: {obj} {'are' if many else 'is'} {value} now."
+    if rerun:  # "stronger", "try again", "the other candidate": what this version changed
+        text = f"Done, {rerun}:" + text[len("Done:"):]
+    if w.how == "fallback":
+        text += " The edit of the object alone looked worse, so I edited the whole picture."
+    if problems:
+        text += " It may still be off: say 'try again', 'stronger' or 'undo'."
+    elif w.tie and w.how in ("position", "group", "half", "guess"):
+        text += f" If you meant another {w.name}, say 'the other one'."
+    return text
+
+
 def edit_done(instruction: str, w: Where, editor: str, *, attempts: int = 1, kept_why: str = "",
               problems: Sequence[str] = (), note: str = "", knob: str = "") -> str:
-    """The reply to an edit that made a new version.
+    """The details of an edit that made a new version (``Reply.details``, chat-cli's ``/details``, the
+    UI's step details); the reply itself is ``done``.
 
     Args:
         instruction: the edit as a command ("make the cat red").

@@ -60,6 +60,7 @@ class Reply:
     cancelled: bool = False  # the turn was stopped (Stop, Ctrl-C): nothing changed
     busy: bool = False  # another turn of this thread was running: this message was not taken
     report: dict[str, Any] = field(default_factory=dict)  # {"ran", "skipped", "caches", "stages"}: see ``summarize``
+    details: str = ""  # how an edit was made: objects, editor, knobs, attempts (the step details; chat-cli /details)
 
 
 def summarize(entries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -247,7 +248,8 @@ class Session:
         images = dict(reply.get("images") or {})
         return Reply(text=reply["text"], images=images, scores=reply.get("scores"),
                      attempts=reply.get("attempts") or [], error=bool(reply.get("error")), notice=notice,
-                     understood=state.get("understood"), cancelled=bool(reply.get("cancelled")), report=report)
+                     understood=state.get("understood"), cancelled=bool(reply.get("cancelled")), report=report,
+                     details=reply.get("details") or "")
 
     def _current_images(self) -> dict[str, str]:
         current = self.current_image_path()

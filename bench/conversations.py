@@ -186,6 +186,24 @@ CONVERSATIONS: list[Conversation] = [
                                                    **{"from": "corrected"})),
         ("remove the car", E(edit=E(action="remove", target="car"))),
     ]),
+    # written after the parser work, run without changing the parser for them (held out)
+    Conversation("held out: street", STREET, "a photo of a car, a bus and a tree on a street", [
+        ("can you make the car look red pls", E(edit=E(target="car", new_value="red"))),
+        ("hmm no, blue", E(edit=E(target="car", new_value="blue"), **{"from": "corrected"})),
+        ("way too strong", E(command="weaker")),
+        ("undo that, and paint the tree orange instead", E(edit=E(target="tree", new_value="orange"),
+                                                          **{"from": "back"})),
+        ("nah i meant the bus", E(edit=E(target="bus", new_value="orange"), **{"from": "corrected"})),
+        ("could u turn it into a tram", E(edit=E(action="replace", new_value="tram"), region="same")),
+    ]),
+    Conversation("held out: cat", CATS, "a photo of three cats on a rug", [
+        ("make the rightmost cat blakc", E(edit=E(target="cat", qualifier="rightmost", new_value="black"))),
+        ("perfect, now give it a tiny hat", E(edit=E(action="add", new_value="a tiny hat"), region="same")),
+        ("too much", E(command="weaker")),
+        ("go back and make the leftmost one white instead", E(edit=E(qualifier="leftmost", new_value="white"),
+                                                             **{"from": "back"})),
+        ("ok cool thanks", E(no_edit=True)),
+    ]),
 ]
 
 
@@ -252,8 +270,10 @@ def run(conversations: list[Conversation], settings: Any, registry: Any = None, 
     results: list[TurnResult] = []
     for conv in conversations[:limit]:
         with tempfile.TemporaryDirectory() as tmp:
-            s = settings.model_copy(update={"data_dir": Path(tmp) / "data", "min_clip_dir": -1.0, "min_clip_rc": -1.0,
-                                            "min_clip_gc": -1.0, "max_l1_outside": 1.0, "min_l1_global": 0.0})
+            s = settings.model_copy(update={"data_dir": Path(tmp) / "data", "min_clip_dir": -1.0, "min_rc_lead": -100.0,
+                                            "min_clip_gc": -1.0, "max_l1_outside": 1.0, "min_l1_global": 0.0,
+                                            "min_l1_region": 0.0, "max_seam": 1.0, "min_mask_fill": 0.0,
+                                            "baseline_margin": 2.0})
             worker = ScriptedWorker(s, registry=registry, objects=conv.objects, caption=conv.caption)
             convs = Conversations(s, worker=worker, understander=understander or Understander(None))
             try:
@@ -292,7 +312,8 @@ def table(rows: list[TurnResult], label: str) -> str:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.conversations", description=__doc__.split("\n")[0])
     parser.add_argument("--models", help="models folder (default: tiny random models, made once in a temp dir)")
-    parser.add_argument("--smollm2", action="store_true", help="also run the LLM path with SmolLM2 (transformers serve)")
+    parser.add_argument("--smollm2", action="store_true",
+                        help="also run the LLM path with SmolLM2 (transformers serve)")
     parser.add_argument("--limit", type=int, help="only the first N conversations")
     parser.add_argument("--json", type=Path, help="write every turn here")
     parser.add_argument("--verbose", action="store_true")
@@ -325,13 +346,14 @@ def _tiny(where: Path) -> Path:
 
 
 def _with_smollm2(settings: Any, args: argparse.Namespace) -> list[TurnResult]:
-    from agent.llm import Understander, make_llm
+    from agent.llm import Understander
+    from agent.llm_client import make_llm
     from bench.smollm2 import model_dir, serve
 
     model = model_dir()
     with serve(model) as url:
-        s = settings.model_copy(update={"llm_base_url": url, "llm_model": str(model), "llm_timeout": 120.0,
-                                        "llm_turn_budget": 240.0})
+        s = settings.model_copy(update={"llm_base_url": url, "llm_model": str(model), "llm_timeout": 150.0,
+                                        "llm_turn_budget": 180.0, "llm_retries": 0})
         return run(CONVERSATIONS, s, understander=Understander(make_llm(s), settings=s), verbose=args.verbose,
                    limit=args.limit)
 

@@ -49,6 +49,9 @@ from tools.types import EDITORS, MASKED_EDITORS, EditRequest
 
 GB = 1024 ** 3
 
+DEFAULT_EDITORS = tuple(e for e in EDITORS if e not in ("qwen-edit", "kontext", "klein"))
+"""The editors timed by default: the Stable Diffusion ones, all at the same work side."""
+
 
 def test_photo(size: tuple[int, int]) -> Image.Image:
     """A synthetic photo with two objects (the benchmark needs no files)."""
@@ -440,7 +443,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--runs", type=int, default=3, help="warm runs per stage (0: cold only)")
     p.add_argument("--size", default="640x480", help="photo size WxH")
-    p.add_argument("--editors", default=",".join(EDITORS))
+    p.add_argument("--editors", default=",".join(DEFAULT_EDITORS),
+                   help="editors to time (default: the Stable Diffusion ones; qwen-edit, kontext and klein work at "
+                        "LOCALEDIT_MODERN_SIDE, see python -m bench.crop)")
     p.add_argument("--stages", default="caption,ground,segment,edit,score", help="stages to run (edit: --editors)")
     p.add_argument("--options", help="speed options to compare with the default ('none' for none; default on "
                    "CUDA: bf16,fp32,sdpa,compile,dpm++,unipc,taesd,batch; on the CPU, where fp16 and torch.compile "

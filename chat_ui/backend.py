@@ -19,7 +19,7 @@ from agent.session import Conversations, Session
 from tools.config import Settings
 from tools.files import private_dir
 
-EDITORS = ("auto", "ip2p", "ip2p-composite", "diffedit", "regionwise", "inpaint")
+EDITORS = ("auto", "ip2p", "ip2p-composite", "diffedit", "regionwise", "inpaint", "qwen-edit", "kontext", "klein")
 
 WorkerFactory = Callable[[Settings, Optional[Any]], Any]
 """``factory(settings, base_worker)``: the worker for one panel combination. ``base_worker`` is the
@@ -31,7 +31,8 @@ class PanelSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    editor: Literal["auto", "ip2p", "ip2p-composite", "diffedit", "regionwise", "inpaint"] = "auto"
+    editor: Literal["auto", "ip2p", "ip2p-composite", "diffedit", "regionwise", "inpaint", "qwen-edit", "kontext",
+                    "klein"] = "auto"
     strength: float = Field(0.7, gt=0, le=1, description="DiffEdit encoding ratio / region-wise strength")
     steps: int = Field(20, ge=1, le=200)
     seed: int = Field(0, ge=0, le=2**31 - 1)

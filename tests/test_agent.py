@@ -135,7 +135,7 @@ def test_other_candidate_and_try_again(conversations, photo_path):
     other = chat.send("the other one")
     assert not other.error, other.text
     assert chat.record()["chosen"] != [0] and [v["parent"] for v in chat.versions()] == [None, 1, 1, 1]
-    assert "the other candidate" in other.text
+    assert "the other candidate" in other.details and other.text.startswith("Done, the other candidate:")
     assert "the photo you uploaded" in chat.send("undo").text  # every sibling undoes to the photo
 
 

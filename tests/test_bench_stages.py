@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from bench.stages import EDITORS, main
+from bench.stages import DEFAULT_EDITORS, main
 
 
 def test_bench_stages_reports_every_stage_the_turn_an_option_and_the_memory_modes(tiny_models_dir, tmp_path,
@@ -19,7 +19,7 @@ def test_bench_stages_reports_every_stage_the_turn_an_option_and_the_memory_mode
     for part in ("device CPU", "dtype bfloat16", "photo 96x72", "work sizes [64]", "2 steps"):
         assert part in header, part  # what the figures were measured on
     stages = {row["stage"]: row for row in result["stages"]}
-    assert set(stages) == {"caption", "ground", "segment", "score", *(f"edit {e}" for e in EDITORS)}
+    assert set(stages) == {"caption", "ground", "segment", "score", *(f"edit {e}" for e in DEFAULT_EDITORS)}
     for name, row in stages.items():
         assert row["side"] == 64 and row["cold"] > 0 and len(row["warm"]) == 1, name
         assert row["peak"] > 0 and row["rise"] >= 0, name  # peak RSS on the CPU

@@ -36,7 +36,8 @@ def hung():
 def test_after_choosing_a_candidate_it_is_that_candidate(chat, conversations):
     assert chat.send("make the cat blue").question
     done = chat.send("2")
-    assert not done.question and "cat 2 of 3, as you chose" in done.text, done.text
+    assert not done.question and done.text == "Done: cat 2 is blue now.", done.text  # one sentence (issue 19)
+    assert "cat 2 of 3, as you chose" in done.details, done.details  # the details: how it was picked
     before = conversations.worker.calls()
     follow = chat.send("now make it red")  # was: "which cat?" again
     assert not follow.question and not follow.error, follow.text
@@ -57,7 +58,7 @@ def test_after_a_replace_it_is_the_new_object_and_the_old_name_grounds_afresh(ch
     assert conversations.worker.calls() == before and chat.record()["base"] == fox
     assert chat.record()["plan"]["target"] == "fox" and inside(edited_region(chat), CATS[0])
     assert set(follow.report["skipped"]) >= {"caption", "ground", "segment"} and "edit" in follow.report["ran"]
-    assert "the same fox as the last edit" in follow.text
+    assert follow.text == "Done: the fox is red now." and "the same fox as the last edit" in follow.details
     named = chat.send("now make the cat blue")  # the cats that are still cats: which one is a new question
     assert named.question and conversations.worker.ground_calls[-1] == "cat"
 
@@ -98,7 +99,7 @@ def test_the_llm_path_resolves_it_the_same_way(settings, registry, tmp_path, pho
 @pytest.mark.parametrize("answer,expected", [
     ("cancel", "left the image"), ("never mind", "left the image"), ("no", "left the image"),
     ("/cancel", "left the image"), ("undo", "Nothing to undo"), ("/undo", "Nothing to undo"),
-    ("show me the mask", "no mask to show"), ("make the leftmost cat red", "Done: make the leftmost cat red"),
+    ("show me the mask", "no mask to show"), ("make the leftmost cat red", "Done: the leftmost cat is red now"),
 ])
 def test_a_referent_question_takes_commands_cancel_and_new_instructions(chat, answer, expected):
     asked = chat.send("make it red")  # nothing to refer to yet
@@ -113,14 +114,14 @@ def test_a_referent_question_is_answered_by_an_object_and_an_unclear_reply_asks_
     again = chat.send("hmm")
     assert again.question and again.text.startswith("Sorry, I didn't get that") and chat.pending()
     done = chat.send("the leftmost cat")  # "make it red" with the answer in place of "it"
-    assert not done.question and "Done: make the leftmost cat red" in done.text, done.text
+    assert not done.question and "Done: the leftmost cat is red now" in done.text, done.text
     assert chat.record()["chosen"] == [0]
 
 
 def test_a_candidates_question_gives_way_to_a_new_instruction_or_photo(chat, photo_path):
     chat.send("make the cat blue")
     done = chat.send("make the rightmost cat red")  # a new instruction, not "the rightmost" as an answer
-    assert "Done: make the rightmost cat red" in done.text and chat.record()["plan"]["new_value"] == "red"
+    assert "Done: the rightmost cat is red now" in done.text and chat.record()["plan"]["new_value"] == "red"
     chat.send("make the cat blue")
     photo = chat.send("", image=photo_path)  # a new photo while the question is open
     assert "Got your photo" in photo.text and chat.pending() is None
@@ -405,7 +406,7 @@ def test_candidates_are_numbered_left_to_right_in_the_question_the_reply_and_the
     steps = {v.name: v for v in render.turn_steps(asked, chat.state())}
     assert "1. cat 0.89 at (10, 40, 50, 90)" in steps["Detections"].text  # as the question numbers them
     done = chat.send("1")
-    assert "cat 1 of 3, as you chose" in done.text and chat.record()["chosen"] == [1]
+    assert "cat 1 of 3, as you chose" in done.details and chat.record()["chosen"] == [1]
     assert inside(edited_region(chat), CATS[0])
     steps = {v.name: v for v in render.turn_steps(done, chat.state())}
     assert "1. cat 0.89 at (10, 40, 50, 90) **chosen**" in steps["Detections"].text

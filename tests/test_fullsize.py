@@ -165,3 +165,33 @@ def test_make_random_cli_and_unknown_role(tmp_path: Path, capsys):
     assert [p.name for p in (tmp_path / "m").iterdir()] == ["taesd"]
     assert main(["models", "make-random", str(tmp_path / "m"), "fish"]) == 2
     assert "Unknown model role 'fish'" in capsys.readouterr().err
+
+
+MODERN_PUBLISHED = {
+    # (role, component): (parameters, where the figure is published), within 3 %
+    ("qwen-edit", "transformer"): (20e9, "Qwen-Image technical report / model card: a 20B MMDiT"),
+    ("qwen-edit", "text_encoder"): (8.29e9, "Qwen2.5-VL-7B-Instruct model card: 8.29B"),
+    ("kontext", "transformer"): (12e9, "FLUX.1 Kontext [dev] model card: a 12 billion parameter transformer"),
+    ("kontext", "text_encoder_2"): (4.76e9, "T5-v1.1-XXL's encoder: 4.76B"),
+    ("klein", "text_encoder"): (4.0e9, "Qwen3-4B model card: 4.0B"),
+    ("sam3", "model"): (848e6, "SAM 3 model card: 848M"),
+}
+
+
+def test_the_issue_20_models_match_their_published_sizes(listed: dict):
+    for (role, part), (published, where) in MODERN_PUBLISHED.items():
+        n = listed[role]["components"][part]
+        assert abs(n - published) / published <= 0.03, f"{role} {part}: {n:,} vs {where}"
+        assert listed[role]["random"] is True and listed[role]["licence"]
+    # FLUX.2 [klein] "4B": its transformer counts 3.88 B (the name rounds it; 3.1 % under 4 B)
+    assert 3.8e9 <= listed["klein"]["components"]["transformer"] <= 4.0e9
+    # SAM 2.1 Hiera-L "224.4M" counts the video model; Sam2Model is the image model (no memory modules)
+    import transformers
+
+    from tools.fullsize import public_config
+    from tools.random_init import empty_init
+
+    config = {k: v for k, v in public_config("sam2.1-hiera-large").items() if k not in ("architectures", "model_type")}
+    with empty_init(include_buffers=True):
+        video = count_parameters(transformers.Sam2VideoModel(transformers.Sam2VideoConfig(**config)))
+    assert abs(video - 224.4e6) / 224.4e6 <= 0.03 and listed["sam2"]["params"] < video

@@ -72,3 +72,25 @@ def test_the_llm_path_is_never_worse_than_the_parser(smollm2_server):
         # and its texts say nothing nobody said (SmolLM2 copies its prompt's examples: "a zebra")
         for field in ("instruction", "source_caption", "target_caption"):
             assert not unsaid_words(getattr(out.result, field), out.result, case.text, context), field
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_a_conversation_through_smollm2_is_never_worse_than_the_parser(smollm2_server, settings, registry):
+    """Issue 19: two conversations of ``bench.conversations`` (a correction, "undo that and ... instead",
+    tone) through ``Session`` with SmolLM2 as the understander: no turn the parser alone gets right
+    may go wrong on the LLM path (the arbiter keeps the parser's reading when the model's is worse).
+    The whole suite is ``python -m bench.conversations --smollm2``."""
+    from agent.llm import Understander
+    from agent.llm_client import make_llm
+    from bench.conversations import CONVERSATIONS, run
+
+    chosen = [c for c in CONVERSATIONS if c.name in ("correct the colour", "undo and instead")]
+    llm_settings = settings.model_copy(update={"llm_model": smollm2_server["model"], "llm_timeout": 150,
+                                               "llm_base_url": smollm2_server["base_url"], "llm_turn_budget": 180,
+                                               "llm_retries": 0})
+    offline = run(chosen, settings, registry=registry)
+    with_llm = run(chosen, llm_settings, registry=registry,
+                   understander=Understander(make_llm(llm_settings), settings=llm_settings))
+    worse = [f"{b.conversation} #{b.turn} {b.text!r}: {b.why}" for a, b in zip(offline, with_llm) if a.ok and not b.ok]
+    assert len(with_llm) == len(offline) >= 10 and not worse, worse

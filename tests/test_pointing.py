@@ -46,7 +46,7 @@ def test_a_click_selects_the_object_it_falls_in_and_the_next_edit_changes_only_t
     assert chat.selection() is None, "a selection is used up by the edit"
     record = chat.record()  # the new version's record holds the selected region
     assert record["boxes"] == [list(CATS[1])] and record["where"]["how"] == "selected"
-    assert "on the region you selected" in reply.text and "ground" in reply.report["skipped"]
+    assert reply.text == "Done: the region you selected is red now." and "ground" in reply.report["skipped"]
     assert "segment" in reply.report["skipped"], "the selection's mask replaces SAM in the turn"
 
 
@@ -136,7 +136,7 @@ def test_a_selection_is_the_referent_until_another_object_is_named(chat, convers
     assert chat.send("make it red").report["skipped"].get("ground") == "the region you selected"
     calls = worker.calls()
     again = chat.send("now make it blue")  # the region the selection's edit changed: still no grounding, no SAM
-    assert "the same cat as the last edit" in again.text and worker.calls()[1:] == calls[1:], again.text
+    assert "the same cat as the last edit" in again.details and worker.calls()[1:] == calls[1:], again.details
     assert inside(edited_region(chat), CATS[2], work=(64, 48))
 
     conversations.worker.objects["dog"] = [CATS[0]]

@@ -36,6 +36,7 @@ from tools.config import Settings
 from tools.models import DIFFUSION_ROLES, PIPELINE_MODELS, SPECS, TRANSFORMERS_ROLES, fp16_variant, \
     model_sources, resolve_device, sam_cache_dir
 from tools.failures import is_disk_full
+from tools.models_modern import MODERN_MODELS, MODERN_ROLES, MODERN_WHOLE_FOLDERS, non_commercial_notice
 from tools.types import LocaleditError, NetworkError
 
 ROOT_FILES = frozenset({
@@ -88,11 +89,12 @@ def select_files(role: str, files: Iterable[str], cuda_fp16: bool) -> list[str]:
                                  f"{f'in {folder}/ ' if folder else ''}(localedit reads only safetensors).")
         return {f"{folder}/{f}" if folder else f for f in found}
 
-    if role in DIFFUSION_ROLES:
+    if role in (*DIFFUSION_ROLES, *MODERN_ROLES):
+        modern = role in MODERN_ROLES
         chosen = {"model_index.json"}
-        for component in PIPELINE_MODELS:
+        for component in (MODERN_MODELS[role] if modern else PIPELINE_MODELS):
             chosen |= {f"{component}/config.json"} | weights_of(component)
-        for folder in WHOLE_FOLDERS:
+        for folder in (MODERN_WHOLE_FOLDERS[role] if modern else WHOLE_FOLDERS):
             chosen |= {f"{folder}/{f}" for f in in_folder(folder)}
     elif role in TRANSFORMERS_ROLES or role == "taesd":
         chosen = (in_folder("") & ROOT_FILES) | weights_of("")
@@ -216,6 +218,8 @@ def download(roles: list[str], settings: Settings) -> dict[str, str]:
             done[role] = f"local folder {source} (nothing to download)"
             continue
         _check_reachable(source)
+        if non_commercial_notice(role):
+            print(non_commercial_notice(role), file=sys.stderr)
         print(f"Downloading {SPECS[role].title} ({source}, about {SPECS[role].size}) ...", file=sys.stderr)
         try:
             if role == "sam":
@@ -260,7 +264,10 @@ def describe(plans: dict[str, Optional[FilePlan]]) -> str:
         if p is None:
             lines.append(f"{role}: a local folder, nothing to download")
             continue
-        lines.append(f"{role}: {p.source}  ({len(p.files)} files, {gigabytes(p.total)})")
+        lines.append(f"{role}: {p.source}  ({len(p.files)} files, {gigabytes(p.total)}; licence: "
+                     f"{SPECS[role].licence})")
+        if non_commercial_notice(role):
+            lines.append(f"    {non_commercial_notice(role)}")
         lines += [f"    {gigabytes(size):>10}  {path}" for path, size in p.files]
         grand += p.total
     lines.append(f"total: {gigabytes(grand)}")

@@ -134,6 +134,19 @@ LAYOUTS: dict[str, Callable[[Path], None]] = {
 }
 
 
+def _modern_layout(role: str) -> Callable[[Path], None]:
+    """A layout of :mod:`tools.fullsize_modern` (the issue-20 models), imported when it runs."""
+    def write(out: Path) -> None:
+        from tools.fullsize_modern import LAYOUTS as MODERN
+
+        MODERN[role](out)
+
+    return write
+
+
+LAYOUTS.update({role: _modern_layout(role) for role in ("qwen-edit", "kontext", "klein", "sam3", "sam2")})
+
+
 # --- weights: a marker, or materialised files --------------------------------------------------
 
 def _save_weights(role: str, out: Path, dtype: torch.dtype, seed: int) -> None:

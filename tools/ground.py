@@ -46,6 +46,23 @@ def clean_label(text: str) -> str:
     return " ".join(text.split()).strip(" .")
 
 
+def keep_boxes(boxes: torch.Tensor, scores: torch.Tensor, size: tuple[int, int]) -> list[int]:
+    """Indices of the boxes to keep, best first: ``boxes`` (float ``(n, 4)`` x0 y0 x1 y1, clamped to
+    the image ``size`` in place), degenerate (a side under :data:`MIN_BOX_SIDE`) and non-finite ones
+    dropped, near-duplicates (IoU > :data:`NMS_IOU` with a better one) suppressed."""
+    if len(scores) == 0:
+        return []
+    w, h = size
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+    ok = ((boxes[:, 2] - boxes[:, 0]) >= MIN_BOX_SIDE) & ((boxes[:, 3] - boxes[:, 1]) >= MIN_BOX_SIDE)
+    ok &= torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores)
+    idx = torch.nonzero(ok).flatten()
+    if idx.numel() == 0:
+        return []
+    return idx[nms(boxes[idx], scores[idx], NMS_IOU)].tolist()  # nms returns best first
+
+
 class Grounder:
     """GroundingDINO over one image at a time: ``detect(image, phrase) -> [Detection]``.
 
@@ -107,19 +124,8 @@ class Grounder:
             kept = [-1] * len(scores)
         spans = self._phrase_spans(inputs["input_ids"][0].tolist(), phrases)
 
-        if len(scores) == 0:
-            return []
-        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
-        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
-        ok = ((boxes[:, 2] - boxes[:, 0]) >= MIN_BOX_SIDE) & ((boxes[:, 3] - boxes[:, 1]) >= MIN_BOX_SIDE)
-        ok &= torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores)
-        idx = torch.nonzero(ok).flatten()
-        if idx.numel() == 0:
-            return []
-        keep = idx[nms(boxes[idx], scores[idx], NMS_IOU)]  # nms returns best first
-
         detections = []
-        for i in keep.tolist():
+        for i in keep_boxes(boxes, scores, (w, h)):
             query = kept[i]
             label = self._best_phrase(probs[query], spans) if query >= 0 else phrases[0]
             x0, y0, x1, y1 = (float(v) for v in boxes[i])

@@ -34,6 +34,8 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 import torch
 
 from tools.config import Settings, get_settings
+from tools.models_modern import (LICENCES, MODERN_MODELS, MODERN_ROLES, MODERN_TRANSFORMERS, modern_dtype,
+                                 pipeline_class)
 from tools.random_init import count_parameters, empty_init, materialize, random_marker
 from tools.types import LocaleditError, ModelMissingError
 
@@ -55,6 +57,16 @@ class ModelSpec:
     default: str  # Hugging Face id (SAM: a checkpoint URL chosen by settings.sam_type)
     size: str  # download size, for the help text (`localedit models download --dry-run` has the exact one)
 
+    @property
+    def licence(self) -> str:
+        """The licence of the default weights (the model card's), from :data:`tools.models_modern.LICENCES`."""
+        return LICENCES.get(self.role, ("unknown", True))[0]
+
+    @property
+    def commercial(self) -> bool:
+        """Whether that licence allows commercial use."""
+        return LICENCES.get(self.role, ("unknown", True))[1]
+
 
 SPECS: dict[str, ModelSpec] = {s.role: s for s in [
     ModelSpec("caption", "BLIP-2 captioner", "Salesforce/blip2-opt-2.7b", "15 GB"),
@@ -67,6 +79,11 @@ SPECS: dict[str, ModelSpec] = {s.role: s for s in [
               "4.3 GB (fp32) / 2.1 GB (fp16 on CUDA)"),
     ModelSpec("clip", "CLIP ViT-L/14 scorer", "openai/clip-vit-large-patch14", "1.7 GB"),
     ModelSpec("taesd", "Tiny autoencoder (TAESD, previews)", "madebyollin/taesd", "10 MB"),
+    ModelSpec("qwen-edit", "Qwen-Image-Edit editor", "Qwen/Qwen-Image-Edit-2509", "58 GB (bf16)"),
+    ModelSpec("kontext", "FLUX.1 Kontext [dev] editor", "black-forest-labs/FLUX.1-Kontext-dev", "34 GB (bf16)"),
+    ModelSpec("klein", "FLUX.2 [klein] 4B editor", "black-forest-labs/FLUX.2-klein-4B", "16 GB (bf16)"),
+    ModelSpec("sam3", "SAM 3 grounder and segmenter", "facebook/sam3", "3.4 GB"),
+    ModelSpec("sam2", "SAM 2.1 segmenter", "facebook/sam2.1-hiera-large", "0.9 GB"),
 ]}
 
 DIFFUSION_ROLES = ("ip2p", "sd", "inpaint")
@@ -78,6 +95,7 @@ TRANSFORMERS_ROLES = {
     "caption": ("Blip2ForConditionalGeneration", "Blip2Processor"),
     "detector": ("GroundingDinoForObjectDetection", "GroundingDinoProcessor"),
     "clip": ("CLIPModel", "CLIPProcessor"),
+    **MODERN_TRANSFORMERS,
 }
 """Roles loaded as one transformers model plus its processor: ``role -> (model class, processor class)``."""
 
@@ -87,7 +105,7 @@ PIPELINE_MODELS = {"unet": ("diffusers", "UNet2DConditionModel"), "vae": ("diffu
                    "text_encoder": ("transformers", "CLIPTextModel")}
 """The components of each pipeline that hold weights (the safety checker is never loaded)."""
 
-OFFLOADED = ("caption", *DIFFUSION_ROLES)
+OFFLOADED = ("caption", *DIFFUSION_ROLES, *MODERN_ROLES)
 """With ``LOCALEDIT_OFFLOAD=model`` these wait in CPU memory and are moved to the GPU for their stage;
 the small ones (detector, SAM, CLIP, TAESD: about 1.8 GB in fp16) stay resident."""
 
@@ -167,7 +185,7 @@ def _missing(role: str, source: str, err: BaseException, models_dir: Optional[Pa
 
 def index_file(role: str) -> str:
     """The file at the root of a role's folder that says what it holds."""
-    return "model_index.json" if role in DIFFUSION_ROLES else "config.json"
+    return "model_index.json" if role in (*DIFFUSION_ROLES, *MODERN_ROLES) else "config.json"
 
 
 def local_folder(role: str, source: str, settings: Settings) -> Optional[Path]:
@@ -192,9 +210,9 @@ def fp16_variant(files: Iterable[str], role: str, fp16: bool) -> Optional[str]:
     folder of the role has them (``*.fp16.safetensors``); else None (the default files). The
     download (:mod:`tools.downloads`) and the loader apply this same rule to the same file list."""
     if not fp16 or role not in (*DIFFUSION_ROLES, *TRANSFORMERS_ROLES, "taesd"):
-        return None
+        return None  # the modern pipelines run in bf16: their default files
     files = list(files)
-    folders = [f"{c}/" for c in PIPELINE_MODELS] if role in DIFFUSION_ROLES else [""]
+    folders = [f"{c}/" for c in pipeline_models(role)] if role in DIFFUSION_ROLES else [""]
     for folder in folders:
         inside = [f[len(folder):] for f in files if f.startswith(folder) and "/" not in f[len(folder):]]
         if not any(f.endswith(".safetensors") and ".fp16" in f for f in inside):
@@ -211,6 +229,11 @@ def _variant_for(role: str, folder: Optional[Path], dtype: torch.dtype, device: 
 
 # --- architectures: the modules of a role, from its configuration files -----------------------
 
+def pipeline_models(role: str) -> dict[str, tuple[str, str]]:
+    """The weight-holding components of a pipeline role: ``{folder: (library, class name)}``."""
+    return MODERN_MODELS[role] if role in MODERN_ROLES else PIPELINE_MODELS
+
+
 def architectures(role: str, folder: Path, settings: Settings) -> dict[str, Callable[[], torch.nn.Module]]:
     """Constructors of ``role``'s weight-holding modules from the configuration files in ``folder``
     (no weights are read): ``{"model": ...}``, or a pipeline's ``{"unet", "vae", "text_encoder"}``.
@@ -221,12 +244,12 @@ def architectures(role: str, folder: Path, settings: Settings) -> dict[str, Call
         config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
         model_cls = getattr(transformers, TRANSFORMERS_ROLES[role][0])
         return {"model": lambda: model_cls(config)}
-    if role in DIFFUSION_ROLES:
+    if role in (*DIFFUSION_ROLES, *MODERN_ROLES):
         import diffusers
         import transformers
 
         built = {}
-        for name, (library, cls_name) in PIPELINE_MODELS.items():
+        for name, (library, cls_name) in pipeline_models(role).items():
             cls = getattr(diffusers if library == "diffusers" else transformers, cls_name)
             if library == "diffusers":
                 config = cls.load_config(folder / name)
@@ -307,6 +330,25 @@ def load_pipeline(role: str, source: str, device: torch.device, dtype: torch.dty
         str(folder) if folder is not None else source, dtype=dtype, local_files_only=True, use_safetensors=True, safety_checker=None,
         requires_safety_checker=False, variant=None if components else _variant_for(role, folder, dtype, device),
         **components)
+    pipe.set_progress_bar_config(disable=True)
+    return Loaded(pipe.to(device))
+
+
+def load_modern_pipeline(role: str, source: str, device: torch.device, dtype: torch.dtype,
+                         settings: Settings) -> Loaded:
+    """Qwen-Image-Edit or FLUX.1 Kontext: the pipeline class its ``model_index.json`` names (checked),
+    in bfloat16 on CUDA; a marked folder's components are built at random from their configurations."""
+    import diffusers
+
+    folder = local_folder(role, source, settings)
+    if folder is None:
+        raise FileNotFoundError(f"{source} is not in the Hugging Face cache")
+    dtype = modern_dtype(settings, device, dtype)
+    components: dict[str, Any] = {}
+    if random_marker(folder) is not None:
+        components = _random_modules(role, folder, settings, device, dtype)
+    pipe = getattr(diffusers, pipeline_class(role, folder)).from_pretrained(
+        str(folder), dtype=dtype, local_files_only=True, use_safetensors=True, **components)
     pipe.set_progress_bar_config(disable=True)
     return Loaded(pipe.to(device))
 
@@ -428,6 +470,8 @@ def load_role(role: str, source: str, device: torch.device, dtype: torch.dtype, 
         return load_transformers(role, source, device, dtype, settings)
     if role in DIFFUSION_ROLES:
         return load_pipeline(role, source, device, dtype, settings)
+    if role in MODERN_ROLES:
+        return load_modern_pipeline(role, source, device, dtype, settings)
     if role == "taesd":
         return load_autoencoder_tiny(source, device, dtype, settings)
     raise LocaleditError(f"Unknown model role '{role}'; known: {', '.join(SPECS)}.")
@@ -499,7 +543,7 @@ class ModelRegistry:
             loaded = load_role(role, source, device, dtype, self.settings)
         except OSError as err:  # loads are local_files_only: absent or incomplete weights raise OSError
             raise _missing(role, source, err, self.settings.models_dir) from err
-        if offloaded and role in DIFFUSION_ROLES:
+        if offloaded and role in (*DIFFUSION_ROLES, *MODERN_ROLES):
             loaded.model.enable_model_cpu_offload(device=self.device)
         return self._speed_up(role, loaded)
 
@@ -549,7 +593,7 @@ class ModelRegistry:
     def _to_cpu(self, role: str) -> None:
         loaded = self._loaded.get(role)
         if loaded is not None:
-            if role in DIFFUSION_ROLES:
+            if role in (*DIFFUSION_ROLES, *MODERN_ROLES):
                 loaded.model.maybe_free_model_hooks()  # every component back to CPU memory
             else:
                 loaded.model.to("cpu")

@@ -185,9 +185,23 @@ def make_taesd(out: Path) -> None:
                     latent_channels=4).save_pretrained(out)
 
 
+def _modern(name: str) -> Callable[[Path], None]:
+    """A builder of :mod:`tools.tiny_modern` (the issue-20 models), imported when it runs."""
+    def build(out: Path) -> None:
+        from tools import tiny_modern
+
+        getattr(tiny_modern, name)(out)
+
+    build.__doc__ = f"tools.tiny_modern.{name}"
+    return build
+
+
 BUILDERS: dict[str, Callable[[Path], None]] = {
     "caption": make_caption, "detector": make_detector, "sam": make_sam, "ip2p": make_ip2p,
     "sd": make_sd, "inpaint": make_inpaint, "clip": make_clip, "taesd": make_taesd,
+    "qwen-edit": _modern("make_qwen_edit"), "kontext": _modern("make_kontext"), "klein": _modern("make_klein"),
+    "sam3": _modern("make_sam3"),
+    "sam2": _modern("make_sam2"),
 }
 
 

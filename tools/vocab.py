@@ -119,5 +119,58 @@ def gpt2_tokenizer(folder: Path, vocab_size: Optional[int] = None):
     return tok
 
 
+QWEN_SPECIAL_IDS = {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645,
+                    "<|vision_start|>": 151652, "<|vision_end|>": 151653, "<|vision_pad|>": 151654,
+                    "<|image_pad|>": 151655, "<|video_pad|>": 151656}
+"""Qwen2.5-VL's ids of the special tokens Qwen-Image-Edit's prompt template uses."""
+
+
+def qwen2_tokenizer(vocab_size: Optional[int] = None):
+    """A byte-level ``Qwen2Tokenizer`` (Qwen2.5-VL's, Qwen-Image-Edit's text encoder) with no merges.
+
+    ``vocab_size=None``: the 256 bytes, then the special tokens of :data:`QWEN_SPECIAL_IDS` (ids
+    256-263), for the tiny models; ``152064``: Qwen2.5-VL-7B's size with the real special ids.
+    """
+    from transformers import Qwen2Tokenizer
+
+    if vocab_size is None:
+        vocab = {tok: i for i, tok in enumerate([*byte_chars(), *QWEN_SPECIAL_IDS])}
+    else:
+        vocab = _padded({c: 0 for c in byte_chars()}, vocab_size, QWEN_SPECIAL_IDS)
+    tok = Qwen2Tokenizer(vocab=vocab, merges=[], additional_special_tokens=list(QWEN_SPECIAL_IDS)[1:])
+    return tok
+
+
+def qwen_special_ids(tokenizer) -> dict[str, int]:
+    """The ids ``tokenizer`` gives Qwen2.5-VL's vision tokens (for the text encoder's configuration)."""
+    return {name: tokenizer.convert_tokens_to_ids(tok) for name, tok in
+            (("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"),
+             ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"))}
+
+
+T5_SPECIAL = ["<pad>", "</s>", "<unk>"]
+"""T5's first three ids."""
+
+
+def t5_tokenizer(vocab_size: Optional[int] = None):
+    """A character-level ``T5Tokenizer`` (Unigram; FLUX's second text encoder, T5-XXL).
+
+    ``vocab_size=None``: ``<pad>`` 0, ``</s>`` 1, ``<unk>`` 2, printable characters and no extra ids,
+    for the tiny models; ``32128``: T5's size (32000 pieces and the 100 ``<extra_id_*>``; the
+    embedding table has 32128 rows).
+    """
+    from transformers import T5Tokenizer
+
+    pieces = [*T5_SPECIAL, "\u2581", *(c for c in string.printable if not c.isspace())]
+    pieces = list(dict.fromkeys(pieces))
+    extra = 0
+    if vocab_size is not None:
+        extra = 100
+        pieces += [f"<|filler_{i}|>" for i in range(vocab_size - extra - len(pieces))]
+    vocab = [(p, 0.0 if p in T5_SPECIAL else -1.0) for p in pieces]
+    return T5Tokenizer(vocab=vocab, extra_ids=extra)
+
+
 __all__ = ["CLIP_CONTEXT", "BERT_SPECIAL_IDS", "OPT_SPECIAL_IDS", "byte_chars", "clip_tokenizer",
-           "bert_tokenizer", "gpt2_tokenizer"]
+           "bert_tokenizer", "gpt2_tokenizer",
+           "QWEN_SPECIAL_IDS", "qwen2_tokenizer", "qwen_special_ids", "t5_tokenizer"]

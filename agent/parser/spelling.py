@@ -44,7 +44,7 @@ cupcake donut doughnut sandwich burger salad soup pasta steak egg carrot potato 
 strawberry cherry peach plum melon watermelon pineapple coconut mango kiwi avocado broccoli corn mushroom
 teapot kettle fridge oven stove microwave television tv screen keyboard monitor speaker headphone lantern
 """.split())
-"""Nouns of things in photos: known words (never "corrected"), and words a typo may be corrected to."""
+"""Nouns of things in photos: known words, never "corrected" (a typo is corrected to a noun of the caption)."""
 
 BASIC_WORDS = set("""
 about above across after again against along also always am among an and another any anything are around as at
@@ -66,8 +66,10 @@ _WORD_RE = re.compile(r"[a-z]+")
 @lru_cache(maxsize=1)
 def targets() -> frozenset[str]:
     """The words a typo may be corrected *to*: edit and command verbs, looks (colours, materials, states),
-    scene words, common nouns and a few words people slip on ("that", "with", "right")."""
-    words = set(COMMON_NOUNS) | ADJECTIVES | lexicon.SCENE_ADJECTIVES | lexicon.SCENE_NOUNS | lexicon.WHOLE_IMAGE
+    scene words and a few words people slip on ("that", "with", "right", "background"). Object nouns
+    come from the caption only (``correct``): a new object ("into a tram") is not the photo's, and
+    correcting it to a known noun ("team") would change what the person asked for."""
+    words = set(ADJECTIVES) | lexicon.SCENE_ADJECTIVES | lexicon.SCENE_NOUNS | lexicon.WHOLE_IMAGE
     words |= rules.PLACE_NOUNS | set(_WORD_RE.findall(patterns.EDIT_VERBS)) | lexicon.PERSON_WORDS
     words |= {w for p in lexicon.SCENE_RE.pattern.split("|") for w in _WORD_RE.findall(p)}
     words |= {"undo", "redo", "again", "instead", "please", "that", "this", "with", "into", "them", "there", "right",

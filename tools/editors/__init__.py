@@ -8,6 +8,8 @@ module             editor
 ``diffedit``       ``diffedit``: DDIM inversion to the encoding ratio, mask-guided DDIM decoding
 ``regionwise``     ``regionwise``: R-SIE region-wise diffusion on InstructPix2Pix
 ``inpaint``        ``inpaint``: Stable Diffusion inpainting inside the mask
+``qwen_edit``      ``qwen-edit``: Qwen-Image-Edit (or Edit Plus; its inpaint pipeline on request)
+``kontext``        ``kontext``: FLUX.1 Kontext [dev] (its inpaint pipeline on request)
 =================  ==========================================================================
 
 Each editor wraps a loaded diffusers pipeline, takes the work-size image (and the work-size
@@ -124,5 +126,18 @@ def pipeline_progress(progress: Optional[ProgressFn]):
     return on_step_end
 
 
-__all__ = ["EditorOutput", "ProgressFn", "edit_region", "latent_mask", "encode_image", "decode_latents",
+def inpaint_variant(pipe, class_name: str):
+    """The inpaint pipeline ``class_name`` (diffusers) on ``pipe``'s components (``from_pipe``: no second
+    copy of the weights), built once and kept on ``pipe``."""
+    cached = getattr(pipe, "_localedit_inpaint", None)
+    if cached is None or type(cached).__name__ != class_name:
+        import diffusers
+
+        cached = getattr(diffusers, class_name).from_pipe(pipe)
+        cached.set_progress_bar_config(disable=True)
+        pipe._localedit_inpaint = cached
+    return cached
+
+
+__all__ = ["EditorOutput", "inpaint_variant", "ProgressFn", "edit_region", "latent_mask", "encode_image", "decode_latents",
            "ddim_config", "denoising_count", "pipeline_progress"]

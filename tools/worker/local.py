@@ -54,6 +54,16 @@ class LocalWorker:
 
             loaded = reg.get("caption")
             return Captioner(loaded.model, loaded.processor, reg.device, reg.dtype, cache=self.caches["caption"])
+        if name == "ground" and self.settings.grounder == "sam3":
+            from tools.ground_sam3 import build_grounder
+
+            return build_grounder(reg, self.settings)
+        if name == "segment" and (self.settings.grounder == "sam3" or self.settings.segmenter == "sam2"):
+            from tools.ground_sam3 import build_segmenter
+            from tools.segment import Segmenter
+
+            return build_segmenter(reg, self.settings, lambda: Segmenter(reg.get("sam").model, cache=self.caches["sam"]),
+                                   lambda: self._tools.get("ground"))
         if name == "ground":
             from tools.ground import Grounder
 
@@ -118,7 +128,8 @@ class LocalWorker:
         The benchmark does this to keep one full-size model in memory at a time."""
         uses = {"caption": ("caption",), "detector": ("ground",), "sam": ("segment",), "clip": ("score",)}
         with self._run_lock, self._build_lock:
-            for name in uses.get(role, ("edit",) if role in ("ip2p", "sd", "inpaint", "taesd") else ()):
+            for name in uses.get(role, ("edit",) if role in ("ip2p", "sd", "inpaint", "taesd", "qwen-edit", "kontext",
+                                                             "klein") else ()):
                 self._tools.pop(name, None)
             return self._registry.release(role) if self._registry is not None else False
 

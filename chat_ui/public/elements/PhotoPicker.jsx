@@ -27,7 +27,9 @@ export default function PhotoPicker() {
   const [busy, setBusy] = useState("");  // what is going on while an action runs ("" when idle)
   const picture = useRef(null);
   const strip = useRef(null);
-  const clickable = props.clickable !== false;
+  // a photo saved inline in a chat from before the side panel (no "tools" prop) is a record: no live tools
+  const live = props.tools !== undefined;
+  const clickable = live && props.clickable !== false;
   const tools = props.tools || {};
   // as wide as the panel, but never taller than 60 % of the screen (the aspect ratio kept)
   const fit = `min(100%, calc(60vh * ${props.width / Math.max(1, props.height)}))`;
@@ -125,7 +127,7 @@ export default function PhotoPicker() {
           ))}
         </div>
       ) : null}
-      {(props.versions || []).length > 1 ? (
+      {live && (props.versions || []).length > 1 ? (
         <ol ref={strip} className="flex gap-2 overflow-x-auto pb-1 m-0 p-0 list-none max-w-full" aria-label="Versions"
             data-testid="version-strip">
           {props.versions.map((v) => (
