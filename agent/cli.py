@@ -730,7 +730,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     quiet_libraries(verbose=args.verbose or args.debug)
     if args.command in ("edit", "chat-cli"):
-        announce_loads(sys.stderr)
+        announce_loads()
     if extra and args.command == "models" and not any(e.startswith("-") for e in extra):
         args.names += extra  # `models download --dry-run ip2p`: roles after an option are still roles
     elif extra:

@@ -7,15 +7,16 @@ of lines in a scripted chat. ``localedit`` and ``chat-cli`` call :func:`quiet_li
 (:func:`announce_loads`: "loading the detector (GroundingDINO) ...").
 
     quiet_libraries(verbose=False)       # bars and library warnings off
-    announce_loads(sys.stderr)           # one line per model load on the stream
+    announce_loads()                     # one line per model load on stderr
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
-from typing import TextIO
+from typing import Optional, TextIO
 
 LIBRARIES = ("transformers", "diffusers", "huggingface_hub", "accelerate", "segment_anything", "timm", "torch")
 """Loggers set to errors only when quiet."""
@@ -63,22 +64,27 @@ def _library_switches() -> None:
 
 
 class _LoadLine(logging.Handler):
-    """Prints ``  loading <role> from <where> on <device> (<dtype>) ...`` for each model load."""
+    """Prints ``  loading <role> from <where> on <device> (<dtype>) ...`` for each model load, on
+    ``stream`` (None: whatever ``sys.stderr`` is when the load starts)."""
 
-    def __init__(self, stream: TextIO):
+    def __init__(self, stream: Optional[TextIO] = None):
         super().__init__(logging.INFO)
         self.stream = stream
 
     def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if message.startswith("loading "):
-            self.stream.write(f"  {message} ...\n")
-            self.stream.flush()
+        try:
+            message = record.getMessage()
+            if message.startswith("loading "):
+                stream = self.stream or sys.stderr
+                stream.write(f"  {message} ...\n")
+                stream.flush()
+        except Exception:  # noqa: BLE001 - a progress line must never fail a load (logging's own rule)
+            self.handleError(record)
 
 
-def announce_loads(stream: TextIO) -> None:
-    """One line of ours on ``stream`` for each model the registry loads (a load takes seconds to a
-    minute: the user sees what it is waiting for without the libraries' bars)."""
+def announce_loads(stream: Optional[TextIO] = None) -> None:
+    """One line of ours on ``stream`` (default: the current stderr) for each model the registry
+    loads (a load takes seconds to a minute: the user sees what it waits for without the bars)."""
     logger = logging.getLogger("tools.models")
     if not any(isinstance(h, _LoadLine) for h in logger.handlers):
         logger.addHandler(_LoadLine(stream))
