@@ -270,8 +270,10 @@ def run(conversations: list[Conversation], settings: Any, registry: Any = None, 
     results: list[TurnResult] = []
     for conv in conversations[:limit]:
         with tempfile.TemporaryDirectory() as tmp:
-            s = settings.model_copy(update={"data_dir": Path(tmp) / "data", "min_clip_dir": -1.0, "min_clip_rc": -1.0,
-                                            "min_clip_gc": -1.0, "max_l1_outside": 1.0, "min_l1_global": 0.0})
+            s = settings.model_copy(update={"data_dir": Path(tmp) / "data", "min_clip_dir": -1.0, "min_rc_lead": -100.0,
+                                            "min_clip_gc": -1.0, "max_l1_outside": 1.0, "min_l1_global": 0.0,
+                                            "min_l1_region": 0.0, "max_seam": 1.0, "min_mask_fill": 0.0,
+                                            "baseline_margin": 2.0})
             worker = ScriptedWorker(s, registry=registry, objects=conv.objects, caption=conv.caption)
             convs = Conversations(s, worker=worker, understander=understander or Understander(None))
             try:
@@ -310,7 +312,8 @@ def table(rows: list[TurnResult], label: str) -> str:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.conversations", description=__doc__.split("\n")[0])
     parser.add_argument("--models", help="models folder (default: tiny random models, made once in a temp dir)")
-    parser.add_argument("--smollm2", action="store_true", help="also run the LLM path with SmolLM2 (transformers serve)")
+    parser.add_argument("--smollm2", action="store_true",
+                        help="also run the LLM path with SmolLM2 (transformers serve)")
     parser.add_argument("--limit", type=int, help="only the first N conversations")
     parser.add_argument("--json", type=Path, help="write every turn here")
     parser.add_argument("--verbose", action="store_true")

@@ -75,7 +75,8 @@ def test_typos_are_corrected_to_known_words(typed, meant):
     assert correct(typed, "a photo of a dog")[0] == meant
 
 
-@pytest.mark.parametrize("text", ["make the zebra red", "make the mane red", "cover the ground with snow", "turn it into a tram",
+@pytest.mark.parametrize("text", ["make the zebra red", "make the mane red", "cover the ground with snow",
+                                  "turn it into a tram",
                                   "turn the tiramisu into a cake", "make the bananas greenish"])
 def test_real_words_keep_their_spelling(text):
     assert correct(text, "a photo")[1] == []
@@ -126,3 +127,44 @@ def test_the_whole_suite_understands_nine_turns_in_ten(settings, registry):
     rows = run(CONVERSATIONS, settings, registry=registry)
     assert len(rows) >= 60
     assert sum(r.ok for r in rows) >= 0.9 * len(rows), _missed(rows)
+
+
+def test_a_scripted_chat_cli_conversation_with_a_correction_and_an_undo_first(tmp_path, tiny_models_dir,
+                                                                               monkeypatch, capsys):
+    """``localedit chat-cli`` reading a conversation typed as people type (the tiny models ground noise,
+    so every box is a "cat"): one sentence per reply, the details behind /details, a correction made
+    from the photo before the edit it corrects, and "undo that and ... instead" running both parts."""
+    import io
+    import sys
+
+    from agent.cli import main
+    from agent.session import Conversations
+    from tests.conftest import scene
+    from tests.scenes import CATS, SIZE
+    from tools.config import Settings
+
+    for name, value in {"MODELS_DIR": str(tiny_models_dir), "MAX_SIDE": "64", "STEPS": "2", "DEVICE": "cpu",
+                        "DATA_DIR": str(tmp_path / "data"), "AUTO_RETRY": "false", "BOX_THRESHOLD": "0",
+                        "TEXT_THRESHOLD": "0", "MIN_CLIP_DIR": "-1", "MIN_CLIP_RC": "-1", "MIN_CLIP_GC": "-1",
+                        "MAX_L1_OUTSIDE": "1", "MIN_L1_GLOBAL": "0"}.items():  # a lenient judge: random models
+        monkeypatch.setenv(f"LOCALEDIT_{name}", value)
+    monkeypatch.chdir(tmp_path)
+    scene(SIZE, boxes=CATS).save(tmp_path / "cats.png")
+    script = ("/image cats.png\nok so make the leftmost cat kinda red pls\n/details\nnope, blue\n"
+              "undo that and make the rightmost cat green instead\n/quit\n")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(script))
+    assert main(["chat-cli", "--thread", "T"]) == 0
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("localedit: ")]
+    first = [line.split(". ")[0].rstrip(".") for line in said[2:]]  # a hint may follow ("the other one")
+    assert first == ["localedit: Done: the leftmost cat is red now",
+                     "localedit: Done: make the leftmost cat red, on the leftmost of the "
+                     + first[1].split("of the ")[-1],
+                     "localedit: Done: the cat is blue now",  # the same cat, on the photo before the red
+                     "localedit: Done: the rightmost cat is green now"], said
+    conv = Conversations(Settings())
+    try:
+        versions = conv.session("T").versions()
+        assert [v["parent"] for v in versions] == [None, 1, 1, 1]  # the correction and the undo-first: from the photo
+        assert [v["record"]["plan"]["new_value"] for v in versions[1:]] == ["red", "blue", "green"]
+    finally:
+        conv.close()

@@ -24,7 +24,8 @@ from agent.plan import Command, EditPlan, Understanding
 
 HEDGE_RE = re.compile(r"\b(?:kinda|kind of|sorta|sort of|maybe|perhaps|possibly|basically|literally|just|please|pls|"
                       r"plz|actually|honestly|really|somehow|simply|like,|ok so|okay so|so yeah|you know|i guess|"
-                      r"i think)\b\s*|^(?:u+m+|h+m+|e+r+m+|u+h+)\b[,.]?\s*|\blike\s+(?=(?:remove|make|turn|change|add|put|"
+                      r"i think)\b\s*|^(?:u+m+|h+m+|e+r+m+|u+h+)\b[,.]?\s*|"
+                      r"\blike\s+(?=(?:remove|make|turn|change|add|put|"
                       r"give|paint|colou?r|replace|swap|get rid)\b)")
 """Hedges and fillers inside a clause: they never name an object or a value."""
 
@@ -66,6 +67,10 @@ def only_mark(clause: str) -> bool:
     return bool(mark) and not mark.group("rest")
 
 
+ReadClause = Callable[[str, ParseContext], tuple[Understanding, str]]
+"""Reads one clause in a context: ``(understanding, Reading.source)`` (the reader's ``_parse_clause``)."""
+
+
 def drop_hedges(text: str) -> str:
     """"make it kinda blue" -> "make it blue"; a clause that is only hedges stays as it was."""
     out = re.sub(r"\s+", " ", HEDGE_RE.sub("", text)).strip(" ,")
@@ -100,7 +105,7 @@ def _reset(last: EditPlan) -> EditPlan:
     return last
 
 
-def compound(clauses: list[str], ctx: ParseContext, read_clause: Callable[[str, ParseContext], tuple[Understanding, str]],
+def compound(clauses: list[str], ctx: ParseContext, read_clause: ReadClause,
              ) -> Optional[tuple[EditPlan, int]]:
     """``(the edit, how many clauses it used)`` for "undo that and make the bus green instead" (an undo or
     "go back" followed by an edit: the edit with ``undo_first``), else None."""
@@ -125,7 +130,7 @@ def _finish(plan: EditPlan, ctx: ParseContext) -> EditPlan:
     return plan.model_copy(update={"instruction": canonical_instruction(plan)})
 
 
-def correction(clause: str, ctx: ParseContext, read_clause: Callable[[str, ParseContext], tuple[Understanding, str]],
+def correction(clause: str, ctx: ParseContext, read_clause: ReadClause,
                ) -> Optional[EditPlan]:
     """The corrected last edit for "no, I wanted a wolf" / "nope, orange" / "not the fox, a wolf" /
     "actually make it a wolf instead"; None when ``clause`` is no correction (or there is no last edit)."""
@@ -155,7 +160,7 @@ def correction(clause: str, ctx: ParseContext, read_clause: Callable[[str, Parse
 
 
 def _corrected(body: str, last: EditPlan, ctx: ParseContext,
-               read_clause: Callable[[str, ParseContext], tuple[Understanding, str]], explicit: bool) -> Optional[EditPlan]:
+               read_clause: ReadClause, explicit: bool) -> Optional[EditPlan]:
     """The last plan with what ``body`` corrects in it: the value, the object, or which one."""
     said, source = read_clause(body, ctx)
     if source in ("chat", "command"):  # "no thanks", "no, undo it": not a correction

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from agent.parser.lexicon import (
-    ANIMAL_WORDS, EXAMPLES, GENDERED, HAIR_WORDS, NOT_COMPARATIVES, PERSON_WORDS, SCENE_NOUNS, STRONG_SCENE_RE, STYLE_NOUN_RE,
-    VALUE_PREFIX_RE, VERB_STATES, VERB_VALUES, _DETERMINERS,
+    ANIMAL_WORDS, EXAMPLES, GENDERED, HAIR_WORDS, NOT_COMPARATIVES, PERSON_WORDS, SCENE_NOUNS, STRONG_SCENE_RE,
+    STYLE_NOUN_RE, VALUE_PREFIX_RE, VERB_STATES, VERB_VALUES, _DETERMINERS,
 )
 from agent.parser.words import (
     NounPhrase, ParseContext, is_attribute_value, is_removal_value, is_scene_adjective, is_scene_np,
