@@ -579,7 +579,10 @@ def _details(reply) -> None:
         for n, attempt in enumerate(reply.attempts, 1):
             verdict = "; ".join(attempt.get("problems") or []) or "good"
             moved = f": {attempt['knob']}" if attempt.get("knob") else ""
-            print(f"  attempt {n}: {attempt['editor']} ({attempt['why']}{moved}): {verdict}")
+            versus = attempt.get("versus_baseline")
+            against = (f" [vs baseline: CLIP direction {versus['attempt']:.2f} against {versus['baseline']:.2f}]"
+                       if versus else "")
+            print(f"  attempt {n}: {attempt['editor']} ({attempt['why']}{moved}): {verdict}{against}")
     sys.stdout.flush()
 
 

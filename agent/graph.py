@@ -47,6 +47,7 @@ from agent.vision import hint_detections
 from tools import failures
 from tools.config import Settings
 from tools.images import overlay, side_by_side
+from tools.region import EvalRegion
 from tools.types import MAX_TEXT, Cancelled, Detection, LocaleditError, WorkerUnavailableError
 from tools.worker import LocalWorker, Worker
 
@@ -216,6 +217,7 @@ class _Nodes:
         update: dict[str, Any] = {
             "text": text, "understood": None, "plan": None, "overrides": {}, "detections": [], "numbering": [],
             "choice": None, "question": None, "mask": None, "mask_for": None, "attempts": [], "queue": [],
+            "turn_region": None, "baseline": None,
             "reply": None, "base": None, "base_index": None, "rerun": False, "upload": None, "goto": None,
             "report": [], "dropped": state.get("dropped") if state.get("rerun") else None}
         if goto is not None:  # a click on the version strip: not a message
@@ -571,6 +573,9 @@ class _Nodes:
             indices = [queue[0]["candidate"]]
         if state.get("mask") and state.get("mask_for") == indices:
             update["report"] = self.report(state, _entry("segment", False, "the region of the edit is known"))
+            if not state.get("turn_region"):  # a region given by pointing, or kept from the last edit
+                boxes = [detections[i].box for i in indices if i < len(detections)]
+                update["turn_region"] = {"boxes": [list(b) for b in boxes], "mask": state["mask"]}
             return update
         image = self.store.open(state["base"])
         boxes = [detections[i].box for i in indices]
@@ -584,6 +589,8 @@ class _Nodes:
             entry = _entry("segment", True, cache="hit" if seg.cache_hit else "miss",
                            seconds=round(time.perf_counter() - started, 3))
         update.update(mask=self.store.put_mask(seg.mask), mask_for=indices, report=self.report(state, entry))
+        if not state.get("turn_region"):  # every attempt is scored on the first region, even another candidate
+            update["turn_region"] = {"boxes": [list(b) for b in boxes], "mask": update["mask"]}
         update["choice"] = {**(state.get("choice") or {}), "indices": indices, "mask_note": note}
         return update
 
@@ -601,16 +608,36 @@ class _Nodes:
         number = len(state.get("attempts") or []) + 1  # "attempt 2 of 3" (the queue may still shrink)
         attempts = number + len(rest)
         started = time.perf_counter()
-        result = self.worker.edit(self.store.open(state["base"]), mask, request,
-                                  progress=lambda step, total: writer({"stage": "edit", "step": step,
-                                                                        "total": total, "editor": attempt["editor"],
-                                                                        "attempt": number, "attempts": attempts}),
-                                  cancel=cancel_flag())
-        done = {**attempt, "path": self.store.put(result.image), "masked": mask is not None,
-                "indices": (state.get("choice") or {}).get("indices"), "mask": state.get("mask"),
-                "region": self.store.put_mask(result.region) if result.region is not None else None}
-        entry = _entry("edit", True, attempt["editor"], seconds=round(time.perf_counter() - started, 3))
-        return {"attempts": [*(state.get("attempts") or []), done], "queue": rest, "report": self.report(state, entry)}
+        done = {**attempt, "masked": mask is not None, "indices": (state.get("choice") or {}).get("indices"),
+                "mask": state.get("mask")}
+        update: dict[str, Any] = {}
+        baseline = state.get("baseline")
+        if attempt.get("baseline") and baseline:  # ran already (free, or lazily for a comparison): reuse it
+            done.update(path=baseline["path"], region=None, scores=baseline.get("scores"), reused=baseline["how"])
+            entry = _entry("edit", False, f"the baseline ran already ({baseline['how']})")
+        else:
+            try:
+                result = self.worker.edit(self.store.open(state["base"]), mask, request,
+                                          progress=lambda step, total: writer({
+                                              "stage": "edit", "step": step, "total": total,
+                                              "editor": attempt["editor"], "attempt": number, "attempts": attempts}),
+                                          cancel=cancel_flag())
+            except LocaleditError as err:  # a failed attempt never discards a finished one
+                if not pipeline.keep_going(err, state.get("attempts") or [], rest):
+                    raise
+                entry = _entry("edit", False, f"{attempt['editor']} failed: {err}")
+                return {"attempts": [*(state.get("attempts") or []), pipeline.failed_attempt(done, err)],
+                        "queue": [] if isinstance(err, WorkerUnavailableError) else rest,
+                        "report": self.report(state, entry)}
+            done.update(path=self.store.put(result.image),
+                        region=self.store.put_mask(result.region) if result.region is not None else None)
+            if result.whole is not None and not baseline and judge.is_free_baseline(
+                    attempt, judge.baseline_attempt(self.settings)):
+                update["baseline"] = {"path": self.store.put(result.whole), "scores": None,
+                                      "how": f"the pre-composite output of attempt {number}"}
+            entry = _entry("edit", True, attempt["editor"], seconds=round(time.perf_counter() - started, 3))
+        return {"attempts": [*(state.get("attempts") or []), done], "queue": rest, "report": self.report(state, entry),
+                **update}
 
     def score(self, state: State) -> dict:
         """The metrics of the newest attempt on the turn's one evaluation region (``tools.region``).
@@ -618,18 +645,29 @@ class _Nodes:
         The region is the chosen object's box(es) and its undilated mask, whatever the attempt's
         editor changed, so every attempt (the whole-image fallback included) is measured alike.
         """
-        plan = self.plan_of(state)
         attempts = list(state["attempts"])
-        base = self.store.open(state["base"])
-        region = None
-        if state.get("mask"):
-            boxes = [tuple(state["detections"][i]["box"]) for i in attempts[-1].get("indices") or []]
-            region = pipeline.scoring_region(plan.action, boxes, self.store.open_mask(state["mask"]), base.size,
-                                             source="chosen")
-        scores = pipeline.score(self.worker, base, self.store.open(attempts[-1]["path"]), region,
-                                pipeline.Job.from_plan(plan))
-        attempts[-1] = {**attempts[-1], "scores": scores.to_dict()}
-        return {"attempts": attempts}
+        last, update = attempts[-1], {}
+        if not last.get("error") and not last.get("scores"):
+            region = last.get("region")
+            attempts[-1] = {**last, "scores": self._score(state, last["path"], region and self.store.open_mask(region))}
+        baseline = state.get("baseline")
+        if baseline and baseline.get("scores") is None:  # the free baseline of an ip2p-composite attempt
+            update["baseline"] = {**baseline, "scores": self._score(state, baseline["path"])}
+        return {"attempts": attempts, **update}
+
+    def _region(self, state: State) -> Optional[EvalRegion]:
+        """The turn's one region (:func:`agent.pipeline.scoring_region`): the first chosen boxes and mask."""
+        plan, turn = self.plan_of(state), state.get("turn_region") or {}
+        if not turn.get("mask"):
+            return None
+        return pipeline.scoring_region(plan.action, [tuple(b) for b in turn["boxes"]],
+                                       self.store.open_mask(turn["mask"]), self.store.open(state["base"]).size,
+                                       source="chosen")
+
+    def _score(self, state: State, path: str, edit_region: Optional[Any] = None) -> dict[str, Any]:
+        """The metrics of the image at ``path`` on the turn's one region (its seam at ``edit_region``)."""
+        return pipeline.score(self.worker, self.store.open(state["base"]), self.store.open(path), self._region(state),
+                              pipeline.Job.from_plan(self.plan_of(state)), edit_region=edit_region).to_dict()
 
     def judge(self, state: State) -> dict:
         """Record why the newest attempt is poor (if it is) and adapt what is queued next.
@@ -638,9 +676,31 @@ class _Nodes:
         the queued "stronger edit" into a weaker one (``agent.judge.revise_queue``).
         """
         attempts = list(state["attempts"])
-        attempts[-1], queue = pipeline.judge_attempt(attempts[-1], self.settings, self.plan_of(state).action,
-                                                     state.get("queue") or [])
-        return {"attempts": attempts, "queue": queue}
+        last = attempts[-1]
+        if last.get("error"):
+            return {}
+        update: dict[str, Any] = {}
+
+        def run_baseline() -> dict[str, Any]:
+            update["baseline"] = self._run_baseline(state)
+            return update["baseline"]["scores"]
+
+        attempts[-1], queue = pipeline.judge_attempt(last, self.settings, self.plan_of(state).action,
+                                                     state.get("queue") or [], region=self._region(state),
+                                                     baseline=(state.get("baseline") or {}).get("scores"),
+                                                     run_baseline=run_baseline)
+        return {"attempts": attempts, "queue": queue, **update}
+
+    def _run_baseline(self, state: State) -> dict[str, Any]:
+        """Plain InstructPix2Pix on the whole image, once per turn, for the comparison (CMU), scored."""
+        writer = get_stream_writer()
+        request = pipeline.request_for(judge.baseline_attempt(self.settings), pipeline.Job.from_plan(self.plan_of(state)),
+                                       self.settings)
+        result = self.worker.edit(self.store.open(state["base"]), None, request, cancel=cancel_flag(),
+                                  progress=lambda step, total: writer({"stage": "edit", "step": step, "total": total,
+                                                                       "editor": judge.BASELINE}))
+        path = self.store.put(result.image)
+        return {"path": path, "scores": self._score(state, path), "how": "run for the comparison"}
 
     def respond(self, state: State) -> dict:
         """Turn the best attempt into a new image version with its edit record, or pass on the reply made."""
@@ -649,10 +709,12 @@ class _Nodes:
             reply = state["reply"]
             return {"report": report, "messages": [{"role": "assistant", "text": reply["text"],
                                                     "image": next(iter((reply.get("images") or {}).values()), None)}]}
-        attempts = state.get("attempts") or []
+        tried = state.get("attempts") or []
+        attempts = [a for a in tried if not a.get("error")]  # a failed attempt never discards a finished one
         if not attempts:
-            return {"reply": {"text": replies.NOTHING_TO_EDIT}, "report": report,
-                    "messages": [{"role": "assistant", "text": replies.NOTHING_TO_EDIT, "image": None}]}
+            text = tried[-1]["error"] if tried else replies.NOTHING_TO_EDIT
+            return {"reply": {"text": text, "error": bool(tried)}, "report": report,
+                    "messages": [{"role": "assistant", "text": text, "image": None}]}
         best = attempts[pipeline.best_index(attempts)]
         plan = self.plan_of(state)
         versions = [dict(v) for v in state.get("versions") or []]
@@ -679,7 +741,7 @@ class _Nodes:
         if note:  # how the message was read (an LLM fallback, a repair): the log and the step details, not the reply
             log.info("understanding: %s", note)
             report = [*report, _entry("understood", False, note)]
-        details = replies.edit_done(plan.instruction, where, best["editor"], attempts=len(attempts),
+        details = replies.edit_done(plan.instruction, where, best["editor"], attempts=len(tried),
                                     kept_why=best.get("why", ""), problems=best.get("problems") or [], note="",
                                     knob=f"{best['why']}: {best['knob']}" if best.get("knob") else "")
         text = replies.done(plan.action, plan.new_value, plan.instruction, where,
@@ -688,10 +750,9 @@ class _Nodes:
         return {"versions": show(versions, len(versions) - 1), "cursor": len(versions) - 1, "report": report,
                 "selection": None,
                 "reply": {"text": text, "details": details, "images": images, "scores": best.get("scores"),
-                          "attempts": [{k: a.get(k) for k in ("editor", "strength", "guidance_scale",
-                                                              "image_guidance_scale", "seed", "why", "knob",
-                                                              "problems", "combined")}
-                                       for a in attempts]},
+                          "attempts": pipeline.attempt_report(tried, tried.index(best),
+                                                              (state.get("baseline") or {}).get("scores"), self.settings),
+                          "baseline": judge.baseline_report(state.get("baseline"))},
                 "messages": [{"role": "assistant", "text": text, "image": best["path"]}]}
 
     @staticmethod

@@ -36,7 +36,8 @@ from agent import judge
 from tools.config import Settings
 from tools.images import box_containing, box_to_mask, grow_box, mask_bbox, union_box
 from tools.region import EvalRegion, evaluation_region, rc_labels, score_edit
-from tools.types import Box, Detection, EditRequest, LocaleditError, Point, Scores, Segmentation
+from tools.types import Box, Detection, EditRequest, LocaleditError, Point, Scores, Segmentation, \
+    WorkerUnavailableError
 from tools.worker.interface import CancelFlag, ProgressFn, Worker
 
 ADD_MARGIN = 0.3
@@ -220,29 +221,56 @@ def scoring_region(action: str, boxes: Sequence[Box], mask: Optional[np.ndarray]
     return evaluation_region(target_boxes(action, boxes, size) if boxes else [], mask, source=source)
 
 
-def score(worker: Worker, base: Image.Image, edited: Image.Image, region: Optional[EvalRegion], job: Job) -> Scores:
-    """The metrics of one attempt on ``region`` (:func:`tools.region.score_edit`)."""
+def score(worker: Worker, base: Image.Image, edited: Image.Image, region: Optional[EvalRegion], job: Job,
+          edit_region: Optional[np.ndarray] = None) -> Scores:
+    """The metrics of one attempt on ``region`` (:func:`tools.region.score_edit`); ``edit_region`` (what a
+    masked editor could change) gives the seam."""
     return score_edit(worker, base, edited, region, source_caption=job.source_caption,
-                      target_caption=job.target_caption, target_label=job.labels[0], source_label=job.labels[1])
+                      target_caption=job.target_caption, target_label=job.labels[0], source_label=job.labels[1],
+                      edit_region=edit_region)
 
 
-def judge_attempt(attempt: Attempt, settings: Settings, action: str,
-                  queue: Sequence[Attempt]) -> tuple[Attempt, list[Attempt]]:
+def judge_attempt(attempt: Attempt, settings: Settings, action: str, queue: Sequence[Attempt], *,
+                  region: Optional[EvalRegion] = None, baseline: Optional[dict[str, Any]] = None,
+                  run_baseline: Optional[Callable[[], dict[str, Any]]] = None) -> tuple[Attempt, list[Attempt]]:
     """The attempt with its verdict (``problems``, ``failed``, ``combined``), and the queue revised after it.
 
-    The checks are :func:`agent.judge.problems`; a result that only spilled into the background turns
-    the queued "stronger edit" into a weaker one (:func:`agent.judge.revise_queue`).
+    The checks are :func:`agent.judge.problems` for the attempt's editor, on the turn's ``region``
+    (its mask fill) and against ``baseline`` (the baseline's scores, when it ran). ``run_baseline()``
+    runs and scores the baseline and returns its scores; it is called at most once, only when the
+    judge needs the comparison (:func:`agent.judge.needs_baseline`). The queue is revised by
+    :func:`agent.judge.revise_queue` (worse than the baseline: fall back to it).
     """
-    found = judge.problems(attempt.get("scores") or {}, settings, action)
+    scores = attempt.get("scores") or {}
+    fill = region.fill() if region is not None else None
+    found = judge.problems(scores, settings, action, attempt["editor"], mask_fill=fill, baseline=baseline)
+    if run_baseline is not None and judge.needs_baseline(attempt, found, action, baseline is not None, list(queue),
+                                                         settings):
+        found = judge.problems(scores, settings, action, attempt["editor"], mask_fill=fill, baseline=run_baseline())
     judged: Attempt = {**attempt, "problems": [p.text for p in found], "failed": [p.kind for p in found],
-                       "combined": round(judge.combined(attempt.get("scores") or {}, action), 4)}
+                       "combined": round(judge.combined(scores, action), 4)}
     return judged, judge.revise_queue(list(queue), judged, judged["failed"])
 
 
+def failed_attempt(attempt: Attempt, err: Exception) -> Attempt:
+    """An attempt whose edit failed (an out-of-memory error, say): recorded, never kept."""
+    return {**attempt, "error": str(err), "problems": [str(err)], "failed": ["error"]}
+
+
+def keep_going(err: Exception, attempts: Sequence[Attempt], queue: Sequence[Attempt]) -> bool:
+    """After an attempt's edit failed with ``err``: go on with the queue (True) or raise? A failed
+    attempt never discards a finished one; with nothing finished, the next attempt may still work,
+    unless the worker itself is unreachable or nothing is left to try."""
+    finished = any(not a.get("error") for a in attempts)
+    return finished or (not isinstance(err, WorkerUnavailableError) and bool(queue))
+
+
 def best_index(attempts: Sequence[Attempt]) -> int:
-    """Which attempt to keep: one without problems first, then the highest combined score (the first of equals)."""
+    """Which attempt to keep: a finished one (no ``error``), one without problems first, then the highest
+    combined score (the first of equals)."""
     return max(range(len(attempts)),
-               key=lambda i: (not attempts[i].get("problems"), attempts[i].get("combined", 0.0), -i))
+               key=lambda i: (not attempts[i].get("error"), not attempts[i].get("problems"),
+                              attempts[i].get("combined", 0.0), -i))
 
 
 def next_stage(attempts: Sequence[Attempt], queue: Sequence[Attempt]) -> str:
@@ -253,22 +281,30 @@ def next_stage(attempts: Sequence[Attempt], queue: Sequence[Attempt]) -> str:
     return "segment" if queue[0].get("candidate") is not None else "edit"
 
 
-REPORTED = ("editor", "why", "knob", "seed", *KNOBS, "candidate", "indices", "scores", "problems", "combined")
+REPORTED = ("editor", "why", "knob", "seed", *KNOBS, "candidate", "indices", "scores", "problems", "failed",
+            "combined", "error", "reused")
 
 
-def attempt_report(attempts: Sequence[Attempt], kept: Optional[int]) -> list[dict[str, Any]]:
+def attempt_report(attempts: Sequence[Attempt], kept: Optional[int], baseline: Optional[dict[str, Any]] = None,
+                   settings: Optional[Settings] = None) -> list[dict[str, Any]]:
     """Every attempt as the JSON reports list it: editor, knobs, scores, verdict, and which was kept.
 
     Each row: ``{"number", "editor", "why", "knob", "seed", "guidance_scale", "image_guidance_scale",
-    "strength", "candidate", "indices", "scores", "problems", "combined", "verdict": "good" | "poor" |
-    "not judged", "kept": bool}``.
+    "strength", "candidate", "indices", "scores", "problems", "failed" (the checks' kinds), "combined",
+    "error", "reused" (the baseline ran already: how), "verdict": "good" | "poor" | "error" | "not judged",
+    "kept": bool}``, and for a masked attempt, with ``baseline`` (the baseline's scores) and ``settings``,
+    ``"versus_baseline"`` (:func:`agent.judge.versus_baseline`).
     """
     rows = []
     for n, attempt in enumerate(attempts):
         judged = "problems" in attempt
-        verdict = "not judged" if not judged else "poor" if attempt["problems"] else "good"
-        rows.append({"number": n + 1, **{k: attempt.get(k) for k in REPORTED}, "verdict": verdict,
-                     "kept": n == kept})
+        verdict = ("error" if attempt.get("error") else "not judged" if not judged
+                   else "poor" if attempt["problems"] else "good")
+        row = {"number": n + 1, **{k: attempt.get(k) for k in REPORTED}, "verdict": verdict, "kept": n == kept}
+        if baseline is not None and settings is not None and judge.is_masked(attempt.get("editor")) and \
+                attempt.get("scores"):
+            row["versus_baseline"] = judge.versus_baseline(attempt["scores"], baseline, settings)
+        rows.append(row)
     return rows
 
 
@@ -297,6 +333,8 @@ class EditReport:
     scores: Optional[Scores] = None  # the kept attempt's
     attempts: list[Attempt] = field(default_factory=list)
     kept: Optional[int] = None  # index into ``attempts``
+    baseline: Optional[dict[str, Any]] = None  # the turn's plain InstructPix2Pix: {"how", "scores"} once it ran
+    settings: Optional[Settings] = field(default=None, repr=False)  # what the attempts were judged with
     timings: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -329,8 +367,10 @@ class EditReport:
                 "boxes": [[round(v, 1) for v in b] for b in self.eval_region.boxes],
                 "mask_area": None if self.eval_region.mask is None else int(self.eval_region.mask.sum()),
                 "source": self.eval_region.source},
-            "attempts": attempt_report(self.attempts, self.kept),
+            "attempts": attempt_report(self.attempts, self.kept, (self.baseline or {}).get("scores"),
+                                       self.settings),
             "kept": None if self.kept is None else self.kept + 1,
+            "baseline": judge.baseline_report(self.baseline),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "info": self.info,
         }
@@ -441,10 +481,23 @@ def run(worker: Worker, image: Image.Image, job: Job, settings: Settings, *,
         queue = queue[:1]  # nothing to judge by
         report.info["judge"] = "not judged: the metrics were skipped (--no-score)"
     segmentation, indices = report.segmentation, list(report.chosen)
-    images: list[Image.Image] = []
+    report.settings = settings
+    images: list[Optional[Image.Image]] = []
     regions: list[Optional[np.ndarray]] = []
     requests: list[EditRequest] = []
     scored: list[Optional[Scores]] = []
+    baseline: dict[str, Any] = {}  # plain InstructPix2Pix, at most once: {"image", "request", "scores", "how"}
+
+    def run_baseline() -> dict[str, Any]:
+        """The lazy baseline (:func:`judge_attempt`): run, score, remember; its scores."""
+        request = request_for(judge.baseline_attempt(settings), job, settings)
+        with clock.stage("edit"):
+            result = worker.edit(image, None, request, progress=progress, cancel=cancel)
+        with clock.stage("score"):
+            found = score(worker, image, result.image, region, job)
+        baseline.update(image=result.image, request=request, scores=found.to_dict(), how="run for the comparison")
+        return baseline["scores"]
+
     while queue:
         attempt, queue = dict(queue[0]), queue[1:]
         if attempt.get("candidate") is not None and report.detections:  # the judge tries the other object
@@ -454,21 +507,46 @@ def run(worker: Worker, image: Image.Image, job: Job, settings: Settings, *,
         request = request_for(attempt, job, settings)
         edit_mask = segmentation.mask if segmentation is not None and is_masked(attempt["editor"]) else None
         started = time.perf_counter()
-        with clock.stage("edit"):
-            result = worker.edit(image, edit_mask, request, progress=progress, cancel=cancel)
+        result_image, result_region, scores = None, None, None
+        if attempt.get("baseline") and baseline:  # it ran already (free, or for a comparison): no second edit
+            result_image, request, attempt["reused"] = baseline["image"], baseline["request"], baseline["how"]
+            scores = Scores(**baseline["scores"]) if baseline.get("scores") else None
+        else:
+            try:
+                with clock.stage("edit"):
+                    result = worker.edit(image, edit_mask, request, progress=progress, cancel=cancel)
+            except LocaleditError as err:  # a failed attempt never discards a finished one
+                if not keep_going(err, report.attempts, queue):
+                    raise
+                report.attempts.append(failed_attempt(attempt, err))
+                images.append(None)
+                regions.append(None)
+                requests.append(request)
+                scored.append(None)
+                queue = [] if isinstance(err, WorkerUnavailableError) else queue
+                continue
+            result_image, result_region = result.image, result.region
+            report.info.update(result.info)
+            if result.whole is not None and not baseline and judge.is_free_baseline(
+                    attempt, judge.baseline_attempt(settings)):
+                baseline.update(image=result.whole, request=request_for(judge.baseline_attempt(settings), job,
+                                                                         settings),
+                                how=f"the pre-composite output of attempt {len(report.attempts) + 1}")
         attempt.update(masked=edit_mask is not None, indices=indices or None,
                        seconds=round(time.perf_counter() - started, 3))
-        report.info.update(result.info)
-        scores = None
         if score_it:
             with clock.stage("score"):
-                scores = score(worker, image, result.image, region, job)
+                if scores is None:
+                    scores = score(worker, image, result_image, region, job, edit_region=result_region)
+                if baseline and not baseline.get("scores"):
+                    baseline["scores"] = score(worker, image, baseline["image"], region, job).to_dict()
             attempt["scores"] = scores.to_dict()
-            attempt, queue = judge_attempt(attempt, settings, action, queue)
+            attempt, queue = judge_attempt(attempt, settings, action, queue, region=region,
+                                           baseline=baseline.get("scores"), run_baseline=run_baseline)
         scored.append(scores)
         report.attempts.append(attempt)
-        images.append(result.image)
-        regions.append(result.region)
+        images.append(result_image)
+        regions.append(result_region)
         requests.append(request)
         if next_stage(report.attempts, queue) == "done" or not score_it:
             break
@@ -479,5 +557,7 @@ def run(worker: Worker, image: Image.Image, job: Job, settings: Settings, *,
     if report.attempts[kept].get("indices") and report.attempts[kept]["indices"] != report.chosen:
         report.chosen = list(report.attempts[kept]["indices"])
     report.scores = scored[kept]
+    if baseline:
+        report.baseline = {"how": baseline["how"], "scores": baseline.get("scores")}
     report.timings = dict(clock.times, total=sum(clock.times.values()))
     return report

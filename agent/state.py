@@ -131,5 +131,7 @@ class State(TypedDict, total=False):
     mask_for: Optional[list[int]]  # the detection indices ``mask`` covers
     attempts: list[dict[str, Any]]  # every edit tried this turn, with its scores
     queue: list[dict[str, Any]]  # the attempts still to try
+    turn_region: Optional[dict[str, Any]]  # {"boxes", "mask"}: the one region every attempt is scored on
+    baseline: Optional[dict[str, Any]]  # plain InstructPix2Pix this turn, once run: {"path", "scores", "how"}
     report: list[dict[str, Any]]  # the stages of this turn: {"stage", "ran", "why"?, "cache"?, "seconds"?}
     reply: Optional[dict[str, Any]]  # {"text", "images": {name: path}, "scores", "error", "cancelled"}

@@ -270,8 +270,10 @@ def run(conversations: list[Conversation], settings: Any, registry: Any = None, 
     results: list[TurnResult] = []
     for conv in conversations[:limit]:
         with tempfile.TemporaryDirectory() as tmp:
-            s = settings.model_copy(update={"data_dir": Path(tmp) / "data", "min_clip_dir": -1.0, "min_clip_rc": -1.0,
-                                            "min_clip_gc": -1.0, "max_l1_outside": 1.0, "min_l1_global": 0.0})
+            s = settings.model_copy(update={"data_dir": Path(tmp) / "data", "min_clip_dir": -1.0, "min_rc_lead": -100.0,
+                                            "min_clip_gc": -1.0, "max_l1_outside": 1.0, "min_l1_global": 0.0,
+                                            "min_l1_region": 0.0, "max_seam": 1.0, "min_mask_fill": 0.0,
+                                            "baseline_margin": 2.0})
             worker = ScriptedWorker(s, registry=registry, objects=conv.objects, caption=conv.caption)
             convs = Conversations(s, worker=worker, understander=understander or Understander(None))
             try:

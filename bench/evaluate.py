@@ -477,7 +477,8 @@ def result_row(prep: Prepared, editor: str, result: EditReport, region_source: s
     row.update(timings, status="ok", error=None, path="global" if result.editor == "ip2p" else result.path,
                editor_ran=result.editor, attempts=len(result.attempts),
                kept=None if result.kept is None else result.kept + 1, action=result.job.action,
-               attempt_log=attempt_report(result.attempts, result.kept),
+               attempt_log=attempt_report(result.attempts, result.kept, (result.baseline or {}).get("scores"),
+                                          result.settings),
                region_source=region_source, box=_box_list(result.box),
                scored_on=result.eval_region.source if result.eval_region is not None else None,
                detections=len(result.detections), image=image_path)

@@ -67,7 +67,8 @@ class SceneWorker(LocalWorker):
 
 
 def agent_settings(settings: Settings, tmp_path, **overrides) -> Settings:
-    lenient = dict(min_clip_dir=-1.0, min_clip_rc=-1.0, min_clip_gc=-1.0, max_l1_outside=1.0,
+    lenient = dict(min_clip_dir=-1.0, min_clip_gc=-1.0, max_l1_outside=1.0, min_l1_region=0.0, max_seam=1.0,
+                   min_mask_fill=0.0, baseline_margin=2.0, min_rc_lead=-100.0,
                    min_l1_global=0.0)
     return settings.model_copy(update={"data_dir": tmp_path / "data", **lenient, **overrides})
 

@@ -25,7 +25,8 @@ TOKEN = "api-token-0123456789"
 
 
 @pytest.fixture(scope="module")
-def conversations(settings, tmp_path_factory):
+def api_conversations(settings, tmp_path_factory):
+    """The conversations the API serves, for the module: one cat in the scene, the offline parser."""
     s = agent_settings(settings, tmp_path_factory.mktemp("api"))
     conv = Conversations(s, worker=SceneWorker(s, objects={"cat": [CATS[0]]}), understander=Understander(None))
     yield conv
@@ -33,8 +34,8 @@ def conversations(settings, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def api(conversations):
-    with served(create_api_app(conversations, token=TOKEN, host="127.0.0.1")) as url:
+def api(api_conversations):
+    with served(create_api_app(api_conversations, token=TOKEN, host="127.0.0.1")) as url:
         yield url
 
 
@@ -48,7 +49,7 @@ def decoded(b64: str) -> Image.Image:
     return Image.open(io.BytesIO(base64.b64decode(b64)))
 
 
-def test_the_openai_client_edits_the_cat_and_keeps_everything_else(api, conversations):
+def test_the_openai_client_edits_the_cat_and_keeps_everything_else(api, api_conversations):
     photo = scene(SIZE, boxes=CATS)
     client = openai.OpenAI(base_url=api + "/v1", api_key=TOKEN)
     assert [m.id for m in client.models.list()] == ["localedit"]
@@ -56,20 +57,20 @@ def test_the_openai_client_edits_the_cat_and_keeps_everything_else(api, conversa
                                 prompt="make the cat red", user="alice")
     out = decoded(answer.data[0].b64_json)
     assert out.format == "PNG" and out.size == photo.size and answer.size == "160x120"
-    region = ImageStore.open_mask(conversations.session(thread_of("alice")).record()["region"])
+    region = ImageStore.open_mask(api_conversations.session(thread_of("alice")).record()["region"])
     changed = (np.asarray(out.convert("RGB")) != np.asarray(photo)).any(axis=-1)
     assert changed.any() and not (changed & ~region).any()  # unchanged outside the region
     # the same user goes on with the image it got: no new upload, "it" is the cat just edited
     again = client.images.edit(model="localedit", image=("out.png", png(out), "image/png"), prompt="now make it blue",
                                user="alice", output_format="jpeg")
     assert decoded(again.data[0].b64_json).format == "JPEG"
-    versions = conversations.session(thread_of("alice")).versions()
+    versions = api_conversations.session(thread_of("alice")).versions()
     assert len(versions) == 3 and versions[2]["record"]["plan"]["target"] == "cat"
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=api + "/v1", api_key="wrong-key-0123").models.list()
 
 
-def test_a_plain_multipart_request_with_a_mask_edits_only_the_masked_area(api, conversations):
+def test_a_plain_multipart_request_with_a_mask_edits_only_the_masked_area(api, api_conversations):
     photo = scene(SIZE, boxes=CATS)
     alpha = np.full((SIZE[1], SIZE[0]), 255, np.uint8)
     x0, y0, x1, y1 = CATS[2]
@@ -116,9 +117,9 @@ def test_the_guard_answers_in_openai_format(api):
     assert r.status_code == 403 and r.json()["error"]["type"] == "permission_error"
 
 
-def test_a_question_is_an_error_the_same_users_next_prompt_answers(api, conversations):
+def test_a_question_is_an_error_the_same_users_next_prompt_answers(api, api_conversations):
     photo = png(scene(SIZE, boxes=CATS))
-    conversations.worker.objects = {"cat": list(CATS)}  # three cats: "which one?"
+    api_conversations.worker.objects = {"cat": list(CATS)}  # three cats: "which one?"
     try:
         client = openai.OpenAI(base_url=api + "/v1", api_key=TOKEN)
         with pytest.raises(openai.BadRequestError) as asked:
@@ -128,11 +129,11 @@ def test_a_question_is_an_error_the_same_users_next_prompt_answers(api, conversa
         answer = client.images.edit(model="localedit", image=("c.png", photo, "image/png"), prompt="the leftmost",
                                     user="carol")
         assert decoded(answer.data[0].b64_json).size == SIZE
-        record = conversations.session(thread_of("carol")).record()
+        record = api_conversations.session(thread_of("carol")).record()
         assert record["boxes"] == [list(map(float, CATS[0]))]
-        before = len(list(conversations.checkpointer.list(None)))
+        before = len(list(api_conversations.checkpointer.list(None)))
         assert before > 0  # the users' threads are kept
         client.images.edit(model="localedit", image=("c.png", photo, "image/png"), prompt="make the leftmost cat red")
-        assert len(list(conversations.checkpointer.list(None))) == before  # no user: its thread is not kept
+        assert len(list(api_conversations.checkpointer.list(None))) == before  # no user: its thread is not kept
     finally:
-        conversations.worker.objects = {"cat": [CATS[0]]}
+        api_conversations.worker.objects = {"cat": [CATS[0]]}

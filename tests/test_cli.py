@@ -70,8 +70,24 @@ def test_edit_grounds_the_target_and_reports_detections(env, capsys):
     assert report["detections"] and report["chosen"] == [0]
     assert report["box"] == report["detections"][0]["box"]
     assert report["editor"] == "regionwise" and report["target"] == "cat"
+    assert report["attempts"][0]["editor"] == "regionwise" and report["attempts"][0]["strength"] == 1.0
     assert {"ground", "segment", "edit", "score"} <= set(report["timings"])
     assert (env / "photo-edited.png").is_file()
+
+
+@pytest.mark.slow
+def test_regionwise_runs_every_diffusion_step_by_default(env, capsys):
+    """R-SIE runs RwDP from T (sec. 4.1, eq. 6): `--editor regionwise` starts at the schedule's first
+    timestep and runs every step; the encoding ratio below 1 is a knob (`--strength`)."""
+    code, report, _ = run(capsys, "edit", "photo.png", "turn the cat into a fox", "--box", "10,20,60,80",
+                          "--editor", "regionwise", "--attempts", "1")
+    assert code == 0 and report["editor"] == "regionwise"
+    assert report["request"]["strength"] == report["info"]["strength"] == 1.0
+    assert report["info"]["denoising_steps"] == report["info"]["steps"] == 2
+    code, later, _ = run(capsys, "edit", "photo.png", "turn the cat into a fox", "--box", "10,20,60,80",
+                         "--editor", "regionwise", "--attempts", "1", "--strength", "0.5")
+    assert code == 0 and later["info"]["denoising_steps"] == 1 and later["info"]["start_timestep"] < \
+        report["info"]["start_timestep"]
 
 
 def test_edit_takes_the_target_from_the_instruction(env, capsys):

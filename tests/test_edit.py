@@ -225,7 +225,8 @@ def test_defaults_come_from_the_settings(editor):
     s = editor.settings
     assert (r.steps, r.seed, r.guidance_scale, r.image_guidance_scale, r.strength, r.black_mask) == (
         s.steps, s.seed, s.guidance_scale, s.image_guidance_scale, s.encoding_ratio, s.black_mask_input)
-    assert editor.resolve(EditRequest(editor="regionwise")).strength == s.encoding_ratio
+    # region-wise diffusion starts at T, as R-SIE sec. 4.1 (eq. 6): every step of the schedule runs
+    assert editor.resolve(EditRequest(editor="regionwise")).strength == s.regionwise_encoding_ratio == 1.0
     assert editor.resolve(EditRequest(editor="inpaint")).strength == 1.0
     assert editor.resolve(EditRequest(editor="ip2p")).strength is None
     assert editor.resolve(EditRequest(editor="inpaint", strength=0.5, steps=7, seed=3)).strength == 0.5

@@ -20,7 +20,7 @@ from agent.llm import Understander
 from agent.session import Conversations
 from tests.conftest import scene
 from tests.scenes import CATS, SIZE, SceneWorker, agent_settings
-from tests.test_chat_cli import Chat
+from tests.helpers.chat_cli import Chat
 
 EXE = Path(sys.executable).parent / "localedit"
 
@@ -88,6 +88,7 @@ def test_a_full_disk_is_named_in_every_turn_of_the_python_api(settings, registry
         conv.close()
 
 
+@pytest.mark.server  # runs `localedit chat-cli` processes
 def test_a_full_disk_in_chat_cli_is_one_line_per_turn(tiny_models_dir, tiny_disk, tmp_path):
     """chat-cli added "error: node edit failed" and "error: turn failed" to the reply."""
     scene(SIZE, boxes=CATS).save(tmp_path / "photo.png")
@@ -104,6 +105,7 @@ def test_a_full_disk_in_chat_cli_is_one_line_per_turn(tiny_models_dir, tiny_disk
     assert not list((tiny_disk / "images").glob("*.part"))
 
 
+@pytest.mark.server  # runs `localedit chat-cli` processes
 def test_a_full_disk_when_the_chat_starts_is_one_sentence(tiny_models_dir, tiny_disk, tmp_path):
     """SQLite cannot create its write-ahead log on a full disk: "disk I/O error", which is the disk."""
     env = chat_env(tiny_models_dir, tiny_disk)
@@ -158,6 +160,7 @@ def saved_chat(settings, registry, tmp_path) -> tuple[Path, str, list[dict]]:
         conv.close()
 
 
+@pytest.mark.server  # runs `localedit chat-cli` processes
 def test_a_damaged_database_names_the_damage_what_reads_and_where_the_images_are(saved_chat, tiny_models_dir, tmp_path):
     """8 KB of random bytes in the middle of ``conversations.sqlite``: ``chat-cli --thread T`` said
     "unexpected failure (DatabaseError: database disk image is malformed)" and exited 1."""
@@ -176,6 +179,7 @@ def test_a_damaged_database_names_the_damage_what_reads_and_where_the_images_are
     assert all(Path(v["path"]).is_file() for v in versions)
 
 
+@pytest.mark.server  # runs `localedit chat-cli` processes
 def test_a_read_only_data_folder_shows_the_history_and_says_it_cannot_save(saved_chat, tiny_models_dir, tmp_path):
     """A read-only data folder: "Cannot create '.../conversations.sqlite' (read-only file system)" although
     the file was there, and the history could not even be viewed. Runs as root too: a read-only bind

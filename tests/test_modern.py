@@ -220,3 +220,34 @@ def test_downloads_fetch_what_the_modern_loaders_read():
     text = describe({"kontext": FilePlan("kontext", "black-forest-labs/FLUX.1-Kontext-dev", [(f, 10) for f in files])})
     assert non_commercial_notice("kontext") in text and "Non-Commercial" in text
     assert non_commercial_notice("qwen-edit") == ""
+
+
+# --- SAM 3 ---------------------------------------------------------------------------------------------
+
+def test_sam3_instances_keep_their_own_masks_and_other_boxes_go_to_the_segmenter(registry, modern):
+    from tools.ground_sam3 import InstanceSegmenter, build_grounder
+    from tools.segment import Segmenter
+
+    grounder = build_grounder(registry, modern)
+    img, _ = photo()
+    found = grounder.detect(img, "cat")
+    assert found and all(d.label == "cat" for d in found)
+    assert [d.score for d in found] == sorted((d.score for d in found), reverse=True)
+    seg = InstanceSegmenter(lambda: grounder, Segmenter(registry.get("sam").model))
+    chosen = seg.segment(img, [found[0].box])  # what selection hands on: one of the instances' boxes
+    assert chosen.source == "sam3" and np.array_equal(chosen.mask, grounder.instance_mask(img, found[0].box))
+    other = seg.segment(img, [(10, 10, 60, 60)])  # a --box that is no instance: the box segmenter
+    assert other.source in ("sam", "box")
+    assert grounder.detect(img, "") == [] and grounder.detect(img, "cat", box_threshold=1.0) == []
+
+
+def test_the_worker_segments_with_sam2_when_configured(registry, modern):
+    from tools.worker.local import LocalWorker
+
+    img, _ = photo()
+    worker = LocalWorker(modern.model_copy(update={"segmenter": "sam2"}), registry)
+    assert worker.segment(img, [(150, 100, 250, 200)]).source in ("sam2", "box")
+    assert type(worker._tool("segment")).__name__ == "Sam2Segmenter"
+    default = LocalWorker(modern, registry)
+    assert type(default._tool("segment")).__name__ == "Segmenter"  # GroundingDINO + SAM stays the default
+    assert type(default._tool("ground")).__name__ == "Grounder"

@@ -179,7 +179,9 @@ def test_second_score_of_the_same_pair_runs_no_image_forward(scorer, photo, visi
     kwargs = dict(mask=mask, source_caption="a red ball", target_caption="a blue ball",
                   target_text="blue ball")
     first = scorer.score(photo, edited, **kwargs)
-    n_images = 5  # original, edited, the region crop, and the two region-removed images
+    # original, edited, the region crop (the mask fills the box, so it is also the edited object's crop of
+    # the direction on the region), the original object's crop, and the two region-removed images
+    n_images = 6
     assert vision_counter.images == n_images
     assert first.cache_hits == 0
     calls = vision_counter.calls
@@ -187,7 +189,7 @@ def test_second_score_of_the_same_pair_runs_no_image_forward(scorer, photo, visi
     assert vision_counter.calls == calls  # no new vision forward at all
     assert second.cache_hits == n_images
     assert scorer.image_forwards == n_images and scorer.image_hits == n_images
-    for name in ("clip_i", "clip_t", "clip_dir", "clip_rc", "clip_gc", "l1_outside"):
+    for name in ("clip_i", "clip_t", "clip_dir", "clip_dir_region", "clip_rc", "clip_gc", "l1_outside", "l1_inside"):
         assert getattr(second, name) == pytest.approx(getattr(first, name), abs=1e-6)
 
 
@@ -412,3 +414,31 @@ def test_pixel_metrics_of_a_large_image_are_exact_in_bounded_memory():
 def test_non_rgb_inputs(scorer, photo):
     s = scorer.score(photo.convert("L"), photo.convert("RGBA"))
     assert s.clip_i is not None and math.isfinite(s.clip_i)
+
+
+def test_the_direction_on_the_region_sees_the_object_alone():
+    """``clip_dir_region`` crops each box black outside the undilated mask, before and after: a change to
+    the object counts, a change to the background inside its box does not (hand-made colour embeddings)."""
+    from PIL import ImageDraw
+
+    from tests.colour_clip import colour_scorer
+
+    image = Image.new("RGB", (160, 120), (128, 128, 128))
+    box = (20, 30, 80, 100)
+    ImageDraw.Draw(image).ellipse(box, fill=(200, 40, 40))
+    mask = np.asarray(image)[..., 1] == 40
+    blue_object, blue_around = np.array(image), np.array(image)
+    blue_object[mask] = (1, 1, 255)
+    blue_around[_mask(image.size, box) & ~mask] = (1, 1, 255)
+    kwargs = dict(mask=mask, boxes=[box], source_caption="a photo of a cat", target_caption="a photo of a blue cat")
+    scorer = colour_scorer()
+    on = scorer.score(image, Image.fromarray(blue_object), **kwargs)
+    around = scorer.score(image, Image.fromarray(blue_around), **kwargs)
+    assert on.clip_dir_region > 0.7 and on.l1_inside > 0.3
+    assert around.clip_dir_region == 0.0 and around.l1_inside == 0.0
+    from tools.images import crop_box
+    from tools.score import direction_similarity
+
+    crops = [scorer.image_embedding(crop_box(im, box)) for im in (image, Image.fromarray(blue_around))]
+    texts = scorer.text_embeddings([kwargs["source_caption"], kwargs["target_caption"]])
+    assert direction_similarity(*crops, *texts) > 0.5  # the plain box crop would have counted the blue around it

@@ -54,12 +54,18 @@ def test_union_of_two_boxes(segmenter, photo):
     assert both.score == pytest.approx((a.score + b.score) / 2)
 
 
-def test_score_is_sams_best_predicted_iou(segmenter, photo):
+def test_a_box_prompt_takes_sams_single_mask_output(segmenter, photo):
+    """A box names one object: its mask and score are SAM's single-mask output (as Grounded-SAM
+    asks for detector boxes), not the multimask candidate with the best predicted IoU, which can be a
+    part of the object."""
     seg = segmenter.segment(photo, [BOX_A])
     if seg.source != "sam":
         pytest.skip("the tiny model gave no mask for this box")
-    masks, ious, _ = segmenter.predictor.predict(box=np.array(BOX_A, dtype=np.float32), multimask_output=True)
-    assert seg.score == pytest.approx(float(ious.max()), abs=1e-5)
+    single, iou, _ = segmenter.predictor.predict(box=np.array(BOX_A, dtype=np.float32), multimask_output=False)
+    h, w = photo.height, photo.width
+    grown = box_to_mask(grow_box(BOX_A, 0.1, (w, h)), (w, h))
+    assert seg.score == pytest.approx(float(iou[0]), abs=1e-5)
+    assert np.array_equal(seg.mask, single[0].astype(bool) & grown)
 
 
 def test_embedding_cache_skips_the_encoder(sam, encoder_runs):

@@ -101,7 +101,7 @@ class VisionServer:
 
 
 @pytest.fixture
-def server(request):
+def vision_server(request):
     forget_capabilities()
     s = VisionServer(request.param)
     yield s
@@ -114,9 +114,9 @@ def llm_settings(server: VisionServer, **more) -> dict:
                 llm_turn_budget=30, **more)
 
 
-@pytest.mark.parametrize("server", ["qwen2.5-vl", "qwen3-vl"], indirect=True)
-def test_a_vision_server_sees_the_photo_and_its_box_picks_the_cat(server, settings, tmp_path):
-    s = agent_settings(settings, tmp_path, **llm_settings(server))
+@pytest.mark.parametrize("vision_server", ["qwen2.5-vl", "qwen3-vl"], indirect=True)
+def test_a_vision_server_sees_the_photo_and_its_box_picks_the_cat(vision_server, settings, tmp_path):
+    s = agent_settings(settings, tmp_path, **llm_settings(vision_server))
     conv = Conversations(s, worker=SceneWorker(s, objects={"cat": list(CATS)}),
                          understander=Understander(make_llm(s), settings=s))
     chat = conv.session()
@@ -124,7 +124,7 @@ def test_a_vision_server_sees_the_photo_and_its_box_picks_the_cat(server, settin
     reply = chat.send("make the cat red")  # three cats: without the box, "which cat?"
     record = chat.record()
     conv.close()
-    (part,) = image_parts(server.requests[-1])
+    (part,) = image_parts(vision_server.requests[-1])
     assert part["image_url"]["url"].startswith("data:image/jpeg;base64,")
     assert not reply.question and "edited" in reply.images, reply.text
     assert record["boxes"] == [list(map(float, CATS[1]))]  # the edit's region is the box's cat
@@ -132,9 +132,9 @@ def test_a_vision_server_sees_the_photo_and_its_box_picks_the_cat(server, settin
     assert "language model's box" in ground["hint"]
 
 
-@pytest.mark.parametrize("server", list(REFUSALS), indirect=True)
-def test_a_server_that_refuses_images_still_plans_from_the_caption_and_is_remembered(server, tmp_path):
-    s = Settings(_env_file=None, **llm_settings(server))
+@pytest.mark.parametrize("vision_server", list(REFUSALS), indirect=True)
+def test_a_server_that_refuses_images_still_plans_from_the_caption_and_is_remembered(vision_server, tmp_path):
+    s = Settings(_env_file=None, **llm_settings(vision_server))
     photo = tmp_path / "cats.png"
     scene(SIZE, boxes=CATS).save(photo)
     understander = Understander(make_llm(s), settings=s)
@@ -142,19 +142,19 @@ def test_a_server_that_refuses_images_still_plans_from_the_caption_and_is_rememb
     first = understander.understand("make the cat red", context)
     assert first.path == "llm-tool" and first.result.target == "cat" and first.result.box is None
     assert "does not accept images" in first.note
-    assert [bool(image_parts(r)) for r in server.requests] == [True, False]  # asked again without the photo
+    assert [bool(image_parts(r)) for r in vision_server.requests] == [True, False]  # asked again without the photo
     second = understander.understand("make the cat blue", context)
     assert second.path == "llm-tool" and "images" not in second.note
-    assert [bool(image_parts(r)) for r in server.requests] == [True, False, False]  # remembered
+    assert [bool(image_parts(r)) for r in vision_server.requests] == [True, False, False]  # remembered
 
 
-@pytest.mark.parametrize("server", ["qwen3-vl"], indirect=True)
-def test_vision_off_sends_no_photo(server, tmp_path):
-    s = Settings(_env_file=None, **llm_settings(server, llm_vision="off"))
+@pytest.mark.parametrize("vision_server", ["qwen3-vl"], indirect=True)
+def test_vision_off_sends_no_photo(vision_server, tmp_path):
+    s = Settings(_env_file=None, **llm_settings(vision_server, llm_vision="off"))
     photo = tmp_path / "cats.png"
     scene(SIZE, boxes=CATS).save(photo)
     out = Understander(make_llm(s), settings=s).understand("make the cat red", ParseContext(photo=str(photo)))
-    assert out.result.target == "cat" and out.result.box is None and not image_parts(server.requests[0])
+    assert out.result.target == "cat" and out.result.box is None and not image_parts(vision_server.requests[0])
 
 
 def test_boxes_map_onto_the_photo_and_hint_the_detections():

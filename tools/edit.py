@@ -66,8 +66,9 @@ ROLES = {"ip2p": "ip2p", "ip2p-composite": "ip2p", "diffedit": "sd", "regionwise
 def resolve_request(request: EditRequest, settings: Settings) -> EditRequest:
     """A copy of ``request`` with every ``None`` knob set from the settings, checked.
 
-    ``strength`` defaults to ``settings.encoding_ratio`` for diffedit and regionwise and to
-    1.0 for inpaint; it stays None for the InstructPix2Pix editors, which do not use it.
+    ``strength`` defaults to ``settings.encoding_ratio`` for diffedit, to
+    ``settings.regionwise_encoding_ratio`` (1: every step, as R-SIE) for regionwise and to 1.0 for
+    inpaint; it stays None for the InstructPix2Pix editors, which do not use it.
     ``max_side`` defaults to ``settings.max_side``; qwen-edit, kontext and klein always work at
     ``settings.modern_side`` (their native area, whatever the request's long side). Raises :class:`LocaleditError` for an
     unknown editor or a value out of range (NaN and infinity included), so a bad request
@@ -77,8 +78,10 @@ def resolve_request(request: EditRequest, settings: Settings) -> EditRequest:
     if request.editor not in EDITORS:
         raise LocaleditError(f"Unknown editor '{request.editor}'; the editors are {', '.join(EDITORS)}.")
     strength = request.strength
-    if strength is None and request.editor in ("diffedit", "regionwise"):
+    if strength is None and request.editor == "diffedit":
         strength = s.encoding_ratio
+    elif strength is None and request.editor == "regionwise":  # R-SIE starts at T (sec. 4.1, eq. 6)
+        strength = s.regionwise_encoding_ratio
     elif strength is None and request.editor == "inpaint":
         strength = 1.0
     elif strength is None and request.editor in MODERN_EDITORS and s.modern_inpaint:
@@ -200,16 +203,22 @@ class Editor:
                                  f"lower LOCALEDIT_MAX_SIDE and try again.") from err
         info.update(out.info)
 
-        if full_mask is None:
-            edited = out.image if out.image.size == original.size else \
+        # ip2p-composite on the unmasked, uncropped photo ran plain InstructPix2Pix: the judge's baseline, for free
+        free = req.editor == "ip2p-composite" and not info.get("black_mask") and crop is None
+        whole = None
+        if full_mask is None or free:
+            whole = out.image if out.image.size == original.size else \
                 out.image.resize(original.size, Image.Resampling.LANCZOS)
+        if full_mask is None:
+            edited = whole
         else:
             edited = composite(view, out.image, full_mask, self.settings.feather)
             if crop:  # the crop's pixels outside the region are the original's: paste it back
                 edited, full_mask = paste_back(original, edited, full_mask, crop)
+        whole = whole if free else None
         seconds = time.perf_counter() - started
         log.info("edit %s at %sx%s, %s steps: %.2fs", req.editor, work[0], work[1], req.steps, seconds)
-        return EditResult(image=edited, editor=req.editor, seconds=seconds, info=info, region=full_mask)
+        return EditResult(image=edited, editor=req.editor, seconds=seconds, info=info, region=full_mask, whole=whole)
 
     def crop_for(self, req: EditRequest, mask: Optional[np.ndarray]) -> Optional[Crop]:
         """The crop around the region a masked editor sees (:func:`tools.crop.plan_crop`), or None:

@@ -25,7 +25,8 @@ from typing import Optional, Protocol, Sequence
 import numpy as np
 from PIL import Image
 
-from tools.images import mask_bbox
+from tools.images import box_to_mask, mask_bbox
+from tools.seam import seam_profile
 from tools.types import Box, Scores
 
 __all__ = ["EvalRegion", "Scorer", "evaluation_region", "rc_labels", "score_edit"]
@@ -46,6 +47,18 @@ class EvalRegion:
     boxes: tuple[Box, ...]  # target box(es), (x0, y0, x1, y1) original pixels; at least one
     mask: Optional[np.ndarray] = None  # undilated object mask, bool (H, W); None: the boxes
     source: str = ""  # where it came from: "grounded", "gt-mask", "gt-box", "user-mask", "box"
+
+    def fill(self) -> Optional[float]:
+        """How much of its box(es) the mask covers, 0-1 (None without a mask): the judge's check that
+        the mask is the object and not a part of it (``agent.judge``)."""
+        if self.mask is None or not self.boxes:
+            return None
+        h, w = self.mask.shape
+        boxes = np.zeros((h, w), bool)
+        for b in self.boxes:
+            boxes |= box_to_mask(b, (w, h))
+        area = int(boxes.sum())
+        return None if area == 0 else float((self.mask & boxes).sum()) / area
 
 
 def evaluation_region(boxes: Sequence[Box] = (), mask: Optional[np.ndarray] = None,
@@ -93,7 +106,7 @@ def rc_labels(action: str, target: Optional[str], new_value: Optional[str]) -> t
 
 def score_edit(worker: Scorer, original: Image.Image, edited: Image.Image, region: Optional[EvalRegion], *,
                source_caption: str = "", target_caption: str = "", target_label: str = "",
-               source_label: str = "") -> Scores:
+               source_label: str = "", edit_region: Optional[np.ndarray] = None) -> Scores:
     """The metrics of ``edited`` against ``original`` on ``region`` (see :class:`~tools.types.Scores`).
 
     Args:
@@ -104,9 +117,16 @@ def score_edit(worker: Scorer, original: Image.Image, edited: Image.Image, regio
             L1 / L2 outside empty.
         source_caption, target_caption: the captions of CLIP-T and CLIP direction.
         target_label, source_label: CLIP-RC's target and source categories (:func:`rc_labels`).
+        edit_region: what a masked editor was allowed to change (``EditResult.region``, bool ``(H, W)``):
+            the seam (:mod:`tools.seam`) is measured at its edge, here (pixels only, no model).
     """
     if region is None:
-        return worker.score(original, edited, source_caption=source_caption, target_caption=target_caption)
-    return worker.score(original, edited, mask=region.mask, boxes=list(region.boxes),
-                        source_caption=source_caption, target_caption=target_caption,
-                        target_text=target_label, source_text=source_label)
+        scores = worker.score(original, edited, source_caption=source_caption, target_caption=target_caption)
+    else:
+        scores = worker.score(original, edited, mask=region.mask, boxes=list(region.boxes),
+                              source_caption=source_caption, target_caption=target_caption,
+                              target_text=target_label, source_text=source_label)
+    if edit_region is not None:
+        view = edited if edited.size == original.size else edited.resize(original.size, Image.Resampling.LANCZOS)
+        scores.seam, scores.seam_step, _ = seam_profile(original, view, edit_region)
+    return scores

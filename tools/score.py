@@ -6,6 +6,9 @@ With ``E_img`` / ``E_txt`` CLIP's unit image / text embeddings:
 - **CLIP-T** (InstructEdit's "CLIP score" / 100): ``cos(E_img(edited), E_txt(target_caption))``, 0-1.
 - **CLIP direction** (InstructPix2Pix): ``cos(E_img(edited) - E_img(original),
   E_txt(target_caption) - E_txt(source_caption))``, -1..1; 0.0 when either difference is zero.
+  ``clip_dir_region`` is the same formula on the object alone (each target box's crop, black outside
+  the undilated mask, of original and output; the mean over boxes): did the region move toward the
+  instruction. The judge checks it for masked editors and compares it with the baseline's.
 - **CLIP-RC** (R-SIE section 4.3): the target box is cropped from the output and classified
   zero-shot by CLIP over the labels {target category, source category, COCO's 80 categories}
   (prompt ``"a photo of a {label}."``): ``100 * softmax_k(s * cos(E_img(crop), E_txt(label_k)))``
@@ -17,7 +20,8 @@ With ``E_img`` / ``E_txt`` CLIP's unit image / text embeddings:
   original and the output, ``100 * cos`` of their embeddings, 0-100 (87-94 in R-SIE's Table 2).
 - **L1 / L2 outside** (R-SIE Table 3, ZONE): mean ``|o - e|`` / ``(o - e)^2`` over every channel
   of the pixels outside the undilated object mask (the boxes when there is no mask), pixels in
-  [0, 1]; ``l1`` / ``l2`` over the whole image. Computed from the uint8 pixels in bands of rows,
+  [0, 1]; ``l1`` / ``l2`` over the whole image; ``l1_inside`` the mean ``|o - e|`` inside the mask
+  (the boxes without one): whether the region changed at all. Computed from the uint8 pixels in bands of rows,
   so a 64-megapixel image needs a few megabytes, never a float copy of itself.
 
 The region is the sample's evaluation region (:mod:`tools.region`), the same for every attempt
@@ -225,6 +229,21 @@ def clip_view(image: Image.Image, max_side: int = CLIP_MAX_SIDE) -> tuple[Image.
     return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0), scale
 
 
+def object_crop(image: Image.Image, mask: Optional[np.ndarray], box: Box) -> Image.Image:
+    """``image`` cropped to ``box`` with every pixel outside ``mask`` black (the mask's own box
+    crop when ``mask`` is None): the object alone, for the direction on the region."""
+    crop = crop_box(image, box)
+    if mask is None:
+        return crop
+    x0, y0 = (max(0, int(np.floor(float(v)))) for v in box[:2])
+    keep = np.asarray(mask[y0:y0 + crop.height, x0:x0 + crop.width], dtype=bool)
+    if keep.shape != (crop.height, crop.width):
+        return crop
+    pixels = np.asarray(crop.convert("RGB")).copy()
+    pixels[~keep] = 0
+    return Image.fromarray(pixels)
+
+
 def blank_boxes(image: Image.Image, boxes: Sequence[Box], scale: float = 1.0) -> Image.Image:
     """A copy of ``image`` with every box (times ``scale``) filled with black (R-SIE's "removed")."""
     out = image.copy()
@@ -396,18 +415,24 @@ class Scorer:
         scores.l1, scores.l2 = masked_l1_l2(original, edited, None)
         if outside is not None:
             scores.l1_outside, scores.l2_outside = masked_l1_l2(original, edited, outside)
+            scores.l1_inside = masked_l1_l2(original, edited, ~outside)[0]
 
-        # The images to embed: original, edited, one crop per box, then the two blanked images.
+        # The images to embed: original, edited, one crop of each per box, then the two blanked images.
         view_o, scale = clip_view(original)
         view_e, _ = clip_view(edited)
         images = [view_o, view_e]
         crops = [clip_view(crop_box(edited, b))[0] for b in regions]
-        images += crops
+        # the direction's crops show the object alone (black outside the undilated mask), before and after
+        direction = bool(source_caption and target_caption)
+        images += crops + [clip_view(object_crop(im, m, b))[0] for im in (original, edited) for b in regions
+                           if direction]
         if regions:
             images += [blank_boxes(view_o, regions, scale), blank_boxes(view_e, regions, scale)]
         embs, scores.cache_hits = self.image_embeddings(images)
         e_orig, e_edit = embs[0], embs[1]
         e_crops = embs[2:2 + len(crops)]
+        e_objects = embs[2 + len(crops):2 + 3 * len(crops)] if direction else []
+        e_objects_orig, e_objects_edit = e_objects[:len(crops)], e_objects[len(crops):]
 
         scores.clip_i = cosine(e_orig, e_edit)
         texts = [t for t in (source_caption, target_caption) if t]
@@ -419,6 +444,10 @@ class Scorer:
                                                        text_emb[target_caption])
             if e_crops:
                 scores.clip_crop_t = float(np.mean([cosine(e, text_emb[target_caption]) for e in e_crops]))
+                if source_caption:  # the direction on the region: each box's object, before and after
+                    scores.clip_dir_region = float(np.mean([
+                        direction_similarity(o, e, text_emb[source_caption], text_emb[target_caption])
+                        for o, e in zip(e_objects_orig, e_objects_edit)]))
         if e_crops and (target_text or source_text):
             scores.clip_rc, scores.clip_rc_source = self.region_class(e_crops, target_text, source_text)
         if regions:

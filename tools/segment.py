@@ -1,7 +1,8 @@
 """Box- and point-prompted masks with Segment Anything, the image embedding cached per image content.
 
 ``Segmenter.set_image`` runs SAM's image encoder once per distinct picture (or takes the
-embedding from the cache); ``segment(image, boxes)`` then asks SAM for one mask per box, keeps
+embedding from the cache); ``segment(image, boxes)`` then asks SAM for one mask per box (its single-mask output, as
+Grounded-SAM does for detector boxes; the multimask output only for a lone click), keeps
 each mask inside its box (grown by 10%), falls back to the box itself where SAM gives nothing
 usable, and returns the union at the original image size.
 
@@ -219,10 +220,14 @@ class Segmenter:
         return out[0, best].bool().cpu().numpy(), float(iou_pred[0, best].float())
 
     def _predict(self, boxes: list[Box]) -> tuple[list[np.ndarray], list[float]]:
-        """SAM's best (highest predicted IoU) multimask output for each box, at original size.
+        """SAM's single-mask output for each box, at original size.
 
-        ``predict_torch`` upsamples all three candidates of each box to the full image before
-        we pick one, so boxes go in batches of BATCH to bound memory on large photos.
+        A box names one object, so it is not an ambiguous prompt: as Grounded-SAM does (its
+        ``SamPredictor.predict_torch(..., multimask_output=False)`` for detector boxes), we take the
+        single output. The multimask output with the highest predicted IoU, which SAM's authors
+        advise for one ambiguous click, can return a part of the object (a head for a person's
+        box); it stays for a lone click (:meth:`_predict_points`). Boxes go in batches of BATCH to
+        bound the memory of the full-size masks on large photos.
         """
         predictor = self.predictor
         masks: list[np.ndarray] = []
@@ -232,11 +237,9 @@ class Segmenter:
                                     device=predictor.device)
             transformed = predictor.transform.apply_boxes_torch(chunk, predictor.original_size)
             out, iou_pred, _ = predictor.predict_torch(None, None, boxes=transformed,
-                                                       multimask_output=True)
-            best = iou_pred.argmax(dim=1)
-            rows = torch.arange(out.shape[0], device=out.device)
-            masks.extend(m for m in out[rows, best].bool().cpu().numpy())
-            ious.extend(float(v) for v in iou_pred[rows, best].float().cpu())
+                                                       multimask_output=False)
+            masks.extend(m for m in out[:, 0].bool().cpu().numpy())
+            ious.extend(float(v) for v in iou_pred[:, 0].float().cpu())
         return masks, ious
 
     def mask_from_user(self, mask: np.ndarray, size: tuple[int, int]) -> Segmentation:

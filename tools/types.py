@@ -119,6 +119,8 @@ class EditResult:
     seconds: float
     info: dict[str, Any] = field(default_factory=dict)
     region: Optional[np.ndarray] = None  # bool (H, W): the only pixels a masked editor may have changed
+    whole: Optional[Image.Image] = None  # ip2p-composite: InstructPix2Pix's whole-image output before the
+    # composite, at the input's size: plain InstructPix2Pix with the same knobs, the judge's free baseline
 
 
 @dataclass
@@ -133,6 +135,7 @@ class Scores:
     clip_i: Optional[float] = None  # cos(original, edited) image embeddings, 0-1 (InstructPix2Pix)
     clip_t: Optional[float] = None  # cos(edited image, target caption), 0-1 (InstructEdit: x100)
     clip_dir: Optional[float] = None  # cos(image change, caption change), -1..1 (InstructPix2Pix)
+    clip_dir_region: Optional[float] = None  # the same on the target-box crops of input and output, -1..1
     clip_rc: Optional[float] = None  # P(target category | target-box crop) x100, 0-100 (R-SIE 4.3)
     clip_rc_source: Optional[float] = None  # P(source category | the same crop) x100 (R-SIE "Delete" RC)
     clip_crop_t: Optional[float] = None  # cos(target-box crop, target caption), 0-1 (raw, not R-SIE's)
@@ -141,6 +144,9 @@ class Scores:
     l2_outside: Optional[float] = None  # mean (orig - edit)^2 outside the object mask
     l1: Optional[float] = None  # whole image
     l2: Optional[float] = None
+    l1_inside: Optional[float] = None  # mean |orig - edit| inside the undilated object mask (the region changed?)
+    seam: Optional[float] = None  # share of the edge-band change made in the one step across the edit's edge, 0-1
+    seam_step: Optional[float] = None  # that step beyond the input's own step across the same edge, 0-1
     cache_hits: int = 0  # CLIP image embeddings that came from the cache
 
     def to_dict(self) -> dict[str, Any]:

@@ -96,7 +96,8 @@ def segmentation_to_wire(s: Segmentation) -> dict[str, Any]:
 def edit_result_to_wire(r: EditResult) -> dict[str, Any]:
     return {"image": encode_image(r.image), "editor": r.editor, "seconds": float(r.seconds),
             "info": json.loads(json.dumps(r.info, default=str)),
-            "region": None if r.region is None else encode_mask(r.region)}
+            "region": None if r.region is None else encode_mask(r.region),
+            "whole": None if r.whole is None else encode_image(r.whole)}
 
 
 def scores_to_wire(s: Scores) -> dict[str, Any]:
@@ -132,9 +133,10 @@ def segmentation_from_wire(d: dict) -> Segmentation:
 
 
 def edit_result_from_wire(d: dict) -> EditResult:
-    region = d.get("region")
+    region, whole = d.get("region"), d.get("whole")
     return EditResult(image=decode_image(d["image"]), editor=d["editor"], seconds=float(d["seconds"]),
-                      info=d.get("info") or {}, region=None if region is None else decode_mask(region))
+                      info=d.get("info") or {}, region=None if region is None else decode_mask(region),
+                      whole=None if whole is None else decode_image(whole))
 
 
 def scores_from_wire(d: dict) -> Scores:
