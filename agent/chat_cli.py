@@ -39,17 +39,28 @@ def run_chat(args: argparse.Namespace, settings: Any) -> int:
         _load(session, args.image, loaded)
     interactive = sys.stdin.isatty()
     interrupted = False  # Ctrl-C at the prompt once: say how to leave; twice in a row: leave
-    while True:
-        try:
-            if _chat_line(session, interactive, loaded):
-                return 0
-            interrupted = False
-        except KeyboardInterrupt:  # between turns (a turn catches its own Ctrl-C: it stops the turn)
-            if interrupted:
-                print("\nlocaledit: bye", flush=True)
-                return 0
-            interrupted = True
-            print("\nlocaledit: (Ctrl-C again, or /quit, to leave)", flush=True)
+    try:
+        while True:
+            try:
+                if _chat_line(session, interactive, loaded):
+                    return 0
+                interrupted = False
+            except KeyboardInterrupt:  # between turns (a turn catches its own Ctrl-C: it stops the turn)
+                if interrupted:
+                    return _bye()
+                interrupted = True
+                print("\nlocaledit: (Ctrl-C again, or /quit, to leave)", flush=True)
+    except KeyboardInterrupt:  # the second Ctrl-C landed while the first was being answered, or between
+        return _bye()          # two statements of the loop: it still means leave (it exited 130 in 1 of 3)
+
+
+def _bye() -> int:
+    """Leave the chat after a second Ctrl-C: a third one meanwhile is ignored, so the exit is always 0."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    print("\nlocaledit: bye", flush=True)
+    return 0
 
 
 def _say(text: str) -> None:
@@ -81,6 +92,7 @@ class _OneLineFormatter(logging.Formatter):
 def _log_one_line(debug: bool) -> None:
     """Warnings and errors on stderr, one line each; their tracebacks only with ``--debug``."""
     handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)  # info records (a model load's line: tools.quiet) are not errors
     if not debug:
         handler.setFormatter(_OneLineFormatter())
     logging.getLogger().addHandler(handler)

@@ -13,7 +13,8 @@
     localedit worker [--host H --port P --token T] [--ray]   # the vision models behind an HTTP API
 
 Errors a user can cause print one line (``error: ...``) and exit non-zero; nothing is written.
-Exit codes: 0 done, 1 unexpected failure, 2 bad input, 3 model missing, 4 nothing found to edit.
+Exit codes: 0 done, 1 unexpected failure, 2 bad input, 3 model missing, 4 nothing found to edit,
+5 worker unreachable, 6 no network for a download (docs/errors.md).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-EXIT_UNEXPECTED, EXIT_INPUT, EXIT_MODEL, EXIT_NOTHING, EXIT_WORKER = 1, 2, 3, 4, 5
+EXIT_UNEXPECTED, EXIT_INPUT, EXIT_MODEL, EXIT_NOTHING, EXIT_WORKER, EXIT_NETWORK = 1, 2, 3, 4, 5, 6
 
 
 OPTIONS = {"models_dir": ("models", "--models"), "device": ("device", "--device"),
@@ -378,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.usage import OneLineParser
 
     p = OneLineParser(prog="localedit", description="Conversational, localized image editing.")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--debug", action="store_true", help="show tracebacks (and what --verbose shows)")
+    p.add_argument("--verbose", action="store_true", help="show the libraries' progress bars and warnings")
     sub = p.add_subparsers(dest="command", required=True)
 
     e = sub.add_parser("edit", help="edit one image once and print a JSON report")
@@ -495,11 +497,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     argv = join_negative_values(sys.argv[1:] if argv is None else argv, ("--point", "--box"))
     args, extra = parser.parse_known_args(argv)
+    if "--verbose" in extra:  # `localedit chat-cli --verbose`: after the command, as users type it
+        extra.remove("--verbose")
+        args.verbose = True
+    from tools.quiet import announce_loads, quiet_libraries
+
+    quiet_libraries(verbose=args.verbose or args.debug)
+    if args.command in ("edit", "chat-cli"):
+        announce_loads()
     if extra and args.command == "models" and not any(e.startswith("-") for e in extra):
         args.names += extra  # `models download --dry-run ip2p`: roles after an option are still roles
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    from tools.types import ImageError, LocaleditError, ModelMissingError, WorkerUnavailableError
+    from tools.types import ImageError, LocaleditError, ModelMissingError, NetworkError, WorkerUnavailableError
 
     try:
         return args.func(args)
@@ -507,6 +517,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _fail(err, EXIT_MODEL, args.debug)
     except WorkerUnavailableError as err:  # not the input's fault: the same command may work later
         return _fail(err, EXIT_WORKER, args.debug)
+    except NetworkError as err:  # a download with no network: not the input's fault either
+        return _fail(err, EXIT_NETWORK, args.debug)
     except ImageError as err:
         return _fail(err, EXIT_INPUT, args.debug)
     except LocaleditError as err:

@@ -218,7 +218,9 @@ def test_edit_asks_for_a_qualifier_instead_of_guessing(env, capsys):
 
 
 def one_line_error(err: str, after_progress: bool = False) -> None:
-    """stderr is one ``error: ...`` line (after the progress bars, when the edit ran)."""
+    """stderr is one ``error: ...`` line (after the progress bars, when the edit ran; after our
+    "  loading <role> ..." lines, one per model load: ``tools.quiet``)."""
+    err = "".join(line for line in err.splitlines(keepends=True) if not line.startswith("  loading "))
     if after_progress:
         err = err.rstrip("\n").rsplit("\r", 1)[-1].rsplit("\n", 1)[-1] + "\n"
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err

@@ -64,6 +64,7 @@ def chat_env(tiny_models_dir, data: Path) -> dict:
             "OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""}
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_named_in_every_turn_of_the_python_api(settings, registry, tiny_disk, tmp_path, caplog):
     """Every turn on a full disk said "Something went wrong (OperationalError)", logged a traceback
     and left 0-byte ``*.part`` files in ``images/``."""
@@ -88,6 +89,7 @@ def test_a_full_disk_is_named_in_every_turn_of_the_python_api(settings, registry
         conv.close()
 
 
+@pytest.mark.slow
 @pytest.mark.server  # runs `localedit chat-cli` processes
 def test_a_full_disk_in_chat_cli_is_one_line_per_turn(tiny_models_dir, tiny_disk, tmp_path):
     """chat-cli added "error: node edit failed" and "error: turn failed" to the reply."""
@@ -105,6 +107,7 @@ def test_a_full_disk_in_chat_cli_is_one_line_per_turn(tiny_models_dir, tiny_disk
     assert not list((tiny_disk / "images").glob("*.part"))
 
 
+@pytest.mark.slow
 @pytest.mark.server  # runs `localedit chat-cli` processes
 def test_a_full_disk_when_the_chat_starts_is_one_sentence(tiny_models_dir, tiny_disk, tmp_path):
     """SQLite cannot create its write-ahead log on a full disk: "disk I/O error", which is the disk."""
@@ -160,6 +163,7 @@ def saved_chat(settings, registry, tmp_path) -> tuple[Path, str, list[dict]]:
         conv.close()
 
 
+@pytest.mark.slow
 @pytest.mark.server  # runs `localedit chat-cli` processes
 def test_a_damaged_database_names_the_damage_what_reads_and_where_the_images_are(saved_chat, tiny_models_dir, tmp_path):
     """8 KB of random bytes in the middle of ``conversations.sqlite``: ``chat-cli --thread T`` said
@@ -179,6 +183,7 @@ def test_a_damaged_database_names_the_damage_what_reads_and_where_the_images_are
     assert all(Path(v["path"]).is_file() for v in versions)
 
 
+@pytest.mark.slow
 @pytest.mark.server  # runs `localedit chat-cli` processes
 def test_a_read_only_data_folder_shows_the_history_and_says_it_cannot_save(saved_chat, tiny_models_dir, tmp_path):
     """A read-only data folder: "Cannot create '.../conversations.sqlite' (read-only file system)" although
@@ -218,3 +223,41 @@ def test_undo_a_thousand_goes_back_as_far_as_there_is_and_says_so(saved_chat, se
         assert chat.send("undo").text.startswith("Undid 1 step: now showing")  # as many as asked: not said
     finally:
         conv.close()
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_a_second_ctrl_c_right_after_the_notice_always_leaves_with_bye(tiny_models_dir, tmp_path):
+    """The second Ctrl-C sent the moment "(Ctrl-C again, or /quit, to leave)" appears exited 130 with
+    "interrupted" in 1 run of 3 (it landed between two statements of the loop): now 0 and "bye"."""
+    import signal
+
+    env = chat_env(tiny_models_dir, tmp_path / "data")
+    for _ in range(4):
+        chat = Chat(env, tmp_path)
+        chat.at_prompt()
+        chat.proc.send_signal(signal.SIGINT)
+        chat.expect(r"Ctrl-C again, or /quit, to leave")
+        chat.proc.send_signal(signal.SIGINT)  # at once: no waiting for the prompt
+        chat.expect("^localedit: bye")
+        assert chat.proc.wait(timeout=60) == 0, chat.ended()
+        assert "interrupted" not in "".join(chat.err.queue)
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_a_scripted_chat_shows_no_library_progress_bar_unless_verbose(tiny_models_dir, tmp_path):
+    """Every model load printed transformers' and diffusers' "Loading weights" bars on stderr (dozens
+    of lines per scripted conversation); now one line of ours per load, the bars with ``--verbose``."""
+    scene(SIZE, boxes=CATS).save(tmp_path / "photo.png")
+    script = "/image photo.png\nmake it look like winter\n"
+    runs = {}
+    for flags in ([], ["--verbose"]):
+        out = subprocess.run([str(EXE), "chat-cli", *flags], input=script, capture_output=True, text=True,
+                             cwd=tmp_path, env=chat_env(tiny_models_dir, tmp_path / "data"), timeout=300)
+        assert out.returncode == 0 and "Done: make it look like winter" in out.stdout, out.stderr
+        runs[bool(flags)] = out.stderr
+    quiet, verbose = runs[False], runs[True]
+    assert "Loading weights" not in quiet and "it/s]" not in quiet and "warning" not in quiet.lower(), quiet
+    assert "  loading ip2p from " in quiet and "  loading caption from " in quiet, quiet
+    assert "Loading weights" in verbose, verbose

@@ -35,8 +35,9 @@ from typing import Iterable, Optional
 from tools.config import Settings
 from tools.models import DIFFUSION_ROLES, PIPELINE_MODELS, SPECS, TRANSFORMERS_ROLES, fp16_variant, \
     model_sources, resolve_device, sam_cache_dir
+from tools.failures import is_disk_full
 from tools.models_modern import MODERN_MODELS, MODERN_ROLES, MODERN_WHOLE_FOLDERS, non_commercial_notice
-from tools.types import LocaleditError
+from tools.types import LocaleditError, NetworkError
 
 ROOT_FILES = frozenset({
     "config.json", "generation_config.json", "preprocessor_config.json", "processor_config.json",
@@ -115,10 +116,50 @@ class FilePlan:
         return sum(size for _, size in self.files)
 
 
-def _offline(source: str, err: BaseException) -> LocaleditError:
-    why = f"{type(err).__name__}: {err}".split("\n")[0][:200]
-    return LocaleditError(f"Listing or fetching {source} needs the network, and it cannot be reached from "
-                          f"here ({why}).")
+def _offline(source: str, err: BaseException) -> NetworkError:
+    """The one sentence for a listing or download that could not reach the network."""
+    if _hub_offline() or type(err).__name__ == "OfflineModeIsEnabled":
+        return NetworkError(f"Listing or fetching {source} needs the network, and HF_HUB_OFFLINE is set; "
+                            f"unset it (or set it to 0) where huggingface.co can be reached.")
+    why = " ".join(f"{type(err).__name__}: {err}".split("\n")[0].split())
+    if len(why) > 200:  # cut at a word, never mid-word
+        why = why[:200].rsplit(" ", 1)[0] + " ..."
+    return NetworkError(f"Listing or fetching {source} needs the network, and it cannot be reached from here ({why}).")
+
+
+def _hub_offline() -> bool:
+    import os
+
+    from huggingface_hub import constants
+
+    set_now = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+    return set_now or bool(constants.HF_HUB_OFFLINE)
+
+
+REACH_TIMEOUT = 10.0
+"""Seconds to wait for a connection to the download host before saying it cannot be reached."""
+
+
+def _check_reachable(source: str) -> None:
+    """Raise :class:`NetworkError` at once when ``source``'s host (the Hub for a repository id, the
+    URL's host for SAM) cannot be connected to, instead of after the Hub client's five retries
+    (about 25 s of "Retrying in 8s" lines on stderr)."""
+    import socket
+    from urllib.parse import urlparse
+
+    if _hub_offline():
+        raise _offline(source, RuntimeError("HF_HUB_OFFLINE"))
+    if source.startswith(("http://", "https://")):
+        url = urlparse(source)
+    else:
+        from huggingface_hub import constants
+
+        url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=REACH_TIMEOUT).close()
+    except OSError as err:
+        raise _offline(source, err) from None
 
 
 def _hub_listing(repo_id: str) -> dict[str, int]:
@@ -135,6 +176,7 @@ def plan(role: str, settings: Settings) -> Optional[FilePlan]:
     source = model_sources(settings)[role]
     if Path(source).exists():
         return None
+    _check_reachable(source)
     try:
         if role == "sam":
             request = urllib.request.Request(source, method="HEAD")
@@ -175,6 +217,7 @@ def download(roles: list[str], settings: Settings) -> dict[str, str]:
         if Path(source).exists():
             done[role] = f"local folder {source} (nothing to download)"
             continue
+        _check_reachable(source)
         if non_commercial_notice(role):
             print(non_commercial_notice(role), file=sys.stderr)
         print(f"Downloading {SPECS[role].title} ({source}, about {SPECS[role].size}) ...", file=sys.stderr)
@@ -188,8 +231,13 @@ def download(roles: list[str], settings: Settings) -> dict[str, str]:
                 done[role] = snapshot_download(source, allow_patterns=files)
         except LocaleditError:
             raise
+        except OSError as err:
+            if is_disk_full(err):
+                raise LocaleditError(f"The disk is full: downloading {source} needs about {SPECS[role].size} "
+                                     f"free; free some space and run it again.") from err
+            raise _offline(source, err) from err
         except Exception as err:  # network errors come in many types; report one line
-            raise LocaleditError(f"Downloading {source} failed: {type(err).__name__}: {err}".split("\n")[0]) from err
+            raise _offline(source, err) from err
     return done
 
 

@@ -42,6 +42,10 @@ class WorkerUnavailableError(LocaleditError):
     """The (remote) worker cannot be reached or did not answer in time."""
 
 
+class NetworkError(LocaleditError):
+    """A download needs the network (the Hugging Face Hub, a checkpoint URL) and cannot reach it."""
+
+
 class Cancelled(LocaleditError):
     """The work was stopped on request (Stop, Ctrl-C, a client that went away) before it finished."""
 

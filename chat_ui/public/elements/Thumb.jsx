@@ -10,6 +10,7 @@ export default function Thumb() {
       aria-label={`${props.alt}: open the photo panel`}
       data-testid="thumb"
       className="flex items-end gap-2 self-start p-0 border-0 bg-transparent cursor-pointer text-left"
+      style={{ width: "fit-content" }}
     >
       <img src={props.src} alt={props.alt} className="block rounded-md border"
            style={{ maxHeight: "56px", maxWidth: "96px", width: "auto", height: "auto" }} />
