@@ -95,7 +95,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
     from agent import pipeline
     from tools.edit import resolve_request
     from tools.files import image_bytes, write_all
-    from tools.images import load_image, load_mask, overlay, parse_box, parse_point
+    from tools.images import load_image, load_mask, parse_box, parse_point
+    from tools.pictures import overlay
     from tools.types import LocaleditError
     from tools.worker import make_worker
 

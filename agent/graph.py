@@ -45,7 +45,7 @@ from agent.version_commands import CommandNode
 from agent.version_commands import entry as _entry
 from agent.vision import hint_detections
 from tools.config import Settings
-from tools.images import overlay, side_by_side
+from tools.pictures import overlay, side_by_side
 from tools.region import EvalRegion
 from tools.types import MAX_TEXT, Cancelled, Detection, LocaleditError, WorkerUnavailableError
 from tools.worker import LocalWorker, Worker

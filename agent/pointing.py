@@ -39,7 +39,8 @@ from agent import referent
 from agent.pipeline import Runner, direct
 from agent.select import candidate_order, resolve_answer
 from agent.state import current_path, current_record
-from tools.images import box_containing, mask_bbox, overlay, union_box
+from tools.images import box_containing, mask_bbox, union_box
+from tools.pictures import overlay
 from tools.types import Box, Cancelled, Detection, LocaleditError
 
 Mode = Literal["select", "add", "remove"]

@@ -15,7 +15,7 @@ from typing import Any, Optional
 from agent import judge, replies
 from agent.plan import Command
 from agent.state import State, current_record, parent_of, show, walk
-from tools.images import overlay
+from tools.pictures import overlay
 
 
 def entry(stage: str, ran: bool, why: str = "", **extra: Any) -> dict[str, Any]:

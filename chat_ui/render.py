@@ -20,7 +20,8 @@ from agent.judge import knob_summary
 from agent.session import Reply
 from agent.state import child_of, current_record, parent_of
 from agent.store import ImageStore
-from tools.images import overlay, to_png_bytes
+from tools.images import to_png_bytes
+from tools.pictures import overlay
 
 PATHS = {"offline": "the built-in offline parser", "offline-fallback": "the offline parser (the LLM failed)",
          "llm-tool": "the LLM (tool call)", "llm-json": "the LLM (JSON answer)",

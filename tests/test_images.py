@@ -12,6 +12,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from tools import images as im
+from tools import pictures
 from tools.types import Detection, ImageError, LocaleditError
 
 
@@ -608,7 +609,7 @@ def test_overlay_mask_and_boxes() -> None:
     mask = np.zeros((300, 400), bool)
     mask[50:150, 50:150] = True
     boxes = [(40, 40, 160, 160), (250, 60, 350, 200)]
-    out = im.overlay(img, mask=mask, boxes=boxes, labels=["cat 0.91", "cat 0.40"], chosen=[0])
+    out = pictures.overlay(img, mask=mask, boxes=boxes, labels=["cat 0.91", "cat 0.40"], chosen=[0])
     assert out.size == img.size and out.mode == "RGB"
     o, r = np.asarray(img), np.asarray(out)
     inside = mask.copy()
@@ -628,8 +629,8 @@ def test_overlay_mask_and_boxes() -> None:
 def test_overlay_numbered_badges() -> None:
     img = Image.new("RGB", (600, 400), (200, 200, 200))
     boxes = [(50, 50, 200, 200), (300, 100, 500, 350)]
-    plain = np.asarray(im.overlay(img, boxes=boxes)).astype(int)
-    numbered = np.asarray(im.overlay(img, boxes=boxes, numbered=True)).astype(int)
+    plain = np.asarray(pictures.overlay(img, boxes=boxes)).astype(int)
+    numbered = np.asarray(pictures.overlay(img, boxes=boxes, numbered=True)).astype(int)
     assert numbered.shape == (400, 600, 3)
     for x0, y0, _, _ in boxes:
         near = (slice(y0 + 5, y0 + 40), slice(x0 + 5, x0 + 40))
@@ -640,18 +641,18 @@ def test_overlay_numbered_badges() -> None:
 def test_overlay_detections_and_tiny_image() -> None:
     img = Image.new("RGB", (32, 24), (0, 0, 0))
     dets = [Detection("cat", 0.87, (2, 2, 20, 20))]
-    out = im.overlay(img, boxes=dets, numbered=True, mask=np.ones((24, 32), bool))
+    out = pictures.overlay(img, boxes=dets, numbered=True, mask=np.ones((24, 32), bool))
     assert out.size == (32, 24)
     big = Image.new("RGB", (3000, 2000))
-    assert im.overlay(big, boxes=[(100, 100, 900, 900)], labels=["x 0.5"]).size == (3000, 2000)
+    assert pictures.overlay(big, boxes=[(100, 100, 900, 900)], labels=["x 0.5"]).size == (3000, 2000)
 
 
 def test_side_by_side() -> None:
     a = Image.new("RGB", (100, 80), (255, 0, 0))
     b = Image.new("RGB", (50, 40), (0, 0, 255))
-    out = im.side_by_side(a, b)
+    out = pictures.side_by_side(a, b)
     assert out.mode == "RGB" and out.height > 80 and out.width > 200
     arr = np.asarray(out)
     assert tuple(arr[-10, 10]) == (255, 0, 0) and tuple(arr[-10, -10]) == (0, 0, 255)
-    plain = im.side_by_side(a, b, labels=("", ""))
+    plain = pictures.side_by_side(a, b, labels=("", ""))
     assert plain.height == 80
