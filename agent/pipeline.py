@@ -37,7 +37,7 @@ from agent.state import Attempt
 from tools.config import Settings
 from tools.images import box_containing, box_to_mask, grow_box, mask_bbox, union_box
 from tools.region import EvalRegion, evaluation_region, rc_labels, score_edit
-from tools.types import Box, Detection, EditRequest, LocaleditError, Point, Scores, Segmentation, \
+from tools.types import Box, Cancelled, Detection, EditRequest, LocaleditError, Point, Scores, Segmentation, \
     WorkerUnavailableError
 from tools.worker.interface import CancelFlag, ProgressFn, Worker
 
@@ -232,7 +232,10 @@ def failed_attempt(attempt: Attempt, err: Exception) -> Attempt:
 def keep_going(err: Exception, attempts: Sequence[Attempt], queue: Sequence[Attempt]) -> bool:
     """After an attempt's edit failed with ``err``: go on with the queue (True) or raise? A failed
     attempt never discards a finished one; with nothing finished, the next attempt may still work,
-    unless the worker itself is unreachable or nothing is left to try."""
+    unless the worker itself is unreachable or nothing is left to try. A stop (``Cancelled``: Stop, Ctrl-C)
+    is no failure: it always ends the turn, with the step it was stopped at."""
+    if isinstance(err, Cancelled):
+        return False
     finished = any(not a.get("error") for a in attempts)
     return finished or (not isinstance(err, WorkerUnavailableError) and bool(queue))
 

@@ -6,7 +6,7 @@
 On a GPU a whole localized edit takes well under a second, so what the agent does around it (reading
 the upload, hashing and writing versions, the before/after and mask pictures, the checkpoint) is on
 the critical path. This benchmark replaces the worker by :class:`InstantWorker`, which answers every
-call at once with fixed, valid results (a box, a box mask, the photo with the box tinted, fixed
+call at once with fixed, valid results (a box, a box mask, the photo with the box tinted and feathered in, fixed
 scores), so the process's CPU time (``time.process_time``: user + system of every thread, the
 background writer's included; wall time, which the machine's load moves, beside it) is the agent's
 own. It prints, measured, per photo size: the upload, a first localized turn ("make the cat on the
@@ -40,6 +40,10 @@ TURNS = (("first localized turn", "make the cat on the left red"),
          ("global turn", "make it look like winter"))
 
 
+FEATHER = 6
+"""The stand-in's feather radius in px (the editors' default), so its composites pass the judge's seam check."""
+
+
 class InstantWorker:
     """A :class:`tools.worker.interface.Worker` that answers every call at once (no model runs).
 
@@ -68,13 +72,19 @@ class InstantWorker:
 
     def edit(self, image: Image.Image, mask: Optional[np.ndarray], request: EditRequest,
              progress=None, cancel=None) -> EditResult:
+        from tools.images import composite
+
         start = time.thread_time()
         arr = np.asarray(image).copy()
-        region = mask if mask is not None else np.ones(arr.shape[:2], bool)
-        arr[region] = arr[region] // 2 + np.array([120, 20, 20], np.uint8)
-        edited = Image.fromarray(arr)
+        arr[...] = arr // 2 + np.array([120, 20, 20], np.uint8)
+        whole = Image.fromarray(arr)
+        edited = whole
+        if mask is not None:  # as a masked editor does: a feathered composite, the background untouched
+            edited = composite(image, whole, mask, FEATHER)
         self.cpu += time.thread_time() - start
-        return EditResult(edited, request.editor, 0.0, {"stand-in": True}, region=mask)
+        # ip2p-composite also returns its whole-image output: the judge's baseline, free
+        return EditResult(edited, request.editor, 0.0, {"stand-in": True}, region=mask,
+                          whole=whole if request.editor == "ip2p-composite" else None)
 
     def score(self, original: Image.Image, edited: Image.Image, **_: object) -> Scores:
         return Scores(clip_i=0.9, clip_t=0.3, clip_dir=0.2, clip_rc=60.0, clip_rc_source=5.0, clip_crop_t=0.3,

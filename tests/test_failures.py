@@ -57,8 +57,15 @@ def fill(folder: Path) -> None:
         os.close(fd)
 
 
+QUIET_SWITCHES = ("HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY",
+                  "TRANSFORMERS_NO_ADVISORY_WARNINGS")
+"""What ``tools.quiet`` sets in its own process: a test that ran ``main()`` in-process leaves them in
+os.environ, and a chat-cli started from there must not inherit them (its ``--verbose`` would show nothing)."""
+
+
 def chat_env(tiny_models_dir, data: Path) -> dict:
-    return {**os.environ, "LOCALEDIT_MODELS_DIR": str(tiny_models_dir), "LOCALEDIT_MAX_SIDE": "64",
+    inherited = {k: v for k, v in os.environ.items() if k not in QUIET_SWITCHES}
+    return {**inherited, "LOCALEDIT_MODELS_DIR": str(tiny_models_dir), "LOCALEDIT_MAX_SIDE": "64",
             "LOCALEDIT_STEPS": "2", "LOCALEDIT_DEVICE": "cpu", "LOCALEDIT_DATA_DIR": str(data),
             "LOCALEDIT_MAX_ATTEMPTS": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
             "OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""}

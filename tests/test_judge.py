@@ -592,3 +592,16 @@ def test_the_automatic_retry_changes_the_pixels(settings, registry, editor, knob
                               image_guidance_scale=attempt["image_guidance_scale"])
         out.append(np.asarray(Editor(registry, s).edit(image, mask, request).image))
     assert not np.array_equal(out[0], out[1]), (first, retry)
+
+
+def test_a_stop_ends_the_turn_while_a_failed_attempt_goes_on_to_the_next():
+    """A failed attempt (out of memory, say) goes on to the queued ones; a stop (Cancelled) is no failure: it
+    ended the turn as 'stopped before the score step', losing the diffusion step it was stopped at."""
+    from agent import pipeline
+    from tools.types import Cancelled, LocaleditError, WorkerUnavailableError
+
+    finished, queued = [{"editor": "ip2p-composite"}], [{"editor": "regionwise"}]
+    assert pipeline.keep_going(LocaleditError("out of memory"), finished, queued)
+    assert pipeline.keep_going(LocaleditError("out of memory"), [], queued)
+    assert not pipeline.keep_going(Cancelled("stopped at step 3 of 200"), finished, queued)
+    assert not pipeline.keep_going(WorkerUnavailableError("down"), [], queued)
