@@ -38,9 +38,9 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Optional
 
-from bench.stages import GB, Bench, PeakMemory, _KnownBox, measured
+from bench.stages import GB, Bench, PeakMemory, _KnownBox, measured, run_settings
 from tools.config import Settings
 
 MODES = {"resident": "none", "offload": "model"}
@@ -189,20 +189,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     args.editors = [e for e in args.editors.split(",") if e]
     import torch
 
-    from tools.models import resolve_device
-
     with tempfile.TemporaryDirectory() as tmp:
         models, kind = _models(args.models, Path(tmp))
-        settings = Settings(models_dir=models, device=args.device, dtype=args.dtype, steps=args.steps,
-                            max_side=args.max_side, _env_file=None)
-        device, _ = resolve_device(settings)
-        if args.dtype == "auto":
-            settings = settings.model_copy(update={"dtype": "float16" if device.type == "cuda" else "bfloat16"})
-        device, dtype = resolve_device(settings)
+        settings, device, dtype, name = run_settings(models, args.device, args.dtype, args.steps, args.max_side)
         args.device = str(device)
         if args.compile is None:
             args.compile = device.type == "cuda"
-        name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
         header = (f"bench.gpu: device {name}, dtype {str(dtype).replace('torch.', '')}, torch {torch.__version__}, "
                   f"{kind}, photo {args.size}, work size {args.max_side}, {args.steps} steps, "
                   f"{datetime.date.today().isoformat()}, load average at start {os.getloadavg()[0]:.1f}; measured")

@@ -433,6 +433,23 @@ def print_report(bench: Bench, header: str, turn: Optional[dict], options: list[
                   f"{'fits' if need <= budget * GB else 'does NOT fit'} a {budget} GB GPU")
 
 
+def run_settings(models: str, device: str, dtype: str, steps: int, side: int):
+    """``(settings, device, dtype, device name)`` of a benchmark run. ``dtype="auto"`` is fp16 on CUDA and
+    bf16 on a CPU (BLIP-2 alone is 15 GB in fp32, and bf16 is faster there too)."""
+    import torch
+
+    from tools.models import resolve_device
+
+    settings = Settings(models_dir=models, device=device, dtype=dtype, steps=steps, max_side=side, _env_file=None)
+    resolved, torch_dtype = resolve_device(settings)
+    if dtype == "auto" and resolved.type == "cpu":
+        settings = settings.model_copy(update={"dtype": "bfloat16"})
+        resolved, torch_dtype = resolve_device(settings)
+    name = (torch.cuda.get_device_name(resolved) if resolved.type == "cuda"
+            else f"CPU ({torch.get_num_threads()} threads)")
+    return settings, resolved, torch_dtype, name
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", help="models folder (default: tiny random models made in a temp folder)")
@@ -462,8 +479,6 @@ def main(argv: Optional[list[str]] = None) -> None:
         sys.stdout.reconfigure(line_buffering=True)  # a run that dies later keeps what it measured
     import torch
 
-    from tools.models import resolve_device
-
     sides = [int(v) for v in args.max_side.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         models = args.models
@@ -472,16 +487,10 @@ def main(argv: Optional[list[str]] = None) -> None:
 
             models = str(make_tiny(Path(tmp) / "tiny"))
             print("tiny random models (a wiring and overhead check; outputs are noise)")
-        settings = Settings(models_dir=models, device=args.device, dtype=args.dtype, steps=args.steps,
-                            max_side=sides[0], _env_file=None)
-        device, dtype = resolve_device(settings)
-        if args.dtype == "auto" and device.type == "cpu":  # BLIP-2 alone is 15 GB in fp32; bf16 is faster here too
-            settings = settings.model_copy(update={"dtype": "bfloat16"})
-            device, dtype = resolve_device(settings)
+        settings, device, dtype, name = run_settings(models, args.device, args.dtype, args.steps, sides[0])
         args.device = str(device)
         if args.one_at_a_time is None:
             args.one_at_a_time = device.type == "cpu"
-        name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
         header = (f"device {name}, dtype {str(dtype).replace('torch.', '')}, torch {torch.__version__}, "
                   f"photo {args.size}, work sizes {sides}, {args.steps} steps, {args.runs} warm run(s), "
                   f"models {models}, {datetime.date.today().isoformat()}, load average at start "
