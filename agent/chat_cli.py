@@ -3,7 +3,7 @@
     localedit chat-cli [--image photo.jpg] [--thread T]
     /image PATH, /undo, /redo, /mask, /retry, /version N, /cancel, /save PATH, /details, /help, /quit
 
-Every other line is a message for the agent (``agent.session.Session.send``). Ctrl-C stops a running
+Every other line is a message for the agent (``agent.runtime.session.Session.send``). Ctrl-C stops a running
 turn; at the prompt, twice, it quits. ``agent.cli`` adds the sub-command and hands in its settings.
 """
 
@@ -24,7 +24,7 @@ def run_chat(args: argparse.Namespace, settings: Any) -> int:
     """A terminal chat on ``settings``; reads stdin line by line, so scripts can drive it.
 
     ``args``: ``thread`` (resume it), ``image`` (start with it), ``debug`` (tracebacks in the log)."""
-    from agent.session import Conversations
+    from agent.runtime.session import Conversations
     from tools.types import LocaleditError
 
     if sys.stdin is None:  # started with its standard input closed (`<&-`)
@@ -65,7 +65,7 @@ def _bye() -> int:
 
 def _say(text: str) -> None:
     """One ``localedit:`` line of the chat, without terminal escapes (it may quote what the user typed)."""
-    from agent.plan import strip_controls
+    from agent.language.plan import strip_controls
 
     print(f"localedit: {strip_controls(text)}", flush=True)
 

@@ -86,13 +86,13 @@ def _progress_bar(desc: str) -> tuple[Callable[[int, int], None], Callable[[], N
 # --- edit ------------------------------------------------------------------------------------
 
 def cmd_edit(args: argparse.Namespace) -> int:
-    """``localedit edit``: the chat's pipeline (:func:`agent.pipeline.run`: ground, select, segment,
+    """``localedit edit``: the chat's pipeline (:func:`agent.conversation.pipeline.run`: ground, select, segment,
     then the judge's attempts, each scored and judged, the best kept). Every output path is checked
     before any model runs, and the outputs are written all-or-nothing once the edit succeeded."""
     import numpy as np
     from PIL import Image
 
-    from agent import pipeline
+    from agent.conversation import pipeline
     from tools.edit import resolve_request
     from tools.files import image_bytes, write_all
     from tools.images import load_image, load_mask, parse_box, parse_point
@@ -154,10 +154,10 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
 
 def _edit_job(args: argparse.Namespace, plan):
-    """``localedit edit``'s :class:`agent.pipeline.Job`: the parser's plan, with --target and the
+    """``localedit edit``'s :class:`agent.conversation.pipeline.Job`: the parser's plan, with --target and the
     captions on top; an instruction the parser cannot read edits the region it is given as a change
     of look (no region: the whole image)."""
-    from agent.pipeline import Job
+    from agent.conversation.pipeline import Job
     from tools.region import rc_labels
 
     job = Job.from_plan(plan) if plan is not None else Job(action="attribute", instruction=args.instruction)
@@ -231,8 +231,8 @@ def _default_output(image: str) -> str:
 
 def _plan_for(instruction: str):
     """The offline parser's plan for an instruction, or None if it is not an edit."""
-    from agent.parser import parse
-    from agent.plan import EditPlan
+    from agent.language.parser import parse
+    from agent.language.plan import EditPlan
 
     result = parse(instruction)
     return result if isinstance(result, EditPlan) else None
@@ -241,7 +241,7 @@ def _plan_for(instruction: str):
 def _chooser(plan):
     """Pick detections as the instruction says ("the leftmost cat", "all the cats"), as the chat does;
     where the chat would ask which one, say how to tell it instead."""
-    from agent.select import Choice, choose
+    from agent.conversation.select import Choice, choose
     from tools.types import LocaleditError
 
     def pick(detections, size) -> list[int]:
@@ -321,7 +321,7 @@ def _count(n: int) -> str:
 # --- parse -----------------------------------------------------------------------------------
 
 def cmd_parse(args: argparse.Namespace) -> int:
-    from agent.parser import parse
+    from agent.language.parser import parse
 
     context = _history_context(args.history) if args.history else None
     result = parse(args.instruction, context)
@@ -338,8 +338,8 @@ def _history_context(path: str):
     malformed one is a :class:`LocaleditError` (exit 2, one line)."""
     from pydantic import ValidationError
 
-    from agent.parser import ParseContext
-    from agent.plan import EditPlan
+    from agent.language.parser import ParseContext
+    from agent.language.plan import EditPlan
     from tools.files import read_file
     from tools.types import LocaleditError
 
@@ -523,7 +523,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ImageError as err:
         return _fail(err, EXIT_INPUT, args.debug)
     except LocaleditError as err:
-        from agent.pipeline import NothingFoundError
+        from agent.conversation.pipeline import NothingFoundError
 
         return _fail(err, EXIT_NOTHING if isinstance(err, NothingFoundError) else EXIT_INPUT, args.debug)
     except KeyboardInterrupt:

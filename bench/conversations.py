@@ -264,8 +264,8 @@ def check(expected: dict[str, Any], reply: Any, before: dict[str, Any], after: d
 def run(conversations: list[Conversation], settings: Any, registry: Any = None, understander: Any = None,
         verbose: bool = False, limit: Optional[int] = None) -> list[TurnResult]:
     """Every turn of every conversation through a fresh ``Session`` each; the results in order."""
-    from agent.llm import Understander
-    from agent.session import Conversations
+    from agent.language.llm import Understander
+    from agent.runtime.session import Conversations
 
     results: list[TurnResult] = []
     for conv in conversations[:limit]:
@@ -346,8 +346,8 @@ def _tiny(where: Path) -> Path:
 
 
 def _with_smollm2(settings: Any, args: argparse.Namespace) -> list[TurnResult]:
-    from agent.llm import Understander
-    from agent.llm_client import make_llm
+    from agent.language.llm import Understander
+    from agent.language.llm_client import make_llm
     from bench.smollm2 import model_dir, serve
 
     model = model_dir()

@@ -6,7 +6,7 @@
     python -m bench.evaluate ...   (the same)
 
 Every sample goes through every editor (and the baseline) with one seed per sample, through
-the chat's pipeline (:func:`agent.pipeline.run`): ground the target (from the manifest, or from
+the chat's pipeline (:func:`agent.conversation.pipeline.run`): ground the target (from the manifest, or from
 the offline parser's plan), segment ("add": the object's box grown, as the chat edits it), then
 the judge's attempts with the row's editor first, each scored and judged, the best kept
 (``--attempts 1``: one attempt, no retry). The baseline's rows stay the plain editor (one
@@ -69,7 +69,7 @@ from PIL import Image
 from bench import report
 from bench.eval_io import Lpips, ResultsLog, is_finished
 from bench.manifests import FORMATS, Sample, read_manifest
-from agent.pipeline import EditReport, Job, NothingFoundError, attempt_report, run, scoring_region, segment
+from agent.conversation.pipeline import EditReport, Job, NothingFoundError, attempt_report, run, scoring_region, segment
 from tools.config import Settings
 from tools.images import iou, load_image, mask_bbox
 from tools.region import EvalRegion, evaluation_region, rc_labels
@@ -209,8 +209,8 @@ def fill_from_parser(sample: Sample) -> tuple[Optional[str], str, str, tuple[str
     labels = _manifest_labels(sample)
     if target and source and dest and labels is not None:
         return target, source, dest, labels, []
-    from agent.parser import parse
-    from agent.plan import EditPlan
+    from agent.language.parser import parse
+    from agent.language.plan import EditPlan
 
     plan = parse(sample.instruction)
     if not isinstance(plan, EditPlan):
@@ -239,8 +239,8 @@ def _manifest_labels(sample: Sample) -> Optional[tuple[str, str]]:
 def sample_action(sample: Sample, target: Optional[str]) -> str:
     """The edit's action as the offline parser reads the instruction (what the chat would do); an
     instruction it cannot read is a "replace" of the target, or global without one."""
-    from agent.parser import parse
-    from agent.plan import EditPlan
+    from agent.language.parser import parse
+    from agent.language.plan import EditPlan
 
     plan = parse(sample.instruction)
     if isinstance(plan, EditPlan) and (plan.action != "global" or not target):
@@ -278,7 +278,7 @@ def prepare(sample: Sample, config: EvalConfig) -> Prepared:
 
 
 def _region(prep: Prepared, use_gt: bool) -> tuple[dict[str, Any], str]:
-    """:func:`agent.pipeline.run`'s region arguments and where the region comes from.
+    """:func:`agent.conversation.pipeline.run`'s region arguments and where the region comes from.
 
     A sample's ``points`` are the user's clicks: they refine the ground-truth box (``use_gt``)
     or pick the grounded detection they fall in, and alone they are the region prompt.
@@ -308,7 +308,7 @@ def sample_region(worker: Worker, prep: Prepared, config: EvalConfig) -> Optiona
     """The one region every editor of the sample is scored on (None: a global sample).
 
     The ground truth when the manifest has it (its box, or the mask's bounding box, and the mask);
-    else the target grounded once (the first detection, as :func:`agent.pipeline.run` picks) and the
+    else the target grounded once (the first detection, as :func:`agent.conversation.pipeline.run` picks) and the
     pipeline's region of it (its SAM mask; "add": its box grown, as the chat scores it).
     """
     if prep.gt_mask is not None:

@@ -63,8 +63,8 @@ def conversation(bench: Bench, settings: Settings, tmp: Path, attempts: Optional
 
     ``attempts``: ``max_attempts`` fixed for the conversation (None: the settings' default).
     """
-    from agent.llm import Understander
-    from agent.session import Conversations
+    from agent.language.llm import Understander
+    from agent.runtime.session import Conversations
 
     if attempts is not None:
         settings = settings.model_copy(update={"max_attempts": attempts})

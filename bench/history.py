@@ -21,9 +21,9 @@ from PIL import Image
 
 def run(turns: int, keep: int, folder: Path) -> dict:
     """``turns`` undo / redo turns on a fresh thread; returns the figures of one table row."""
-    from agent import history
-    from agent.llm import Understander
-    from agent.session import Conversations
+    from agent.runtime import history
+    from agent.language.llm import Understander
+    from agent.runtime.session import Conversations
     from tools.config import Settings
     from tools.worker import LocalWorker
 

@@ -107,8 +107,8 @@ def photo(size: tuple[int, int], seed: int) -> Image.Image:
 
 def conversation(size: tuple[int, int], seed: int, tmp: Path, profile: Optional[cProfile.Profile]) -> list[dict]:
     """One conversation: the upload, then :data:`TURNS`; CPU and wall seconds of each."""
-    from agent.llm import Understander
-    from agent.session import Conversations
+    from agent.language.llm import Understander
+    from agent.runtime.session import Conversations
 
     w, h = size
     box = (w * 0.1, h * 0.3, w * 0.4, h * 0.8)

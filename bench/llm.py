@@ -6,7 +6,7 @@
     python -m bench.llm --limit 20 --group remove --json runs/llm.json --verbose
     python -m bench.llm --report runs/llm.json                 # the tables again, from the rows
 
-Every case is read twice: by the built-in parser alone (``agent.parser.read``) and by the
+Every case is read twice: by the built-in parser alone (``agent.language.parser.read``) and by the
 ``Understander`` with the LLM, in one process and one conversation-free context each (the case's
 caption and, for follow-ups, its last edit). Printed:
 
@@ -30,10 +30,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from agent.llm import Understander
-from agent.llm_client import make_llm
-from agent.parser import ParseContext, read
-from agent.plan import Chat, EditPlan
+from agent.language.llm import Understander
+from agent.language.llm_client import make_llm
+from agent.language.parser import ParseContext, read
+from agent.language.plan import Chat, EditPlan
 from bench.phrasings import LAST, PHRASINGS, SCENES, Phrasing, action_right, kind_of, target_right
 from tools.config import Settings
 

@@ -64,7 +64,7 @@ Layouts (``fmt`` names):
     (without it: prompt dirs sorted by name, seeds by file name). No boxes or masks.
 
 The target and captions a manifest leaves out are filled in by the harness from the
-offline parser (``agent.parser.parse``).
+offline parser (``agent.language.parser.parse``).
 """
 
 from __future__ import annotations

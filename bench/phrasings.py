@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from agent.arbiter import same_word
-from agent.plan import EditPlan
+from agent.language.arbiter import same_word
+from agent.language.plan import EditPlan
 
 SCENES = {
     "street": "a red car parked on a street next to a horse, a lamp post and two people",

@@ -48,6 +48,8 @@ from tools.config import Settings
 from tools.types import EDITORS, MASKED_EDITORS, EditRequest
 
 GB = 1024 ** 3
+BENCH_CALL_LIMIT = 3600.0
+"""Seconds each call of the benchmark's turn may take (a user's turn has 30 s to ground: see ``Settings``)."""
 
 DEFAULT_EDITORS = tuple(e for e in EDITORS if e not in ("qwen-edit", "kontext", "klein"))
 """The editors timed by default: the Stable Diffusion ones, all at the same work side."""
@@ -246,10 +248,13 @@ class Bench:
 
     def turn(self, side: int, tmp: Path) -> dict:
         """One localized turn through the agent graph (offline parser), with its attempts."""
-        from agent.llm import Understander
-        from agent.session import Conversations
+        from agent.language.llm import Understander
+        from agent.runtime.session import Conversations
 
-        settings = self.settings.model_copy(update={"max_side": side, "data_dir": tmp / "turn"})
+        # A benchmark measures the turn whatever it costs: the per-call limits a user's turn has (30 s to
+        # ground, ...) would abandon a cold full-size model on a CPU and time nothing.
+        limits = {f"{call}_timeout": BENCH_CALL_LIMIT for call in ("caption", "ground", "segment", "score", "worker")}
+        settings = self.settings.model_copy(update={"max_side": side, "data_dir": tmp / "turn", **limits})
         self.worker.settings = settings
         self.worker._tools.clear()
         if self.args.one_at_a_time:  # caption first and release BLIP-2: the turn finds it in the cache
@@ -408,9 +413,13 @@ def print_report(bench: Bench, header: str, turn: Optional[dict], options: list[
         warm = f"{statistics.median(r['warm']):.2f}" if r["warm"] else "-"
         print(f"| {r['stage']} | {r['side']} | {r['cold']:.2f} | {warm} | {_gb(r['peak'])} | {_gb(r['rise'])} |")
     if turn:
-        print(f"\nturn at {turn['side']}: {turn['seconds']:.1f} s, peak {_gb(turn['peak'])} GB, "
-              f"{len(turn['attempts'])} attempt(s): {', '.join(turn['attempts'])}"
-              f"{' (caption from the cache)' if turn['caption_cached'] else ''}; reply: {turn['text'][:100]}")
+        if not turn["attempts"]:  # the turn edited nothing: its time is not a turn's time
+            print(f"\nturn at {turn['side']}: FAILED, no edit was made ({turn['seconds']:.1f} s); "
+                  f"reply: {turn['text'][:160]}")
+        else:
+            print(f"\nturn at {turn['side']}: {turn['seconds']:.1f} s, peak {_gb(turn['peak'])} GB, "
+                  f"{len(turn['attempts'])} attempt(s): {', '.join(turn['attempts'])}"
+                  f"{' (caption from the cache)' if turn['caption_cached'] else ''}; reply: {turn['text'][:100]}")
     if options:
         default = next((o for o in options if o["option"] == "default" and "warm" in o), None)
         print("\n| option (ip2p-composite) | steps | cold s | warm s | vs default | peak GB |\n|---|---|---|---|---|---|")

@@ -3,7 +3,7 @@
 * ``PanelSettings``: the settings panel's values (editor, strength, steps, seed, auto-retry,
   max long side), validated, and applied on top of the environment's ``Settings``.
 * ``Backend``: one ``Conversations`` per panel combination (each assembled by
-  ``agent.assembly.assemble`` from the panel's settings), all sharing the loaded models and the
+  ``agent.runtime.assembly.assemble`` from the panel's settings), all sharing the loaded models and the
   SQLite checkpointer file, so changing a setting keeps the thread and reloads nothing. A
   Chainlit thread id is the agent's thread id, so a chat reopened from the sidebar carries on.
 """
@@ -15,7 +15,7 @@ from typing import Any, Callable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.session import Conversations, Session
+from agent.runtime.session import Conversations, Session
 from tools.config import Settings
 from tools.files import private_dir
 
@@ -80,9 +80,9 @@ class PanelSettings(BaseModel):
 
 
 def default_worker(settings: Settings, base: Optional[Any]):
-    """The environment's worker (``agent.assembly.make_worker``); further in-process workers share the
+    """The environment's worker (``agent.runtime.assembly.make_worker``); further in-process workers share the
     first one's loaded models."""
-    from agent.assembly import make_worker
+    from agent.runtime.assembly import make_worker
     from tools.worker import LocalWorker
 
     if base is None:
@@ -124,7 +124,7 @@ class Backend:
                 if self._base_worker is None:
                     self._base_worker = worker
                 if self._understander is None:  # one for every combination: the panel changes no LLM setting
-                    from agent.assembly import make_understander
+                    from agent.runtime.assembly import make_understander
 
                     self._understander = make_understander(self.settings)
                 self._conversations[panel] = Conversations(settings, worker=worker,

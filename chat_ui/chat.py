@@ -19,10 +19,10 @@ from typing import Any, Optional, Sequence
 
 import chainlit as cl
 
-from agent import replies
-from agent.pointing import Pointed, Pointer
-from agent.session import Reply, Session
-from agent.state import current_record
+from agent.conversation import replies
+from agent.conversation.pointing import Pointed, Pointer
+from agent.runtime.session import Reply, Session
+from agent.conversation.state import current_record
 from chat_ui import render, uploads
 from chat_ui.backend import PanelSettings
 from chat_ui.panel import Panel, thumb

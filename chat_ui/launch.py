@@ -121,7 +121,7 @@ def texts(settings) -> dict:
     import chainlit
 
     base = json.loads((Path(chainlit.__file__).parent / "translations" / "en-US.json").read_text(encoding="utf-8"))
-    # the same rule as agent.llm_client.make_llm: a model plus a server or a key (LOCALEDIT_LLM_* or the
+    # the same rule as agent.language.llm_client.make_llm: a model plus a server or a key (LOCALEDIT_LLM_* or the
     # OpenAI fallbacks, from the environment or .env: the settings hold them)
     llm = bool(settings.llm_model and (settings.llm_base_url or settings.llm_api_key))
     base["chat"]["watermark"] = FOOTER_LLM if llm else FOOTER_OFFLINE

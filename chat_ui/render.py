@@ -5,7 +5,7 @@ cat in 12 s", "Asked which cat", "Undid 1 step") with the stages that ran nested
 with its own progress while it runs (:func:`stage_title`, :func:`progress_text`) and its details
 when done (:func:`turn_steps`: the caption and plan, the detections drawn as boxes, the mask, each
 attempt with its editor and scores). Only stages that ran in *this* turn are shown: ``ran`` is the
-set of graph nodes the turn's stage events named (``agent.runtime.safe``), so nothing from an
+set of graph nodes the turn's stage events named (``agent.conversation.node_runtime.safe``), so nothing from an
 earlier turn can appear. Pictures get alt texts that say what they show (:func:`alt`). The
 version strip under each photo shows :func:`version_cards` (instruction, branch, scores).
 """
@@ -16,10 +16,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Union
 
-from agent.judge import knob_summary
-from agent.session import Reply
-from agent.state import child_of, current_record, parent_of
-from agent.store import ImageStore
+from agent.conversation.judge import knob_summary
+from agent.runtime.session import Reply
+from agent.conversation.state import child_of, current_record, parent_of
+from agent.runtime.store import ImageStore
 from tools.images import to_png_bytes
 from tools.pictures import overlay
 
@@ -87,7 +87,7 @@ def turn_title(reply: Reply, state: dict[str, Any], ran: Iterable[str], elapsed:
         what = target_of(state)
         what = "the whole photo" if what == "photo" else what if what[0].isdigit() else f"the {what}"
         return f"Edited {what} in {took}"
-    if result.get("kind") == "point":  # "select the cat on the left" (agent.pointing)
+    if result.get("kind") == "point":  # "select the cat on the left" (agent.conversation.pointing)
         return "Selected the object"
     if result.get("kind") == "command" or "command" in ran:
         m = re.match(r"^(Undid|Redid) (\d+ steps?)", reply.text)

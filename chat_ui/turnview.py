@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 import chainlit as cl
 from chainlit.utils import utc_now
 
-from agent.session import Reply
+from agent.runtime.session import Reply
 from chat_ui import render
 from chat_ui.backend import model_registry
 from chat_ui.services import backend, image_element

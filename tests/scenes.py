@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent.llm import Understander
-from agent.session import Conversations, Session
-from agent.store import ImageStore
+from agent.language.llm import Understander
+from agent.runtime.session import Conversations, Session
+from agent.runtime.store import ImageStore
 from tools.config import Settings
 from tools.images import grow_box
 from tools.types import Detection, WorkerUnavailableError

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agent.llm import Understander
-from agent.session import Conversations
+from agent.language.llm import Understander
+from agent.runtime.session import Conversations
 from tests.scenes import CATS, SIZE, SceneWorker, agent_settings, edited_region, inside, pixels
 
 

@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from agent.api.images import create_api_app, thread_of
-from agent.llm import Understander
-from agent.session import Conversations
-from agent.store import ImageStore
+from agent.language.llm import Understander
+from agent.runtime.session import Conversations
+from agent.runtime.store import ImageStore
 from tests.conftest import scene
 from tests.scenes import CATS, SIZE, SceneWorker, agent_settings
 from tests.served import served

@@ -1,4 +1,4 @@
-"""One assembly (``agent.assembly``): the ``Settings`` an entry point is handed reach the worker and the
+"""One assembly (``agent.runtime.assembly``): the ``Settings`` an entry point is handed reach the worker and the
 understander it runs on (the LLM's turn budget, retries and timeout), for ``Conversations`` (chat-cli,
 ``Session``, the API), the chat UI's ``Backend`` and LangGraph Studio's graph alike."""
 
@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent import studio
-from agent.assembly import assemble
-from agent.session import Conversations
+from agent.runtime import studio
+from agent.runtime.assembly import assemble
+from agent.runtime.session import Conversations
 from chat_ui.backend import Backend, PanelSettings
 from tools.config import Settings
 from tools.worker import LocalWorker

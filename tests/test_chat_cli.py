@@ -14,8 +14,8 @@ import subprocess
 
 import pytest
 
-from agent.llm import Understander
-from agent.session import Conversations
+from agent.language.llm import Understander
+from agent.runtime.session import Conversations
 from tests.conftest import scene
 from tests.helpers.chat_cli import EXE, Chat
 from tests.scenes import CATS, SIZE

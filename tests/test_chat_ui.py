@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agent.llm import Understander
-from agent.session import Reply
+from agent.language.llm import Understander
+from agent.runtime.session import Reply
 from chat_ui import render
 from chat_ui.access import Guard, check_listen, check_password, origin_allowed
 from chat_ui.backend import Backend, PanelSettings

@@ -29,8 +29,8 @@ def env(monkeypatch, tiny_models_dir, tmp_path):
 
 
 def candidate_boxes(report: dict) -> dict[int, list]:
-    """The detections `agent.select` chooses among (weak and duplicate boxes set aside)."""
-    from agent.select import candidates
+    """The detections `agent.conversation.select` chooses among (weak and duplicate boxes set aside)."""
+    from agent.conversation.select import candidates
     from tools.types import Detection
 
     detections = [Detection(d["label"], d["score"], tuple(d["box"])) for d in report["detections"]]
@@ -271,7 +271,7 @@ def test_outputs_are_written_all_or_nothing(env, capsys, monkeypatch):
     """The edit ran, then one output's folder vanished: no output is written, not even -o."""
     import shutil
 
-    from agent import pipeline
+    from agent.conversation import pipeline
 
     (env / "masks").mkdir()
     real = pipeline.run

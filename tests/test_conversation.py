@@ -15,9 +15,9 @@ import time
 import numpy as np
 import pytest
 
-from agent import history
-from agent.llm import Understander, make_llm
-from agent.session import Conversations
+from agent.runtime import history
+from agent.language.llm import Understander, make_llm
+from agent.runtime.session import Conversations
 from tests.conftest import scene
 from tests.helpers.hung import HungServer
 from tests.scenes import CATS, SIZE, SceneWorker, agent_settings, edited_region, inside, open_conversations
@@ -312,7 +312,7 @@ def test_a_message_too_long_to_read_whole_is_not_acted_on(chat, photo_path):
 
 
 def test_undo_and_redo_walk_the_version_tree_and_old_linear_threads():
-    from agent.state import child_of, parent_of, show, walk
+    from agent.conversation.state import child_of, parent_of, show, walk
 
     old = [{"path": "a", "note": "photo"}, {"path": "b", "note": "edit"}, {"path": "c", "note": "edit"}]  # saved before
     assert [parent_of(old, i) for i in range(3)] == [None, 0, 1] and walk(old, 0, 5, forward=True) == 2

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.arbiter import same_word
-from agent.parser import ParseContext, parse, read
-from agent.parser.spelling import correct
+from agent.language.arbiter import same_word
+from agent.language.parser import ParseContext, parse, read
+from agent.language.parser.spelling import correct
 from bench.conversations import CONVERSATIONS, run
 
 FOX = parse("turn the cat into a fox")
@@ -84,7 +84,7 @@ def test_real_words_keep_their_spelling(text):
 
 def test_the_fast_path_leaves_an_undo_with_an_edit_to_the_reader():
     """"go back and make the leftmost one white instead" is two requests: not the fast path's plain undo."""
-    from agent.commands import recognise
+    from agent.language.commands import recognise
 
     assert recognise("undo")["name"] == "undo" and recognise("go back two steps")["steps"] == 2
     assert recognise("go back and make the leftmost one white instead") is None
@@ -138,7 +138,7 @@ def test_a_scripted_chat_cli_conversation_with_a_correction_and_an_undo_first(tm
     import sys
 
     from agent.cli import main
-    from agent.session import Conversations
+    from agent.runtime.session import Conversations
     from tests.conftest import scene
     from tests.scenes import CATS, SIZE
     from tools.config import Settings

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.llm import Understander
-from agent.session import Conversations
+from agent.language.llm import Understander
+from agent.runtime.session import Conversations
 from tests.conftest import scene
 from tests.scenes import CATS, SIZE, SceneWorker, agent_settings
 from tests.helpers.chat_cli import Chat
@@ -133,10 +133,10 @@ def test_grounding_in_bf16_on_the_cpu_runs_its_deformable_attention_in_fp32(sett
     """``bench.stages --dtype bfloat16`` on the CPU died with SIGSEGV in GroundingDINO's
     ``grid_sample`` (NaN sampling grids in bf16) in the turn's helper thread. The detector now runs
     in fp32 on the CPU: every grid its deformable attention samples with is fp32 and finite, over
-    many detections through ``agent.graph.call`` (the helper thread a turn uses)."""
+    many detections through ``agent.conversation.graph.call`` (the helper thread a turn uses)."""
     import torch
 
-    from agent.graph import call
+    from agent.conversation.graph import call
     from tools.worker.local import LocalWorker
 
     grids: list[torch.Tensor] = []

@@ -105,8 +105,8 @@ def test_the_data_directory_and_conversation_database_are_owner_only(settings, r
     """Finding 8: the conversation database was world-readable (the images were owner-only)."""
     import os
 
-    from agent.llm import Understander
-    from agent.session import Conversations
+    from agent.language.llm import Understander
+    from agent.runtime.session import Conversations
     from chat_ui.backend import Backend
     from tools.worker import LocalWorker
 
@@ -144,8 +144,8 @@ def test_the_session_refuses_devices_pipes_and_strips_and_carries_on(settings, r
     import struct
     import zlib
 
-    from agent.llm import Understander
-    from agent.session import Conversations
+    from agent.language.llm import Understander
+    from agent.runtime.session import Conversations
     from tools.worker import LocalWorker
 
     fifo = tmp_path / "upload.png"

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from agent import judge
-from agent.llm import Understander
-from agent.session import Conversations
+from agent.conversation import judge
+from agent.language.llm import Understander
+from agent.runtime.session import Conversations
 from tests.colour_clip import colour_scorer
 from tests.conftest import scene
 from tests.scenes import CATS, SIZE, SceneWorker, agent_settings, pixels
@@ -267,10 +267,10 @@ def test_a_failed_attempt_never_discards_a_finished_one(judged):
 
 @pytest.mark.slow
 def test_localedit_edit_judges_as_the_chat_does(settings, registry):
-    """``localedit edit`` / ``eval`` run :func:`agent.pipeline.run`: the same budget, the free baseline, its
+    """``localedit edit`` / ``eval`` run :func:`agent.conversation.pipeline.run`: the same budget, the free baseline, its
     comparison in the report, and a failed attempt recorded beside the finished ones."""
-    from agent import pipeline
-    from agent.parser import parse
+    from agent.conversation import pipeline
+    from agent.language.parser import parse
 
     s = settings.model_copy(update={"max_attempts": 3})
     worker = JudgedWorker(s, registry=registry, painters=[unchanged], baseline=tinted_background, fail_at=(2,))
@@ -597,7 +597,7 @@ def test_the_automatic_retry_changes_the_pixels(settings, registry, editor, knob
 def test_a_stop_ends_the_turn_while_a_failed_attempt_goes_on_to_the_next():
     """A failed attempt (out of memory, say) goes on to the queued ones; a stop (Cancelled) is no failure: it
     ended the turn as 'stopped before the score step', losing the diffusion step it was stopped at."""
-    from agent import pipeline
+    from agent.conversation import pipeline
     from tools.types import Cancelled, LocaleditError, WorkerUnavailableError
 
     finished, queued = [{"editor": "ip2p-composite"}], [{"editor": "regionwise"}]

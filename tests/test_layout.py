@@ -97,7 +97,7 @@ def test_worker_service_is_one_package():
 
 
 def test_agent_and_worker_interface_do_not_import_torch():
-    code = ("import sys, agent.graph, agent.session, tools.worker, tools.worker.client; "
+    code = ("import sys, agent.conversation.graph, agent.runtime.session, tools.worker, tools.worker.client; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -108,8 +108,24 @@ LAYERS_BELOW = {"tools": ("agent", "bench", "chat_ui"), "agent": ("bench", "chat
 are on top; ``agent``'s CLI finds their sub-commands through the ``localedit.commands`` entry points)."""
 
 
+AGENT_LAYERS = ("agent.language", "agent.conversation", "agent.runtime")
+"""The agent's layers, lowest first: each imports only the ones before it, and the surfaces on top
+(``agent.cli``, ``agent.chat_cli``, ``agent.usage``, ``agent.api``) import any of them."""
+
+AGENT_LEAVES = ("agent.runtime.store", "agent.runtime.locks")
+"""Modules of a higher layer that import nothing from ``agent``, so any layer may use them."""
+
+
 def _package(module: str) -> str:
     return module.split(".")[0]
+
+
+def _agent_layer(module: str) -> int:
+    """The index of ``module``'s layer in :data:`AGENT_LAYERS`, or the top for the surfaces."""
+    for i, layer in enumerate(AGENT_LAYERS):
+        if module == layer or module.startswith(layer + "."):
+            return i
+    return len(AGENT_LAYERS)
 
 
 def upward_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
@@ -123,6 +139,9 @@ def upward_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
             elif (_package(module) == "tools" and not module.startswith("tools.worker")
                   and dep.startswith("tools.worker")):
                 bad.append((module, dep))
+            elif (_package(module) == _package(dep) == "agent" and dep not in AGENT_LEAVES
+                  and _agent_layer(dep) > _agent_layer(module)):
+                bad.append((module, dep))
     return sorted(bad)
 
 
@@ -131,6 +150,19 @@ def test_the_layer_check_fires():
                            "tools.config": {"agent.plan"}, "bench.evaluate": {"agent.pipeline", "chat_ui"},
                            "tools.worker.local": {"tools.edit"}}) == [
         ("agent.cli", "bench.evaluate"), ("tools.config", "agent.plan"), ("tools.region", "tools.worker.interface")]
+    # inside the agent: language < conversation < runtime < the surfaces; the store is a leaf anyone may use
+    assert upward_imports({"agent.language.llm": {"agent.conversation.select", "agent.runtime.store"},
+                           "agent.conversation.graph": {"agent.runtime.session", "agent.language.plan"},
+                           "agent.runtime.session": {"agent.conversation.graph", "agent.cli"},
+                           "agent.api.cli": {"agent.runtime.session"}}) == [
+        ("agent.conversation.graph", "agent.runtime.session"), ("agent.language.llm", "agent.conversation.select"),
+        ("agent.runtime.session", "agent.cli")]
+
+
+def test_the_leaves_import_nothing_from_the_agent():
+    graph = import_graph()
+    for leaf in AGENT_LEAVES:
+        assert not {d for d in graph[leaf] if _package(d) == "agent"}, leaf
 
 
 def test_imports_run_downward():

@@ -15,18 +15,18 @@ import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-from agent.arbiter import agree, arbitrate, target_grounding
-from agent.llm import (
+from agent.language.arbiter import agree, arbitrate, target_grounding
+from agent.language.llm import (
     MAX_HISTORY, MAX_NOTE, PLACEHOLDER_KEY, TOOLS, Understander, Understood, few_shot_examples,
     json_candidates, make_llm, payload_to_understanding, tool_to_understanding,
 )
-from agent.llm_client import (
+from agent.language.llm_client import (
     MAX_RESPONSE_BYTES, REDACT, ModelCaller, describe_error, is_local_server, is_retryable, is_tools_error, redact,
     register_secret,
 )
-from agent.parser import ParseContext, Reading, read
-from agent.plan import QUALIFIERS, Chat, Clarify, Command, EditPlan
-from agent.prompts import load_prompt
+from agent.language.parser import ParseContext, Reading, read
+from agent.language.plan import QUALIFIERS, Chat, Clarify, Command, EditPlan
+from agent.language.prompts import load_prompt
 from tests.helpers.llm import ScriptedChat, call, calls
 from tools.config import Settings
 from tools.types import MAX_TEXT
@@ -556,7 +556,7 @@ def test_every_llm_log_line_is_redacted(monkeypatch, caplog):
                parser=unreadable)
     assert "boom [key]" in caplog.text and "repair boom [key] [key]" in caplog.text
     assert secret not in caplog.text and "tok-registered-secret-value" not in caplog.text
-    record = logging.LogRecord("agent.llm", logging.WARNING, __file__, 1, "failed: %s", (secret,), None)
+    record = logging.LogRecord("agent.language.llm", logging.WARNING, __file__, 1, "failed: %s", (secret,), None)
     REDACT.filter(record)
     assert record.getMessage() == "failed: [key]"
     try:
@@ -564,7 +564,7 @@ def test_every_llm_log_line_is_redacted(monkeypatch, caplog):
     except ValueError:
         import sys
 
-        record = logging.LogRecord("agent.llm", logging.ERROR, __file__, 1, "x", (), sys.exc_info())
+        record = logging.LogRecord("agent.language.llm", logging.ERROR, __file__, 1, "x", (), sys.exc_info())
     REDACT.filter(record)
     assert secret not in record.exc_text and "[key]" in record.exc_text
 

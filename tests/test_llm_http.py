@@ -29,10 +29,10 @@ from typing import Any, Optional
 
 import pytest
 
-from agent.llm import Understander
-from agent.llm_client import make_llm
-from agent.parser import ParseContext
-from agent.plan import Command, EditPlan
+from agent.language.llm import Understander
+from agent.language.llm_client import make_llm
+from agent.language.parser import ParseContext
+from agent.language.plan import Command, EditPlan
 from tests.conftest import free_port
 from tools.config import Settings
 
@@ -107,7 +107,7 @@ class ScriptedServer:
             self._send(handler, status, kind, text.encode())
             return
         said = next((m.get("content") for m in reversed(body.get("messages") or []) if m.get("role") == "user"), "")
-        if isinstance(said, list):  # a message with the photo (agent.vision): its own text comes first
+        if isinstance(said, list):  # a message with the photo (agent.language.vision): its own text comes first
             said = next((p.get("text") for p in said if p.get("type") == "text"), "")
         calls = PLANS.get(str(said).strip().lower(), [{"name": "reply", "arguments": {"text": "Hello!"}}])
         message: dict[str, Any] = {"role": "assistant", "content": None}
@@ -275,7 +275,7 @@ def test_a_dotenv_with_openai_variables_turns_the_llm_on(serve, tmp_path, monkey
 def test_a_conversation_through_a_server_without_tool_parsing(serve, settings, registry, photo_path, tmp_path):
     """Python ``Session`` over the real graph (tiny models): the edit goes through the LLM path and the reply
     says once that the server takes no tools; undo never reaches the server; French edits too."""
-    from agent.session import Conversations
+    from agent.runtime.session import Conversations
     from tests.scenes import SceneWorker, agent_settings
 
     server = serve("vllm")

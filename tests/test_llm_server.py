@@ -40,11 +40,11 @@ def smollm2_server(tmp_path_factory):
 
 
 def test_the_llm_path_is_never_worse_than_the_parser(smollm2_server):
-    from agent.arbiter import unsaid_words
-    from agent.llm import Understander
-    from agent.llm_client import make_llm
-    from agent.parser import ParseContext, read
-    from agent.plan import Chat, EditPlan
+    from agent.language.arbiter import unsaid_words
+    from agent.language.llm import Understander
+    from agent.language.llm_client import make_llm
+    from agent.language.parser import ParseContext, read
+    from agent.language.plan import Chat, EditPlan
     from tools.config import Settings
 
     # generous limits: a busy 2-core CI machine runs this 135M model at a few tokens a second, and a
@@ -81,8 +81,8 @@ def test_a_conversation_through_smollm2_is_never_worse_than_the_parser(smollm2_s
     tone) through ``Session`` with SmolLM2 as the understander: no turn the parser alone gets right
     may go wrong on the LLM path (the arbiter keeps the parser's reading when the model's is worse).
     The whole suite is ``python -m bench.conversations --smollm2``."""
-    from agent.llm import Understander
-    from agent.llm_client import make_llm
+    from agent.language.llm import Understander
+    from agent.language.llm_client import make_llm
     from bench.conversations import CONVERSATIONS, run
 
     chosen = [c for c in CONVERSATIONS if c.name in ("correct the colour", "undo and instead")]

@@ -18,8 +18,8 @@ from mcp.client.streamable_http import streamable_http_client
 from PIL import Image
 
 from agent.api.mcp_server import MCP_PATH, build_server, http_app
-from agent.llm import Understander
-from agent.session import Conversations
+from agent.language.llm import Understander
+from agent.runtime.session import Conversations
 from tests.conftest import scene
 from tests.scenes import CATS, SIZE, SceneWorker, agent_settings
 from tests.served import served

@@ -1,4 +1,4 @@
-"""A wheel built from the repository holds the prompts (``agent/prompts/*.txt``) and the public model
+"""A wheel built from the repository holds the prompts (``agent/language/prompts/*.txt``) and the public model
 configurations (``tools/public_configs/*.json``), and the LLM path works from a non-editable install
 of it: the prompts are read with ``importlib.resources``, not from beside a source tree."""
 
@@ -20,11 +20,11 @@ PACKAGES = ("agent", "tools", "chat_ui", "bench")
 LLM_TURN = """
 import sys
 from pathlib import Path
-import agent, agent.prompts
+import agent, agent.language.prompts
 site = Path(sys.argv[1]).resolve()
 assert Path(agent.__file__).resolve().is_relative_to(site), agent.__file__  # the installed copy, not the tree
-from agent.llm import Understander
-from agent.parser import ParseContext
+from agent.language.llm import Understander
+from agent.language.parser import ParseContext
 from tests.helpers.llm import ScriptedChat, call
 from tools.config import Settings
 model = ScriptedChat(script=[call("edit_region", action="attribute", target="cat", new_value="red",
@@ -56,11 +56,11 @@ def test_the_wheel_holds_the_prompts_and_configs_and_the_llm_path_runs_from_an_i
     assert built.returncode == 0, built.stderr[-2000:]
     wheel = next((tmp_path / "dist").glob("localedit-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    prompts = sorted(p.name for p in (ROOT / "agent" / "prompts").glob("*.txt"))
+    prompts = sorted(p.name for p in (ROOT / "agent" / "language" / "prompts").glob("*.txt"))
     configs = sorted(p.name for p in (ROOT / "tools" / "public_configs").glob("*.json"))
     assert {"system.txt", "examples.txt", "repair.txt"} <= set(prompts)
     assert configs and all(f"tools/public_configs/{name}" in names for name in configs)
-    assert all(f"agent/prompts/{name}" in names for name in prompts), sorted(n for n in names if "prompt" in n)
+    assert all(f"agent/language/prompts/{name}" in names for name in prompts), sorted(n for n in names if "prompt" in n)
 
     site = tmp_path / "site"
     installed = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "-q",

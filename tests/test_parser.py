@@ -1,4 +1,4 @@
-"""agent.parser: real phrasings -> the right EditPlan / Command / Clarify / Chat, with the right fields."""
+"""agent.language.parser: real phrasings -> the right EditPlan / Command / Clarify / Chat, with the right fields."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any, Optional
 
 import pytest
 
-from agent.parser import ParseContext, asks_removal, complete_plan, named_objects, parse, pluralize, read, singularize, split_instructions
-from agent.plan import ORIGINAL_STEPS, Chat, Clarify, Command, EditPlan, UnderstandingAdapter
+from agent.language.parser import ParseContext, asks_removal, complete_plan, named_objects, parse, pluralize, read, singularize, split_instructions
+from agent.language.plan import ORIGINAL_STEPS, Chat, Clarify, Command, EditPlan, UnderstandingAdapter
 
 CONTEXTS: dict[str, ParseContext] = {
     # "turn the leftmost cat into a fox" was the last edit: "it" is now the fox, still leftmost

@@ -1,5 +1,5 @@
 """One request, three surfaces: the chat ``Session``, ``localedit edit`` and ``localedit eval`` run the
-one pipeline (``agent.pipeline``), so they edit the same region with the same editor and the same
+one pipeline (``agent.conversation.pipeline``), so they edit the same region with the same editor and the same
 judged attempts. Tiny random models (their scores are noise, so the judge retries); grounding is the
 test scene's one cat (``tests.scenes.SceneWorker``).
 """
@@ -11,11 +11,11 @@ import json
 import numpy as np
 import pytest
 
-from agent import pipeline
+from agent.conversation import pipeline
 from agent.cli import main
-from agent.llm import Understander
-from agent.session import Conversations
-from agent.store import ImageStore
+from agent.language.llm import Understander
+from agent.runtime.session import Conversations
+from agent.runtime.store import ImageStore
 from bench.evaluate import EvalConfig, evaluate
 from bench.manifests import read_manifest
 from tests.conftest import scene

@@ -1,4 +1,4 @@
-"""Point prompts (a click on the object) from SAM up: the segmenter, the worker over HTTP, ``agent.pipeline.run``,
+"""Point prompts (a click on the object) from SAM up: the segmenter, the worker over HTTP, ``agent.conversation.pipeline.run``,
 ``localedit edit --point`` and the evaluation manifest's ``points``.
 
 SAM is the real tiny random model, so its masks are noise: the tests check what the prompt carries
@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from agent.cli import EXIT_INPUT, main
 from tests.conftest import scene
 from tests.scenes import CATS, SIZE, SceneWorker, inside
-from agent.pipeline import Job, run
+from agent.conversation.pipeline import Job, run
 from tools.images import box_containing, box_to_mask, grow_box, parse_point
 from tools.worker import LocalWorker
 from tools.worker.client import RemoteWorker

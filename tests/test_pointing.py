@@ -1,4 +1,4 @@
-"""Pointing at the object (``agent.pointing``) in a real conversation: a click selects the object it falls
+"""Pointing at the object (``agent.conversation.pointing``) in a real conversation: a click selects the object it falls
 in, shift- / alt-clicks refine it, typed equivalents do the same, and the next edit changes that region
 without grounding. Grounding is the test scene's (``tests.scenes``); SAM, the editors and CLIP are the tiny
 real models, so masks are checked against the clicked object's box, not its outline.
@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.pointing import Pointer
-from agent.store import ImageStore
+from agent.conversation.pointing import Pointer
+from agent.runtime.store import ImageStore
 from tests.scenes import CATS, edited_region, inside, pixels
 
 TAIL = (108, 70, 124, 84)  # a "tail" between the middle and the right cat
@@ -129,7 +129,7 @@ def test_a_new_photo_an_edit_or_undo_ends_the_selection(chat, photo_path):
 
 
 def test_a_selection_is_the_referent_until_another_object_is_named(chat, conversations):
-    """agent.referent: the pending selection is what "it" is; a follow-up then reuses the region the
+    """agent.conversation.referent: the pending selection is what "it" is; a follow-up then reuses the region the
     selection's edit changed; a labelled selection gives way when the message names another object."""
     worker = conversations.worker
     Pointer(chat).typed("select the cat on the right")  # a labelled selection ("cat")

@@ -26,7 +26,7 @@ def test_ci_runs_the_readme_test_command_exactly():
 
 
 def test_readme_diagram_is_the_live_graph():
-    from agent.graph import mermaid
+    from agent.conversation.graph import mermaid
 
     assert mermaid().strip() in (ROOT / "README.md").read_text()
 

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from agent.plan import EditPlan
-from agent.replies import Where, edit_done, reason, which_one
-from agent.select import Choice, candidate_order, choose
+from agent.language.plan import EditPlan
+from agent.conversation.replies import Where, edit_done, reason, which_one
+from agent.conversation.select import Choice, candidate_order, choose
 from tools.types import Detection
 
 SIZE = (300, 100)
@@ -119,7 +119,7 @@ def test_the_question_and_the_reply_number_candidates_the_same_way():
     assert lefts == sorted(lefts) and order != list(range(5))  # left to right, not by score
     question = which_one("ball", len(order))
     assert "numbered 1 to 5 from left to right" in question and "'cancel'" in question
-    from agent.select import resolve_answer, make_choice
+    from agent.conversation.select import resolve_answer, make_choice
 
     picked = resolve_answer("4", dets, SIZE)
     choice = make_choice(picked, "user", "ball", order)

@@ -1,11 +1,11 @@
-"""agent.select: which box a plan means, and reading the user's answer to "which one?"."""
+"""agent.conversation.select: which box a plan means, and reading the user's answer to "which one?"."""
 
 from __future__ import annotations
 
 import pytest
 
-from agent.plan import Clarify, EditPlan
-from agent.select import Choice, candidate_order, candidates, choose, resolve_answer
+from agent.language.plan import Clarify, EditPlan
+from agent.conversation.select import Choice, candidate_order, candidates, choose, resolve_answer
 from tools.types import Detection
 
 W, H = 1000, 600

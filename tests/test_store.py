@@ -1,4 +1,4 @@
-"""agent.store: versions lossless and named by content, previews as JPEG, nothing half-written."""
+"""agent.runtime.store: versions lossless and named by content, previews as JPEG, nothing half-written."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agent.store import PREVIEW_SIDE, ImageStore, for_preview
+from agent.runtime.store import PREVIEW_SIDE, ImageStore, for_preview
 
 
 def _photo(w: int = 300, h: int = 200) -> Image.Image:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.llm import Understander
-from agent.session import Conversations
+from agent.language.llm import Understander
+from agent.runtime.session import Conversations
 from tests.conftest import scene
 from tests.scenes import CATS, SIZE, SceneWorker, agent_settings, edited_region, inside
 from tools.config import Settings

@@ -1,4 +1,4 @@
-"""The planner sees the photo (``agent.vision``): scripted OpenAI-compatible servers on 127.0.0.1 that behave
+"""The planner sees the photo (``agent.language.vision``): scripted OpenAI-compatible servers on 127.0.0.1 that behave
 like the real ones, driven by the real ``ChatOpenAI`` that ``make_llm`` builds.
 
 ===============  ===============================================================================
@@ -24,11 +24,11 @@ from typing import Any
 
 import pytest
 
-from agent import vision
-from agent.llm import Understander
-from agent.llm_client import forget_capabilities, make_llm
-from agent.parser import ParseContext
-from agent.session import Conversations
+from agent.language import vision
+from agent.language.llm import Understander
+from agent.language.llm_client import forget_capabilities, make_llm
+from agent.language.parser import ParseContext
+from agent.runtime.session import Conversations
 from tests.conftest import free_port, scene
 from tests.scenes import CATS, SIZE, SceneWorker, agent_settings
 from tools.config import Settings

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agent.llm import Understander
-from agent.session import Conversations
+from agent.language.llm import Understander
+from agent.runtime.session import Conversations
 from tests.conftest import free_port, scene
 from tests.helpers.worker import REPO, TOKEN, SceneRemoteWorker, no_tracebacks
 from tests.scenes import CATS, SIZE, agent_settings, edited_region, inside, pixels

@@ -10,7 +10,7 @@ editor of an evaluation sample is scored against the same :class:`EvalRegion`:
   so a masked editor's dilation and feather band count against it, and so does every pixel the
   whole-image baseline moves. Without a mask the boxes stand in for it.
 
-:func:`score_edit` is what the pipeline's score stage (``agent.pipeline.score``) calls, for the
+:func:`score_edit` is what the pipeline's score stage (``agent.conversation.pipeline.score``) calls, for the
 chat, ``localedit edit`` and ``localedit eval`` alike. It goes through anything with the worker's
 ``score`` method (:class:`Scorer`; a ``tools.worker.Worker``), so this module never imports torch,
 nor the worker package (a vision module sits below it: tests/test_layout.py).
@@ -50,7 +50,7 @@ class EvalRegion:
 
     def fill(self) -> Optional[float]:
         """How much of its box(es) the mask covers, 0-1 (None without a mask): the judge's check that
-        the mask is the object and not a part of it (``agent.judge``)."""
+        the mask is the object and not a part of it (``agent.conversation.judge``)."""
         if self.mask is None or not self.boxes:
             return None
         h, w = self.mask.shape

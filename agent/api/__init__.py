@@ -9,6 +9,6 @@ module              what it holds
 ``cli``             the two sub-commands
 ==================  ==================================================================
 
-Both run the chat's own pipeline through :class:`agent.session.Session` (one conversation per
+Both run the chat's own pipeline through :class:`agent.runtime.session.Session` (one conversation per
 OpenAI ``user`` or per MCP session), behind :class:`tools.http_guard.ServiceGuard` over HTTP.
 """

@@ -26,7 +26,7 @@ def _serving(args: argparse.Namespace, what: str):
 
 
 def _conversations(settings):
-    from agent.session import Conversations
+    from agent.runtime.session import Conversations
 
     return Conversations(settings)
 

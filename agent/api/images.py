@@ -14,7 +14,7 @@ region stay the input's), ``output_format`` (``png``, ``jpeg``, ``webp``), ``use
 "output_format", ...}``; every refusal is OpenAI's error JSON ``{"error": {"message", "type",
 "param", "code"}}``. ``GET /v1/models`` lists the one model, ``localedit`` (any ``model`` is accepted).
 
-**Conversations.** Each request runs as a turn of an :class:`agent.session.Session`. A request
+**Conversations.** Each request runs as a turn of an :class:`agent.runtime.session.Session`. A request
 with a ``user`` (or ``safety_identifier``) continues that user's conversation: when its image is
 the one the conversation last produced, it is not uploaded again, so "now make it blue" edits the
 region of the last edit, "undo" works, and a clarifying question ("which cat?", answered as an
@@ -44,8 +44,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from PIL import Image
 
-from agent.session import Conversations, Reply, Session
-from agent.store import ImageStore
+from agent.runtime.session import Conversations, Reply, Session
+from agent.runtime.store import ImageStore
 from tools.http_guard import ServiceGuard, is_loopback
 from tools.images import check_dimensions, load_image, mask_bbox, probe_image
 from tools.types import LocaleditError
@@ -136,7 +136,7 @@ def _int(value: Optional[str], name: str, default: int, low: int, high: int) -> 
 
 
 class ImagesApi:
-    """The edits of the API on shared :class:`~agent.session.Conversations` (blocking calls)."""
+    """The edits of the API on shared :class:`~agent.runtime.session.Conversations` (blocking calls)."""
 
     def __init__(self, conversations: Conversations):
         self.conversations = conversations

@@ -4,7 +4,7 @@ streamable HTTP.
     localedit mcp                         # stdio: an MCP client starts it (see docs/apis.md)
     localedit mcp --http --port 8901      # streamable HTTP at http://127.0.0.1:8901/mcp
 
-Tools (each MCP session has a conversation of its own, an :class:`agent.session.Session`; so
+Tools (each MCP session has a conversation of its own, an :class:`agent.runtime.session.Session`; so
 "now make it blue" after an edit means the region just edited):
 
 ==================  ==========================================================================
@@ -38,8 +38,8 @@ from mcp.server.fastmcp import Context, FastMCP
 from mcp.types import ImageContent, TextContent
 from PIL import Image
 
-from agent.session import Conversations, Reply, Session
-from agent.store import ImageStore
+from agent.runtime.session import Conversations, Reply, Session
+from agent.runtime.store import ImageStore
 from tools.http_guard import ServiceGuard, is_loopback
 from tools.types import LocaleditError
 

@@ -12,7 +12,7 @@ the mask comes from SAM (InstructEdit) or the user, so only DiffEdit's editing h
    InstructEdit eq. 4, ``y~_t = M y_t + (1 - M) x_t`` with ``y_r = x_r`` (inversion: its eq. 3).
 
 No step draws noise (DDIM, eta = 0), so the seed changes nothing: a retry must move the encoding
-ratio or the guidance (``agent.judge.SEEDLESS_EDITORS``).
+ratio or the guidance (``agent.conversation.judge.SEEDLESS_EDITORS``).
 
 The loop is owned here because diffusers' ``StableDiffusionDiffEditPipeline`` is deprecated.
 """
