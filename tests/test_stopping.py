@@ -104,7 +104,33 @@ def test_a_call_given_up_before_it_starts_runs_nothing_and_without_a_flag_nothin
     assert hook_count(model) == before
 
 
-def test_either_flag_stops_an_edit():
+def test_an_edit_given_up_stops_at_its_next_step(settings, registry):
+    """The diffusion editors take the call's flag beside the turn's Stop: its first UNet step held until
+    the call is given up, the edit stops at the end of that step (step 2 never runs), its thread ends."""
+    from tests.test_edit import photo_and_mask, request
+
+    worker = LocalWorker(settings, registry=registry)
+    img, mask = photo_and_mask((64, 48))
+    unet, runs, steps = registry.get("ip2p").model.unet, [], []
+
+    def hold(module, args) -> None:
+        runs.append(current_flag())
+        assert runs[0] is not None and runs[0].wait(30), "the call was never given up"
+
+    handle = unet.register_forward_pre_hook(hold)
+    try:
+        with pytest.raises(WorkerUnavailableError):
+            call("the editor", worker.edit, img, mask, request("ip2p-composite", steps=6),
+                 progress=lambda i, n: steps.append(i), timeout=0.01)
+        helper = next(t for t in threading.enumerate() if t.name == "localedit-the editor")
+        helper.join(30)
+    finally:
+        handle.remove()
+    assert not helper.is_alive() and len(runs) == 1 and steps == []
+    assert call("the editor", worker.edit, img, mask, request("ip2p-composite")).image.size == img.size
+
+
+def test_either_flag_is_set_when_one_of_its_flags_is():
     stop, gave_up = threading.Event(), threading.Event()
     assert either(None, None) is None and either(stop, None) is stop
     both = either(stop, gave_up)
