@@ -13,6 +13,9 @@ own. It prints, measured, per photo size: the upload, a first localized turn ("m
 left red"), a follow-up ("now make it blue") and a global turn, median of ``--runs`` conversations.
 The turn is over when ``Session.send`` returns; the background writer's later work is counted in
 its own column ("after the reply").
+
+After the table it prints, per photo size, the first localized turn and the follow-up against the
+:data:`TARGET` (each "meets" or "misses" it) and whether the follow-up costs less than the first turn.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ TURNS = (("first localized turn", "make the cat on the left red"),
          ("follow-up", "now make it blue"),
          ("global turn", "make it look like winter"))
 
+
+TARGET = 0.4
+"""Agent CPU seconds a localized turn may cost at 2000x1330 (issue 22): the first turn and the follow-up."""
 
 FEATHER = 6
 """The stand-in's feather radius in px (the editors' default), so its composites pass the judge's seam check."""
@@ -140,6 +146,20 @@ def conversation(size: tuple[int, int], seed: int, tmp: Path, profile: Optional[
     return rows
 
 
+def verdicts(results: dict[tuple[str, str], float], sizes: Sequence[str]) -> list[str]:
+    """Per size: the first localized turn and the follow-up against :data:`TARGET`, and whether the
+    follow-up is the cheaper (``results``: median CPU seconds by (size, turn))."""
+    lines = []
+    for spec in sizes:
+        first, follow = results[(spec, "first localized turn")], results[(spec, "follow-up")]
+        lines.append(f"\n{spec}, target {TARGET} s of agent CPU per turn (measured, median):")
+        for name, cpu in (("first localized turn", first), ("follow-up", follow)):
+            lines.append(f"  {name}: {cpu:.3f} s: {'meets' if cpu < TARGET else 'MISSES'} the {TARGET} s target")
+        lines.append(f"  follow-up {'cheaper' if follow < first else 'NOT cheaper'} than the first turn "
+                     f"({follow:.3f} s against {first:.3f} s)")
+    return lines
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", default="2000x1330", help="photo sizes WxH, comma-separated")
@@ -162,6 +182,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 wall = statistics.median(r[i]["wall"] for r in runs)
                 results[(spec, row["turn"])] = cpu
                 print(f"| {spec} | {row['turn']} | {row['attempts']} | {cpu:.3f} | {wall:.3f} |", flush=True)
+    for line in verdicts(results, [spec for spec in args.size.split(",")]):
+        print(line)
     if profile is not None:
         out = io.StringIO()
         pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(args.profile)

@@ -69,6 +69,14 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def picture_mime(picture: Any) -> str:
+    """The MIME type of a picture as :func:`chat_ui.services.publish` stores it: PNG for pixels and bytes
+    (it encodes them as PNG), else the file's own type by its name (the store's previews are JPEG)."""
+    if isinstance(picture, (str, Path)):
+        return mimetypes.guess_type(str(picture))[0] or "application/octet-stream"
+    return "image/png"
+
+
 class FileStore:
     """Picture bytes by content hash, in one folder; :meth:`url` is where the app serves them."""
 

@@ -15,7 +15,7 @@ import chainlit as cl
 from PIL import Image as PILImage
 
 from chat_ui.backend import Backend, get_backend
-from chat_ui.history import FileStore, SQLiteDataLayer
+from chat_ui.history import FileStore, SQLiteDataLayer, picture_mime
 from tools.files import private_dir
 from tools.images import to_png_bytes
 
@@ -50,4 +50,4 @@ def thumbnail(path: str) -> str:
 
 def image_element(picture: Any, alt: str, size: str = "medium") -> cl.Image:
     """An inline picture whose URL outlives the session (alt text = ``alt``)."""
-    return cl.Image(name=alt, url=publish(picture), display="inline", size=size, mime="image/png")
+    return cl.Image(name=alt, url=publish(picture), display="inline", size=size, mime=picture_mime(picture))

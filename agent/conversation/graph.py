@@ -415,11 +415,11 @@ class _Nodes(CommandNode):
                 return {"attempts": [*(state.get("attempts") or []), pipeline.failed_attempt(done, err)],
                         "queue": [] if isinstance(err, WorkerUnavailableError) else rest,
                         "report": self.report(state, entry)}
-            done.update(path=self.store.put(result.image),
+            done.update(path=self.store.stage(result.image),  # written only if kept (respond)
                         region=self.store.put_mask(result.region) if result.region is not None else None)
             if result.whole is not None and not baseline and judge.is_free_baseline(
                     attempt, judge.baseline_attempt(self.settings)):
-                update["baseline"] = {"path": self.store.put(result.whole), "scores": None,
+                update["baseline"] = {"path": self.store.stage(result.whole), "scores": None,
                                       "how": f"the pre-composite output of attempt {number}"}
             entry = _entry("edit", True, attempt["editor"], seconds=round(time.perf_counter() - started, 3))
         return {"attempts": [*(state.get("attempts") or []), done], "queue": rest, "report": self.report(state, entry),
@@ -485,23 +485,34 @@ class _Nodes(CommandNode):
         result = self.worker.edit(self.store.open(state["base"]), None, request, cancel=cancel_flag(),
                                   progress=lambda step, total: writer({"stage": "edit", "step": step, "total": total,
                                                                        "editor": judge.BASELINE}))
-        path = self.store.put(result.image)
+        path = self.store.stage(result.image)  # written only if kept (respond)
         return {"path": path, "scores": self._score(state, path), "how": "run for the comparison"}
+
+    def _settle(self, state: State, kept: Optional[str] = None) -> None:
+        """The end of a turn's staged images (``ImageStore.stage``): the kept attempt's written
+        (before respond's update records it as a version), every other one forgotten unwritten."""
+        if kept is not None:
+            self.store.keep(kept)
+        staged = [a["path"] for a in state.get("attempts") or [] if a.get("path") and not a.get("reused")]
+        self.store.forget([*staged, (state.get("baseline") or {}).get("path")])
 
     def respond(self, state: State) -> dict:
         """Turn the best attempt into a new image version with its edit record, or pass on the reply made."""
         report = self.report(state, *self._score_entries(state))
         if state.get("reply"):
+            self._settle(state)
             reply = state["reply"]
             return {"report": report, "messages": [{"role": "assistant", "text": reply["text"],
                                                     "image": next(iter((reply.get("images") or {}).values()), None)}]}
         tried = state.get("attempts") or []
         attempts = [a for a in tried if not a.get("error")]  # a failed attempt never discards a finished one
         if not attempts:
+            self._settle(state)
             text = tried[-1]["error"] if tried else replies.NOTHING_TO_EDIT
             return {"reply": {"text": text, "error": bool(tried)}, "report": report,
                     "messages": [{"role": "assistant", "text": text, "image": None}]}
         best = attempts[pipeline.best_index(attempts)]
+        self._settle(state, kept=best["path"])
         plan = self.plan_of(state)
         versions = [dict(v) for v in state.get("versions") or []]
         base_index = state.get("base_index")

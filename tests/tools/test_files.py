@@ -168,3 +168,15 @@ def test_the_session_refuses_devices_pipes_and_strips_and_carries_on(settings, r
         assert "Got your photo" in chat.send("", image=photo_path).text and len(chat.versions()) == 1
     finally:
         conv.close()
+
+
+def test_chat_pictures_carry_their_own_type(tmp_path):
+    """The chat shows the store's JPEG previews as JPEG, and pixels it encodes as PNG (it once said PNG for all)."""
+    from PIL import Image
+
+    from chat_ui.history import picture_mime
+
+    assert picture_mime(tmp_path / "before_after.jpg") == "image/jpeg"
+    assert picture_mime(str(tmp_path / "version.png")) == "image/png"
+    assert picture_mime(Image.new("RGB", (4, 4))) == "image/png"
+    assert picture_mime(b"\x89PNG...") == "image/png"
