@@ -12,9 +12,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from tests.conftest import scene
+from tests.helpers.editing import photo_and_mask, request
 from tools.edit import MODERN_EDITORS, Editor
 from tools.editors import edit_region, latent_mask
 from tools.images import mask_bbox, to_work, work_size
@@ -29,28 +30,6 @@ STOCHASTIC = ("ip2p", "ip2p-composite", "regionwise", "inpaint")
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def blob(size: tuple[int, int], box: tuple[float, float, float, float]) -> np.ndarray:
-    """An elliptical bool mask of ``size`` (w, h) inside ``box``."""
-    im = Image.new("L", size, 0)
-    ImageDraw.Draw(im).ellipse(box, fill=255)
-    return np.asarray(im) > 127
-
-
-def photo_and_mask(size: tuple[int, int]) -> tuple[Image.Image, np.ndarray]:
-    """A scene of ``size`` with two objects, and a mask of the first (a bit larger than it)."""
-    w, h = size
-    a = (0.12 * w, 0.3 * h, 0.4 * w, 0.75 * h)
-    b = (0.62 * w, 0.25 * h, 0.88 * w, 0.8 * h)
-    img = scene(size, boxes=(a, b))
-    grow = (a[0] - 2, a[1] - 2, a[2] + 2, a[3] + 2)
-    return img, blob(size, grow)
-
-
-def request(editor: str, **kw) -> EditRequest:
-    return EditRequest(editor=editor, instruction="turn it into a fox", source_caption="a red ball",
-                       target_caption="a fox", **kw)
 
 
 def one_sentence(msg: str) -> bool:

@@ -15,7 +15,7 @@ import pytest
 
 from agent.conversation.node_runtime import call
 from tests.conftest import scene
-from tests.scenes import CATS, SIZE
+from tests.helpers.scenes import CATS, SIZE
 from tools.stopping import abandon_flag, blocks, current_flag, either, stop_between_blocks
 from tools.types import Cancelled, WorkerUnavailableError
 from tools.worker.local import LocalWorker
@@ -107,7 +107,7 @@ def test_a_call_given_up_before_it_starts_runs_nothing_and_without_a_flag_nothin
 def test_an_edit_given_up_stops_at_its_next_step(settings, registry):
     """The diffusion editors take the call's flag beside the turn's Stop: its first UNet step held until
     the call is given up, the edit stops at the end of that step (step 2 never runs), its thread ends."""
-    from tests.test_edit import photo_and_mask, request
+    from tests.helpers.editing import photo_and_mask, request
 
     worker = LocalWorker(settings, registry=registry)
     img, mask = photo_and_mask((64, 48))

@@ -12,7 +12,7 @@ from PIL import Image
 
 from agent.runtime import store as store_module
 from agent.runtime.store import ImageStore
-from tests.test_judge import judged, recolour, tinted_background, BLUE  # noqa: F401  (judged: the fixture)
+from tests.helpers.judging import BLUE, recolour, tinted_background
 
 
 def _photo(seed: int, w: int = 40, h: int = 30) -> Image.Image:
