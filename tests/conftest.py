@@ -38,33 +38,33 @@ FIXTURE_MARKERS = {
 # runs in a few minutes. The tests of the evaluation run share one module fixture that costs as much.
 # A parametrized test is listed once, for all its cases. tests/test_suite_rules.py checks that each exists.
 SLOW_TESTS = {
-    "tests/test_bench_stages.py::test_bench_stages_reports_every_stage_the_turn_an_option_and_the_memory_modes",
-    "tests/test_cli.py::test_console_script_make_tiny_and_list",
-    "tests/test_cli.py::test_edit_grounds_the_target_and_reports_detections",
-    "tests/test_cli.py::test_edit_honours_the_instructions_qualifier",
-    "tests/test_cli.py::test_edit_takes_the_target_from_the_instruction",
-    "tests/test_edit.py::test_black_mask_feeds_ip2p_a_blacked_out_background",
-    "tests/test_edit.py::test_cancel_set_before_the_edit_runs_no_model",
-    "tests/test_edit.py::test_diffedit_background_latents_follow_the_ddim_inversion",
-    "tests/test_edit.py::test_diffedit_encoding_ratio_sets_the_number_of_steps",
-    "tests/test_edit.py::test_diffedit_is_deterministic_whatever_the_seed",
-    "tests/test_edit.py::test_ip2p_edits_the_whole_image_at_the_input_size",
-    "tests/test_edit.py::test_masked_editor_keeps_everything_outside_the_mask",
-    "tests/test_edit.py::test_regionwise_alpha_fit_cost_is_reported_capped_and_can_be_turned_off",
-    "tests/test_edit.py::test_regionwise_outside_the_mask_follows_the_reconstruction_path",
-    "tests/test_edit.py::test_regionwise_region_starts_from_noise_independent_of_the_input",
-    "tests/test_edit.py::test_same_seed_same_pixels_other_seed_other_pixels",
-    "tests/test_edit.py::test_work_size_is_below_a_large_input",
-    "tests/test_evaluate.py::test_cli_limit_and_shard",
-    "tests/test_evaluate.py::test_nothing_found_runs_global_and_records_a_miss",
-    "tests/test_evaluate.py::test_one_region_per_sample_counts_the_baseline_and_the_edit_band",
-    "tests/test_fullsize.py::test_random_pipelines_edit_through_the_worker",
-    "tests/test_judge.py::test_the_automatic_retry_changes_the_pixels",
-    "tests/test_ray_serve.py::test_a_cancelled_batch_member_does_not_fail_the_others",
-    "tests/test_ray_serve.py::test_batched_edits_match_one_by_one_and_bad_ones_fail_alone",
+    "tests/bench/test_bench_stages.py::test_bench_stages_reports_every_stage_the_turn_an_option_and_the_memory_modes",
+    "tests/agent/test_cli.py::test_console_script_make_tiny_and_list",
+    "tests/agent/test_cli.py::test_edit_grounds_the_target_and_reports_detections",
+    "tests/agent/test_cli.py::test_edit_honours_the_instructions_qualifier",
+    "tests/agent/test_cli.py::test_edit_takes_the_target_from_the_instruction",
+    "tests/tools/editors/test_edit.py::test_black_mask_feeds_ip2p_a_blacked_out_background",
+    "tests/tools/editors/test_edit.py::test_cancel_set_before_the_edit_runs_no_model",
+    "tests/tools/editors/test_edit.py::test_diffedit_background_latents_follow_the_ddim_inversion",
+    "tests/tools/editors/test_edit.py::test_diffedit_encoding_ratio_sets_the_number_of_steps",
+    "tests/tools/editors/test_edit.py::test_diffedit_is_deterministic_whatever_the_seed",
+    "tests/tools/editors/test_edit.py::test_ip2p_edits_the_whole_image_at_the_input_size",
+    "tests/tools/editors/test_edit.py::test_masked_editor_keeps_everything_outside_the_mask",
+    "tests/tools/editors/test_edit.py::test_regionwise_alpha_fit_cost_is_reported_capped_and_can_be_turned_off",
+    "tests/tools/editors/test_edit.py::test_regionwise_outside_the_mask_follows_the_reconstruction_path",
+    "tests/tools/editors/test_edit.py::test_regionwise_region_starts_from_noise_independent_of_the_input",
+    "tests/tools/editors/test_edit.py::test_same_seed_same_pixels_other_seed_other_pixels",
+    "tests/tools/editors/test_edit.py::test_work_size_is_below_a_large_input",
+    "tests/bench/test_evaluate.py::test_cli_limit_and_shard",
+    "tests/bench/test_evaluate.py::test_nothing_found_runs_global_and_records_a_miss",
+    "tests/bench/test_evaluate.py::test_one_region_per_sample_counts_the_baseline_and_the_edit_band",
+    "tests/tools/test_fullsize.py::test_random_pipelines_edit_through_the_worker",
+    "tests/agent/conversation/test_judge.py::test_the_automatic_retry_changes_the_pixels",
+    "tests/tools/worker/test_ray_serve.py::test_a_cancelled_batch_member_does_not_fail_the_others",
+    "tests/tools/worker/test_ray_serve.py::test_batched_edits_match_one_by_one_and_bad_ones_fail_alone",
     "tests/test_smoke.py::test_tiny_edit_at_the_default_size",
 }
-SLOW_FIXTURES = {("tests/test_evaluate.py", "run")}  # the whole evaluation run (96 s of wall time there)
+SLOW_FIXTURES = {("tests/bench/test_evaluate.py", "run")}  # the whole evaluation run (96 s of wall time there)
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -170,8 +170,8 @@ def photo() -> Image.Image:
 
 @pytest.fixture
 def photo_path(tmp_path) -> Path:
-    """The three-cats scene of ``tests.scenes`` saved as a PNG."""
-    from tests.scenes import CATS, SIZE
+    """The three-cats scene of ``tests.helpers.scenes`` saved as a PNG."""
+    from tests.helpers.scenes import CATS, SIZE
 
     path = tmp_path / "cats.png"
     scene(SIZE, boxes=CATS).save(path)
@@ -188,8 +188,8 @@ def scene_objects() -> dict[str, list] | None:
 @pytest.fixture
 def conversations(settings, registry, tmp_path, scene_objects):
     """``Conversations`` on the test scene: the real tiny models, grounding fixed to ``scene_objects``,
-    lenient judge thresholds, the offline parser (``tests.scenes.open_conversations``)."""
-    from tests.scenes import open_conversations
+    lenient judge thresholds, the offline parser (``tests.helpers.scenes.open_conversations``)."""
+    from tests.helpers.scenes import open_conversations
 
     conv = open_conversations(settings, registry, tmp_path, objects=scene_objects)
     yield conv

@@ -4,7 +4,10 @@ call) in a helper thread the turn stops waiting for on Stop or after the call's 
 
 Cancellation: the turn's cancel flag (``configurable["cancel"]``, any ``is_set()``) is checked
 before every node, after every diffusion step (the worker's ``cancel``), and every :data:`POLL`
-seconds while the LLM or a vision call runs.
+seconds while the LLM or a vision call runs. A call the turn gives up (Stop, or its time limit) is
+told so through its own flag (:func:`tools.stopping.abandon_flag`): the in-process worker's models
+stop at their next block and the diffusion editors at their next step, so abandoned work does not
+compete with the next turn for the CPU or GPU.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from langgraph.errors import GraphBubbleUp
 from agent.conversation import replies
 from agent.conversation.state import State
 from tools import failures
+from tools.stopping import abandon_flag
 from tools.types import Cancelled, LocaleditError, WorkerUnavailableError
 
 log = logging.getLogger("agent.conversation.graph")  # the node failures are the graph's
@@ -84,16 +88,18 @@ def call(what: str, fn: Callable[..., Any], *args: Any, timeout: Optional[float]
     """``fn(*args, **kwargs)`` in a helper thread, given up on once the turn is cancelled or ``timeout`` passes.
 
     Raises ``Cancelled`` (Stop / Ctrl-C) or ``WorkerUnavailableError`` (no answer in ``timeout``
-    seconds); an abandoned call finishes in the background and its result is dropped. ``what``
-    names it for the user ("the captioner").
+    seconds). A call given up is told so (its flag, :func:`tools.stopping.abandon_flag`, is set): the
+    in-process models stop at their next block, other work finishes in the background; its result is
+    dropped either way. ``what`` names it for the user ("the captioner").
     """
     flag = cancel_flag()
     box: dict[str, Any] = {}
-    done = threading.Event()
+    done, abandoned = threading.Event(), threading.Event()
 
     def run() -> None:
         try:
-            box["value"] = fn(*args, **kwargs)
+            with abandon_flag(abandoned):
+                box["value"] = fn(*args, **kwargs)
         except BaseException as err:  # noqa: BLE001 - handed to the waiting turn below
             box["error"] = err
         finally:
@@ -103,8 +109,10 @@ def call(what: str, fn: Callable[..., Any], *args: Any, timeout: Optional[float]
     deadline = None if timeout is None else time.monotonic() + timeout
     while not done.wait(POLL):
         if flag is not None and flag.is_set():
+            abandoned.set()
             raise Cancelled(f"It was stopped while waiting for {what}.")
         if deadline is not None and time.monotonic() > deadline:
+            abandoned.set()
             raise WorkerUnavailableError(f"{what[0].upper() + what[1:]} did not answer within {timeout:g} s; "
                                          f"try again in a moment.")
     if "error" in box:

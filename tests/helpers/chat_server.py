@@ -1,4 +1,4 @@
-"""The chat app as the browser tests start it: Chainlit running ``tests/ui_helpers.py`` (the real app,
+"""The chat app as the browser tests start it: Chainlit running ``tests/helpers/ui_helpers.py`` (the real app,
 grounding fixed to the test scene) as a child process on a free loopback port, and the Chromium they
 drive it with. Used by ``test_chat_ui`` and ``test_chat_auth``.
 """
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts" / "ui"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -36,7 +36,7 @@ class Server:
         from chat_ui.launch import start, wait_until_up
 
         out = open(self.log, "ab")
-        self.proc = start("127.0.0.1", self.port, self.data, app_file=REPO / "tests" / "ui_helpers.py",
+        self.proc = start("127.0.0.1", self.port, self.data, app_file=REPO / "tests" / "helpers" / "ui_helpers.py",
                           env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=str(self.data.parent))
         out.close()
         if not wait_until_up("127.0.0.1", self.port, self.proc, 120):

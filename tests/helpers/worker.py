@@ -17,11 +17,11 @@ import httpx
 import pytest
 
 from bench.soak import wait_until_ready
-from tests.scenes import CATS
+from tests.helpers import REPO
+from tests.helpers.scenes import CATS
 from tools.types import Detection
 from tools.worker.client import RemoteWorker
 
-REPO = Path(__file__).resolve().parents[2]
 TOKEN = "test-token-0123456789"
 MAX_UPLOAD = 300_000  # bytes per image: small, so an oversize request is cheap to make
 MAX_REQUEST_MEMORY = 128 << 20  # the worker's memory estimate limit: a 7999x7999 edit is far above it

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from typing import Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 from PIL import Image
 
+from tools.stopping import current_flag, either, stop_between_blocks
 from tools.types import Box, CancelFlag, Caption, Detection, EditRequest, EditResult, Point, Scores, Segmentation
 from tools.worker.interface import ProgressFn
+
+STOPPABLE = {"caption": ("caption",), "ground": ("detector", "sam3"), "segment": ("sam", "sam2", "sam3"),
+             "score": ("clip",)}
+"""The model roles each non-diffusion tool may run (those loaded get stop hooks: :mod:`tools.stopping`)."""
 
 
 class LocalWorker:
@@ -93,35 +99,49 @@ class LocalWorker:
             hit = Captioner.cached(self.caches["caption"], image)  # a known photo: BLIP-2 need not load
             if hit is not None:
                 return hit
-            with self.registry.stage("caption"):
-                return self._tool("caption").caption(image)
+            with self.registry.stage("caption"), self._stoppable("caption") as tool:
+                return tool.caption(image)
 
     def ground(self, image: Image.Image, phrase: str, *, box_threshold: Optional[float] = None,
                text_threshold: Optional[float] = None) -> list[Detection]:
-        with self._run_lock, self.registry.stage("detector"):
-            return self._tool("ground").detect(image, phrase, box_threshold=box_threshold,
+        with self._run_lock, self.registry.stage("detector"), self._stoppable("ground") as tool:
+            return tool.detect(image, phrase, box_threshold=box_threshold,
                                                text_threshold=text_threshold)
 
     def segment(self, image: Image.Image, boxes: Sequence[Box] = (), points: Sequence[Point] = (),
                 point_labels: Optional[Sequence[int]] = None) -> Segmentation:
-        with self._run_lock, self.registry.stage("sam"):
-            return self._tool("segment").segment(image, boxes, points=points, point_labels=point_labels)
+        with self._run_lock, self.registry.stage("sam"), self._stoppable("segment") as tool:
+            return tool.segment(image, boxes, points=points, point_labels=point_labels)
 
     def edit(self, image: Image.Image, mask: Optional[np.ndarray], request: EditRequest,
              progress: Optional[ProgressFn] = None, cancel: Optional[CancelFlag] = None) -> EditResult:
         from tools.edit import ROLES
 
-        # a turn cancelled while it waited here stops before its first step
+        # a turn cancelled (or a call given up) while it waited here stops before its first step
+        cancel = either(cancel, current_flag())
         with self._run_lock, self.registry.stage(ROLES.get(request.editor, "ip2p")):
             return self._tool("edit").edit(image, mask, request, progress=progress, cancel=cancel)
 
     def score(self, original: Image.Image, edited: Image.Image, *, mask: Optional[np.ndarray] = None,
               box: Optional[Box] = None, boxes: Sequence[Box] = (), source_caption: str = "",
               target_caption: str = "", target_text: str = "", source_text: str = "") -> Scores:
-        with self._run_lock, self.registry.stage("clip"):
-            return self._tool("score").score(original, edited, mask=mask, box=box, boxes=boxes,
+        with self._run_lock, self.registry.stage("clip"), self._stoppable("score") as tool:
+            return tool.score(original, edited, mask=mask, box=box, boxes=boxes,
                                              source_caption=source_caption, target_caption=target_caption,
                                              target_text=target_text, source_text=source_text)
+
+    @contextlib.contextmanager
+    def _stoppable(self, name: str) -> Iterator[Any]:
+        """Tool ``name``, its loaded models stopping at their next block once the call running here
+        is given up (:func:`tools.stopping.stop_between_blocks`; nothing is added outside such a call)."""
+        tool = self._tool(name)
+        if current_flag() is None:
+            yield tool
+            return
+        loaded = set(self.registry.loaded())
+        models = [self.registry.get(role).model for role in STOPPABLE[name] if role in loaded]
+        with stop_between_blocks(models, what=f"the {name} model"):
+            yield tool
 
     def release(self, role: str) -> bool:
         """Unload ``role`` and the tools built on it (the caches stay); True if it was loaded.

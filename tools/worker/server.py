@@ -52,6 +52,7 @@ from tools.config import Settings
 from tools.files import human_bytes
 from tools.http_guard import ServiceGuard, bind, check_bind, is_loopback, serve_app  # noqa: F401 - is_loopback: serve.py
 from tools.images import probe_image
+from tools.stopping import abandon_flag
 from tools.types import Box, Cancelled, EditRequest, LocaleditError, ModelMissingError, WorkerUnavailableError
 from tools.worker.batch import BatchBroken, BatchedPipe, PipeRegistry
 from tools.worker.interface import ProgressFn
@@ -229,12 +230,14 @@ class WorkerService:
         return out
 
     def _run(self, cancel: Optional[threading.Event], fn: Callable, *args, **kwargs) -> Any:
-        """``fn`` under the model lock, unless the answer stopped being wanted while it waited."""
+        """``fn`` under the model lock, unless the answer stopped being wanted while it waited; once it
+        stops being wanted during the call, the models stop at their next block (:mod:`tools.stopping`)."""
         with self._model_lock:
             if cancel is not None and cancel.is_set():
                 self.failures["abandoned"] += 1  # /status: requests dropped before they used the model
                 raise Cancelled("The request was abandoned before it started.")
-            return fn(*args, **kwargs)
+            with abandon_flag(cancel):
+                return fn(*args, **kwargs)
 
     # --- the tools (blocking; JSON-able answers) ----------------------------------------------
 
