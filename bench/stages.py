@@ -381,6 +381,13 @@ def memory_profile(settings: Settings, rows: list[dict]) -> list[dict]:
     return per_role
 
 
+COMPUTED = ("GPU memory per mode, COMPUTED (not measured on a GPU): parameters counted on the meta device x 2 bytes "
+            "(fp16; SAM 4, fp32) plus each role's largest activation, measured in this run as the rise of the "
+            "process's RSS and scaled to fp16; it leaves out the CUDA context, cuDNN/cuBLAS workspaces, allocator "
+            "slack and the SAM embeddings cached on the GPU. `python -m bench.gpu` on a GPU measures them.")
+"""The label over the computed memory figures."""
+
+
 def memory_modes(per_role: list[dict]) -> dict[str, float]:
     """Bytes needed with every model resident, and with ``LOCALEDIT_OFFLOAD=model``."""
     from tools.models import OFFLOADED
@@ -433,13 +440,15 @@ def print_report(bench: Bench, header: str, turn: Optional[dict], options: list[
             extra = f" ({o['per_edit']:.2f} s per edit)" if "per_edit" in o else ""
             print(f"| {o['option']} | {o['steps']} | {cold} | {o['warm']:.2f}{extra} | {ratio} | {_gb(o['peak'])} |")
     if per_role:
-        print("\n| role (fp16 on a GPU) | params | weights GB | activation GB |\n|---|---|---|---|")
+        print(f"\n{COMPUTED}\n\n| role (fp16 on a GPU) | params | weights GB (computed) | activation GB (measured "
+              f"here, scaled to fp16) |\n|---|---|---|---|")
         for r in per_role:
             print(f"| {r['role']} | {r['params'] / 1e6:,.1f} M | {_gb(r['weights'])} | {_gb(r['activation'])} |")
         for mode, need in memory_modes(per_role).items():
             budget = 24 if mode == "all resident" else 12
-            print(f"{mode}: needs {_gb(need)} GB (weights + largest activation) -> "
-                  f"{'fits' if need <= budget * GB else 'does NOT fit'} a {budget} GB GPU")
+            print(f"{mode}: computed need {_gb(need)} GB (weights + largest activation; no CUDA context, "
+                  f"workspaces or allocator slack) -> {'would fit' if need <= budget * GB else 'would NOT fit'} "
+                  f"a {budget} GB GPU (computed, not measured on a GPU)")
 
 
 def run_settings(models: str, device: str, dtype: str, steps: int, side: int):

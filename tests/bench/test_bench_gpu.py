@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from bench.gpu import main
+from bench.gpu import COMPILE_NOT_RUN, main
 
 
 @pytest.mark.slow
@@ -33,4 +33,8 @@ def test_bench_gpu_prints_stages_turns_and_both_memory_modes(tiny_models_dir, tm
         assert len(rows[(mode, "turn: localized, cold", "1")]["attempts"]) == 1
         assert len(rows[(mode, "turn: global", "1")]["attempts"]) == 1
         assert f"| {mode} | turn: follow-up |" in printed
-    assert not any("compile" in r["row"] for r in result["rows"])  # compile vs eager: CUDA only by default
+    compile_row = rows[("resident", "edit ip2p-composite, compile", None)]  # CUDA only by default: says why
+    assert compile_row["error"] == COMPILE_NOT_RUN and "cold" not in compile_row
+    assert "| resident | edit ip2p-composite, compile | - | not run: off by default on a CPU" in printed
+    assert "wall time of the whole run" in printed
+    assert not any("compile" in r["row"] for r in result["rows"] if r["mode"] == "offload")

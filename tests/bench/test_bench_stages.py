@@ -29,4 +29,6 @@ def test_bench_stages_reports_every_stage_the_turn_an_option_and_the_memory_mode
     assert [o["option"] for o in result["options"]] == ["default", "dpm++"]
     assert {m["role"] for m in result["memory"]} >= {"caption", "detector", "sam", "ip2p", "clip"}
     assert set(result["modes"]) == {"all resident", "offload"}
-    assert "fits a 24 GB GPU" in printed and "fits a 12 GB GPU" in printed
+    assert "fit a 24 GB GPU (computed, not measured on a GPU)" in printed  # "would fit" or "would NOT fit"
+    assert "fit a 12 GB GPU (computed, not measured on a GPU)" in printed
+    assert "all resident: computed need" in printed and "GPU memory per mode, COMPUTED (not measured" in printed
