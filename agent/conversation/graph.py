@@ -39,7 +39,7 @@ from agent.conversation.replies import Where
 from agent.conversation.node_runtime import call, cancel_flag
 from agent.conversation.node_runtime import safe as _safe
 from agent.conversation.select import Choice, candidate_order, choose
-from agent.conversation.state import State, current_path, current_record, show, walk
+from agent.conversation.state import Attempt, EditRecord, State, current_path, current_record, show, walk
 from agent.runtime.store import ImageStore, for_preview
 from agent.conversation.version_commands import CommandNode
 from agent.conversation.version_commands import entry as _entry
@@ -119,7 +119,7 @@ class _Nodes(CommandNode):
 
     # --- nodes ----------------------------------------------------------------------------------
 
-    def receive(self, state: State) -> dict:
+    def receive(self, state: State) -> State:
         """Start a turn: record the message and any uploaded image (a new version)."""
         whole = (state.get("text") or "").strip()
         text = whole[:MAX_TEXT]
@@ -150,7 +150,7 @@ class _Nodes(CommandNode):
                                **({"images": {"current": upload}} if upload else {})}
         return update
 
-    def understand(self, state: State) -> dict:
+    def understand(self, state: State) -> State:
         """Turn the message into a plan, command or question: commands at once, else caption + understander."""
         current = current_path(state)
         fast = recognise(state["text"])
@@ -242,7 +242,7 @@ class _Nodes(CommandNode):
         updated[cursor]["caption"] = caption
         return caption["text"], updated, entry
 
-    def point(self, state: State) -> dict:
+    def point(self, state: State) -> State:
         """A typed selection ("select the cat on the left", "include the tail"): SAM's region of it
         becomes the pending ``selection``, the referent of the next edit (``agent.conversation.pointing``); its
         worker calls run under Stop and the per-call time limits."""
@@ -255,7 +255,7 @@ class _Nodes(CommandNode):
             update["selection"] = pointed.selection
         return update
 
-    def ground(self, state: State) -> dict:
+    def ground(self, state: State) -> State:
         """GroundingDINO boxes for the plan's target (with its attribute, then without)."""
         plan = self.plan_of(state)
         job = pipeline.Job.from_plan(plan)
@@ -281,7 +281,7 @@ class _Nodes(CommandNode):
         return {"detections": [d.to_dict() for d in found], "numbering": candidate_order(found),
                 "report": self.report(state, entry)}
 
-    def select(self, state: State) -> dict:
+    def select(self, state: State) -> State:
         """Pick the object(s) to edit, or prepare a question with the numbered candidates."""
         plan = self.plan_of(state)
         if plan.action == "global":
@@ -298,7 +298,7 @@ class _Nodes(CommandNode):
         return {"question": {"text": choice.question, "asked": choice.question, "kind": "candidates", "order": order,
                              "image": self.store.put(picture)}}
 
-    def clarify(self, state: State) -> dict:
+    def clarify(self, state: State) -> State:
         """Ask the user (LangGraph interrupt) and read what comes back; runs before any edit.
 
         The resume value is ``{"text", "upload", "goto"}`` (``Session.send``) or a plain string.
@@ -340,7 +340,7 @@ class _Nodes(CommandNode):
         return (plan.grounding_phrase or plan.target or pipeline.noun_of(plan.region_hint) or "object") if plan \
             else "object"
 
-    def segment(self, state: State) -> dict:
+    def segment(self, state: State) -> State:
         """SAM mask for the chosen boxes (unless it is known already); a fresh attempt queue for the edit."""
         plan = self.plan_of(state)
         update: dict[str, Any] = {}
@@ -380,7 +380,7 @@ class _Nodes(CommandNode):
         update["choice"] = {**(state.get("choice") or {}), "indices": indices, "mask_note": note}
         return update
 
-    def edit(self, state: State) -> dict:
+    def edit(self, state: State) -> State:
         """Run the next attempt of the queue (diffusion progress goes to the stream; Stop stops it at a step)."""
         plan = self.plan_of(state)
         queue = list(state.get("queue") or [])
@@ -425,7 +425,7 @@ class _Nodes(CommandNode):
         return {"attempts": [*(state.get("attempts") or []), done], "queue": rest, "report": self.report(state, entry),
                 **update}
 
-    def score(self, state: State) -> dict:
+    def score(self, state: State) -> State:
         """The metrics of the newest attempt on the turn's one evaluation region (``tools.region``).
 
         The region is the chosen object's box(es) and its undilated mask, whatever the attempt's
@@ -455,7 +455,7 @@ class _Nodes(CommandNode):
         return pipeline.score(self.worker, self.store.open(state["base"]), self.store.open(path), self._region(state),
                               pipeline.Job.from_plan(self.plan_of(state)), edit_region=edit_region).to_dict()
 
-    def judge(self, state: State) -> dict:
+    def judge(self, state: State) -> State:
         """Record why the newest attempt is poor (if it is) and adapt what is queued next.
 
         Routing decides whether to retry; a result that only spilled into the background turns
@@ -496,7 +496,7 @@ class _Nodes(CommandNode):
         staged = [a["path"] for a in state.get("attempts") or [] if a.get("path") and not a.get("reused")]
         self.store.forget([*staged, (state.get("baseline") or {}).get("path")])
 
-    def respond(self, state: State) -> dict:
+    def respond(self, state: State) -> State:
         """Turn the best attempt into a new image version with its edit record, or pass on the reply made."""
         report = self.report(state, *self._score_entries(state))
         if state.get("reply"):
@@ -560,7 +560,7 @@ class _Nodes(CommandNode):
         return [_entry("score", True, f"{len(attempts)} attempt{'s' * (len(attempts) > 1)}",
                        cache=f"{sum(int(a['scores'].get('cache_hits') or 0) for a in attempts)} CLIP embeddings hit")]
 
-    def _where(self, plan: EditPlan, state: State, best: dict) -> Where:
+    def _where(self, plan: EditPlan, state: State, best: Attempt) -> Where:
         """Which objects the kept attempt changed and how they were picked (for the reply)."""
         if plan.action == "global":
             return Where("global")
@@ -579,7 +579,7 @@ class _Nodes(CommandNode):
                      asked=choice.get("asked"))
 
     @staticmethod
-    def _record(plan: EditPlan, state: State, best: dict, base_index: int, where: Where) -> dict[str, Any]:
+    def _record(plan: EditPlan, state: State, best: Attempt, base_index: int, where: Where) -> EditRecord:
         """The new version's edit record (``agent.conversation.state.EditRecord``)."""
         detections = state.get("detections") or []
         chosen = list(best.get("indices") or []) if plan.action != "global" else []

@@ -36,6 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from agent.conversation.state import Attempt
 from tools.config import Settings
 from tools.models_modern import default_guidance
 from tools.types import MASKED_EDITORS
@@ -163,7 +164,7 @@ def move_knobs(editor: str, knobs: dict[str, Any], direction: int) -> KnobMove:
     return KnobMove(new, ", ".join(parts), any(new[k] != knobs[k] for k in names))
 
 
-def knob_summary(attempt: dict[str, Any]) -> str:
+def knob_summary(attempt: Attempt) -> str:
     """The knobs an attempt's editor read, in words: "text guidance 7.5, image guidance 1.5"."""
     editor = attempt.get("editor")
     if editor in IP2P_EDITORS:
@@ -179,7 +180,7 @@ def knob_summary(attempt: dict[str, Any]) -> str:
 
 
 def _attempt(editor: str, knobs: dict[str, Any], seed: int, why: str, *, candidate: Optional[int] = None,
-             knob: Optional[str] = None) -> dict[str, Any]:
+             knob: Optional[str] = None) -> Attempt:
     return {"editor": editor, "seed": seed, **knobs, "candidate": candidate, "why": why, "knob": knob}
 
 
@@ -188,13 +189,13 @@ def other_editor(action: str, primary: str) -> Optional[str]:
     return next((e for e in OTHER_EDITORS.get(action, ()) if e != primary), None)
 
 
-def baseline_attempt(settings: Settings) -> dict[str, Any]:
+def baseline_attempt(settings: Settings) -> Attempt:
     """The baseline's attempt: plain InstructPix2Pix on the whole image, default knobs and seed."""
     return {**_attempt(BASELINE, base_knobs(BASELINE, settings), settings.seed, BASELINE_WHY), "baseline": True}
 
 
-def attempt_queue(action: str, settings: Settings, *, first: Optional[dict[str, Any]] = None,
-                  alternatives: list[int] = (), certain: bool = True) -> list[dict[str, Any]]:
+def attempt_queue(action: str, settings: Settings, *, first: Optional[Attempt] = None,
+                  alternatives: list[int] = (), certain: bool = True) -> list[Attempt]:
     """The attempts for one edit, best guess first; at most ``settings.max_attempts``.
 
     ``settings.attempt_order`` names them (see :class:`tools.config.Settings`); the primary comes
@@ -212,7 +213,7 @@ def attempt_queue(action: str, settings: Settings, *, first: Optional[dict[str, 
     if not settings.auto_retry or settings.max_attempts == 1:
         return [primary]
     order = list(settings.attempt_order)
-    rest: list[dict[str, Any]] = []
+    rest: list[Attempt] = []
     for token in order:
         if token == "other-editor" and action != "global":
             other = other_editor(action, editor)
@@ -231,7 +232,7 @@ def attempt_queue(action: str, settings: Settings, *, first: Optional[dict[str, 
     return [primary, *rest][: settings.max_attempts]
 
 
-def revise_queue(queue: list[dict[str, Any]], last: dict[str, Any], kinds: list[str]) -> list[dict[str, Any]]:
+def revise_queue(queue: list[Attempt], last: Attempt, kinds: list[str]) -> list[Attempt]:
     """The queue after ``last`` failed the checks ``kinds``.
 
     - worse than the baseline: fall back to it (the queue keeps only the baseline's attempt);
@@ -272,15 +273,15 @@ def editor_kind(editor: Optional[str], action: str) -> str:
     return "masked" if is_masked(editor) else "whole"
 
 
-def is_free_baseline(attempt: dict[str, Any], baseline: dict[str, Any]) -> bool:
+def is_free_baseline(attempt: Attempt, baseline: Attempt) -> bool:
     """Whether ``attempt``'s pre-composite output IS the baseline: ip2p-composite (unmasked input, see
     ``EditResult.whole``) with the baseline's seed and guidances."""
     return attempt.get("editor") == "ip2p-composite" and all(
         attempt.get(k) == baseline.get(k) for k in ("seed", "guidance_scale", "image_guidance_scale"))
 
 
-def needs_baseline(attempt: dict[str, Any], found: list["Problem"], action: str, have: bool,
-                   queue: list[dict[str, Any]], settings: Settings) -> bool:
+def needs_baseline(attempt: Attempt, found: list["Problem"], action: str, have: bool,
+                   queue: list[Attempt], settings: Settings) -> bool:
     """Run the baseline now? Only for a localized masked attempt that passed every other check (its
     comparison decides), when no baseline ran this turn and the budget holds one (lazy: an attempt
     that failed anyway, or a turn that never gets to compare, runs none), and when the comparison can

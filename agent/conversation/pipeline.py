@@ -156,7 +156,7 @@ def segment(worker: Worker, image: Image.Image, action: str, boxes: Sequence[Box
     return seg
 
 
-def queue_for(action: str, settings: Settings, *, first: Optional[dict[str, Any]] = None,
+def queue_for(action: str, settings: Settings, *, first: Optional[Attempt] = None,
               alternatives: Sequence[int] = (), certain: bool = True) -> list[Attempt]:
     """The judge's attempts for this edit, best guess first (:func:`agent.conversation.judge.attempt_queue`)."""
     return judge.attempt_queue(action, settings, first=first, alternatives=list(alternatives), certain=certain)
@@ -373,7 +373,7 @@ def run(worker: Worker, image: Image.Image, job: Job, settings: Settings, *,
         box: Optional[Box] = None, mask: Optional[np.ndarray] = None,
         points: Sequence[Point] = (), point_labels: Optional[Sequence[int]] = None,
         choose: Optional[Chooser] = None, region: Optional[EvalRegion] = None,
-        first: Optional[dict[str, Any]] = None, score_it: bool = True,
+        first: Optional[Attempt] = None, score_it: bool = True,
         box_threshold: Optional[float] = None, text_threshold: Optional[float] = None,
         progress: Optional[ProgressFn] = None, cancel: Optional[CancelFlag] = None) -> EditReport:
     """Edit ``image`` as ``job`` says, judging each attempt and retrying as the chat does.

@@ -9,12 +9,44 @@ made from (``parent``) and the one redo goes to (``child``, the branch last show
 the parent, redo to the child, "go to version k" to any of them; an edit made after an undo starts
 a new branch and keeps the old one. Each version made by an edit carries its ``EditRecord``, so
 undo / redo / show mask / "try again" / "stronger" / "the other one" act on the version on screen.
+
+What crosses node boundaries is typed here (``DetectionData``, ``ChoiceData``, ``Question``,
+``Attempt``, ``EditRecord``, ``ReplyData``): TypedDicts, so the checkpointed JSON is the same plain
+dicts as before, and a thread saved by an older version still reads (every field is optional).
 """
 
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, Optional, TypedDict
+from typing import Annotated, Any, Optional
+
+from typing_extensions import TypedDict  # pydantic reads it on Python 3.11 (the tests check the state with it)
+
+
+class DetectionData(TypedDict):
+    """One box grounding found, as the state keeps it (``tools.types.Detection.to_dict()``)."""
+
+    label: str
+    score: float
+    box: list[float]  # x0 y0 x1 y1 in pixels of the image grounded
+
+
+class ChoiceData(TypedDict, total=False):
+    """Which detections the turn edits and how they were picked (``agent.conversation.select.Choice``'s
+    ``model_dump()``; ``how`` / ``desc`` / ``total`` / ``numbers`` / ``asked`` are the fields of
+    ``agent.conversation.replies.Where``), as the state keeps it."""
+
+    indices: list[int]  # detection indices edited
+    reason: str  # "the leftmost of the 3 cats"
+    certain: bool  # False: a near tie, the judge may try ``alternatives``
+    alternatives: list[int]  # detection indices to try next, in order
+    how: str  # "only", "position", "user", "referent", "selected", "other", ...
+    desc: str
+    total: int  # how many candidates there were
+    numbers: list[int]  # the chosen candidates' numbers as users see them (1-based)
+    asked: Optional[int]
+    mask_note: Optional[str]  # what the segment node said about the mask ("add: the area around the cat")
+    selected: bool  # the region the user selected (agent.conversation.referent.reuse)
 
 
 class EditRecord(TypedDict, total=False):
@@ -24,7 +56,7 @@ class EditRecord(TypedDict, total=False):
     plan: dict[str, Any]  # EditPlan.model_dump()
     base: str  # path of the image it was made from
     base_index: int  # that image's place in ``versions`` (the new version's parent)
-    detections: list[dict[str, Any]]  # every box grounding found: {"label", "score", "box"}
+    detections: list[DetectionData]  # every box grounding found
     numbering: list[int]  # candidate numbers as users see them: detection index of candidate 1, 2, ...
     chosen: list[int]  # detection indices edited
     alternatives: list[int]  # detection indices "the other one" tries, in order
@@ -34,7 +66,9 @@ class EditRecord(TypedDict, total=False):
     where: dict[str, Any]  # agent.conversation.replies.Where fields: how the objects were picked
     editor: str
     seed: int
-    strength: float
+    strength: Optional[float]  # None: an InstructPix2Pix editor (it reads no strength)
+    guidance_scale: Optional[float]
+    image_guidance_scale: Optional[float]
     scores: Optional[dict[str, Any]]
     certain: bool
     selected: bool  # True only in a pending selection seen as a record (agent.conversation.referent.of_selection)
@@ -129,6 +163,11 @@ class Attempt(TypedDict, total=False):
     failed: list[str]
     combined: float
     error: str  # the edit failed (an out-of-memory error, say): recorded, never kept
+    baseline: bool  # plain InstructPix2Pix on the whole image (the judge's fallback)
+    path: str  # the edited image (a staged store path until it is kept)
+    mask: Optional[str]  # the object mask it was given
+    region: Optional[str]  # the pixels it could change (None: the whole image)
+    reused: str  # the baseline ran already this turn: how (its image and scores are reused)
 
 
 class Question(TypedDict, total=False):
@@ -146,14 +185,18 @@ class ReplyData(TypedDict, total=False):
     """What a turn answers, as the state keeps it (``agent.runtime.session.Reply`` is made from it)."""
 
     text: str
+    details: str  # how the edit went, in words (which editor, how many attempts, why this one)
     images: dict[str, str]  # "edited", "before_after", "mask", "selection", "current", ...: store paths
     scores: Optional[dict[str, Any]]  # the kept attempt's
     attempts: list[dict[str, Any]]  # every attempt's editor, knobs, why, problems, combined
+    baseline: Optional[dict[str, Any]]  # agent.conversation.judge.baseline_report
     error: bool
     cancelled: bool
 
 
 class State(TypedDict, total=False):
+    """A chat thread's state; what a node returns is a partial ``State`` (its update)."""
+
     # --- the conversation (kept across turns) -----------------------------------------------
     messages: Annotated[list[dict[str, Any]], operator.add]  # {"role", "text", "image"}
     versions: list[Version]  # the image history (a tree, see above); versions[cursor] is on screen
@@ -173,9 +216,9 @@ class State(TypedDict, total=False):
     base: Optional[str]  # path of the image being edited
     base_index: Optional[int]  # its place in ``versions``: the new version's parent
     overrides: dict[str, Any]  # {"first": the first attempt (editor, seed, knobs, why, knob), "indices"?}: from "try again" / "stronger" / "the other one"
-    detections: list[dict[str, Any]]  # {"label", "score", "box"}
+    detections: list[DetectionData]
     numbering: list[int]  # candidate k (1-based) is detections[numbering[k - 1]]
-    choice: Optional[dict[str, Any]]  # {"indices", "reason", "certain", "alternatives", "how", "desc", ...}
+    choice: Optional[ChoiceData]
     question: Optional[Question]  # a pending clarifying question
     rerun: bool  # the answer to a question was a new message: start the turn again with it
     dropped: Optional[str]  # the question a command ("undo") answered instead of an answer: said in the reply

@@ -26,14 +26,14 @@ def entry(stage: str, ran: bool, why: str = "", **extra: Any) -> dict[str, Any]:
 class CommandNode:
     """The ``command`` node and its helpers."""
 
-    def command(self, state: State) -> dict:
+    def command(self, state: State) -> State:
         """Undo, redo, go to a version, show the mask, cancel; or set up a re-run of the edit on screen."""
         update = self._command(state)
         if state.get("dropped") and update.get("reply"):  # "undo" while a question was open: say what became of it
             update["reply"] = {**update["reply"], "text": replies.dropped(state["dropped"], update["reply"]["text"])}
         return update
 
-    def _command(self, state: State) -> dict:
+    def _command(self, state: State) -> State:
         cmd = state["understood"]["result"]
         versions, cursor = list(state.get("versions") or []), state.get("cursor", 0)
         if cmd["name"] == "goto":
