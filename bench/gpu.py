@@ -116,6 +116,10 @@ def run_mode(mode: str, settings: Settings, args: argparse.Namespace, tmp: Path)
     print(f"{mode}:", flush=True)
     for role in ("caption", "detector", "sam", "ip2p", "sd", "inpaint", "clip"):
         bench.load(role)
+        if args.file_backed:  # before the next role loads: anonymous memory never holds two roles' copies
+            from bench.filebacked import file_back
+
+            file_back(bench.worker.registry.get(role).model, args.file_backed)
     loads = list(bench.loads)  # bench.stages below finds every role loaded (its own load rows are 0 s)
     warm, mem, _ = measured(lambda: warm_up(bench), bench.device)
     print(f"  warm-up at {side} px, {settings.steps} steps: {warm:.1f} s", flush=True)
@@ -191,6 +195,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="time torch.compile against eager (default: on CUDA only)")
     p.add_argument("--json", help="also write the rows to this JSON file")
+    p.add_argument("--file-backed", metavar="DIR", help="CPU only: keep the weights in file-backed memory under "
+                   "DIR (bench.filebacked), so the run can share the machine's RAM with another large process; "
+                   "rows whose weights the kernel dropped read them again")
     args = p.parse_args(argv)
     args.editors = [e for e in args.editors.split(",") if e]
     import torch
@@ -200,11 +207,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         models, kind = _models(args.models, Path(tmp))
         settings, device, dtype, name = run_settings(models, args.device, args.dtype, args.steps, args.max_side)
         args.device = str(device)
+        if args.file_backed and device.type != "cpu":
+            p.error("--file-backed is for a CPU run (its weights live in the process's memory)")
         if args.compile is None:
             args.compile = device.type == "cuda"
         header = (f"bench.gpu: device {name}, dtype {str(dtype).replace('torch.', '')}, torch {torch.__version__}, "
                   f"{kind}, photo {args.size}, work size {args.max_side}, {args.steps} steps, "
-                  f"{datetime.date.today().isoformat()}, load average at start {os.getloadavg()[0]:.1f}; measured")
+                  f"{datetime.date.today().isoformat()}, load average at start {os.getloadavg()[0]:.1f}; measured"
+                  + ("; weights in file-backed memory (--file-backed)" if args.file_backed else ""))
         print(header, flush=True)
         rows: list[dict] = []
         for mode in [m for m in args.modes.split(",") if m]:

@@ -247,6 +247,9 @@ class Settings(BaseSettings):
     cuda_fast_math: bool = Field(True, description="On CUDA: TF32 matrix products and convolutions for the "
                                  "models that run in fp32 (SAM's image encoder, the fp32 parts of BLIP-2), and the "
                                  "diffusion UNets in channels-last memory format. No effect on a CPU.")
+    sam_bf16: bool = Field(True, description="On CUDA: SAM's image encoder (its ViT at 1024x1024, nearly all of "
+                           "SAM's compute) under bf16 autocast; the embedding goes back to fp32 for the mask decoder, "
+                           "the weights stay fp32. No effect on a CPU.")
     ip2p_scheduler: Literal["default", "euler_a", "dpm++", "unipc", "ddim"] = Field(
         "default", description="InstructPix2Pix's sampler: 'default' keeps the pipeline's own; 'dpm++' or "
         "'unipc' make usable edits in 8-12 steps (lower LOCALEDIT_STEPS with them).")

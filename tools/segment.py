@@ -12,10 +12,15 @@ it) and at most one box (the detection the click fell in) go into *one* SAM prom
 interactive use (Kirillov et al., "Segment Anything", sec. 3: a prompt is any set of points and a
 box; one ambiguous point asks for the multimask output and the best predicted IoU is kept, several
 prompts for the single mask).
+
+On CUDA the image encoder (ViT at 1024x1024: nearly all of SAM's compute) runs under bf16 autocast
+(``LOCALEDIT_SAM_BF16``, :func:`encoder_dtype`); its embedding goes back to fp32, so the prompt
+encoder and mask decoder run as before. The weights stay fp32.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any, Optional, Sequence
 
@@ -47,15 +52,28 @@ MAX_POINTS = 64
 """Most points one prompt may carry."""
 
 
-class Segmenter:
-    """Segment Anything behind ``SamPredictor``: set an image once, segment many boxes."""
+def encoder_dtype(device: torch.device, sam_bf16: bool) -> Optional[torch.dtype]:
+    """The autocast dtype of SAM's image encoder on ``device``: bf16 on a CUDA GPU that has it when
+    ``sam_bf16`` (``LOCALEDIT_SAM_BF16``) is on; None (fp32, as loaded) otherwise and on a CPU."""
+    if sam_bf16 and device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
 
-    def __init__(self, sam: Any, cache: Optional[ByteLRU] = None):
+
+class Segmenter:
+    """Segment Anything behind ``SamPredictor``: set an image once, segment many boxes.
+
+    ``encoder_dtype``: run the image encoder under autocast in this dtype (:func:`encoder_dtype`;
+    None: as loaded); the embedding is kept in fp32 either way.
+    """
+
+    def __init__(self, sam: Any, cache: Optional[ByteLRU] = None, encoder_dtype: Optional[torch.dtype] = None):
         from segment_anything import SamPredictor
 
         self.sam = sam
         self.predictor = SamPredictor(sam)
         self.cache = cache
+        self.encoder_dtype = encoder_dtype
         self._key: Optional[str] = None  # content hash of the image now set
         self._lock = threading.RLock()
 
@@ -66,7 +84,7 @@ class Segmenter:
         with self._lock:
             if self._key == key and self.predictor.is_image_set:
                 return True
-            cache_key = ("sam", id(self.sam), key)
+            cache_key = ("sam", id(self.sam), key, str(self.encoder_dtype))
             cached = self.cache.get(cache_key) if self.cache is not None else None
             if cached is not None:
                 features, original_size, input_size = cached
@@ -78,7 +96,11 @@ class Segmenter:
                 self._key = key
                 return True
             self._key = None
-            self.predictor.set_image(np.asarray(image, dtype=np.uint8), image_format="RGB")
+            precision = (torch.autocast(self.predictor.device.type, dtype=self.encoder_dtype)
+                         if self.encoder_dtype is not None else contextlib.nullcontext())
+            with precision:
+                self.predictor.set_image(np.asarray(image, dtype=np.uint8), image_format="RGB")
+            self.predictor.features = self.predictor.features.float()  # the decoder's weights are fp32
             self._key = key
             if self.cache is not None:
                 self.cache.put(cache_key, (self.predictor.features,

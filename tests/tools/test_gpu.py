@@ -119,3 +119,18 @@ def test_cuda_fast_math_sets_tf32_and_channels_last_unets(gpu_worker):
     assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
     weight = next(p for p in unet.parameters() if p.dim() == 4)
     assert weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_sam_encoder_runs_in_bf16_on_cuda_with_fp32_weights(gpu_worker):
+    """``LOCALEDIT_SAM_BF16`` (on by default): the worker's segmenter autocasts SAM's image encoder to bf16."""
+    from PIL import Image
+
+    sam = gpu_worker.registry.get("sam").model
+    seen = []
+    handle = sam.image_encoder.blocks[0].attn.qkv.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    try:
+        seg = gpu_worker.segment(Image.new("RGB", (96, 72), (120, 80, 40)), [(10, 10, 60, 50)])
+    finally:
+        handle.remove()
+    assert seen == [torch.bfloat16] and seg.mask.shape == (72, 96)
+    assert next(sam.parameters()).dtype == torch.float32

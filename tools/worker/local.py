@@ -68,8 +68,7 @@ class LocalWorker:
             from tools.ground_sam3 import build_segmenter
             from tools.segment import Segmenter
 
-            return build_segmenter(reg, self.settings, lambda: Segmenter(reg.get("sam").model, cache=self.caches["sam"]),
-                                   lambda: self._tools.get("ground"))
+            return build_segmenter(reg, self.settings, self._sam, lambda: self._tools.get("ground"))
         if name == "ground":
             from tools.ground import Grounder
 
@@ -78,9 +77,7 @@ class LocalWorker:
                             box_threshold=self.settings.box_threshold,
                             text_threshold=self.settings.text_threshold)
         if name == "segment":
-            from tools.segment import Segmenter
-
-            return Segmenter(reg.get("sam").model, cache=self.caches["sam"])
+            return self._sam()
         if name == "score":
             from tools.score import Scorer
 
@@ -91,6 +88,14 @@ class LocalWorker:
 
             return Editor(reg, self.settings)
         raise KeyError(name)
+
+    def _sam(self):
+        """SAM behind :class:`tools.segment.Segmenter`, its image encoder in bf16 on CUDA (``LOCALEDIT_SAM_BF16``)."""
+        from tools.segment import Segmenter, encoder_dtype
+
+        reg = self.registry
+        return Segmenter(reg.get("sam").model, cache=self.caches["sam"],
+                         encoder_dtype=encoder_dtype(reg.device, self.settings.sam_bf16))
 
     def caption(self, image: Image.Image) -> Caption:
         from tools.caption import Captioner
