@@ -239,17 +239,19 @@ def _plan_for(instruction: str):
 
 
 def _chooser(plan):
-    """Pick detections as the instruction says ("the leftmost cat", "all the cats"), as the chat does;
-    where the chat would ask which one, say how to tell it instead."""
-    from agent.conversation.select import Choice, choose
+    """Pick detections as the instruction says ("the leftmost cat", "all the cats"), as the chat does
+    (``agent.conversation.select.chooser``); where the chat would ask which one, say how to tell it instead."""
+    from agent.conversation.select import WouldAsk, chooser
     from tools.types import LocaleditError
 
-    def pick(detections, size) -> list[int]:
-        choice = choose(plan, list(detections), size)
-        if isinstance(choice, Choice):
-            return choice
-        raise LocaleditError(f"{choice.question.split(' Reply')[0]} Say which in the instruction "
-                             f"(e.g. 'the leftmost {plan.target}') or give --box.")
+    chat = chooser(plan)
+
+    def pick(detections, size):
+        try:
+            return chat(detections, size)
+        except WouldAsk as asked:
+            raise LocaleditError(f"{asked.question.split(' Reply')[0]} Say which in the instruction "
+                                 f"(e.g. 'the leftmost {plan.target}') or give --box.") from None
     return pick
 
 

@@ -16,8 +16,13 @@ scores, verdict, kept). When nothing is found, or the instruction has no
 subject, plain InstructPix2Pix runs on the whole image (the CMU "None" rule) and the row says
 ``path = global``. Every editor of a sample, the baseline (``ip2p``, path ``global``) included,
 is scored on the sample's ONE evaluation region (:mod:`tools.region`): the manifest's
-ground-truth box and mask when it has them, else the box grounded for the target (the first
-detection) and its SAM mask, computed once per sample. So CLIP-RC, CLIP-GC and L1 / L2 outside
+ground-truth box and mask when it has them, else the box grounded for the target and its SAM
+mask, computed once per sample. Which of the detections is the target is picked as the chat picks
+it (``agent.conversation.select.chooser`` with the offline parser's plan of the instruction: "the cat
+on the left", "all the cats"). Where the chat would ask which one, a sample with a ground-truth box
+answers as its user would (the candidate the ground truth overlaps most) and its rows say what was
+asked (``asked``); a sample without one is not edited: its rows have status ``asked`` and the
+question, and the summary counts them apart from the edits and the errors. So CLIP-RC, CLIP-GC and L1 / L2 outside
 compare like with like: the baseline's L1 outside counts every background pixel it moved, and a
 masked editor's dilation and feather band count against it (the row's ``scored_on`` says which
 region). CLIP-RC's categories come from the manifest (``target_label`` / ``source_label``
@@ -70,6 +75,7 @@ from bench import report
 from bench.eval_io import Lpips, ResultsLog, is_finished
 from bench.manifests import FORMATS, Sample, read_manifest
 from agent.conversation.pipeline import EditReport, Job, NothingFoundError, attempt_report, run, scoring_region, segment
+from agent.conversation.select import WouldAsk, chooser
 from tools.config import Settings
 from tools.images import iou, load_image, mask_bbox
 from tools.region import EvalRegion, evaluation_region, rc_labels
@@ -81,7 +87,8 @@ METRIC_COLUMNS = ("clip_rc", "clip_rc_source", "clip_gc", "clip_i", "clip_t", "c
                   "l1", "l2", "l1_outside", "l2_outside")
 """The :class:`~tools.types.Scores` columns, R-SIE's Table 2 first (scales: ``tools.types.SCORE_SCALES``)."""
 COLUMNS = (
-    "sample", "editor", "status", "error", "path", "editor_ran", "attempts", "kept", "region_source", "scored_on",
+    "sample", "editor", "status", "error", "path", "editor_ran", "attempts", "kept", "region_source", "asked",
+    "scored_on",
     "target", "action",
     "rc_target", "rc_source", "instruction",
     *METRIC_COLUMNS, "lpips", "ref_l1", "ref_l2", "gt_iou", "gt_hit", "box", "gt_box", "detections", "seed",
@@ -193,6 +200,7 @@ class Prepared:
     gt_mask: Optional[np.ndarray] = None
     gt_box: Optional[Box] = None
     reference: Optional[Image.Image] = None
+    plan: Any = None  # the offline parser's EditPlan of the instruction (None: it found no edit): which object
     load_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -248,6 +256,36 @@ def sample_action(sample: Sample, target: Optional[str]) -> str:
     return "replace" if target else "global"
 
 
+def sample_plan(sample: Sample, target: Optional[str]) -> Any:
+    """The offline parser's ``EditPlan`` of the instruction with the sample's target, to pick among the
+    detections as the chat does; None when it reads no localized edit."""
+    from agent.language.parser import parse
+    from agent.language.plan import EditPlan
+
+    plan = parse(sample.instruction)
+    if not isinstance(plan, EditPlan) or plan.action == "global" or not target:
+        return None
+    return plan if plan.target == target else plan.model_copy(update={"target": target, "attribute": None})
+
+
+def pick_as_the_chat(prep: Prepared, asked: list[str]) -> Optional[Any]:
+    """:func:`agent.conversation.pipeline.run`'s ``choose`` for the sample: the chat's choice. Where the
+    chat would ask, the question goes to ``asked`` and, when the sample has a ground-truth box, the
+    candidate it overlaps most is the answer (else :class:`~agent.conversation.select.WouldAsk`).
+    None (no plan): the highest-scoring detection."""
+    if prep.plan is None:
+        return None
+
+    def answer(question: WouldAsk, detections: Sequence[Any]) -> Optional[list[int]]:
+        asked.append(question.question)
+        if prep.gt_box is None:
+            return None
+        overlap, best = max(((iou(detections[i].box, prep.gt_box), i) for i in question.order), default=(0.0, -1))
+        return [best] if overlap > 0 else None
+
+    return chooser(prep.plan, answer)
+
+
 def job_of(prep: Prepared) -> Job:
     """The pipeline's job for a sample."""
     return Job(action=prep.action, instruction=prep.sample.instruction, source_caption=prep.source_caption,
@@ -260,7 +298,7 @@ def prepare(sample: Sample, config: EvalConfig) -> Prepared:
     image = load_image(sample.image)
     target, source, dest, labels, notes = fill_from_parser(sample)
     prepared = Prepared(sample, image, target, source, dest, sample_seed(sample, config.seed), labels=labels,
-                        notes=notes, action=sample_action(sample, target))
+                        notes=notes, action=sample_action(sample, target), plan=sample_plan(sample, target))
     try:
         prepared.gt_mask = sample.gt_mask(image.size)
     except LocaleditError as err:
@@ -308,8 +346,9 @@ def sample_region(worker: Worker, prep: Prepared, config: EvalConfig) -> Optiona
     """The one region every editor of the sample is scored on (None: a global sample).
 
     The ground truth when the manifest has it (its box, or the mask's bounding box, and the mask);
-    else the target grounded once (the first detection, as :func:`agent.conversation.pipeline.run` picks) and the
-    pipeline's region of it (its SAM mask; "add": its box grown, as the chat scores it).
+    else the target grounded once (the detections the chat picks: :func:`pick_as_the_chat`) and the
+    pipeline's region of it (its SAM mask; "add": its box grown, as the chat scores it). None too
+    where the chat would ask and nothing answers (the sample's rows say so).
     """
     if prep.gt_mask is not None:
         return evaluation_region([prep.gt_box] if prep.gt_box else [], prep.gt_mask, source="gt-mask")
@@ -321,7 +360,12 @@ def sample_region(worker: Worker, prep: Prepared, config: EvalConfig) -> Optiona
                                text_threshold=config.text_threshold)
     if not detections:
         return None
-    boxes = [detections[0].box]
+    choose = pick_as_the_chat(prep, [])
+    try:
+        indices = list(choose(detections, prep.image.size).indices) if choose else [0]
+    except WouldAsk:
+        return None
+    boxes = [detections[i].box for i in indices]
     action = "attribute" if prep.action == "global" else prep.action
     return scoring_region(action, boxes, segment(worker, prep.image, action, boxes).mask, prep.image.size,
                           source="grounded")
@@ -339,19 +383,28 @@ def edit_pair(worker: Worker, prep: Prepared, editor: str, config: EvalConfig,
               region: Optional[EvalRegion] = None,
               settings: Optional[Settings] = None) -> tuple[EditReport, str, list[str]]:
     """Run one editor on one sample through the pipeline (the editor first, then the judge's
-    attempts), scored on ``region``; when nothing is found, plain InstructPix2Pix (the CMU rule)."""
+    attempts), scored on ``region``; when nothing is found, plain InstructPix2Pix (the CMU rule).
+    The object is the one the chat picks (:func:`pick_as_the_chat`; raises WouldAsk where the chat
+    would ask and the sample has no ground truth to answer with)."""
     kwargs, source = _region(prep, config.use_gt_masks)
     kwargs.pop("target", None)  # the job's phrase: grounded unless a box or mask is given
     settings = pair_settings(settings or Settings(), prep, editor, config)
     job = job_of(prep)
+    asked: list[str] = []
+    choose = pick_as_the_chat(prep, asked)
 
     def attempt(**where: Any) -> EditReport:
-        return run(worker, prep.image, job, settings, first={"editor": editor}, region=region,
+        return run(worker, prep.image, job, settings, first={"editor": editor}, region=region, choose=choose,
                    box_threshold=config.box_threshold, text_threshold=config.text_threshold, **where)
 
     start = time.perf_counter()
     try:
-        return attempt(**kwargs), source, []
+        result = attempt(**kwargs)
+        if asked:
+            result.info["asked"] = asked[0]
+            return result, source, [f"the chat would ask {asked[0]!r}; answered with the candidate the "
+                                    f"ground truth overlaps most"]
+        return result, source, []
     except NothingFoundError:
         searched = time.perf_counter() - start
     job.phrase = None  # nothing to find: the whole image
@@ -388,7 +441,7 @@ def result_row(prep: Prepared, editor: str, result: EditReport, region_source: s
                kept=None if result.kept is None else result.kept + 1, action=result.job.action,
                attempt_log=attempt_report(result.attempts, result.kept, (result.baseline or {}).get("scores"),
                                           result.settings),
-               region_source=region_source, box=_box_list(result.box),
+               region_source=region_source, asked=result.info.get("asked"), box=_box_list(result.box),
                scored_on=result.eval_region.source if result.eval_region is not None else None,
                detections=len(result.detections), image=image_path)
     return _base_row(prep.sample, editor, prep, notes) | row
@@ -405,6 +458,12 @@ def _base_row(sample: Sample, editor: str, prep: Optional[Prepared], notes: Sequ
                    rc_source=prep.labels[1] or None)
     row["note"] = "; ".join([*(prep.notes if prep else []), *notes]) or None
     return row
+
+
+def asked_row(sample: Sample, editor: str, prep: Prepared, asked: WouldAsk) -> dict[str, Any]:
+    """The row of a pair the chat would not have edited: it would ask which one (``asked``)."""
+    note = "the chat would ask which one, and no ground truth answers: no edit (say which, or give a box)"
+    return _base_row(sample, editor, prep, [note]) | {"status": "asked", "asked": asked.question, "action": prep.action}
 
 
 def error_row(sample: Sample, editor: str, prep: Optional[Prepared], err: BaseException) -> dict[str, Any]:
@@ -461,6 +520,8 @@ class Harness:
                 relative = f"images/{folder.name}/{editor}.png"
                 result.image.save(self.config.out / relative)
                 row = result_row(prep, editor, result, source, self.lpips, relative, notes)
+            except WouldAsk as asked:  # the chat would not have edited: it asks which one
+                row = asked_row(sample, editor, prep, asked)
             except Exception as err:  # one failed edit must not stop the run; KeyboardInterrupt does
                 row = error_row(sample, editor, prep, err)
             self.log.append(row)

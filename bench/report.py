@@ -126,13 +126,16 @@ def mean_table(rows: Iterable[Row], editors: Sequence[str],
 
 
 def _counts(rows: Iterable[Row], editors: Sequence[str]) -> dict[str, dict[str, int]]:
-    """Per editor: rows on each path, and failed rows."""
-    out = {e: {"localized": 0, "global": 0, "errors": 0} for e in editors}
+    """Per editor: rows on each path, rows where the chat would have asked which object (no edit:
+    ``bench.evaluate``'s status "asked"), and failed rows."""
+    out = {e: {"localized": 0, "global": 0, "asked": 0, "errors": 0} for e in editors}
     for row in rows:
         counts = out.get(row.get("editor"))
         if counts is None:
             continue
-        if row.get("status", "ok") != "ok":
+        if row.get("status") == "asked":
+            counts["asked"] += 1
+        elif row.get("status", "ok") != "ok":
             counts["errors"] += 1
         elif row.get("path") in ("localized", "global"):
             counts[row["path"]] += 1
@@ -264,8 +267,9 @@ def markdown(summary: dict[str, Any]) -> str:
                   _table(["editor", "samples", "mean Δ", "median Δ", "std Δ", "min Δ", "max Δ",
                           "improved", "degraded"], cells) if cells else "(no other editor)"]
     parts += ["## Paths and errors",
-              _table(["editor", "localized", "global (nothing found / no subject)", "errors"],
-                     [[e, *(str(summary["paths"][e][k]) for k in ("localized", "global", "errors"))]
+              _table(["editor", "localized", "global (nothing found / no subject)",
+                      "the chat would ask which one (no edit)", "errors"],
+                     [[e, *(str(summary["paths"][e][k]) for k in ("localized", "global", "asked", "errors"))]
                       for e in editors])]
     grounding = summary["grounding"]
     if any(g["n"] for g in grounding.values()):

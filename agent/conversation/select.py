@@ -41,7 +41,7 @@ from agent.language.plan import (
 )
 from agent.language.parser import pluralize
 from agent.conversation.replies import Where, reason as reason_of, which_one
-from tools.types import Detection
+from tools.types import Detection, LocaleditError
 
 DUPLICATE_IOU = 0.8
 """Boxes overlapping more than this are one object; the lower-scored one is set aside."""
@@ -355,6 +355,40 @@ def choose(plan: EditPlan, detections: list[Detection], image_size: tuple[int, i
         return _ask(plan, order, f"There are {len(order)} {pluralize(name)}, so none is in the middle. ")
     return make_choice([best[0]], "position", name, order, desc=desc, certain=certain,
                        alternatives=best[1:] + aside)
+
+
+class WouldAsk(LocaleditError):
+    """Where the chat would ask which one: its ``question`` and the candidates in their numbered
+    ``order`` (detection indices; candidate k is ``order[k - 1]``)."""
+
+    def __init__(self, question: str, order: Sequence[int]):
+        super().__init__(question)
+        self.question, self.order = question, list(order)
+
+
+Answer = Callable[[WouldAsk, Sequence[Detection]], Optional[list[int]]]
+"""``answer(asked, detections)``: the detection indices a user would answer the question with (None: no answer)."""
+
+
+def chooser(plan: EditPlan, answer: Optional[Answer] = None) -> Callable[[Sequence[Detection], tuple[int, int]], Choice]:
+    """``agent.conversation.pipeline.run``'s ``choose`` for ``plan``, the chat's choice (:func:`choose`) on
+    every surface: ``localedit edit`` and ``localedit eval`` pick the object the chat picks.
+
+    Where the chat would ask which one, ``answer`` answers as a user would (the eval: the candidate
+    the ground truth overlaps most), recorded as the user's choice (``how="user"``); without an
+    answer, :class:`WouldAsk` is raised with the chat's question.
+    """
+    def pick(detections: Sequence[Detection], size: tuple[int, int]) -> Choice:
+        dets = list(detections)
+        choice = choose(plan, dets, size)
+        if isinstance(choice, Choice):
+            return choice
+        asked = WouldAsk(choice.question, candidate_order(dets))
+        picked = answer(asked, dets) if answer is not None and dets else None
+        if not picked:
+            raise asked
+        return make_choice(picked, "user", _name(plan), asked.order)
+    return pick
 
 
 def _a(name: str) -> str:

@@ -205,11 +205,46 @@ def test_summary_deltas_match_the_rows(run):
             tol = run["config"].tolerance  # counted by hand, not as the sum the summary makes of itself
             assert stats["improved"] == sum(d > tol for d in deltas), (editor, metric, deltas)
             assert stats["degraded"] == sum(d < -tol for d in deltas), (editor, metric, deltas)
-    assert summary["paths"]["regionwise"] == {"localized": 2, "global": 1, "errors": 1}
+    assert summary["paths"]["regionwise"] == {"localized": 2, "global": 1, "asked": 0, "errors": 1}
     assert summary["grounding"]["regionwise"]["n"] == 2
     md = (run["out"] / "summary.md").read_text()
     assert "## Mean per editor" in md and "### CLIP-I ↑" in md and "### CLIP-dir ↑" in md
     assert json.loads((run["out"] / "summary.json").read_text())["baseline"] == "ip2p"
+
+
+def test_eval_picks_the_cat_the_chat_picks_and_says_where_the_chat_would_ask(settings, registry, tmp_path):
+    """Two cats (grounding fixed to them, ``SceneWorker``): "the cat on the left" / "on the right" edit
+    that cat, as the chat does (the eval used to edit detection 0, the left one, for both); a plain
+    "the cat", where the chat asks which one, is not edited and its rows say what the chat asked,
+    unless the sample's ground-truth box answers it (the cat it overlaps)."""
+    from tests.helpers.scenes import CATS, SIZE as CATS_SIZE, SceneWorker
+
+    left, right = CATS[0], CATS[2]
+    scene(CATS_SIZE, (left, right)).save(tmp_path / "cats.png")
+    manifest = write_jsonl(tmp_path / "cats.jsonl", [
+        {"id": "left", "image": "cats.png", "instruction": "make the cat on the left blue"},
+        {"id": "right", "image": "cats.png", "instruction": "make the cat on the right blue"},
+        {"id": "which", "image": "cats.png", "instruction": "make the cat blue"},
+        {"id": "answered", "image": "cats.png", "instruction": "make the cat blue", "box": list(right)},
+    ])
+    worker = SceneWorker(settings, registry=registry, objects={"cat": [left, right]})
+    cfg = config(tmp_path / "out", editors=["ip2p-composite"])
+    summary = evaluate(read_manifest(manifest), worker, cfg, lpips=StubLpips(), manifest=str(manifest))
+    rows = rows_by_pair(cfg.out)
+    for sample, box in (("left", left), ("right", right), ("answered", right)):
+        for editor in ("ip2p-composite", "ip2p"):
+            row = rows[(sample, editor)]
+            assert row["status"] == "ok" and row["box"] == [float(v) for v in box], (sample, editor, row)
+    assert rows[("left", "ip2p-composite")]["asked"] is None and rows[("left", "ip2p-composite")]["path"] == "localized"
+    for editor in ("ip2p-composite", "ip2p"):
+        which = rows[("which", editor)]
+        assert which["status"] == "asked" and which["box"] is None and which["clip_i"] is None
+        assert "Which one" in which["asked"] and "no edit" in which["note"], which
+        assert not (cfg.out / "images" / "which" / f"{editor}.png").exists()
+        answered = rows[("answered", editor)]
+        assert answered["asked"] == which["asked"] and "ground truth overlaps most" in answered["note"]
+    assert summary["paths"]["ip2p-composite"] == {"localized": 3, "global": 0, "asked": 1, "errors": 0}
+    assert "the chat would ask which one (no edit)" in (cfg.out / "summary.md").read_text()
 
 
 @pytest.mark.skipif(not HAS_MPL, reason="matplotlib is not installed")
@@ -389,7 +424,7 @@ def test_summary_and_markdown_by_hand():
     assert summary["means"]["ip2p"]["clip_i"] == pytest.approx(0.70)
     assert summary["means"]["A"]["n"] == 4 and summary["means"]["A"]["clip_i"] == pytest.approx(2.7995 / 4)
     assert summary["means"]["ip2p"]["l1"] == pytest.approx(0.175)
-    assert summary["paths"]["A"] == {"localized": 3, "global": 1, "errors": 1}
+    assert summary["paths"]["A"] == {"localized": 3, "global": 1, "asked": 0, "errors": 1}
     assert summary["grounding"]["A"] == {"n": 2, "mean_iou": pytest.approx(0.45), "hits": 1, "hit_rate": 0.5}
     md = report.markdown(summary)
     assert "| A " in md and "-0.0251" in md and "+0.1000" in md and "-0.2000" in md

@@ -268,3 +268,18 @@ def test_numbers_follow_candidate_order_not_detection_order():
     order = candidate_order(ROW)
     for k, idx in enumerate(order, start=1):
         assert resolve_answer(str(k), ROW, SIZE) == [idx]
+
+
+def test_the_chooser_picks_as_the_chat_and_says_where_it_would_ask():
+    """``chooser``: what ``localedit edit`` and ``localedit eval`` pick with (``pipeline.run``'s choose)."""
+    from agent.conversation.select import WouldAsk, chooser
+
+    cats = [det(120, 40, 160, 90), det(10, 40, 50, 90)]  # detection 0 is the right one
+    assert chooser(plan("left"))(cats, SIZE).indices == [1]
+    with pytest.raises(WouldAsk) as asked:
+        chooser(plan())(cats, SIZE)
+    assert "Which one" in asked.value.question and asked.value.order == [1, 0]  # numbered left to right
+    answered = chooser(plan(), answer=lambda question, dets: [question.order[1]])(cats, SIZE)
+    assert answered.indices == [0] and answered.how == "user" and answered.numbers == [2]
+    with pytest.raises(WouldAsk):  # an answer of nothing is no answer
+        chooser(plan(), answer=lambda question, dets: None)(cats, SIZE)
