@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from bench.stages import GB, Bench, PeakMemory, _KnownBox, measured, run_settings
+from bench.stages import GB, Bench, PeakMemory, _KnownBox, bench_limits, measured, run_settings
 from tools.config import Settings
 
 MODES = {"resident": "none", "offload": "model"}
@@ -70,6 +70,8 @@ def conversation(bench: Bench, settings: Settings, tmp: Path, attempts: Optional
     from agent.language.llm import Understander
     from agent.runtime.session import Conversations
 
+    # the per-call limits of a user's turn (30 s to ground, ...) would abandon a cold full-size model on a CPU
+    settings = settings.model_copy(update=bench_limits())
     if attempts is not None:
         settings = settings.model_copy(update={"max_attempts": attempts})
     label = f"{settings.max_attempts}" + ("" if attempts is not None else " (default)")
@@ -87,8 +89,11 @@ def conversation(bench: Bench, settings: Settings, tmp: Path, attempts: Optional
             seconds, mem, reply = measured(lambda: chat.send(text), bench.device)
             rows.append({"row": f"turn: {name}", "attempts_cap": label, "seconds": seconds, **_memory(mem),
                          "attempts": [a.get("editor") for a in reply.attempts], "reply": reply.text})
+            if not reply.attempts:  # no edit: its time is not a turn's time
+                rows[-1]["failed"] = reply.text
             print(f"  {rows[-1]['row']} (attempts {label}): {seconds:.2f} s, "
-                  f"{len(rows[-1]['attempts'])} attempt(s)", flush=True)
+                  f"{len(rows[-1]['attempts'])} attempt(s){'; FAILED: ' + reply.text if not reply.attempts else ''}",
+                  flush=True)
     finally:
         conv.close()
     return rows
@@ -173,6 +178,8 @@ def print_table(header: str, rows: list[dict], cuda: bool) -> None:
             print(f"| {r['mode']} | {r['row']} | - | {r['error'][:80]} | - |" + " - |" * (3 if cuda else 1))
             continue
         attempts = f"{len(r['attempts'])} of {r['attempts_cap']}" if "attempts" in r else "-"
+        if r.get("failed"):
+            attempts = f"FAILED, no edit: {r['failed'][:60]}"
         cold = r.get("cold", r.get("seconds"))
         cells = [r["mode"], r["row"], attempts, _cell({"v": cold}, "v"), _cell(r, "warm"), _cell(r, "peak", GB)]
         if cuda:

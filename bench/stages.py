@@ -51,6 +51,11 @@ GB = 1024 ** 3
 BENCH_CALL_LIMIT = 3600.0
 """Seconds each call of the benchmark's turn may take (a user's turn has 30 s to ground: see ``Settings``)."""
 
+def bench_limits() -> dict[str, float]:
+    """The settings that give every call of a benchmark's turn :data:`BENCH_CALL_LIMIT` seconds."""
+    return {f"{call}_timeout": BENCH_CALL_LIMIT for call in ("caption", "ground", "segment", "score", "worker")}
+
+
 DEFAULT_EDITORS = tuple(e for e in EDITORS if e not in ("qwen-edit", "kontext", "klein"))
 """The editors timed by default: the Stable Diffusion ones, all at the same work side."""
 
@@ -253,8 +258,7 @@ class Bench:
 
         # A benchmark measures the turn whatever it costs: the per-call limits a user's turn has (30 s to
         # ground, ...) would abandon a cold full-size model on a CPU and time nothing.
-        limits = {f"{call}_timeout": BENCH_CALL_LIMIT for call in ("caption", "ground", "segment", "score", "worker")}
-        settings = self.settings.model_copy(update={"max_side": side, "data_dir": tmp / "turn", **limits})
+        settings = self.settings.model_copy(update={"max_side": side, "data_dir": tmp / "turn", **bench_limits()})
         self.worker.settings = settings
         self.worker._tools.clear()
         if self.args.one_at_a_time:  # caption first and release BLIP-2: the turn finds it in the cache

@@ -5,10 +5,14 @@ wiring check, so the figures themselves are not asserted."""
 from __future__ import annotations
 
 import json
+import time
+from types import SimpleNamespace
 
 import pytest
 
-from bench.gpu import COMPILE_NOT_RUN, main
+from bench.gpu import COMPILE_NOT_RUN, conversation, main, print_table
+from bench.hostside import InstantWorker, photo
+from tools.config import Settings
 
 
 @pytest.mark.slow
@@ -38,3 +42,29 @@ def test_bench_gpu_prints_stages_turns_and_both_memory_modes(tiny_models_dir, tm
     assert "| resident | edit ip2p-composite, compile | - | not run: off by default on a CPU" in printed
     assert "wall time of the whole run" in printed
     assert not any("compile" in r["row"] for r in result["rows"] if r["mode"] == "offload")
+
+
+class SlowGrounder(InstantWorker):
+    """The instant stand-in whose grounding takes longer than a user's turn allows in these settings."""
+
+    def ground(self, image, phrase, **kwargs):
+        time.sleep(0.3)
+        return super().ground(image, phrase, **kwargs)
+
+
+def test_the_turns_run_without_the_users_per_call_limits(tmp_path, capsys):
+    """The first full-size CPU run timed three turns that edited nothing: the 30 s grounding limit of a
+    user's turn abandoned the cold models. The benchmark's turns wait, and a turn without an edit says FAILED."""
+    size = (160, 120)
+    box = (16.0, 36.0, 64.0, 96.0)
+    bench = SimpleNamespace(worker=SlowGrounder(box), box=box, fresh=lambda: photo(size, 1), device="cpu")
+    settings = Settings(data_dir=tmp_path, ground_timeout=0.05, _env_file=None)
+    rows = conversation(bench, settings, tmp_path, 1)
+    assert [len(r["attempts"]) for r in rows] == [1, 1, 1] and not any(r.get("failed") for r in rows)
+    for row in rows:
+        row["mode"] = "resident"
+    failed = {**rows[0], "attempts": [], "failed": "I couldn't find a cat in the photo."}
+    print_table("header", [failed, rows[1]], cuda=False)
+    printed = capsys.readouterr().out
+    assert "| resident | turn: localized, cold | FAILED, no edit: I couldn't find a cat" in printed
+    assert "| resident | turn: follow-up | 1 of 1 |" in printed
