@@ -247,6 +247,10 @@ class Settings(BaseSettings):
     cuda_fast_math: bool = Field(True, description="On CUDA: TF32 matrix products and convolutions for the "
                                  "models that run in fp32 (SAM's image encoder, the fp32 parts of BLIP-2), and the "
                                  "diffusion UNets in channels-last memory format. No effect on a CPU.")
+    overlap_caption: bool = Field(True, description="While BLIP-2 captions a new photo, ground the target the "
+                                  "parser reads without the caption (and compute SAM's embedding) at the same time; "
+                                  "used only when the plan read with the caption grounds the same phrase, so results "
+                                  "are unchanged. Off: one model at a time (less GPU memory at once).")
     sam_bf16: bool = Field(True, description="On CUDA: SAM's image encoder (its ViT at 1024x1024, nearly all of "
                            "SAM's compute) under bf16 autocast; the embedding goes back to fp32 for the mask decoder, "
                            "the weights stay fp32. No effect on a CPU.")

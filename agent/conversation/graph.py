@@ -35,6 +35,7 @@ from agent.language.commands import recognise
 from agent.language.parser import ParseContext
 from agent.language.plan import Chat, Clarify, EditPlan
 from agent.conversation.pointing import Pointing, read_typed
+from agent.conversation.prefetch import Prefetch
 from agent.conversation.replies import Where
 from agent.conversation.node_runtime import call, cancel_flag
 from agent.conversation.node_runtime import safe as _safe
@@ -93,6 +94,7 @@ class _Nodes(CommandNode):
 
     def __init__(self, worker: Worker, understander, store: ImageStore, settings: Settings):
         self.worker, self.understander, self.store, self.settings = worker, understander, store, settings
+        self.prefetch = Prefetch(worker)
 
     def limit(self, tool: str) -> Optional[float]:
         """Seconds to wait for ``tool`` (``LOCALEDIT_<TOOL>_TIMEOUT``); None for the in-process worker,
@@ -170,8 +172,9 @@ class _Nodes(CommandNode):
             return update
         record = current_record(state)
         about = referent.of_selection(state.get("selection"), current) or record  # what "it" is
-        caption, versions, entry = self._caption(state)
         last = EditPlan.model_validate(about["plan"]) if about and about.get("plan") else None
+        self._ground_early(state, current, last, about)
+        caption, versions, entry = self._caption(state)
         context = ParseContext(last_plan=last, has_image=current is not None, caption=caption,
                                referent=referent.describe(about), photo=current)
         history = [(m["role"], m["text"]) for m in (state.get("messages") or [])[-HISTORY_TURNS * 2 - 1:-1]]
@@ -210,6 +213,34 @@ class _Nodes(CommandNode):
                                   "original": state["text"]}
             update["question"]["asked"] = update["question"]["text"]
         return update
+
+    def _ground_early(self, state: State, current: Optional[str], last: Optional[EditPlan], about: Any) -> None:
+        """While BLIP-2 captions a new photo, ground what the parser reads without the caption
+        (:mod:`agent.conversation.prefetch`; used only if the plan read with it grounds the same phrase)."""
+        versions = state.get("versions") or []
+        if not (self.settings.overlap_caption and current and versions
+                and not versions[state.get("cursor", len(versions) - 1)].get("caption")):
+            return  # nothing to overlap: the caption is known (or there is no photo)
+        read = getattr(self.understander, "read", None)  # the parser alone
+        if read is None:
+            return
+        reading = read(state["text"], ParseContext(
+            last_plan=last, has_image=True, caption=None, referent=referent.describe(about), photo=current))
+        if (isinstance(reading, EditPlan) and not (reading.revise_last or reading.undo_first)
+                and not referent.follows_up(reading, about, state["text"])):
+            self.prefetch.start(current, self.store.open(current), pipeline.Job.from_plan(reading))
+
+    def _grounded(self, path: str, image, job: pipeline.Job) -> list[Detection]:
+        """``pipeline.ground``, or the same grounding already run while the caption was made."""
+        early = self.prefetch.take(path, job)
+        if early is not None:
+            try:
+                return list(call(TOOL_NAMES["ground"], early.result, timeout=self.limit("ground")))
+            except Cancelled:
+                raise
+            except Exception as err:  # noqa: BLE001 - the early call's failure: ground again, as without it
+                log.info("the early grounding failed (%s); grounding again", err)
+        return pipeline.ground(self.worker, image, job, runner=self.runner)
 
     def _caption(self, state: State) -> tuple[Optional[str], Optional[list], dict[str, Any]]:
         """``(caption text, versions with it stored or None if unchanged, report entry)`` for the version on screen.
@@ -270,7 +301,7 @@ class _Nodes(CommandNode):
                                                                           "it corrects"))}
         image = self.store.open(state["base"])
         started = time.perf_counter()
-        found = pipeline.ground(self.worker, image, job, runner=self.runner)
+        found = self._grounded(state["base"], image, job)
         entry = _entry("ground", bool(phrase), "" if phrase else "nothing to ground",
                        seconds=round(time.perf_counter() - started, 3))
         if plan.box is not None and plan.target:  # a vision LLM's box: a hint SAM refines, the rules check

@@ -347,6 +347,11 @@ class Understander:
 
     # --- the turn ---------------------------------------------------------------------------
 
+    def read(self, text: str, context: Any = None) -> Any:
+        """The built-in parser's reading of ``text`` alone (no language model asked): a plan, command,
+        question or chat. Never raises."""
+        return self._read(_clean_input(text, MAX_TEXT), context).result
+
     def _read(self, text: str, context: Any) -> Reading:
         try:
             return _as_reading(self.parser(text, context))
