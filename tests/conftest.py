@@ -56,6 +56,7 @@ SLOW_TESTS = {
     "tests/tools/editors/test_edit.py::test_same_seed_same_pixels_other_seed_other_pixels",
     "tests/tools/editors/test_edit.py::test_work_size_is_below_a_large_input",
     "tests/bench/test_evaluate.py::test_cli_limit_and_shard",
+    "tests/bench/test_evaluate.py::test_eval_picks_the_cat_the_chat_picks_and_says_where_the_chat_would_ask",
     "tests/bench/test_evaluate.py::test_nothing_found_runs_global_and_records_a_miss",
     "tests/bench/test_evaluate.py::test_one_region_per_sample_counts_the_baseline_and_the_edit_band",
     "tests/tools/test_fullsize.py::test_random_pipelines_edit_through_the_worker",

@@ -38,9 +38,9 @@ import threading
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Awaitable, Callable, Literal, Optional
+from typing import Annotated, Any, Awaitable, Callable, Iterator, Literal, Optional
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -177,7 +177,24 @@ class WorkerService:
         self._warm_lock = threading.Lock()
         # the worker's own lock (one model call at a time); batches hold it for the whole batch
         self._model_lock = getattr(self.worker, "_run_lock", None) or threading.RLock()
+        self.waiting = 0  # requests waiting for the model lock now (``/status``: ``waiting_for_model``)
+        self._waiting_lock = threading.Lock()
         self.budget = MemoryBudget(settings.max_request_memory)
+
+    @contextmanager
+    def _model(self) -> Iterator[None]:
+        """The model lock (one model call at a time), counting the requests that wait for it."""
+        with self._waiting_lock:
+            self.waiting += 1
+        try:
+            self._model_lock.acquire()
+        finally:
+            with self._waiting_lock:
+                self.waiting -= 1
+        try:
+            yield
+        finally:
+            self._model_lock.release()
 
     # --- admission and decoding -----------------------------------------------------------------
 
@@ -232,7 +249,7 @@ class WorkerService:
     def _run(self, cancel: Optional[threading.Event], fn: Callable, *args, **kwargs) -> Any:
         """``fn`` under the model lock, unless the answer stopped being wanted while it waited; once it
         stops being wanted during the call, the models stop at their next block (:mod:`tools.stopping`)."""
-        with self._model_lock:
+        with self._model():
             if cancel is not None and cancel.is_set():
                 self.failures["abandoned"] += 1  # /status: requests dropped before they used the model
                 raise Cancelled("The request was abandoned before it started.")
@@ -311,7 +328,7 @@ class WorkerService:
                 except Exception as err:  # noqa: BLE001 - an invalid request answers its own error
                     results[i] = err
                     job.ticket.release()
-            with self._model_lock:
+            with self._model():
                 for key, members in groups.items():
                     batch = [jobs[i] for i in members]
                     answers = self._run_batched(batch) if len(batch) > 1 else [self._run_alone(batch[0])]
@@ -420,6 +437,7 @@ class WorkerService:
         return {**self.worker.status(), "kind": self.kind, "replica": self.replica, "pid": os.getpid(),
                 "ready": self.ready, "warm_error": self.warm_error, "warm_seconds": self.warm_seconds,
                 "uptime_s": round(time.time() - self.started, 1), "requests": dict(self.requests),
+                "waiting_for_model": self.waiting,
                 "failures": dict(self.failures), "memory_budget": self.budget.stats()}
 
 

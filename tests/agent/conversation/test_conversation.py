@@ -190,8 +190,25 @@ def test_cancel_while_a_hung_llm_is_asked_returns_at_once(settings, registry, tm
 
 # --- 4. one turn at a time per thread -------------------------------------------------------------
 
-def test_a_second_session_on_a_busy_thread_waits_then_both_edits_stay(settings, registry, tmp_path, photo_path):
-    """Two ``Conversations`` on one data folder are two processes as far as the lock and SQLite go."""
+def test_a_second_session_on_a_busy_thread_waits_then_both_edits_stay(settings, registry, tmp_path, photo_path,
+                                                                     monkeypatch):
+    """Two ``Conversations`` on one data folder are two processes as far as the lock and SQLite go.
+
+    a's turn holds its first diffusion step until b has found the thread busy (b's turn asks its
+    cancel flag between tries for the lock): an event, not a sleep, so it holds on a loaded machine."""
+    from agent.runtime import session as session_module
+
+    b_waits = threading.Event()
+
+    class Watched(session_module.CancelToken):
+        """The turn's real cancel flag; b's (on this thread) says when b polls the busy lock."""
+
+        def is_set(self) -> bool:
+            if threading.current_thread() is threading.main_thread() and editing.is_set():
+                b_waits.set()
+            return super().is_set()
+
+    monkeypatch.setattr(session_module, "CancelToken", Watched)
     first = open_conversations(settings, registry, tmp_path, steps=6, max_attempts=1)
     second = open_conversations(settings, registry, tmp_path, turn_wait=120, max_attempts=1)
     a = first.session("shared")
@@ -200,15 +217,16 @@ def test_a_second_session_on_a_busy_thread_waits_then_both_edits_stay(settings, 
     editing = threading.Event()
     replies = {}
 
-    def slow(event: dict) -> None:
+    def held(event: dict) -> None:
         editing.set()
-        time.sleep(0.3)
+        b_waits.wait(120)  # a's turn (and its lock) lasts until b is waiting for it
 
-    worker = threading.Thread(target=lambda: replies.update(a=a.send("make the leftmost cat red", progress=slow)))
+    worker = threading.Thread(target=lambda: replies.update(a=a.send("make the leftmost cat red", progress=held)))
     worker.start()
     assert editing.wait(60)
     replies["b"] = b.send("make the rightmost cat blue")  # waits for a's turn, then builds on its result
     worker.join(timeout=120)
+    assert b_waits.is_set()  # b found the thread busy
     assert "Done" in replies["a"].text and "Done" in replies["b"].text, (replies["a"].text, replies["b"].text)
     versions = b.versions()
     assert len(versions) == 3 and versions[2]["parent"] == 2  # both edits kept, b's made from a's

@@ -15,7 +15,9 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -23,10 +25,10 @@ from PIL import Image
 from agent.language.llm import Understander
 from agent.runtime.session import Conversations
 from tests.conftest import free_port, scene
-from tests.helpers import REPO
+from tests.helpers import REPO, wait_until
 from tests.helpers.scenes import CATS, SIZE, agent_settings, edited_region, inside, pixels
 from tests.helpers.worker import SceneRemoteWorker, WorkerProcess
-from tools.images import box_to_mask
+from tools.images import box_to_mask, content_hash
 from tools.worker.wire import decode_image, decode_mask
 from tools.types import EditRequest, LocaleditError
 
@@ -257,6 +259,17 @@ def replicas_answering(url: str, want: int = 2, timeout: float = 300) -> Counter
         probe.close()
 
 
+def routed_to(url: str, key: str) -> str:
+    """The replica Serve's router sends requests about the photo ``key`` to now. Asked with a request
+    the worker refuses (an empty ``/caption``: 422), so asking changes nothing: only an answered
+    request makes a replica hold a photo (``tools.worker.serve``)."""
+    from tools.worker.wire import AFFINITY_HEADER, REPLICA_HEADER
+
+    answer = httpx.post(f"{url}/caption", json={}, headers={AFFINITY_HEADER: key}, timeout=60)
+    assert answer.status_code == 422, answer.text
+    return answer.headers.get(REPLICA_HEADER, "?")
+
+
 @pytest.fixture(scope="module")
 def ray_url(ray_worker):
     return ray_worker.url
@@ -325,8 +338,6 @@ def test_concurrent_sessions_on_ray_serve_get_their_own_results_from_both_replic
 def test_follow_ups_reach_the_replica_that_cached_the_photo(ray_url):
     """Cache affinity (Ray Serve multiplexing by content hash): every follow-up finds its caption and
     SAM embedding cached. Without the header the router spreads requests, and some miss."""
-    import time
-
     from bench.throughput import fresh_photo
     from tools.worker.client import RemoteWorker
 
@@ -336,10 +347,23 @@ def test_follow_ups_reach_the_replica_that_cached_the_photo(ray_url):
     box = CATS[0]
     with_affinity = RemoteWorker(ray_url, timeout=120)
     seen = photos()
-    assert not any(with_affinity.caption(p).cache_hit for p in seen)
+    holders: dict[str, set[str]] = {}  # photo key -> the replicas that answered a request about it (hold it)
+
+    def asked(p: Image.Image, call) -> Any:
+        before = Counter(with_affinity.replicas)
+        answer = call()
+        holders.setdefault(content_hash(p), set()).update((with_affinity.replicas - before).keys())
+        return answer
+
+    assert not any(asked(p, lambda: with_affinity.caption(p)).cache_hit for p in seen)
     for p in seen:
-        with_affinity.segment(p, [box])
-    time.sleep(2)  # the replicas report the photos they hold to Serve's router
+        asked(p, lambda: with_affinity.segment(p, [box]))
+    # the replicas report the photos they hold to Serve's router: wait until it routes every photo to a
+    # replica holding it, three rounds running (a photo it does not know yet goes to either replica)
+    rounds = []
+    wait_until(lambda: rounds.append(all(routed_to(ray_url, key) in held for key, held in holders.items()))
+               or rounds[-3:] == [True] * 3, "Serve's router knows which replica holds each photo", timeout=120,
+               every=0.2)
     assert all(with_affinity.caption(p).cache_hit for p in seen)
     assert all(with_affinity.segment(p, [box]).cache_hit for p in seen)
     assert len(set(with_affinity.replicas) - {"?"}) == 2  # both replicas hold photos
@@ -347,8 +371,7 @@ def test_follow_ups_reach_the_replica_that_cached_the_photo(ray_url):
     without = RemoteWorker(ray_url, timeout=120, affinity=False)
     other = photos()
     for p in other:
-        without.caption(p)
-    time.sleep(2)
+        without.caption(p)  # no key: no replica reports holding it, so there is nothing to wait for
     hits = [without.caption(p).cache_hit for p in other]
     assert not all(hits), "routing without the photo's key cannot keep every follow-up on its replica"
     with_affinity.close()

@@ -22,6 +22,7 @@ from PIL import Image
 from agent.language.llm import Understander
 from agent.runtime.session import Conversations
 from tests.conftest import free_port, scene
+from tests.helpers import wait_until
 from tests.helpers.worker import REPO, TOKEN, SceneRemoteWorker, no_tracebacks
 from tests.helpers.scenes import CATS, SIZE, agent_settings, edited_region, inside, pixels
 from tools.worker.client import RemoteWorker
@@ -195,9 +196,7 @@ def test_a_cancelled_remote_edit_stops_on_the_server(worker_process, remote):
     assert 2 <= max(steps) < 50, steps
     assert remote.caption(photo).text  # the model lock is free again
     assert time.monotonic() - started < 30
-    deadline = time.monotonic() + 10
-    while worker_process.status()["failures"].get("cancelled", 0) == before and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_until(lambda: worker_process.status()["failures"].get("cancelled", 0) > before, "the server counted the stop")
     assert worker_process.status()["failures"].get("cancelled", 0) == before + 1  # the server stopped it, not finished it
     assert worker_process.proc.poll() is None
 
@@ -336,11 +335,12 @@ def test_a_stalled_or_aborted_upload_is_dropped_quietly(worker_process, remote):
     stalled.close()
     assert reply.startswith("HTTP/1.1 408") and "upload limit" in reply, reply
     assert time.monotonic() - started < 10
+    dropped = worker_process.status()["failures"].get("499", 0)
     for _ in range(3):
         aborted = raw_request(worker_process.port, "/edit", b'{"image": "' + b"A" * 50_000, declared=250_000)
-        time.sleep(0.2)
         aborted.close()  # the client gives up half way
-    time.sleep(1.0)
+    wait_until(lambda: worker_process.status()["failures"].get("499", 0) == dropped + 3,
+               "the worker dropped the three aborted uploads (499: the client went away)")
     assert remote.caption(scene()).text  # still serving
     no_tracebacks(worker_process)
 
@@ -364,15 +364,16 @@ def test_work_abandoned_while_it_waited_for_the_model_never_runs(worker_process,
     editing.start()
     assert started.wait(30)
     before = worker_process.status()["failures"].get("abandoned", 0)
+    gone = worker_process.status()["failures"].get("499", 0)
     queued = raw_request(worker_process.port, "/caption", json.dumps({"image": encode_image(photo)}).encode())
-    time.sleep(1.0)  # it is waiting for the model now
+    wait_until(lambda: worker_process.status()["waiting_for_model"] == 1, "the caption waits for the model")
     queued.close()  # the client goes away
-    time.sleep(0.5)
+    wait_until(lambda: worker_process.status()["failures"].get("499", 0) == gone + 1,
+               "the worker saw the caption's client go away")
     flag.set()  # the edit stops, the model is free: the abandoned caption must not run now
-    editing.join(30)
-    deadline = time.monotonic() + 10
-    while worker_process.status()["failures"].get("abandoned", 0) == before and time.monotonic() < deadline:
-        time.sleep(0.2)
+    editing.join(60)
+    wait_until(lambda: worker_process.status()["failures"].get("abandoned", 0) == before + 1,
+               "the abandoned caption was dropped")
     assert worker_process.status()["failures"].get("abandoned", 0) == before + 1
     assert remote.caption(photo).text
 
