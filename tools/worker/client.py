@@ -35,6 +35,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from tools.stopping import current_flag, either
 from tools.types import Box, CancelFlag, Cancelled, Caption, Detection, EditRequest, EditResult, LocaleditError, \
     Point, Scores, Segmentation, WorkerUnavailableError
 from tools.worker.interface import ProgressFn
@@ -167,6 +168,7 @@ class RemoteWorker:
 
     def edit(self, image: Image.Image, mask: Optional[np.ndarray], request: EditRequest,
              progress: Optional[ProgressFn] = None, cancel: Optional[CancelFlag] = None) -> EditResult:
+        cancel = either(cancel, current_flag())  # a call the turn gives up (Stop, its limit) stops here too
         if cancel is not None and cancel.is_set():
             raise Cancelled("The edit was stopped before it started.")
         payload = {"image": encode_image(image), "mask": None if mask is None else encode_mask(mask),

@@ -172,12 +172,16 @@ def test_speed_settings_apply_when_asked_and_keep_the_background(settings, tiny_
     assert not np.array_equal(after, before)
 
 
-def test_a_cancelled_remote_edit_stops_on_the_server(worker_process, remote):
-    """Stop on the client closes the stream; the server stops the edit at its next step, so the
-    model is free at once (a 1000-step edit left running would hold it for a long while)."""
+@pytest.mark.parametrize("how", ["stop", "given up"])
+def test_a_cancelled_remote_edit_stops_on_the_server(worker_process, remote, how):
+    """Stop on the client (``how`` "stop"), or the turn giving the call up (its limit passed: the call's
+    abandon flag, no cancel argument), closes the stream; the server stops the edit at its next step, so
+    the model is free at once (a 1000-step edit left running would hold it for a long while)."""
+    import contextlib
     import threading
 
     from tools.images import box_to_mask
+    from tools.stopping import abandon_flag
     from tools.types import Cancelled, EditRequest
 
     photo = scene(SIZE, boxes=CATS)
@@ -190,9 +194,10 @@ def test_a_cancelled_remote_edit_stops_on_the_server(worker_process, remote):
             flag.set()
 
     started = time.monotonic()
-    with pytest.raises(Cancelled):
+    given_up = abandon_flag(flag) if how == "given up" else contextlib.nullcontext()
+    with given_up, pytest.raises(Cancelled):
         remote.edit(photo, box_to_mask(CATS[0], SIZE), EditRequest("ip2p-composite", "make it red", steps=1000),
-                    progress=progress, cancel=flag)
+                    progress=progress, cancel=flag if how == "stop" else None)
     assert 2 <= max(steps) < 50, steps
     assert remote.caption(photo).text  # the model lock is free again
     assert time.monotonic() - started < 30
