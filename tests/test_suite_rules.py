@@ -125,6 +125,22 @@ def test_the_suite_mirrors_the_packages():
     assert TESTS / "tools" / "editors" / "test_edit.py" in test_modules()
 
 
+PROJECT_WIDE = {"test_errors_doc.py", "test_layout.py", "test_packaging.py", "test_readme.py",
+                "test_settings_doc.py", "test_smoke.py", "test_suite_rules.py"}
+"""The only test modules at the top of ``tests/``: rules about the whole project (docs/testing.md)."""
+
+
+def flat(paths: list[Path]) -> list[str]:
+    """The test modules of ``paths`` at the top of ``tests/`` that are not project-wide rules."""
+    return sorted(p.name for p in paths if p.parent == TESTS and p.name not in PROJECT_WIDE)
+
+
+def test_a_new_test_module_goes_into_its_package_folder():
+    assert flat([TESTS / "test_layout.py", TESTS / "test_stopping.py", TESTS / "tools" / "test_x.py"]) == [
+        "test_stopping.py"]
+    assert flat(test_modules()) == [], "put it in the folder of the package it tests (tests/tools/, ...)"
+
+
 def test_no_two_test_modules_share_a_name():
     assert same_names([TESTS / "tools" / "test_x.py", TESTS / "agent" / "test_x.py", TESTS / "test_y.py"]) == ["test_x.py"]
     assert same_names(test_modules()) == [], "name each test module for what it tests, once"
