@@ -38,6 +38,7 @@ def run_chat(args: argparse.Namespace, settings: Any) -> int:
     if args.image:
         _load(session, args.image, loaded)
     interactive = sys.stdin.isatty()
+    _ctrl_c_interrupts()
     interrupted = False  # Ctrl-C at the prompt once: say how to leave; twice in a row: leave
     try:
         while True:
@@ -52,6 +53,16 @@ def run_chat(args: argparse.Namespace, settings: Any) -> int:
                 print("\nlocaledit: (Ctrl-C again, or /quit, to leave)", flush=True)
     except KeyboardInterrupt:  # the second Ctrl-C landed while the first was being answered, or between
         return _bye()          # two statements of the loop: it still means leave (it exited 130 in 1 of 3)
+
+
+def _ctrl_c_interrupts() -> None:
+    """Ctrl-C (SIGINT) raises ``KeyboardInterrupt`` at the prompt, as ``/help`` says, however chat-cli was
+    started: a shell without job control starts a background command (``localedit chat-cli ... &``, a
+    CI script) with SIGINT ignored, and Python keeps an ignored SIGINT ignored, so a script's Ctrl-C
+    did nothing at the prompt."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _bye() -> int:

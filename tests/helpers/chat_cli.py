@@ -8,6 +8,7 @@ from __future__ import annotations
 import platform
 import queue
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -22,9 +23,13 @@ READ_SYSCALL = {"x86_64": "0", "aarch64": "63"}.get(platform.machine(), "0")  # 
 class Chat:
     """A ``chat-cli`` process driven line by line, its output read as it comes."""
 
-    def __init__(self, env: dict, cwd: Path, *args: str):
+    def __init__(self, env: dict, cwd: Path, *args: str, sigint_ignored: bool = False):
+        """``sigint_ignored``: start it as a shell without job control starts a background command
+        (``... &`` in a script or a CI job), with SIGINT ignored."""
+        ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
         self.proc = subprocess.Popen([str(EXE), "chat-cli", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, cwd=cwd, env=env, bufsize=1)
+                                     stderr=subprocess.PIPE, text=True, cwd=cwd, env=env, bufsize=1,
+                                     preexec_fn=ignore)
         self.out: queue.Queue = queue.Queue()
         self.err: queue.Queue = queue.Queue()
         threading.Thread(target=self._pump, args=(self.proc.stdout, self.out, "\n"), daemon=True).start()
