@@ -87,7 +87,7 @@ COMMAND_PATTERNS: list[tuple[re.Pattern, str]] = [
                 r"not (?:good|right))(?:,? try again)?"), "retry"),
     (re.compile(r"(?:even |much |a bit |a little |way |a lot |bit )?(?:more|stronger)(?: please)?(?: !)?|more intense|"
                 r"intensify(?: it)?|increase (?:the )?(?:strength|intensity|effect)|(?:make|do) (?:it|that|the"
-                r" (?:effect|edit|change)) (?:stronger|more intense|more|more extreme|more pronounced|more obvious|"
+                r" (?:effect|edit|change)) (?:a (?:bit|little|lot) |even |much )?(?:stronger|more intense|more|more extreme|more pronounced|more obvious|"
                 r"more noticeable|more visible|bolder)|(?:make )?the (?:effect|edit|change) (?:stronger|more intense|more"
                 r" visible|more obvious|bigger)|not enough|too (?:subtle|weak|faint|little)|(?:push|crank) it"
                 r"(?: up| further)?|exaggerate(?: it)?|go further|stronger effect|more (?:strongly|obvious|noticeable|"

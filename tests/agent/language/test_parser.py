@@ -330,6 +330,8 @@ CASES = [
     C("more intense", kind=CMD, name="stronger"),
     C("make the effect stronger", kind=CMD, name="stronger"),
     C("I can't see the difference", kind=CMD, name="stronger"),
+    C("now make it a bit stronger", kind=CMD, name="stronger"),  # was an edit to the value "a bit stronger"
+    C("make it a little more intense", kind=CMD, name="stronger"),
     C("less", kind=CMD, name="weaker"),
     C("weaker", kind=CMD, name="weaker"),
     C("subtler", kind=CMD, name="weaker"),
