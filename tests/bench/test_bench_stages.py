@@ -32,3 +32,20 @@ def test_bench_stages_reports_every_stage_the_turn_an_option_and_the_memory_mode
     assert "fit a 24 GB GPU (computed, not measured on a GPU)" in printed  # "would fit" or "would NOT fit"
     assert "fit a 12 GB GPU (computed, not measured on a GPU)" in printed
     assert "all resident: computed need" in printed and "GPU memory per mode, COMPUTED (not measured" in printed
+
+
+def test_a_turn_that_edited_nothing_is_reported_as_failed(capsys):
+    """On a CPU the whole turn once hit a user's 30 s grounding limit and the table gave its 30 s as a turn's
+    time; a turn without an edit now says FAILED with its reply, one with an edit gives its time."""
+    from types import SimpleNamespace
+
+    from bench.stages import print_report
+
+    bench = SimpleNamespace(loads=[], rows=[])
+    failed = {"side": 256, "seconds": 30.1, "peak": 0, "attempts": [], "caption_cached": True,
+              "text": "The grounding model did not answer within 30 s; try again in a moment."}
+    print_report(bench, "header", failed, [], [])
+    assert "turn at 256: FAILED, no edit was made (30.1 s); reply: The grounding model" in capsys.readouterr().out
+    print_report(bench, "header", {**failed, "attempts": ["ip2p-composite"], "text": "Done."}, [], [])
+    printed = capsys.readouterr().out
+    assert "FAILED" not in printed and "turn at 256: 30.1 s" in printed and "1 attempt(s): ip2p-composite" in printed
