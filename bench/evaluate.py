@@ -71,11 +71,11 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 from PIL import Image
 
+from agent.conversation.pipeline import EditReport, Job, NothingFoundError, attempt_report, run, scoring_region, segment
+from agent.conversation.select import WouldAsk, chooser
 from bench import report
 from bench.eval_io import Lpips, ResultsLog, is_finished
 from bench.manifests import FORMATS, Sample, read_manifest
-from agent.conversation.pipeline import EditReport, Job, NothingFoundError, attempt_report, run, scoring_region, segment
-from agent.conversation.select import WouldAsk, chooser
 from tools.config import Settings
 from tools.images import iou, load_image, mask_bbox
 from tools.region import EvalRegion, evaluation_region, rc_labels

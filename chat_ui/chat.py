@@ -21,8 +21,8 @@ import chainlit as cl
 
 from agent.conversation import replies
 from agent.conversation.pointing import Pointed, Pointer
-from agent.runtime.session import Reply, Session
 from agent.conversation.state import current_record
+from agent.runtime.session import Reply, Session
 from chat_ui import render, uploads
 from chat_ui.backend import PanelSettings
 from chat_ui.panel import Panel, thumb

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Union
 
 from agent.conversation.judge import knob_summary
-from agent.runtime.session import Reply
 from agent.conversation.state import child_of, current_record, parent_of
+from agent.runtime.session import Reply
 from agent.runtime.store import ImageStore
 from tools.images import to_png_bytes
 from tools.pictures import overlay
@@ -282,7 +282,7 @@ def _detections_step(state: dict[str, Any]) -> Optional[StepView]:
     lines += [f"{n}. {_box_line(detections[i])}" + (" **chosen**" if i in chosen else "")
               for n, i in enumerate(numbering, 1)]
     if aside:
-        lines.append(f"\nSet aside (weak or duplicate boxes): " + "; ".join(_box_line(detections[i]) for i in aside))
+        lines.append("\nSet aside (weak or duplicate boxes): " + "; ".join(_box_line(detections[i]) for i in aside))
     if reason and chosen:
         lines.append(f"\nChosen: {reason}.")
     elif not chosen and state.get("question"):

@@ -18,10 +18,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
+from agent.conversation.select import resolve_answer
 from agent.language.commands import recognise
 from agent.language.parser import CHAT_PATTERNS, ParseContext, parse
 from agent.language.plan import EditPlan
-from agent.conversation.select import resolve_answer
 from tools.types import Detection
 
 CANCEL_RE = re.compile(r"^(?:cancel|never ?mind|nvm|none(?: of (?:them|these|those))?|neither(?: of (?:them|these))?|"

@@ -31,20 +31,20 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
 
 from agent.conversation import answers, judge, pipeline, referent, replies
-from agent.language.commands import recognise
-from agent.language.parser import ParseContext
-from agent.language.plan import Chat, Clarify, EditPlan
+from agent.conversation.node_runtime import call, cancel_flag
+from agent.conversation.node_runtime import safe as _safe
 from agent.conversation.pointing import Pointing, read_typed
 from agent.conversation.prefetch import Prefetch
 from agent.conversation.replies import Where
-from agent.conversation.node_runtime import call, cancel_flag
-from agent.conversation.node_runtime import safe as _safe
 from agent.conversation.select import Choice, candidate_order, choose
 from agent.conversation.state import Attempt, EditRecord, State, current_path, current_record, show, walk
-from agent.runtime.store import ImageStore, for_preview
 from agent.conversation.version_commands import CommandNode
 from agent.conversation.version_commands import entry as _entry
+from agent.language.commands import recognise
+from agent.language.parser import ParseContext
+from agent.language.plan import Chat, Clarify, EditPlan
 from agent.language.vision import hint_detections
+from agent.runtime.store import ImageStore, for_preview
 from tools.config import Settings
 from tools.pictures import overlay, side_by_side
 from tools.region import EvalRegion

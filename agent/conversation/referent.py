@@ -26,9 +26,9 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
+from agent.conversation.state import EditRecord
 from agent.language.parser import pluralize, singularize
 from agent.language.plan import EditPlan
-from agent.conversation.state import EditRecord
 
 _ALL_RE = re.compile(r"\b(?:all|every|each|both|everything|everyone)\b", re.I)
 

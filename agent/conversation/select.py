@@ -39,8 +39,8 @@ from pydantic import BaseModel, Field
 from agent.language.plan import (
     EXTREMES, ORDINAL_WORDS, Clarify, EditPlan, normalize_qualifier, parse_ordinal_qualifier,
 )
-from agent.language.parser import pluralize
 from agent.conversation.replies import Where, reason as reason_of, which_one
+from agent.language.parser import pluralize
 from tools.types import Detection, LocaleditError
 
 DUPLICATE_IOU = 0.8

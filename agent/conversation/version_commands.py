@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from agent.conversation import judge, replies
-from agent.language.plan import Command
 from agent.conversation.state import State, current_record, parent_of, show, walk
+from agent.language.plan import Command
 from tools.pictures import overlay
 
 

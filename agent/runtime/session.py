@@ -30,10 +30,10 @@ from PIL import Image
 from agent.runtime import history
 
 from agent.conversation import replies
-from agent.runtime.assembly import assemble
-from agent.language.commands import goto
-from agent.runtime.locks import CancelToken, ThreadLock
 from agent.conversation.state import current_path, current_record, parent_of
+from agent.language.commands import goto
+from agent.runtime.assembly import assemble
+from agent.runtime.locks import CancelToken, ThreadLock
 from agent.runtime.store import ImageStore
 from tools import failures
 from tools.config import Settings, get_settings

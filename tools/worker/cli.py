@@ -19,8 +19,8 @@ from typing import Optional
 from pydantic import ValidationError
 
 from tools.config import Settings
-from tools.types import LocaleditError
 from tools.http_guard import bind
+from tools.types import LocaleditError
 from tools.worker.server import DEFAULT_PORT, check_bind, serve_http
 
 

@@ -15,8 +15,8 @@ import time
 import numpy as np
 import pytest
 
-from agent.runtime import history
 from agent.language.llm import Understander, make_llm
+from agent.runtime import history
 from agent.runtime.session import Conversations
 from tests.conftest import scene
 from tests.helpers.hung import HungServer

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
-from agent.conversation import pipeline
 from agent.cli import main
+from agent.conversation import pipeline
 from agent.language.llm import Understander
 from agent.runtime.session import Conversations
 from agent.runtime.store import ImageStore

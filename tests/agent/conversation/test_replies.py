@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from agent.language.plan import EditPlan
 from agent.conversation.replies import Where, edit_done, reason, which_one
 from agent.conversation.select import Choice, candidate_order, choose
+from agent.language.plan import EditPlan
 from tools.types import Detection
 
 SIZE = (300, 100)

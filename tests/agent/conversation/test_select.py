@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.language.plan import Clarify, EditPlan
 from agent.conversation.select import Choice, candidate_order, candidates, choose, resolve_answer
+from agent.language.plan import Clarify, EditPlan
 from tools.types import Detection
 
 W, H = 1000, 600

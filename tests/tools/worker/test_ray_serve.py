@@ -29,8 +29,8 @@ from tests.helpers import REPO, wait_until
 from tests.helpers.scenes import CATS, SIZE, agent_settings, edited_region, inside, pixels
 from tests.helpers.worker import SceneRemoteWorker, WorkerProcess
 from tools.images import box_to_mask, content_hash
-from tools.worker.wire import decode_image, decode_mask
 from tools.types import EditRequest, LocaleditError
+from tools.worker.wire import decode_image, decode_mask
 
 needs_ray = pytest.mark.skipif(find_spec("ray") is None or find_spec("ray.serve") is None,
                                reason="ray[serve] is not installed (pip install 'ray[serve]')")

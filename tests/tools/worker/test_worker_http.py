@@ -25,9 +25,9 @@ from tests.conftest import free_port, scene
 from tests.helpers import wait_until
 from tests.helpers.worker import REPO, TOKEN, SceneRemoteWorker, no_tracebacks
 from tests.helpers.scenes import CATS, SIZE, agent_settings, edited_region, inside, pixels
+from tools.types import LocaleditError, WorkerUnavailableError
 from tools.worker.client import RemoteWorker
 from tools.worker.wire import encode_image
-from tools.types import LocaleditError, WorkerUnavailableError
 
 @pytest.fixture
 def remote(worker_process):
