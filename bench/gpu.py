@@ -18,8 +18,10 @@ only, a no-op on a CPU), it
    a new photo with ``max_attempts`` fixed at 1 and at the default, a follow-up ("now make it blue":
    the same region, no grounding or SAM) and a global turn ("make it look like winter").
 
-In the resident mode it also times the ip2p-composite edit with ``torch.compile`` against eager, in
-the same run (on by default on CUDA; ``--compile`` on a CPU needs a C++ compiler and minutes).
+In the resident mode it also times the judge's retries one call each against one batched call
+(:func:`retry_rows`, ``LOCALEDIT_BATCH_RETRIES``), and the ip2p-composite edit with ``torch.compile``
+against eager, in the same run (on by default on CUDA; ``--compile`` on a CPU needs a C++ compiler
+and minutes).
 
 Every row has its peak memory: on CUDA the allocator's peak allocated and peak reserved bytes and the
 device memory in use at the row's end (``cudaMemGetInfo``: the CUDA context, workspaces and
@@ -99,6 +101,36 @@ def conversation(bench: Bench, settings: Settings, tmp: Path, attempts: Optional
     return rows
 
 
+def retry_rows(bench: Bench, settings: Settings) -> list[dict]:
+    """The judge's attempts of one localized turn (first try, stronger edit, baseline: the queue of
+    ``attempt_order = primary, stronger, baseline``, black-masked input so each is its own edit) for
+    1, 2 and 3 of them: one call each, against ONE batched call (``LOCALEDIT_BATCH_RETRIES``), warm."""
+    from agent.conversation import judge, pipeline
+    from tools.images import box_to_mask
+
+    s = settings.model_copy(update={"attempt_order": ["primary", "stronger", "baseline"], "max_attempts": 3,
+                                    "black_mask_input": True})
+    queue = judge.attempt_queue("attribute", s)
+    job = pipeline.Job(action="attribute", phrase="cat", instruction="make the cat red",
+                       source_caption="a photo of a cat", target_caption="a photo of a red cat")
+    photo, w = bench.fresh(), bench.worker
+    mask = box_to_mask(bench.box, photo.size)
+    requests = [pipeline.request_for(a, job, s) for a in queue]
+    masks = [mask if pipeline.is_masked(a["editor"]) else None for a in queue]
+    rows = []
+    for n in (1, 2, 3):
+        ways = {"one call each": lambda: [w.edit(photo, m, r) for m, r in zip(masks[:n], requests[:n])],
+                "one batched call": lambda: w.edit_batch(photo, masks[:n], requests[:n])}
+        for way, call in ways.items():
+            if n == 1 and way == "one batched call":
+                continue
+            call()  # warm: this batch size's kernels and allocations
+            seconds, mem, _ = measured(call, bench.device)
+            rows.append({"row": f"retries: {n} attempt(s), {way}", "warm": seconds, **_memory(mem)})
+            print(f"  {rows[-1]['row']}: {seconds:.2f} s", flush=True)
+    return rows
+
+
 def compile_rows(settings: Settings, bench: Bench, side: int) -> list[dict]:
     """The ip2p-composite edit with ``torch.compile`` against eager, cold and warm, in this run."""
     rows = []
@@ -135,6 +167,8 @@ def run_mode(mode: str, settings: Settings, args: argparse.Namespace, tmp: Path)
               "reserved": r.get("reserved", 0), "in_use": r.get("in_use", 0)} for r in bench.rows]
     rows += conversation(bench, settings, tmp, 1)
     rows += conversation(bench, settings, tmp, None)
+    if mode == "resident":
+        rows += retry_rows(bench, settings)
     if mode == "resident" and args.compile:
         for role in list(bench.worker.registry.loaded()):
             bench.worker.release(role)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -138,6 +138,11 @@ class Settings(BaseSettings):
         "action's editor), 'other-editor' (region-wise or DiffEdit for replace / attribute, region-wise for "
         "remove), 'stronger' (the primary's knob moved), 'other-candidate' (another detected object, when the "
         "choice was a tie), 'baseline' (plain InstructPix2Pix on the whole image).")
+    batch_retries: Union[Literal["auto"], int] = Field(
+        "auto", description="Queued attempts that share the InstructPix2Pix pipeline with the attempt before them "
+        "(a 'stronger edit', another seed, the baseline) run with it in ONE batched call, on speculation: when the "
+        "judge asks for one, it is there. How many (0-4: 0 runs one attempt per call); 'auto': 1 on a GPU worker "
+        "in this process, 0 on a CPU (a batch there costs about what its calls cost one by one).")
     # The judge's thresholds, on the papers' scales (tools.types.SCORE_SCALES); where each comes from:
     # - CLIP direction: InstructEdit Table 1 has every method's mean positive (0.095-0.153); a negative
     #   value means the image moved away from the target caption: the instruction followed backwards.
@@ -209,6 +214,14 @@ class Settings(BaseSettings):
         "environment; used when worker_token is unset.")
     worker_timeout: float = Field(300.0, gt=0, description="Seconds an edit may take (the worker's own limit per "
                                   "request, and the remote client's wait for an edit).")
+
+    @field_validator("batch_retries")
+    @classmethod
+    def _batch_retries(cls, value):
+        """'auto' or a count of 0-4."""
+        if value != "auto" and not 0 <= int(value) <= 4:
+            raise ValueError("give 'auto' or a number of attempts from 0 to 4")
+        return value
 
     @field_validator("worker_url")
     @classmethod

@@ -129,7 +129,7 @@ class _Nodes(CommandNode):
         update: dict[str, Any] = {
             "text": text, "understood": None, "plan": None, "overrides": {}, "detections": [], "numbering": [],
             "choice": None, "question": None, "mask": None, "mask_for": None, "attempts": [], "queue": [],
-            "turn_region": None, "baseline": None,
+            "turn_region": None, "baseline": None, "ahead": [],
             "reply": None, "base": None, "base_index": None, "rerun": False, "upload": None, "goto": None,
             "report": [], "dropped": state.get("dropped") if state.get("rerun") else None}
         if goto is not None:  # a click on the version strip: not a message
@@ -420,8 +420,8 @@ class _Nodes(CommandNode):
         attempt, rest = queue[0], queue[1:]
         masked = pipeline.is_masked(attempt["editor"])
         writer = get_stream_writer()
-        request = pipeline.request_for(attempt, pipeline.Job.from_plan(plan), self.settings)
-        mask = self.store.open_mask(state["mask"]) if masked and state.get("mask") else None
+        region_mask = self.store.open_mask(state["mask"]) if state.get("mask") else None
+        mask = region_mask if masked else None
         number = len(state.get("attempts") or []) + 1  # "attempt 2 of 3" (the queue may still shrink)
         attempts = number + len(rest)
         started = time.perf_counter()
@@ -429,16 +429,24 @@ class _Nodes(CommandNode):
                 "mask": state.get("mask")}
         update: dict[str, Any] = {}
         baseline = state.get("baseline")
+        ahead = next((a for a in state.get("ahead") or [] if a["key"] == list(pipeline.attempt_key(attempt))), None)
         if attempt.get("baseline") and baseline:  # ran already (free, or lazily for a comparison): reuse it
             done.update(path=baseline["path"], region=None, scores=baseline.get("scores"), reused=baseline["how"])
             entry = _entry("edit", False, f"the baseline ran already ({baseline['how']})")
+        elif ahead is not None:  # ran already, in the batched call of an earlier attempt
+            done.update(path=ahead["path"], region=ahead["region"], reused=ahead["how"])
+            entry = _entry("edit", False, f"{attempt['editor']} ran already ({ahead['how']})")
         else:
+            mates = pipeline.batch_mates(attempt, rest, self.settings, pipeline.batch_limit(self.worker, self.settings),
+                                         baseline_known=bool(baseline))
             try:
-                result = self.worker.edit(self.store.open(state["base"]), mask, request,
-                                          progress=lambda step, total: writer({
-                                              "stage": "edit", "step": step, "total": total,
-                                              "editor": attempt["editor"], "attempt": number, "attempts": attempts}),
-                                          cancel=cancel_flag())
+                result, extra = pipeline.edit_attempts(
+                    self.worker, self.store.open(state["base"]), region_mask, attempt, mates,
+                    pipeline.Job.from_plan(plan), self.settings,
+                    progress=lambda step, total: writer({
+                        "stage": "edit", "step": step, "total": total, "editor": attempt["editor"],
+                        "attempt": number, "attempts": attempts, "batch": 1 + len(mates)}),
+                    cancel=cancel_flag())
             except LocaleditError as err:  # a failed attempt never discards a finished one
                 if not pipeline.keep_going(err, state.get("attempts") or [], rest):
                     raise
@@ -452,6 +460,14 @@ class _Nodes(CommandNode):
                     attempt, judge.baseline_attempt(self.settings)):
                 update["baseline"] = {"path": self.store.stage(result.whole), "scores": None,
                                       "how": f"the pre-composite output of attempt {number}"}
+            how = f"run in one batched call with attempt {number}"
+            for mate, other in extra:  # on speculation: kept for the judge's next attempts, forgotten if unused
+                if mate.get("baseline"):
+                    update["baseline"] = {"path": self.store.stage(other.image), "scores": None, "how": how}
+                else:
+                    update.setdefault("ahead", list(state.get("ahead") or [])).append({
+                        "key": list(pipeline.attempt_key(mate)), "path": self.store.stage(other.image), "how": how,
+                        "region": self.store.put_mask(other.region) if other.region is not None else None})
             entry = _entry("edit", True, attempt["editor"], seconds=round(time.perf_counter() - started, 3))
         return {"attempts": [*(state.get("attempts") or []), done], "queue": rest, "report": self.report(state, entry),
                 **update}
@@ -525,7 +541,8 @@ class _Nodes(CommandNode):
         if kept is not None:
             self.store.keep(kept)
         staged = [a["path"] for a in state.get("attempts") or [] if a.get("path") and not a.get("reused")]
-        self.store.forget([*staged, (state.get("baseline") or {}).get("path")])
+        ahead = [a["path"] for a in state.get("ahead") or []]  # batched on speculation: used (reused) or not
+        self.store.forget([*staged, *ahead, (state.get("baseline") or {}).get("path")])
 
     def respond(self, state: State) -> State:
         """Turn the best attempt into a new image version with its edit record, or pass on the reply made."""

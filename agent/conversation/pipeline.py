@@ -37,8 +37,9 @@ from agent.conversation.state import Attempt
 from tools.config import Settings
 from tools.images import box_containing, box_to_mask, grow_box, mask_bbox, union_box
 from tools.region import EvalRegion, evaluation_region, rc_labels, score_edit
-from tools.types import Box, Cancelled, Detection, EditRequest, LocaleditError, Point, Scores, Segmentation, \
-    WorkerUnavailableError
+from tools.types import Box, Cancelled, Detection, EditRequest, EditResult, LocaleditError, Point, Scores, \
+    Segmentation, WorkerUnavailableError
+from tools.worker.batch import BATCHABLE
 from tools.worker.interface import CancelFlag, ProgressFn, Worker
 
 ADD_MARGIN = 0.3
@@ -180,6 +181,71 @@ def request_for(attempt: Attempt, job: Job, settings: Settings) -> EditRequest:
 def is_masked(editor: str) -> bool:
     """Whether ``editor`` edits inside a region (everything but plain InstructPix2Pix)."""
     return editor != "ip2p"
+
+
+# --------------------------------------------------------------------------- batched attempts
+
+
+def batch_limit(worker: Worker, settings: Settings) -> int:
+    """How many queued attempts may run with the current one in one batched call
+    (``settings.batch_retries``): 0 where the worker has no ``edit_batch`` (a remote worker batches
+    its users' requests itself), and for 'auto' 1 on a CUDA device, else 0."""
+    if not callable(getattr(worker, "edit_batch", None)):
+        return 0
+    if settings.batch_retries != "auto":
+        return int(settings.batch_retries)
+    return 1 if str(worker.status().get("device") or "").startswith("cuda") else 0
+
+
+def attempt_key(attempt: Attempt) -> tuple:
+    """What makes two attempts the same edit on the same region (the editor, its seed and knobs, the candidate)."""
+    return (attempt["editor"], attempt.get("seed"), *(attempt.get(k) for k in KNOBS), attempt.get("candidate"))
+
+
+def batch_mates(attempt: Attempt, queue: Sequence[Attempt], settings: Settings, limit: int, *,
+                baseline_known: bool) -> list[Attempt]:
+    """The queued attempts to run in ONE batched call with ``attempt``, at most ``limit``: on
+    speculation, since the judge asks for them only if ``attempt`` fails (a "stronger edit", another
+    seed) or passes every other check (the lazy baseline of a masked attempt).
+
+    Only attempts of the same InstructPix2Pix pipeline call (:data:`tools.worker.batch.BATCHABLE`) on
+    the same region qualify: not another candidate (its own mask), not the baseline once it is known
+    or when ``attempt`` gives it for free (its pre-composite output), and with ``crop='all'`` not a
+    whole-image attempt next to a masked one (a crop has its own work size). A judge that revises
+    the queue (a "weaker edit" instead of the stronger one) simply leaves the speculative result unused.
+    """
+    if limit <= 0 or attempt.get("candidate") is not None or attempt["editor"] not in BATCHABLE:
+        return []
+    free = judge.is_free_baseline(attempt, judge.baseline_attempt(settings)) and settings.crop != "all" and \
+        not settings.black_mask_input
+    mates: list[Attempt] = []
+    for queued in queue:
+        if len(mates) == limit:
+            break
+        if queued.get("candidate") is not None or queued["editor"] not in BATCHABLE or \
+                (queued.get("baseline") and (baseline_known or free)) or \
+                (settings.crop == "all" and is_masked(queued["editor"]) != is_masked(attempt["editor"])) or \
+                attempt_key(queued) == attempt_key(attempt):
+            continue
+        mates.append(queued)
+    return mates
+
+
+def edit_attempts(worker: Worker, image: Image.Image, mask: Optional[np.ndarray], attempt: Attempt,
+                  mates: Sequence[Attempt], job: "Job", settings: Settings, *, progress: Optional[ProgressFn] = None,
+                  cancel: Optional[CancelFlag] = None) -> tuple[EditResult, list[tuple[Attempt, EditResult]]]:
+    """The edit of ``attempt`` (``mask``: the object's, given to masked editors), and in the same batched
+    call (``worker.edit_batch``) those of ``mates`` that finished. Raises what the attempt's edit raised."""
+    request = request_for(attempt, job, settings)
+    own = mask if is_masked(attempt["editor"]) else None
+    if not mates:
+        return worker.edit(image, own, request, progress=progress, cancel=cancel), []
+    answers = worker.edit_batch(image, [own, *(mask if is_masked(m["editor"]) else None for m in mates)],
+                                [request, *(request_for(m, job, settings) for m in mates)],
+                                progress=progress, cancel=cancel)
+    if isinstance(answers[0], BaseException):
+        raise answers[0]
+    return answers[0], [(m, r) for m, r in zip(mates, answers[1:]) if isinstance(r, EditResult)]
 
 
 def scoring_region(action: str, boxes: Sequence[Box], mask: Optional[np.ndarray], size: tuple[int, int],
@@ -462,6 +528,8 @@ def run(worker: Worker, image: Image.Image, job: Job, settings: Settings, *,
     requests: list[EditRequest] = []
     scored: list[Optional[Scores]] = []
     baseline: dict[str, Any] = {}  # plain InstructPix2Pix, at most once: {"image", "request", "scores", "how"}
+    ahead: dict[tuple, EditResult] = {}  # attempts that ran in an earlier attempt's batched call, by attempt_key
+    batch = batch_limit(worker, settings) if score_it else 0
 
     def run_baseline() -> dict[str, Any]:
         """The lazy baseline (:func:`judge_attempt`): run, score, remember; its scores."""
@@ -486,10 +554,16 @@ def run(worker: Worker, image: Image.Image, job: Job, settings: Settings, *,
         if attempt.get("baseline") and baseline:  # it ran already (free, or for a comparison): no second edit
             result_image, request, attempt["reused"] = baseline["image"], baseline["request"], baseline["how"]
             scores = Scores(**baseline["scores"]) if baseline.get("scores") else None
+        elif attempt_key(attempt) in ahead:  # it ran already, in the batched call of an earlier attempt
+            result = ahead.pop(attempt_key(attempt))
+            result_image, result_region, attempt["reused"] = result.image, result.region, result.info["batched"]
         else:
+            number = len(report.attempts) + 1
+            mates = batch_mates(attempt, queue, settings, batch, baseline_known=bool(baseline))
             try:
                 with clock.stage("edit"):
-                    result = worker.edit(image, edit_mask, request, progress=progress, cancel=cancel)
+                    result, extra = edit_attempts(worker, image, segmentation.mask if segmentation else None,
+                                                  attempt, mates, job, settings, progress=progress, cancel=cancel)
             except LocaleditError as err:  # a failed attempt never discards a finished one
                 if not keep_going(err, report.attempts, queue):
                     raise
@@ -502,6 +576,13 @@ def run(worker: Worker, image: Image.Image, job: Job, settings: Settings, *,
                 continue
             result_image, result_region = result.image, result.region
             report.info.update(result.info)
+            for mate, done in extra:
+                done.info["batched"] = f"run in one batched call with attempt {number}"
+                if mate.get("baseline"):
+                    baseline.update(image=done.image, request=request_for(mate, job, settings),
+                                    how=done.info["batched"])
+                else:
+                    ahead[attempt_key(mate)] = done
             if result.whole is not None and not baseline and judge.is_free_baseline(
                     attempt, judge.baseline_attempt(settings)):
                 baseline.update(image=result.whole, request=request_for(judge.baseline_attempt(settings), job,

@@ -167,7 +167,7 @@ class Attempt(TypedDict, total=False):
     path: str  # the edited image (a staged store path until it is kept)
     mask: Optional[str]  # the object mask it was given
     region: Optional[str]  # the pixels it could change (None: the whole image)
-    reused: str  # the baseline ran already this turn: how (its image and scores are reused)
+    reused: str  # it ran already this turn (the baseline, or in a batched call): how (its image is reused)
 
 
 class Question(TypedDict, total=False):
@@ -228,5 +228,6 @@ class State(TypedDict, total=False):
     queue: list[Attempt]  # the attempts still to try (the judge's queue)
     turn_region: Optional[dict[str, Any]]  # {"boxes", "mask"}: the one region every attempt is scored on
     baseline: Optional[dict[str, Any]]  # plain InstructPix2Pix this turn, once run: {"path", "scores", "how"}
+    ahead: list[dict[str, Any]]  # run on speculation in an earlier attempt's batched call: {"key", "path", "region", "how"}
     report: list[dict[str, Any]]  # the stages of this turn: {"stage", "ran", "why"?, "cache"?, "seconds"?}
     reply: Optional[ReplyData]

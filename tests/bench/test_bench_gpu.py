@@ -1,5 +1,6 @@
 """``python -m bench.gpu`` prints one table with every stage, the cold, follow-up and global turns at 1 and
-at the default attempts, in both memory modes (issue 22's done-when), here on tiny models on the CPU: a
+at the default attempts, in both memory modes (issue 22's done-when), and the judge's retries one call each
+and batched, here on tiny models on the CPU: a
 wiring check, so the figures themselves are not asserted."""
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ def test_bench_gpu_prints_stages_turns_and_both_memory_modes(tiny_models_dir, tm
         assert len(rows[(mode, "turn: localized, cold", "1")]["attempts"]) == 1
         assert len(rows[(mode, "turn: global", "1")]["attempts"]) == 1
         assert f"| {mode} | turn: follow-up |" in printed
+    for n, ways in ((1, ("one call each",)), (2, ("one call each", "one batched call")),
+                    (3, ("one call each", "one batched call"))):  # the judge's retries, batched or not
+        for way in ways:
+            row = rows[("resident", f"retries: {n} attempt(s), {way}", None)]
+            assert row["warm"] > 0 and row["peak"] > 0, (n, way)
+    assert "| resident | retries: 3 attempt(s), one batched call |" in printed
+    assert not any("retries" in r["row"] for r in result["rows"] if r["mode"] == "offload")
     compile_row = rows[("resident", "edit ip2p-composite, compile", None)]  # CUDA only by default: says why
     assert compile_row["error"] == COMPILE_NOT_RUN and "cold" not in compile_row
     assert "| resident | edit ip2p-composite, compile | - | not run: off by default on a CPU" in printed

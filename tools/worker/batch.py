@@ -1,18 +1,30 @@
-"""Batched edits for the worker: several requests' InstructPix2Pix calls run as one pipeline call.
+"""Batched edits: several InstructPix2Pix edits run as one pipeline call.
 
-:class:`BatchedPipe` stands in for the pipeline shared by the threads of one batch
-(:meth:`tools.worker.server.WorkerService._run_batched`); :class:`PipeRegistry` hands it to the
-normal :class:`~tools.edit.Editor` in place of the real pipeline.
+Two kinds of batch meet here: concurrent requests of different users on one served worker
+(:meth:`tools.worker.server.WorkerService.edit_batch`), and the judge's attempts of one turn that
+share the InstructPix2Pix pipeline, run together on speculation (:meth:`tools.worker.local.LocalWorker.edit_batch`,
+``settings.batch_retries``). Either way :func:`run_batched` runs the normal :class:`~tools.edit.Editor`
+once per edit, each in its own thread, and their pipeline calls meet in a :class:`BatchedPipe`, which
+:class:`PipeRegistry` hands to the editor in place of the real pipeline. Items that differ only in
+prompt, image, seed or guidances share a call; different guidances go through
+:func:`tools.editors.ip2p.guided_batch` (guidance per item).
 """
 
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
-from tools.types import Cancelled
+import numpy as np
+
+from tools.types import Cancelled, EditRequest, EditResult, LocaleditError
+
+BATCHABLE = ("ip2p", "ip2p-composite")
+"""Editors whose work is one InstructPix2Pix pipeline call (regionwise shares the weights, not the call)."""
 
 
 class BatchBroken(RuntimeError):
@@ -22,7 +34,8 @@ class BatchBroken(RuntimeError):
 class BatchedPipe:
     """Stands in for a diffusers pipeline shared by ``n`` threads: their ``pipe(...)`` calls wait for
     each other and run as ONE call with lists of prompts, images and (per-request) generators, so each
-    request keeps its own seed. Every other keyword must be the same for all (the batch key).
+    request keeps its own seed, and per-item guidances (:func:`tools.editors.ip2p.guided_batch` when they
+    differ). Every other keyword must be the same for all (the batch key).
 
     Each member runs inside :meth:`member`; one that leaves it without calling (it failed or was
     cancelled first) is taken off the batch, which runs without it. A member cancelled during the call (its step callback raises
@@ -30,7 +43,7 @@ class BatchedPipe:
     end; the call itself stops only when every member is cancelled.
     """
 
-    PER_ITEM = ("prompt", "image", "generator", "callback_on_step_end")
+    PER_ITEM = ("prompt", "image", "generator", "callback_on_step_end", "guidance_scale", "image_guidance_scale")
 
     def __init__(self, pipe, n: int, timeout: float):
         self._pipe = pipe
@@ -105,10 +118,18 @@ class BatchedPipe:
         try:
             if any({k: v for k, v in c.items() if k not in self.PER_ITEM} != shared for c in calls[1:]):
                 raise ValueError("the batched edits do not share their settings")
-            self._images = self._pipe(**shared, prompt=[c["prompt"] for c in calls],
-                                      image=[c["image"] for c in calls],
-                                      generator=[c["generator"] for c in calls],
-                                      callback_on_step_end=on_step_end).images
+            items = {k: [c[k] for c in calls] for k in ("prompt", "image", "generator", "guidance_scale",
+                                                         "image_guidance_scale")}
+            if len(set(zip(items["guidance_scale"], items["image_guidance_scale"]))) == 1:  # the pipeline's own call
+                self._images = self._pipe(**shared, prompt=items["prompt"], image=items["image"],
+                                          generator=items["generator"], guidance_scale=calls[0]["guidance_scale"],
+                                          image_guidance_scale=calls[0]["image_guidance_scale"],
+                                          callback_on_step_end=on_step_end).images
+            else:
+                from tools.editors.ip2p import guided_batch
+
+                self._images = guided_batch(self._pipe, **items, num_inference_steps=shared["num_inference_steps"],
+                                            callback_on_step_end=on_step_end)
         except BaseException as err:  # noqa: BLE001 - handed to every caller
             self._error = next(iter(self._dropped.values())) if len(self._dropped) == len(calls) else err
         finally:
@@ -128,3 +149,89 @@ class PipeRegistry:
         from tools.models import Loaded
 
         return Loaded(self._pipe) if role == self._role else self._registry.get(role)
+
+
+@dataclass
+class BatchItem:
+    """One edit of a batch: what :meth:`tools.edit.Editor.edit` takes."""
+
+    image: Any  # PIL image, RGB
+    mask: Optional[np.ndarray]
+    request: EditRequest
+    progress: Optional[Callable[[int, int], None]] = None
+    cancel: Any = None  # a CancelFlag
+
+
+def batch_key(editor, item: BatchItem) -> Optional[tuple]:
+    """What the edits of one batch must share, or None for an edit that runs alone (``editor``: a
+    :class:`~tools.edit.Editor`). Raises :class:`~tools.types.LocaleditError` for a bad request.
+
+    The InstructPix2Pix editors at the same work size (a crop has its own), steps and black mask
+    share a call; guidances may differ as long as every item runs the three guidance branches."""
+    req = editor.resolve(item.request)
+    mask = editor.check_mask(item.image, item.mask, req.editor)
+    if req.editor not in BATCHABLE:
+        return None
+    crop = editor.crop_for(req, mask)
+    work = crop.work if crop else editor.work_for(req, item.image.size)
+    guided = req.guidance_scale > 1.0 and req.image_guidance_scale >= 1.0
+    return ("ip2p", work, req.steps, guided or (req.guidance_scale, req.image_guidance_scale))
+
+
+def run_batched(registry, settings, items: list[BatchItem]) -> list[Any]:
+    """Run ``items`` (of one :func:`batch_key`) as one pipeline call; per item its
+    :class:`~tools.types.EditResult` or the exception it raised.
+
+    Each item runs the normal :class:`~tools.edit.Editor` in its own thread; their pipeline calls
+    meet in a :class:`BatchedPipe`. An item that fails or is cancelled before its pipeline call
+    leaves the batch; one cancelled during the call drops out of it alone. A batch that broke (its
+    members did not all arrive) runs its unfinished items one by one."""
+    from tools.edit import Editor
+
+    pipe = BatchedPipe(registry.get("ip2p").model, len(items), timeout=settings.worker_timeout)
+    editor = Editor(PipeRegistry(registry, "ip2p", pipe), settings)
+
+    def run(item: BatchItem) -> Any:
+        try:
+            with pipe.member():  # leaving without a pipeline call (failed or cancelled first): the rest go on
+                return editor.edit(item.image, item.mask, item.request, progress=item.progress, cancel=item.cancel)
+        except Exception as err:  # noqa: BLE001 - this item's answer
+            return err
+
+    with ThreadPoolExecutor(max_workers=len(items), thread_name_prefix="edit-batch") as pool:
+        answers = list(pool.map(run, items))
+    if any(isinstance(a, BatchBroken) for a in answers):
+        alone = Editor(registry, settings)
+        return [a if isinstance(a, EditResult) else run_alone(alone, i) for a, i in zip(answers, items)]
+    return answers
+
+
+def run_alone(editor, item: BatchItem) -> Any:
+    """``item`` on ``editor`` by itself: its result or the exception it raised."""
+    try:
+        return editor.edit(item.image, item.mask, item.request, progress=item.progress, cancel=item.cancel)
+    except Exception as err:  # noqa: BLE001 - this item's answer
+        return err
+
+
+def run_grouped(registry, settings, items: list[BatchItem], alone: Callable[[BatchItem], Any]) -> list[Any]:
+    """Every item, those of one :func:`batch_key` together (:func:`run_batched`), the rest through
+    ``alone``; per item its result or the exception it raised (a bad request answers its own error)."""
+    from tools.edit import Editor
+
+    editor = Editor(registry, settings)
+    results: list[Any] = [None] * len(items)
+    groups: dict[Any, list[int]] = {}
+    for i, item in enumerate(items):
+        try:
+            groups.setdefault(batch_key(editor, item) or ("alone", i), []).append(i)
+        except LocaleditError as err:
+            results[i] = err
+    for members in groups.values():
+        batch = [items[i] for i in members]
+        answers = run_batched(registry, settings, batch) if len(batch) > 1 else [alone(batch[0])]
+        for i, answer in zip(members, answers):
+            if isinstance(answer, EditResult):
+                answer.info["batch_size"] = len(batch)
+            results[i] = answer
+    return results

@@ -10,7 +10,8 @@ import numpy as np
 from PIL import Image
 
 from tools.stopping import current_flag, either, stop_between_blocks
-from tools.types import Box, CancelFlag, Caption, Detection, EditRequest, EditResult, Point, Scores, Segmentation
+from tools.types import (Box, CancelFlag, Caption, Detection, EditRequest, EditResult, LocaleditError, Point, Scores,
+                         Segmentation)
 from tools.worker.interface import ProgressFn
 
 STOPPABLE = {"caption": ("caption",), "ground": ("detector", "sam3"), "segment": ("sam", "sam2", "sam3"),
@@ -126,6 +127,33 @@ class LocalWorker:
         cancel = either(cancel, current_flag())
         with self._run_lock, self.registry.stage(ROLES.get(request.editor, "ip2p")):
             return self._tool("edit").edit(image, mask, request, progress=progress, cancel=cancel)
+
+    def edit_batch(self, image: Image.Image, masks: Sequence[Optional[np.ndarray]], requests: Sequence[EditRequest],
+                   progress: Optional[ProgressFn] = None, cancel: Optional[CancelFlag] = None) -> list[Any]:
+        """Several edits of ``image`` at once: those that share the InstructPix2Pix pipeline (same work size
+        and steps; knobs, seeds and masks may differ) run as ONE batched pipeline call
+        (:func:`tools.worker.batch.run_grouped`), the rest one by one. Each gets the pixels it gets alone
+        (up to floating-point batching). Returns per request its :class:`EditResult` or the
+        :class:`~tools.types.LocaleditError` it raised; ``progress`` follows the first request (the
+        call); ``cancel`` stops them all. A batch that ran out of GPU memory runs the first alone.
+        """
+        import torch
+
+        from tools.worker.batch import BatchItem, run_alone, run_grouped
+
+        cancel = either(cancel, current_flag())
+        items = [BatchItem(image, mask, request, progress if i == 0 else None, cancel)
+                 for i, (mask, request) in enumerate(zip(masks, requests))]
+        with self._run_lock, self.registry.stage("ip2p"):  # an item that runs alone: self.edit, its own stage
+            answers = run_grouped(self.registry, self.settings, items, lambda item: run_alone(self, item))
+            first = answers[0]
+            if len(items) > 1 and isinstance(first, LocaleditError) and \
+                    isinstance(first.__cause__, torch.cuda.OutOfMemoryError):
+                answers = [run_alone(self, items[0])] + [first] * (len(items) - 1)
+        for answer in answers:
+            if isinstance(answer, Exception) and not isinstance(answer, LocaleditError):
+                raise answer
+        return answers
 
     def score(self, original: Image.Image, edited: Image.Image, *, mask: Optional[np.ndarray] = None,
               box: Optional[Box] = None, boxes: Sequence[Box] = (), source_caption: str = "",

@@ -36,8 +36,7 @@ import socket
 import sys
 import threading
 import time
-from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Awaitable, Callable, Iterator, Literal, Optional
@@ -53,8 +52,8 @@ from tools.files import human_bytes
 from tools.http_guard import ServiceGuard, bind, check_bind, is_loopback, serve_app  # noqa: F401 - is_loopback: serve.py
 from tools.images import probe_image
 from tools.stopping import abandon_flag
-from tools.types import Box, Cancelled, EditRequest, LocaleditError, ModelMissingError, WorkerUnavailableError
-from tools.worker.batch import BatchBroken, BatchedPipe, PipeRegistry
+from tools.types import Box, Cancelled, EditRequest, EditResult, LocaleditError, ModelMissingError, WorkerUnavailableError
+from tools.worker.batch import BatchItem, run_grouped
 from tools.worker.interface import ProgressFn
 from tools.worker.limits import MemoryBudget, Refusal, Ticket, check_estimate, estimate_bytes, parse_json
 from tools.worker.wire import (REPLICA_HEADER, caption_to_wire, detections_to_wire, edit_result_to_wire,
@@ -64,7 +63,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8800
 OPEN_PATHS = frozenset({"/health", "/ready"})  # probes answer without a token
-BATCHABLE = ("ip2p", "ip2p-composite")  # editors whose pipeline call takes a batch (one InstructPix2Pix call)
 
 FourFloats = tuple[float, float, float, float]
 TwoFloats = tuple[Annotated[float, Field(allow_inf_nan=False)], Annotated[float, Field(allow_inf_nan=False)]]
@@ -316,76 +314,26 @@ class WorkerService:
             job.ticket.release()
 
     def edit_batch(self, jobs: list[EditJob]) -> list[Any]:
-        """Run several edits; InstructPix2Pix edits with the same work size and knobs share one
-        batched pipeline call, everything else runs one by one. Returns, per job, its answer or
-        the exception it raised: one bad or cancelled job never fails the others."""
-        results: list[Any] = [None] * len(jobs)
-        groups: dict[Any, list[int]] = defaultdict(list)
+        """Run several edits; InstructPix2Pix edits with the same work size and steps share one batched
+        pipeline call (:func:`tools.worker.batch.run_grouped`), everything else runs one by one. Returns,
+        per job, its answer or the exception it raised: one bad or cancelled job never fails the others."""
+        items = [BatchItem(j.image, j.mask, j.request, j.progress, j.cancel) for j in jobs]
+
+        def alone(item: BatchItem) -> Any:
+            try:
+                return self.worker.edit(item.image, item.mask, item.request, progress=item.progress,
+                                        cancel=item.cancel)
+            except Exception as err:  # noqa: BLE001 - this job's answer
+                return err
+
         try:
-            for i, job in enumerate(jobs):
-                try:
-                    groups[self._batch_key(job) or ("alone", i)].append(i)
-                except Exception as err:  # noqa: BLE001 - an invalid request answers its own error
-                    results[i] = err
-                    job.ticket.release()
             with self._model():
-                for key, members in groups.items():
-                    batch = [jobs[i] for i in members]
-                    answers = self._run_batched(batch) if len(batch) > 1 else [self._run_alone(batch[0])]
-                    for i, answer in zip(members, answers):
-                        if isinstance(answer, dict):
-                            answer["info"]["batch_size"] = len(batch)
-                        results[i] = answer
+                answers = run_grouped(self.worker.registry, self.settings, items, alone)
         finally:
             for job in jobs:
                 job.ticket.release()
-        return results
-
-    def _batch_key(self, job: EditJob) -> Optional[tuple]:
-        """What a batch must share, or None for an edit that runs alone. Raises for a bad request."""
-        from tools.edit import Editor
-        from tools.images import work_size
-
-        editor = Editor(self.worker.registry, self.settings)
-        req = editor.resolve(job.request)
-        editor.check_mask(job.image, job.mask, req.editor)
-        if req.editor not in BATCHABLE:
-            return None
-        return ("ip2p", work_size(job.image.size, req.max_side), req.steps, req.guidance_scale,
-                req.image_guidance_scale)
-
-    def _run_alone(self, job: EditJob) -> Any:
-        try:
-            return self.edit(job)
-        except Exception as err:  # noqa: BLE001
-            return err
-
-    def _run_batched(self, jobs: list[EditJob]) -> list[Any]:
-        """Each job runs the normal :class:`~tools.edit.Editor` in its own thread; their pipeline
-        calls meet in a :class:`BatchedPipe` and run as one. A job that fails or is cancelled before
-        its pipeline call leaves the batch; one cancelled during the call drops out of it alone."""
-        from tools.edit import Editor
-
-        registry = self.worker.registry
-        pipe = BatchedPipe(registry.get("ip2p").model, len(jobs), timeout=self.settings.worker_timeout)
-        editor = Editor(PipeRegistry(registry, "ip2p", pipe), self.settings)
-
-        def run(job: EditJob) -> Any:
-            try:
-                with pipe.member():  # leaving without a pipeline call (failed or cancelled first): the rest go on
-                    return edit_result_to_wire(editor.edit(job.image, job.mask, job.request,
-                                                           progress=job.progress, cancel=job.cancel))
-            except Exception as err:  # noqa: BLE001
-                if isinstance(err, Cancelled):
-                    self.failures["cancelled"] += 1
-                return err
-
-        with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="edit-batch") as pool:
-            answers = list(pool.map(run, jobs))
-        if any(isinstance(a, BatchBroken) for a in answers):
-            log.warning("a batch of %d edits broke; running them one by one", len(jobs))
-            return [a if isinstance(a, dict) else self._run_alone(j) for a, j in zip(answers, jobs)]
-        return answers
+        self.failures["cancelled"] += sum(isinstance(a, Cancelled) for a in answers)
+        return [edit_result_to_wire(a) if isinstance(a, EditResult) else a for a in answers]
 
     # --- warm-up and status -------------------------------------------------------------------
 
