@@ -208,7 +208,9 @@ def _save(session, path: str, loaded: set[Path]) -> str:
 
 def _chat_progress(event: dict) -> None:
     if "step" in event:
-        print(f"\r  {event.get('editor', 'edit')}: step {event['step']}/{event['total']}",
+        ahead = event.get("batch", 1) - 1  # queued attempts run in the same batched call
+        print(f"\r  {event.get('editor', 'edit')}{f' + {ahead} queued' if ahead > 0 else ''}: "
+              f"step {event['step']}/{event['total']}",
               end="" if event["step"] < event["total"] else "\n", file=sys.stderr, flush=True)
 
 
@@ -256,5 +258,6 @@ def _details(reply) -> None:
             versus = attempt.get("versus_baseline")
             against = (f" [vs baseline: CLIP direction {versus['attempt']:.2f} against {versus['baseline']:.2f}]"
                        if versus else "")
-            print(f"  attempt {n}: {attempt['editor']} ({attempt['why']}{moved}): {verdict}{against}")
+            ahead = f" [already there: {attempt['reused']}]" if attempt.get("reused") else ""
+            print(f"  attempt {n}: {attempt['editor']} ({attempt['why']}{moved}): {verdict}{against}{ahead}")
     sys.stdout.flush()

@@ -151,6 +151,12 @@ def run_mode(mode: str, settings: Settings, args: argparse.Namespace, tmp: Path)
     bench = Bench(settings, ns)
     side = settings.max_side
     print(f"{mode}:", flush=True)
+    if args.only == "retries":
+        bench.load("ip2p")
+        rows = retry_rows(bench, settings)
+        for row in rows:
+            row["mode"] = mode
+        return rows
     for role in ("caption", "detector", "sam", "ip2p", "sd", "inpaint", "clip"):
         bench.load(role)
         if args.file_backed:  # before the next role loads: anonymous memory never holds two roles' copies
@@ -239,6 +245,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--file-backed", metavar="DIR", help="CPU only: keep the weights in file-backed memory under "
                    "DIR (bench.filebacked), so the run can share the machine's RAM with another large process; "
                    "rows whose weights the kernel dropped read them again")
+    p.add_argument("--only", choices=["all", "retries"], default="all",
+                   help="'retries': only the judge's retries one call each against one batched call (resident "
+                   "mode, InstructPix2Pix loaded alone): minutes, not the whole table's")
     args = p.parse_args(argv)
     args.editors = [e for e in args.editors.split(",") if e]
     import torch
@@ -258,6 +267,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                   + ("; weights in file-backed memory (--file-backed)" if args.file_backed else ""))
         print(header, flush=True)
         rows: list[dict] = []
+        if args.only == "retries":
+            args.modes = "resident"
         for mode in [m for m in args.modes.split(",") if m]:
             if mode not in MODES:
                 p.error(f"--modes: {mode!r} is not one of {', '.join(MODES)}")

@@ -103,13 +103,21 @@ def turn_title(reply: Reply, state: dict[str, Any], ran: Iterable[str], elapsed:
 
 
 def stage_title(node: str, state_hint: Optional[dict] = None, attempt: int = 1, attempts: int = 1,
-                editor: str = "") -> str:
-    """A running stage's name (``state_hint``: what is known of the plan so far)."""
+                editor: str = "", batch: int = 1) -> str:
+    """A running stage's name (``state_hint``: what is known of the plan so far; ``batch``: edits in the
+    attempt's call, the queued ones run ahead included)."""
     target = ((state_hint or {}).get("plan") or {}).get("target") or "object"
     return {"understand": "Reading your message", "ground": f"Finding the {target}",
             "clarify": "Asking which one", "segment": f"Segmenting the {target}",
             "command": "Undo, redo, version or mask", "point": "Selecting what you named"}.get(
-        node, f"Attempt {attempt} of {attempts}" + (f": {editor}" if editor else ""))
+        node, f"Attempt {attempt} of {attempts}" + (f": {editor}" if editor else "") + batched(batch))
+
+
+def batched(batch: int) -> str:
+    """" (and 1 queued attempt in the same batch)": what else the edit's call runs, ahead (or nothing)."""
+    if batch <= 1:
+        return ""
+    return f" (and {batch - 1} queued attempt{'s' if batch > 2 else ''} in the same batch)"
 
 
 COMMAND_TITLES = {"undo": "Undo", "redo": "Redo", "show_mask": "Showing the mask", "cancel": "Cancel",
@@ -324,7 +332,8 @@ def _attempt_steps(reply: Reply, state: dict[str, Any]) -> list[StepView]:
     for number, a in enumerate(attempts, start=1):
         lines = [f"**{a['editor']}**" + (f" ({a['why']})" if a.get("why") else "")
                  + f", {knob_summary(a)}, seed {a.get('seed')}"
-                 + (" (masked: pixels outside the region are the original's)." if a.get("masked") else " (whole image)."),
+                 + (" (masked: pixels outside the region are the original's)." if a.get("masked") else " (whole image).")
+                 + (f" Already there: {a['reused']}." if a.get("reused") else ""),
                  "Judge: " + (", ".join(a.get("problems") or []) or "good")
                  + (f"; combined score {a['combined']:.3f}" if isinstance(a.get("combined"), (int, float)) else "")
                  + (". **Kept.**" if a is kept else ".")]

@@ -96,7 +96,7 @@ class TurnView:
             if step is not None:
                 step.name = render.stage_title("edit", attempt=event.get("attempt", self.attempt),
                                                attempts=event.get("attempts", self.attempt),
-                                               editor=event.get("editor", ""))
+                                               editor=event.get("editor", ""), batch=event.get("batch", 1))
                 step.output = render.progress_text(event)
                 await step.update()
         elif node in ("score", "judge") and event.get("event") == "start":

@@ -429,7 +429,8 @@ class _Nodes(CommandNode):
                 "mask": state.get("mask")}
         update: dict[str, Any] = {}
         baseline = state.get("baseline")
-        ahead = next((a for a in state.get("ahead") or [] if a["key"] == list(pipeline.attempt_key(attempt))), None)
+        ahead = next((a for a in state.get("ahead") or [] if a["key"] == list(pipeline.attempt_key(attempt))
+                      and a["mask"] == state.get("mask")), None)  # the same edit, on the region it has now
         if attempt.get("baseline") and baseline:  # ran already (free, or lazily for a comparison): reuse it
             done.update(path=baseline["path"], region=None, scores=baseline.get("scores"), reused=baseline["how"])
             entry = _entry("edit", False, f"the baseline ran already ({baseline['how']})")
@@ -466,7 +467,8 @@ class _Nodes(CommandNode):
                     update["baseline"] = {"path": self.store.stage(other.image), "scores": None, "how": how}
                 else:
                     update.setdefault("ahead", list(state.get("ahead") or [])).append({
-                        "key": list(pipeline.attempt_key(mate)), "path": self.store.stage(other.image), "how": how,
+                        "key": list(pipeline.attempt_key(mate)), "mask": state.get("mask"),
+                        "path": self.store.stage(other.image), "how": how,
                         "region": self.store.put_mask(other.region) if other.region is not None else None})
             entry = _entry("edit", True, attempt["editor"], seconds=round(time.perf_counter() - started, 3))
         return {"attempts": [*(state.get("attempts") or []), done], "queue": rest, "report": self.report(state, entry),

@@ -528,7 +528,8 @@ def run(worker: Worker, image: Image.Image, job: Job, settings: Settings, *,
     requests: list[EditRequest] = []
     scored: list[Optional[Scores]] = []
     baseline: dict[str, Any] = {}  # plain InstructPix2Pix, at most once: {"image", "request", "scores", "how"}
-    ahead: dict[tuple, EditResult] = {}  # attempts that ran in an earlier attempt's batched call, by attempt_key
+    ahead: dict[tuple, tuple[EditResult, Any]] = {}  # by attempt_key: run in an earlier attempt's batched call,
+    # with the segmentation it ran on
     batch = batch_limit(worker, settings) if score_it else 0
 
     def run_baseline() -> dict[str, Any]:
@@ -554,8 +555,8 @@ def run(worker: Worker, image: Image.Image, job: Job, settings: Settings, *,
         if attempt.get("baseline") and baseline:  # it ran already (free, or for a comparison): no second edit
             result_image, request, attempt["reused"] = baseline["image"], baseline["request"], baseline["how"]
             scores = Scores(**baseline["scores"]) if baseline.get("scores") else None
-        elif attempt_key(attempt) in ahead:  # it ran already, in the batched call of an earlier attempt
-            result = ahead.pop(attempt_key(attempt))
+        elif attempt_key(attempt) in ahead and ahead[attempt_key(attempt)][1] is segmentation:  # it ran already,
+            result = ahead.pop(attempt_key(attempt))[0]  # on this region, in the batched call of an earlier attempt
             result_image, result_region, attempt["reused"] = result.image, result.region, result.info["batched"]
         else:
             number = len(report.attempts) + 1
@@ -582,7 +583,7 @@ def run(worker: Worker, image: Image.Image, job: Job, settings: Settings, *,
                     baseline.update(image=done.image, request=request_for(mate, job, settings),
                                     how=done.info["batched"])
                 else:
-                    ahead[attempt_key(mate)] = done
+                    ahead[attempt_key(mate)] = (done, segmentation)
             if result.whole is not None and not baseline and judge.is_free_baseline(
                     attempt, judge.baseline_attempt(settings)):
                 baseline.update(image=result.whole, request=request_for(judge.baseline_attempt(settings), job,

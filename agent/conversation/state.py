@@ -228,6 +228,7 @@ class State(TypedDict, total=False):
     queue: list[Attempt]  # the attempts still to try (the judge's queue)
     turn_region: Optional[dict[str, Any]]  # {"boxes", "mask"}: the one region every attempt is scored on
     baseline: Optional[dict[str, Any]]  # plain InstructPix2Pix this turn, once run: {"path", "scores", "how"}
-    ahead: list[dict[str, Any]]  # run on speculation in an earlier attempt's batched call: {"key", "path", "region", "how"}
+    # attempts run on speculation in an earlier attempt's batched call: {"key", "mask", "path", "region", "how"}
+    ahead: list[dict[str, Any]]
     report: list[dict[str, Any]]  # the stages of this turn: {"stage", "ran", "why"?, "cache"?, "seconds"?}
     reply: Optional[ReplyData]

@@ -97,6 +97,25 @@ def test_two_scripted_chats_on_one_thread_hold_at_the_seams(env, tmp_path):
     conv.close()
 
 
+def test_a_retry_run_ahead_in_one_batch_shows_in_the_progress_and_the_details(env, tmp_path):
+    """``LOCALEDIT_BATCH_RETRIES=1``: the stronger edit runs in the first try's call (the tiny model's
+    winter is judged poor, so the judge asks for it); the progress line and /details say so."""
+    chat = Chat({**env, "LOCALEDIT_MAX_ATTEMPTS": "2", "LOCALEDIT_BATCH_RETRIES": "1",
+                 "LOCALEDIT_ATTEMPT_ORDER": '["primary", "stronger"]'}, tmp_path)
+    try:
+        chat.ask("/image photo.png")
+        chat.say("make it look like wintr")
+        chat.expect(r"ip2p \+ 1 queued: step 2/2", "err")
+        assert chat.reply().startswith("localedit: ")
+        details = chat.ask("/details")
+        assert re.search(r"attempt 2: ip2p \(stronger edit: text guidance 7.5 -> 10.*"
+                         r"\[already there: run in one batched call with attempt 1\]", details), details
+        assert "already there" not in re.search(r"attempt 1: .*", details).group(0)
+    finally:
+        chat.close()
+    assert "Traceback" not in "".join(chat.err.queue)
+
+
 def test_an_unexpected_failure_is_one_line_on_stderr_not_a_traceback(env, tmp_path):
     """The images folder deleted under a running chat (the photo itself is still in the chat's memory, so
     the edit runs and storing its result fails): the turn fails unexpectedly. The reply said so in one

@@ -113,6 +113,11 @@ def test_turn_titles_and_alt_texts():
                              {"receive", "command"}, 0.1) == "Went to version 2"
     assert render.command_title(goto) == "Go to version 2"
     assert render.command_title({"understood": {"result": {"kind": "command", "name": "undo"}}}) == "Undo"
+    assert render.stage_title("edit", attempt=1, attempts=3, editor="ip2p-composite") == \
+        "Attempt 1 of 3: ip2p-composite"
+    assert render.stage_title("edit", attempt=1, attempts=3, editor="ip2p-composite", batch=2) == \
+        "Attempt 1 of 3: ip2p-composite (and 1 queued attempt in the same batch)"
+    assert render.batched(3) == " (and 2 queued attempts in the same batch)"
     assert render.alt("mask", "ball") == "mask of the ball over the photo"
     assert render.alt("edited") == "the edited photo" and ".png" not in render.alt("before_after")
 
@@ -164,6 +169,12 @@ def test_turn_details_carry_the_knobs_and_the_agents_details():
     edited.details = "Edited the leftmost of 3 cats; 1 attempt."  # Reply.details, where the agent gives them
     assert render.turn_details(panel, edited, {"attempts": [attempt]}).endswith("\n\nEdited the leftmost of 3 cats; 1 attempt.")
     assert render.turn_details(panel, Reply(text="Undid 1 step."), {"attempts": [attempt]}) == ""  # no edit kept
+    ahead = {**attempt, "why": "stronger edit", "guidance_scale": 10.0, "path": "f.png",
+             "reused": "run in one batched call with attempt 1"}
+    first, second = render.turn_steps(Reply(text="Done", images={"edited": "f.png"}),
+                                      {"attempts": [attempt, ahead]}, ran={"edit"})
+    assert "Already there: run in one batched call with attempt 1." in second.text and "**Kept.**" in second.text
+    assert "Already there" not in first.text
 
 
 def test_cold_start_lines_say_what_loads():

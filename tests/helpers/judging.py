@@ -76,6 +76,7 @@ class JudgedWorker(SceneWorker):
         self.part = part
         self.fail_at = fail_at
         self.requests: list[EditRequest] = []
+        self.batches: list[list[str]] = []  # the editors of each batched call (edit_batch)
 
     def _build(self, name):
         return colour_scorer() if name == "score" else super()._build(name)
@@ -93,7 +94,16 @@ class JudgedWorker(SceneWorker):
         self.requests.append(request)
         if len(self.requests) in self.fail_at:
             raise LocaleditError("The GPU ran out of memory editing at 64x48; lower LOCALEDIT_MAX_SIDE and try again.")
-        real = super().edit(image, mask, request, progress=progress, cancel=cancel)
+        return self._paint(image, request, super().edit(image, mask, request, progress=progress, cancel=cancel))
+
+    def edit_batch(self, image, masks, requests, progress=None, cancel=None):
+        """The real batched call, each answer painted as :meth:`edit` paints it (in the order of the requests)."""
+        self.batches.append([r.editor for r in requests])
+        self.requests.extend(requests)
+        answers = super().edit_batch(image, masks, requests, progress=progress, cancel=cancel)
+        return [self._paint(image, r, a) if isinstance(a, EditResult) else a for r, a in zip(requests, answers)]
+
+    def _paint(self, image, request, real: EditResult) -> EditResult:
         obj, box = ellipse(CATS[0]), box_to_mask(CATS[0], SIZE)
         arr = np.array(image.convert("RGB"))
         if request.editor == "ip2p" and self.baseline is not None:

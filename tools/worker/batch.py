@@ -12,6 +12,7 @@ prompt, image, seed or guidances share a call; different guidances go through
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -199,7 +200,10 @@ def run_batched(registry, settings, items: list[BatchItem]) -> list[Any]:
             return err
 
     with ThreadPoolExecutor(max_workers=len(items), thread_name_prefix="edit-batch") as pool:
-        answers = list(pool.map(run, items))
+        # each thread in a copy of the caller's context: its progress may write to the caller's stream
+        # (LangGraph's stream writer and the stop flags are context variables)
+        contexts = [contextvars.copy_context() for _ in items]  # copied here, in the caller's thread
+        answers = list(pool.map(lambda context, item: context.run(run, item), contexts, items))
     if any(isinstance(a, BatchBroken) for a in answers):
         alone = Editor(registry, settings)
         return [a if isinstance(a, EditResult) else run_alone(alone, i) for a, i in zip(answers, items)]

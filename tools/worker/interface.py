@@ -4,6 +4,11 @@ The agent, the CLI and the evaluation harness talk to a ``Worker``; :class:`~too
 runs the tools in this process (the default) and :class:`~tools.worker.client.RemoteWorker` speaks the
 same interface over HTTP. Images cross it as PIL images (RGB, original size) and masks as boolean
 numpy arrays ``(H, W)``.
+
+One method is optional: ``edit_batch(image, masks, requests, progress=None, cancel=None)``, several
+edits of one photo in one batched InstructPix2Pix call (:meth:`tools.worker.local.LocalWorker.edit_batch`).
+The agent runs the judge's queued attempts ahead through it where a worker has it
+(:func:`agent.conversation.pipeline.batch_limit`); a remote worker batches its users' requests itself.
 """
 
 from __future__ import annotations
