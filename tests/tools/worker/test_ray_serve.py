@@ -59,15 +59,17 @@ def test_batched_edits_match_one_by_one_and_bad_ones_fail_alone(settings, regist
     images = [tinted(i) for i in range(3)]
     steps: dict[int, list[int]] = {i: [] for i in range(3)}
     jobs = [EditJob(img, mask, request, progress=lambda s, t, i=i: steps[i].append(s)) for i, img in enumerate(images)]
+    stronger = EditRequest("ip2p-composite", "make it red", seed=3, guidance_scale=10.0, image_guidance_scale=1.25)
     jobs += [EditJob(images[0], mask, EditRequest("regionwise", "make it red")),  # not batchable: alone
-             EditJob(images[0], mask, EditRequest("nope"))]  # invalid: fails alone
+             EditJob(images[0], mask, EditRequest("nope")),  # invalid: fails alone
+             EditJob(images[1], mask, stronger)]  # its own guidances: in the same batch (guided_batch)
     answers = service.edit_batch(jobs)
 
-    assert [a["info"]["batch_size"] for a in answers[:4]] == [3, 3, 3, 1]
+    assert [a["info"]["batch_size"] for a in answers[:4]] == [4, 4, 4, 1] and answers[5]["info"]["batch_size"] == 4
     assert isinstance(answers[4], LocaleditError) and "Unknown editor" in str(answers[4])
     assert all(steps[i] == [1, 2] for i in range(3))  # every request saw its own progress
-    for img, answer in zip(images, answers[:3]):
-        alone = service.edit(EditJob(img, mask, request))
+    for img, answer, req in zip([*images, images[1]], [*answers[:3], answers[5]], [request] * 3 + [stronger]):
+        alone = service.edit(EditJob(img, mask, req))
         got, single = np.asarray(decode_image(answer["image"])), np.asarray(decode_image(alone["image"]))
         region = decode_mask(answer["region"])
         assert np.array_equal(got[~region], np.asarray(img)[~region])  # its own background
