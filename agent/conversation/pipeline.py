@@ -189,12 +189,14 @@ def is_masked(editor: str) -> bool:
 def batch_limit(worker: Worker, settings: Settings) -> int:
     """How many queued attempts may run with the current one in one batched call
     (``settings.batch_retries``): 0 where the worker has no ``edit_batch`` (a remote worker batches
-    its users' requests itself), and for 'auto' 1 on a CUDA device, else 0."""
+    its users' requests itself), and for 'auto' 1 where the worker says a batch pays (``batch_pays``:
+    on a GPU), else 0."""
     if not callable(getattr(worker, "edit_batch", None)):
         return 0
     if settings.batch_retries != "auto":
         return int(settings.batch_retries)
-    return 1 if str(worker.status().get("device") or "").startswith("cuda") else 0
+    pays = getattr(worker, "batch_pays", None)
+    return 1 if callable(pays) and pays() else 0
 
 
 def attempt_key(attempt: Attempt) -> tuple:
@@ -558,6 +560,7 @@ def run(worker: Worker, image: Image.Image, job: Job, settings: Settings, *,
         elif attempt_key(attempt) in ahead and ahead[attempt_key(attempt)][1] is segmentation:  # it ran already,
             result = ahead.pop(attempt_key(attempt))[0]  # on this region, in the batched call of an earlier attempt
             result_image, result_region, attempt["reused"] = result.image, result.region, result.info["batched"]
+            report.info.update(result.info)
         else:
             number = len(report.attempts) + 1
             mates = batch_mates(attempt, queue, settings, batch, baseline_known=bool(baseline))

@@ -134,3 +134,13 @@ def test_sam_encoder_runs_in_bf16_on_cuda_with_fp32_weights(gpu_worker):
         handle.remove()
     assert seen == [torch.bfloat16] and seg.mask.shape == (72, 96)
     assert next(sam.parameters()).dtype == torch.float32
+
+
+def test_a_worker_on_cuda_says_a_batch_pays_before_any_model_loads(tiny_models_dir, tmp_path):
+    """``LOCALEDIT_BATCH_RETRIES=auto`` batches the judge's attempts on a GPU, from the first call on."""
+    from agent.conversation.pipeline import batch_limit
+    from tools.worker import LocalWorker
+
+    settings = Settings(models_dir=tiny_models_dir, data_dir=tmp_path, device="auto", _env_file=None)
+    worker = LocalWorker(settings)
+    assert worker.batch_pays() and batch_limit(worker, settings) == 1 and worker.registry.loaded() == []

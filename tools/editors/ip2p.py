@@ -142,15 +142,16 @@ def guided_batch(
     latents = pipe.prepare_latents(n, pipe.vae.config.latent_channels, height, width, embeds.dtype, device,
                                    generator)
     step_kwargs = pipe.prepare_extra_step_kwargs(generator, 0.0)
-    text_scale = torch.tensor(guidance_scale, device=device, dtype=latents.dtype).view(n, 1, 1, 1)
-    image_scale = torch.tensor(image_guidance_scale, device=device, dtype=latents.dtype).view(n, 1, 1, 1)
+    # float32 scales: 7.3 stays 7.3 in an fp16 / bf16 run, as the pipeline's Python float does
+    text_scale = torch.tensor(guidance_scale, device=device, dtype=torch.float32).view(n, 1, 1, 1)
+    image_scale = torch.tensor(image_guidance_scale, device=device, dtype=torch.float32).view(n, 1, 1, 1)
     pipe._num_timesteps = len(timesteps)
     for i, t in enumerate(timesteps):
         model_input = pipe.scheduler.scale_model_input(torch.cat([latents] * 3), t)
         model_input = torch.cat([model_input, image_latents], dim=1)
         noise = pipe.unet(model_input, t, encoder_hidden_states=embeds, return_dict=False)[0]
         text, img, uncond = noise.chunk(3)
-        noise = uncond + text_scale * (text - img) + image_scale * (img - uncond)
+        noise = (uncond + text_scale * (text - img) + image_scale * (img - uncond)).to(latents.dtype)
         latents = pipe.scheduler.step(noise, t, latents, **step_kwargs, return_dict=False)[0]
         if callback_on_step_end is not None:
             callback_on_step_end(pipe, i, t, {})

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-from tools.types import Cancelled, EditRequest, EditResult, LocaleditError
+from tools.types import Cancelled, EditRequest, EditResult
 
 BATCHABLE = ("ip2p", "ip2p-composite")
 """Editors whose work is one InstructPix2Pix pipeline call (regionwise shares the weights, not the call)."""
@@ -69,9 +69,10 @@ class BatchedPipe:
             runner = self._claim()
         if runner:
             self._run()
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._done, timeout=self._timeout):
+        with self._cond:  # the limit is on the others' arrival; a batch that started runs as long as it needs
+            if not self._cond.wait_for(lambda: self._started, timeout=self._timeout):
                 raise BatchBroken(f"the other edits of the batch did not arrive within {self._timeout:g} s")
+            self._cond.wait_for(lambda: self._done)
         if self._error is not None:
             raise self._error
         if slot in self._dropped:
@@ -229,7 +230,7 @@ def run_grouped(registry, settings, items: list[BatchItem], alone: Callable[[Bat
     for i, item in enumerate(items):
         try:
             groups.setdefault(batch_key(editor, item) or ("alone", i), []).append(i)
-        except LocaleditError as err:
+        except Exception as err:  # noqa: BLE001 - a bad request answers its own error, the others go on
             results[i] = err
     for members in groups.values():
         batch = [items[i] for i in members]

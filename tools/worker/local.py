@@ -128,13 +128,19 @@ class LocalWorker:
         with self._run_lock, self.registry.stage(ROLES.get(request.editor, "ip2p")):
             return self._tool("edit").edit(image, mask, request, progress=progress, cancel=cancel)
 
+    def batch_pays(self) -> bool:
+        """Whether several edits in one batched call cost clearly less than one by one: on a GPU, where one
+        InstructPix2Pix step leaves the device mostly idle; not on a CPU, busy at one edit already
+        (docs/speed.md). Loads no model."""
+        return self.registry.device.type == "cuda"
+
     def edit_batch(self, image: Image.Image, masks: Sequence[Optional[np.ndarray]], requests: Sequence[EditRequest],
                    progress: Optional[ProgressFn] = None, cancel: Optional[CancelFlag] = None) -> list[Any]:
         """Several edits of ``image`` at once: those that share the InstructPix2Pix pipeline (same work size
         and steps; knobs, seeds and masks may differ) run as ONE batched pipeline call
         (:func:`tools.worker.batch.run_grouped`), the rest one by one. Each gets the pixels it gets alone
         (up to floating-point batching). Returns per request its :class:`EditResult` or the
-        :class:`~tools.types.LocaleditError` it raised; ``progress`` follows the first request (the
+        :class:`~tools.types.LocaleditError` it raised (the first request's other errors are raised); ``progress`` follows the first request (the
         call); ``cancel`` stops them all. A batch that ran out of GPU memory runs the first alone.
         """
         import torch
@@ -150,10 +156,10 @@ class LocalWorker:
             if len(items) > 1 and isinstance(first, LocaleditError) and \
                     isinstance(first.__cause__, torch.cuda.OutOfMemoryError):
                 answers = [run_alone(self, items[0])] + [first] * (len(items) - 1)
-        for answer in answers:
-            if isinstance(answer, Exception) and not isinstance(answer, LocaleditError):
-                raise answer
-        return answers
+        if isinstance(answers[0], Exception) and not isinstance(answers[0], LocaleditError):
+            raise answers[0]  # the edit asked for fails as it would alone; one run ahead only answers its error
+        return [LocaleditError(f"The edit failed ({type(a).__name__}: {a}).")
+                if isinstance(a, Exception) and not isinstance(a, LocaleditError) else a for a in answers]
 
     def score(self, original: Image.Image, edited: Image.Image, *, mask: Optional[np.ndarray] = None,
               box: Optional[Box] = None, boxes: Sequence[Box] = (), source_caption: str = "",

@@ -55,17 +55,18 @@ def test_the_attempts_that_share_the_first_ones_call():
 
 
 def test_how_many_attempts_may_share_a_call(settings, registry):
-    local = LocalWorker(settings, registry=registry)
-    assert pipeline.batch_limit(local, settings) == 0  # auto on a CPU: a batch costs its calls one by one
-    assert pipeline.batch_limit(local, settings.model_copy(update={"batch_retries": 2})) == 2
+    fresh = LocalWorker(settings)  # nothing built or loaded yet (a global edit asks before any model ran)
+    assert pipeline.batch_limit(fresh, settings) == 0  # auto on a CPU: a batch costs its calls one by one
+    assert fresh.registry.loaded() == []
+    assert pipeline.batch_limit(fresh, settings.model_copy(update={"batch_retries": 2})) == 2
     # a worker without edit_batch (a remote one batches its users' requests itself)
     assert pipeline.batch_limit(InstantWorker((0, 0, 8, 8)), settings.model_copy(update={"batch_retries": 2})) == 0
 
-    class OnCuda(LocalWorker):  # auto on a GPU: the device the worker reports
-        def status(self):
-            return {**super().status(), "device": "cuda:0"}
+    class OnCuda(LocalWorker):  # auto where the worker says a batch pays (its CUDA check: tests/tools/test_gpu.py)
+        def batch_pays(self):
+            return True
 
-    assert pipeline.batch_limit(OnCuda(settings, registry=registry), settings) == 1
+    assert pipeline.batch_limit(OnCuda(settings), settings) == 1
 
 
 # --------------------------------------------------------------------------- localedit edit / eval: pipeline.run

@@ -41,6 +41,7 @@ def test_each_item_of_a_guided_batch_gets_its_own_guidance_as_alone(registry):
                     image_guidance_scale=image_guidance, generator=torch.Generator().manual_seed(seed)).images[0]
 
     singles = [alone(*item) for item in items]
+    pipe._num_timesteps = None  # set again by the batch, or the check below fails
     steps: list[int] = []
     batched = guided_batch(pipe, ["make it red"] * 3, [i[0] for i in items],
                            [torch.Generator().manual_seed(i[3]) for i in items], [i[1] for i in items],
@@ -119,3 +120,45 @@ def test_a_batch_out_of_gpu_memory_runs_the_first_edit_alone(settings, registry)
     assert mean_diff(answers[0].image, worker.edit(image, mask, EditRequest("ip2p-composite", "make it red",
                                                                             seed=1)).image) == 0
     assert isinstance(answers[1], LocaleditError) and "ran out of memory" in str(answers[1])
+
+
+def test_a_batch_that_runs_longer_than_the_wait_for_its_members_is_not_run_again(settings, registry):
+    """The worker's time limit bounds the wait for the batch's members to arrive, not the batched call:
+    a batch slower than it (a CPU at 512 px) finishes once, and no edit of it runs again alone."""
+    import time
+
+    worker = LocalWorker(settings.model_copy(update={"worker_timeout": 0.3}), registry=registry)
+    image, mask = scene(SIZE, boxes=CATS), box_to_mask(CATS[0], SIZE)
+    unet = registry.get("ip2p").model.unet
+    passes: list[int] = []
+    hook = unet.register_forward_pre_hook(lambda module, args: passes.append(args[0].shape[0]))
+    try:
+        answers = worker.edit_batch(image, [mask, None], [EditRequest("ip2p-composite", "make it red", steps=3),
+                                                          EditRequest("ip2p", "make it red", steps=3)],
+                                    progress=lambda s, t: time.sleep(0.25))  # 0.75 s in all
+    finally:
+        hook.remove()
+    assert [a.info["batch_size"] for a in answers] == [2, 2]
+    assert passes == [6, 6, 6]  # one batched call of two edits (three guidance branches each), nothing again
+
+
+class OneToolFails(LocalWorker):
+    """The real worker, whose region-wise edits fail with an error no editor expects (a bug, say)."""
+
+    def edit(self, image, mask, request, progress=None, cancel=None):
+        if request.editor == "regionwise":
+            raise RuntimeError("boom")
+        return super().edit(image, mask, request, progress=progress, cancel=cancel)
+
+
+def test_an_edit_run_ahead_that_breaks_never_fails_the_one_asked_for(settings, registry):
+    worker = OneToolFails(settings, registry=registry)
+    image, mask = scene(SIZE, boxes=CATS), box_to_mask(CATS[0], SIZE)
+    asked, ahead = EditRequest("ip2p-composite", "make it red"), EditRequest("regionwise", "make it red")
+    answers = worker.edit_batch(image, [mask, mask], [asked, ahead])
+    assert isinstance(answers[0], EditResult)
+    assert isinstance(answers[1], LocaleditError) and "RuntimeError: boom" in str(answers[1])
+    with pytest.raises(RuntimeError, match="boom"):  # the edit asked for fails as it fails alone
+        worker.edit_batch(image, [mask, mask], [ahead, asked])
+    answers = worker.edit_batch(image, [mask, mask], [asked, EditRequest("ip2p-composite", "x", steps="many")])
+    assert isinstance(answers[0], EditResult) and isinstance(answers[1], LocaleditError)  # a malformed one: alone
