@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Sequence
 from urllib.parse import urlsplit
 
+from agent.language import refusals
+
 log = logging.getLogger(__name__)
 
 PLACEHOLDER_KEY = "not-needed"
@@ -145,33 +147,6 @@ def server_of(llm: Any) -> str:
     base = getattr(llm, "openai_api_base", None) or getattr(llm, "base_url", None) or "openai"
     model = getattr(llm, "model_name", None) or getattr(llm, "model", None) or type(llm).__name__
     return f"{base} {model}"
-
-
-_TOOLLESS: set[str] = set()
-_TOOLLESS_LOCK = threading.Lock()
-
-
-def tools_rejected(server: str) -> bool:
-    """Whether this process has seen ``server`` reject tool definitions."""
-    with _TOOLLESS_LOCK:
-        return server in _TOOLLESS
-
-
-def remember_tools_rejected(server: str) -> bool:
-    """Record that ``server`` rejects tools; True the first time (so the reply says it once)."""
-    with _TOOLLESS_LOCK:
-        new = server not in _TOOLLESS
-        _TOOLLESS.add(server)
-    return new
-
-
-def forget_capabilities() -> None:
-    """Forget what was learnt about servers (tests; a server restarted with other options)."""
-    from agent.language import vision
-
-    with _TOOLLESS_LOCK:
-        _TOOLLESS.clear()
-    vision.forget()
 
 
 def status_of(exc: BaseException) -> Optional[int]:
@@ -374,7 +349,7 @@ class ModelCaller:
     @property
     def uses_tools(self) -> bool:
         """Whether the next request will carry the tool definitions."""
-        return self.with_tools is not None and not tools_rejected(self.server)
+        return self.with_tools is not None and self.server not in refusals.TOOLS
 
     images_note = ""
 
@@ -382,7 +357,7 @@ class ModelCaller:
         """``messages``, without their images for a server known to refuse them (:mod:`agent.language.vision`)."""
         from agent.language import vision
 
-        return vision.without_images(messages) if vision.images_rejected(self.server) else list(messages)
+        return vision.without_images(messages) if self.server in refusals.IMAGES else list(messages)
 
     def _images_refused(self, exc: BaseException, messages: Sequence[Any]) -> bool:
         """Whether ``exc`` is the server refusing the images of ``messages`` (then remembered, noted once)."""
@@ -392,7 +367,7 @@ class ModelCaller:
             return False
         detail = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else "")[:120]
         self.images_note = ""
-        if vision.remember_images_rejected(self.server):
+        if refusals.IMAGES.remember(self.server):
             self.images_note = (f"the LLM server does not accept images (HTTP {status_of(exc)}: {detail}); "
                                 "it gets the photo's caption from now on")
         log.info("%s refuses images (HTTP %s: %s); resending without them", self.server, status_of(exc), detail)
@@ -421,7 +396,7 @@ class ModelCaller:
                     continue
                 if tools and is_tools_error(e):
                     detail = redact(str(e).strip().splitlines()[0] if str(e).strip() else "")[:120]
-                    if remember_tools_rejected(self.server):
+                    if refusals.TOOLS.remember(self.server):
                         note = ("the LLM server does not accept tool definitions "
                                 f"(HTTP {status_of(e)}: {detail}); asking it for JSON in the text from now on")
                     log.info("%s rejects tools (HTTP %s: %s); resending without them", self.server,

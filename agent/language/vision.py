@@ -7,7 +7,7 @@
 * A server that refuses images (vLLM 400 "<model> is not a multimodal model", llama.cpp without
   ``--mmproj`` 500 "image input is not supported - hint: ... mmproj", Ollama with a text model
   "vision model not found", LM Studio "Model does not support images") is asked again without them
-  and remembered for this process (:func:`remember_images_rejected`), as tool definitions are in
+  and remembered for this process (:mod:`agent.language.refusals`), as tool definitions are in
   :mod:`agent.language.llm_client`: detected once per server (``LOCALEDIT_LLM_VISION=auto``), or never sent (``off``).
 * A box the model gives (``bbox_2d`` in ``edit_region``) is in pixels of the image as sent
   (Qwen2.5-VL) or on a 0-1000 grid (Qwen3-VL, Gemma 3): :func:`box_format` says which per model
@@ -23,9 +23,9 @@ import base64
 import io
 import logging
 import re
-import threading
 from typing import Any, Optional, Sequence
 
+from agent.language import refusals
 from agent.language.prompts import render_prompt
 from tools.images import iou
 from tools.types import Box, Detection
@@ -37,30 +37,6 @@ _IMAGE_ERROR_RE = re.compile(r"not a multimodal model|image input is not support
                              r"does not support (?:images|image input|vision)|image_url|multimodal", re.I)
 MIN_HINT_IOU = 0.3
 """Overlap (IoU) at which the model's box and a detection are the same object."""
-
-_IMAGELESS: set[str] = set()
-_LOCK = threading.Lock()
-
-
-def images_rejected(server: str) -> bool:
-    """Whether this process has seen ``server`` refuse images."""
-    with _LOCK:
-        return server in _IMAGELESS
-
-
-def remember_images_rejected(server: str) -> bool:
-    """Record that ``server`` refuses images; True the first time (so the reply says it once)."""
-    with _LOCK:
-        new = server not in _IMAGELESS
-        _IMAGELESS.add(server)
-    return new
-
-
-def forget() -> None:
-    """Forget which servers refused images (tests; a server restarted with a vision model)."""
-    with _LOCK:
-        _IMAGELESS.clear()
-
 
 def is_images_error(exc: BaseException, status: Optional[int]) -> bool:
     """Whether a failed request is a server refusing the image parts (the texts in the module docstring)."""
@@ -160,7 +136,7 @@ def with_photo(messages: list[Any], context: Any, server: str, model: Optional[s
     """``messages`` with the photo on screen (``context.photo``) attached, and ``(box format, size sent,
     photo size)``; unchanged and None when ``mode`` is off, ``server`` refuses images or there is no photo."""
     path = getattr(context, "photo", None)
-    if mode == "off" or not path or images_rejected(server):
+    if mode == "off" or not path or server in refusals.IMAGES:
         return list(messages), None
     from agent.runtime.store import ImageStore
 
@@ -180,5 +156,5 @@ def seen(result: Any, photo: Optional[tuple], server: str) -> Any:
     box = getattr(result, "box", None)
     if box is None:
         return result
-    ok = photo is not None and not images_rejected(server)
+    ok = photo is not None and server not in refusals.IMAGES
     return result.model_copy(update={"box": to_pixels(box, *photo) if ok else None})

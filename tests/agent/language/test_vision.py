@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from agent.language import vision
+from agent.language import refusals, vision
 from agent.language.llm import Understander
-from agent.language.llm_client import forget_capabilities, make_llm
+from agent.language.llm_client import make_llm
 from agent.language.parser import ParseContext
 from agent.runtime.session import Conversations
 from tests.conftest import free_port, scene
@@ -102,11 +102,11 @@ class VisionServer:
 
 @pytest.fixture
 def vision_server(request):
-    forget_capabilities()
+    refusals.forget()
     s = VisionServer(request.param)
     yield s
     s.close()
-    forget_capabilities()
+    refusals.forget()
 
 
 def llm_settings(server: VisionServer, **more) -> dict:
