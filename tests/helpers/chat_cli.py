@@ -116,3 +116,27 @@ class Chat:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait()
+
+
+def chat_cli_in_process(monkeypatch, capsys, folder: Path, models_dir: Path, script: str, *args: str,
+                        **env: str) -> str:
+    """``localedit chat-cli`` run in this process, its stdin ``script``: in ``folder``, where the test scene
+    with its cats is ``cats.png``, on the tiny models at 64 px and 2 steps, no automatic retry, both
+    grounding thresholds 0 (every noisy box is a "cat"). ``env``: more ``LOCALEDIT_`` settings by name
+    (``MIN_CLIP_DIR="-1"``). Returns what it printed on stdout."""
+    import io
+
+    from agent.cli import main
+    from tests.conftest import scene
+    from tests.helpers.scenes import CATS, SIZE
+
+    settings = {"MODELS_DIR": str(models_dir), "MAX_SIDE": "64", "STEPS": "2", "DEVICE": "cpu",
+                "DATA_DIR": str(folder / "data"), "AUTO_RETRY": "false", "BOX_THRESHOLD": "0", "TEXT_THRESHOLD": "0",
+                **env}
+    for name, value in settings.items():
+        monkeypatch.setenv(f"LOCALEDIT_{name}", value)
+    monkeypatch.chdir(folder)
+    scene(SIZE, boxes=CATS).save(folder / "cats.png")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(script))
+    assert main(["chat-cli", *args]) == 0
+    return capsys.readouterr().out

@@ -14,7 +14,6 @@ editors' own composites.
 
 from __future__ import annotations
 
-import sys
 
 import numpy as np
 import pytest
@@ -423,21 +422,11 @@ def test_stronger_then_weaker_change_the_pixels_and_say_what_moved(settings, reg
 def test_chat_cli_stronger_after_an_ip2p_composite_edit(tmp_path, tiny_models_dir, monkeypatch, capsys):
     """A scripted terminal session (``localedit chat-cli`` reading stdin): "stronger" gives other
     pixels and says which knob moved to what."""
-    import io
+    from tests.helpers.chat_cli import chat_cli_in_process
 
-    from agent.cli import main
-
-    for name, value in {"MODELS_DIR": str(tiny_models_dir), "MAX_SIDE": "64", "STEPS": "2", "DEVICE": "cpu",
-                        "DATA_DIR": str(tmp_path / "data"), "AUTO_RETRY": "false", "BOX_THRESHOLD": "0",
-                        "TEXT_THRESHOLD": "0"}.items():
-        monkeypatch.setenv(f"LOCALEDIT_{name}", value)
-    monkeypatch.chdir(tmp_path)
-    scene(SIZE, boxes=CATS).save(tmp_path / "cats.png")
-    script = ("/image cats.png\nmake the leftmost cat red\n/details\n/save first.png\nstronger\n/details\n"
-              "/save stronger.png\n/quit\n")
-    monkeypatch.setattr(sys, "stdin", io.StringIO(script))
-    assert main(["chat-cli"]) == 0
-    said = capsys.readouterr().out
+    said = chat_cli_in_process(monkeypatch, capsys, tmp_path, tiny_models_dir,
+                               "/image cats.png\nmake the leftmost cat red\n/details\n/save first.png\nstronger\n"
+                               "/details\n/save stronger.png\n/quit\n")
     assert "Traceback" not in said
     assert "Done, stronger: the leftmost cat is red now." in said, said  # one sentence; the knobs in /details
     assert "with ip2p-composite." in said, said  # the first edit

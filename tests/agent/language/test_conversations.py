@@ -134,27 +134,16 @@ def test_a_scripted_chat_cli_conversation_with_a_correction_and_an_undo_first(tm
     """``localedit chat-cli`` reading a conversation typed as people type (the tiny models ground noise,
     so every box is a "cat"): one sentence per reply, the details behind /details, a correction made
     from the photo before the edit it corrects, and "undo that and ... instead" running both parts."""
-    import io
-    import sys
-
-    from agent.cli import main
     from agent.runtime.session import Conversations
-    from tests.conftest import scene
-    from tests.helpers.scenes import CATS, SIZE
+    from tests.helpers.chat_cli import chat_cli_in_process
     from tools.config import Settings
 
-    for name, value in {"MODELS_DIR": str(tiny_models_dir), "MAX_SIDE": "64", "STEPS": "2", "DEVICE": "cpu",
-                        "DATA_DIR": str(tmp_path / "data"), "AUTO_RETRY": "false", "BOX_THRESHOLD": "0",
-                        "TEXT_THRESHOLD": "0", "MIN_CLIP_DIR": "-1", "MIN_CLIP_RC": "-1", "MIN_CLIP_GC": "-1",
-                        "MAX_L1_OUTSIDE": "1", "MIN_L1_GLOBAL": "0"}.items():  # a lenient judge: random models
-        monkeypatch.setenv(f"LOCALEDIT_{name}", value)
-    monkeypatch.chdir(tmp_path)
-    scene(SIZE, boxes=CATS).save(tmp_path / "cats.png")
-    script = ("/image cats.png\nok so make the leftmost cat kinda red pls\n/details\nnope, blue\n"
-              "undo that and make the rightmost cat green instead\n/quit\n")
-    monkeypatch.setattr(sys, "stdin", io.StringIO(script))
-    assert main(["chat-cli", "--thread", "T"]) == 0
-    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("localedit: ")]
+    out = chat_cli_in_process(monkeypatch, capsys, tmp_path, tiny_models_dir,
+                              "/image cats.png\nok so make the leftmost cat kinda red pls\n/details\nnope, blue\n"
+                              "undo that and make the rightmost cat green instead\n/quit\n", "--thread", "T",
+                              MIN_CLIP_DIR="-1", MIN_CLIP_RC="-1", MIN_CLIP_GC="-1", MAX_L1_OUTSIDE="1",
+                              MIN_L1_GLOBAL="0")  # a lenient judge: random models
+    said = [line for line in out.splitlines() if line.startswith("localedit: ")]
     first = [line.split(". ")[0].rstrip(".") for line in said[2:]]  # a hint may follow ("the other one")
     assert first == ["localedit: Done: the leftmost cat is red now",
                      "localedit: Done: make the leftmost cat red, on the leftmost of the "
