@@ -194,11 +194,8 @@ def run_batched(registry, settings, items: list[BatchItem]) -> list[Any]:
     editor = Editor(PipeRegistry(registry, "ip2p", pipe), settings)
 
     def run(item: BatchItem) -> Any:
-        try:
-            with pipe.member():  # leaving without a pipeline call (failed or cancelled first): the rest go on
-                return editor.edit(item.image, item.mask, item.request, progress=item.progress, cancel=item.cancel)
-        except Exception as err:  # noqa: BLE001 - this item's answer
-            return err
+        with pipe.member():  # leaving without a pipeline call (failed or cancelled first): the rest go on
+            return edit_item(editor, item)
 
     with ThreadPoolExecutor(max_workers=len(items), thread_name_prefix="edit-batch") as pool:
         # each thread in a copy of the caller's context: its progress may write to the caller's stream
@@ -207,12 +204,13 @@ def run_batched(registry, settings, items: list[BatchItem]) -> list[Any]:
         answers = list(pool.map(lambda context, item: context.run(run, item), contexts, items))
     if any(isinstance(a, BatchBroken) for a in answers):
         alone = Editor(registry, settings)
-        return [a if isinstance(a, EditResult) else run_alone(alone, i) for a, i in zip(answers, items)]
+        return [a if isinstance(a, EditResult) else edit_item(alone, i) for a, i in zip(answers, items)]
     return answers
 
 
-def run_alone(editor, item: BatchItem) -> Any:
-    """``item`` on ``editor`` by itself: its result or the exception it raised."""
+def edit_item(editor, item: BatchItem) -> Any:
+    """``item`` on ``editor`` (an :class:`~tools.edit.Editor`, a worker, or an editor on a batch's pipe): its
+    result or the exception it raised."""
     try:
         return editor.edit(item.image, item.mask, item.request, progress=item.progress, cancel=item.cancel)
     except Exception as err:  # noqa: BLE001 - this item's answer

@@ -145,17 +145,17 @@ class LocalWorker:
         """
         import torch
 
-        from tools.worker.batch import BatchItem, run_alone, run_grouped
+        from tools.worker.batch import BatchItem, edit_item, run_grouped
 
         cancel = either(cancel, current_flag())
         items = [BatchItem(image, mask, request, progress if i == 0 else None, cancel)
                  for i, (mask, request) in enumerate(zip(masks, requests))]
         with self._run_lock, self.registry.stage("ip2p"):  # an item that runs alone: self.edit, its own stage
-            answers = run_grouped(self.registry, self.settings, items, lambda item: run_alone(self, item))
+            answers = run_grouped(self.registry, self.settings, items, lambda item: edit_item(self, item))
             first = answers[0]
             if len(items) > 1 and isinstance(first, LocaleditError) and \
                     isinstance(first.__cause__, torch.cuda.OutOfMemoryError):
-                answers = [run_alone(self, items[0])] + [first] * (len(items) - 1)
+                answers = [edit_item(self, items[0])] + [first] * (len(items) - 1)
         if isinstance(answers[0], Exception) and not isinstance(answers[0], LocaleditError):
             raise answers[0]  # the edit asked for fails as it would alone; one run ahead only answers its error
         return [LocaleditError(f"The edit failed ({type(a).__name__}: {a}).")
