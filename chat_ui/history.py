@@ -129,6 +129,9 @@ class SQLiteDataLayer(BaseDataLayer):
         with self._lock, self._db:
             self._db.executescript(_SCHEMA)
         self._transient: set[str] = set()  # steps shown but not kept
+        # Chainlit persists each step write in a task of its own: one at a time, in the order they were
+        # made, so a step's read-merge-write never lands on top of a newer one (a stale stage title)
+        self._step_writes = asyncio.Lock()
         self._order: dict[str, int] = {}  # step id -> its place, taken when Chainlit first hands it over
         self._last = 0  # the last place given
 
@@ -223,6 +226,11 @@ class SQLiteDataLayer(BaseDataLayer):
         if step_dict["id"] in self._transient:
             return
         place = self._place(step_dict["id"])
+        async with self._step_writes:
+            await self._write_step(step_dict, place)
+
+    async def _write_step(self, step_dict: "StepDict", place: int) -> None:
+        """Merge ``step_dict`` (a partial update) into the stored step, or store it at ``place``."""
         rows = await self._q("SELECT data, seq FROM steps WHERE id = ?", (step_dict["id"],))
         old = json.loads(rows[0]["data"]) if rows else {}
         merged = dict(old)

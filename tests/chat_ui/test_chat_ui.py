@@ -302,6 +302,19 @@ def test_history_keeps_threads_steps_and_pictures(tmp_path, monkeypatch):
                                             "name": "Edited the cat in 1 s"}))
         again._q = real_q
         assert [s["id"] for s in (await again.get_thread("t3"))["steps"]] == ["run1", "turn1"]
+        # two writes of one step (its live title, then its final one): the older may not land last
+        async def slow_for_live_title(sql, params=()):
+            if sql.startswith("INSERT INTO steps") and '"Attempt 2 of 2"' in str(params):
+                await asyncio.sleep(0.2)
+            return await real_q(sql, params)
+
+        again._q = slow_for_live_title
+        await asyncio.gather(create(again, {"id": "edit2", "threadId": "t3", "type": "tool", "name": "Attempt 2 of 2"}),
+                             create(again, {"id": "edit2", "threadId": "t3", "type": "tool",
+                                            "name": "Attempt 2 of 2: ip2p"}))
+        again._q = real_q
+        steps = {s["id"]: s for s in (await again.get_thread("t3"))["steps"]}
+        assert steps["edit2"]["name"] == "Attempt 2 of 2: ip2p"
         await again.close()
 
     asyncio.run(story())
